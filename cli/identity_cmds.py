@@ -1,0 +1,78 @@
+"""`tits init` and `tits whoami`: the user's GnuPG identity and this device."""
+
+from __future__ import annotations
+
+import base64
+import socket
+from typing import Annotated
+
+import typer
+
+from .context import State
+from .output import console, emit_json, t
+
+
+def init(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Your display name (in your GnuPG key).")],
+    email: Annotated[str, typer.Option("--email", help="Your email (in your GnuPG key).")],
+    device_name: Annotated[
+        str | None, typer.Option("--device-name", help="Name of this device [hostname].")
+    ] = None,
+    broker: Annotated[
+        str | None, typer.Option("--broker", help="Broker URL, as its status page shows it.")
+    ] = None,
+    keyserver: Annotated[
+        str | None, typer.Option("--keyserver", help="ω IM key server, e.g. http://host:11371")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create your identity (an ed25519/cv25519 GnuPG key) and this device's key."""
+    home = State.of(ctx).home
+    dev = device_name or socket.gethostname()[:64] or "device"
+    fp, device = home.create(name, email, dev, broker=broker, keyserver=keyserver)
+    if as_json:
+        emit_json({"fingerprint": fp, "device": device.id})
+    else:
+        console.print(f"[bold green]✓[/] {t('身分已建立', 'identity created')}: [bold]{fp}[/]")
+        console.print(
+            f"  {t('裝置', 'device')}: {dev} ({device.id})  {t('家目錄', 'home')}: {home.path}"
+        )
+
+
+def whoami(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show your fingerprint, name and this device's certificate."""
+    home = State.of(ctx).home
+    cfg = home.config
+    cert, cert_bytes, sig = home.certificate
+    if as_json:
+        emit_json(
+            {
+                "fingerprint": home.fingerprint,
+                "name": cfg.get("name", ""),
+                "email": cfg.get("email", ""),
+                "broker": cfg.get("broker"),
+                "keyserver": cfg.get("keyserver"),
+                "device": {
+                    "id": cert.device,
+                    "name": cert.name,
+                    "public_key": base64.b64encode(cert.public_key).decode(),
+                    "certificate": base64.b64encode(cert_bytes).decode(),
+                    "signature": sig,
+                    "expires": cert.expires,
+                },
+            }
+        )
+        return
+    console.print(f"[bold]{cfg.get('name', '')}[/] <{cfg.get('email', '')}>")
+    console.print(f"  {t('指紋', 'fingerprint')}: {home.fingerprint}")
+    console.print(f"  {t('裝置', 'device')}: {cert.name} ({cert.device})")
+    for key, label in (
+        ("broker", t("伺服器", "broker")),
+        ("keyserver", t("金鑰伺服器", "keyserver")),
+    ):
+        if cfg.get(key):
+            console.print(f"  {label}: {cfg[key]}")

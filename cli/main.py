@@ -1,0 +1,48 @@
+"""The `tits` command: Typer app, global options, and one readable line for every error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tits.errors import TitsError
+
+from . import identity_cmds
+from .context import State
+from .output import fail
+
+app = typer.Typer(
+    name="tits",
+    help="ω IM — TiTs isn't Telegram, sorry. 你的 GnuPG 金鑰就是你的身分。",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home", help="Home directory [$TITS_HOME, then ~/.tits].", show_default=False
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = State(home_arg=home)
+
+
+app.command()(identity_cmds.init)
+app.command()(identity_cmds.whoami)
+
+
+def main() -> None:
+    try:
+        app()
+    except TitsError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

@@ -1,0 +1,239 @@
+"""Device keys: each device has its own Ed25519 key, certified by the user's GnuPG identity.
+
+The certificate is a short canonical text, so anyone can check it with plain
+``gpg --verify cert.sig cert.txt``::
+
+    tits-device-certificate-v1
+    identity: <40-hex fingerprint>
+    device-key: <base64 of the raw 32-byte Ed25519 public key>
+    device-name: <name>
+    created: <unix seconds>
+    expires: <unix seconds>
+
+Per-message signatures use the device key (tens of µs in process); GnuPG is only needed once
+per certificate, and `CertificateCache` remembers certificates already checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .errors import IdentityError, VerificationError
+from .identity import Identity, normalise_fingerprint
+
+CERT_MAGIC = "tits-device-certificate-v1"
+REVOKE_MAGIC = "tits-device-revocation-v1"
+DEFAULT_LIFETIME = 2 * 365 * 24 * 3600
+_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+
+
+def device_id(public_key: bytes) -> str:
+    """16 hex digits naming a device: the start of SHA-256 of its public key."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    identity: str
+    public_key: bytes
+    name: str
+    created: int
+    expires: int
+
+    @property
+    def device(self) -> str:
+        return device_id(self.public_key)
+
+    def to_bytes(self) -> bytes:
+        """The exact bytes the identity signs."""
+        return (
+            f"{CERT_MAGIC}\n"
+            f"identity: {self.identity}\n"
+            f"device-key: {base64.b64encode(self.public_key).decode()}\n"
+            f"device-name: {self.name}\n"
+            f"created: {self.created}\n"
+            f"expires: {self.expires}\n"
+        ).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> Certificate:
+        try:
+            lines = data.decode("utf-8").split("\n")
+            if lines[0] != CERT_MAGIC or lines[-1] != "" or len(lines) != 7:
+                raise ValueError("layout")
+            fields = dict(line.split(": ", 1) for line in lines[1:-1])
+            cert = cls(
+                identity=normalise_fingerprint(fields["identity"]),
+                public_key=base64.b64decode(fields["device-key"], validate=True),
+                name=fields["device-name"],
+                created=int(fields["created"]),
+                expires=int(fields["expires"]),
+            )
+        except (ValueError, KeyError, UnicodeDecodeError, IdentityError) as exc:
+            raise VerificationError(f"not a device certificate ({exc})") from None
+        if len(cert.public_key) != 32 or not _NAME_RE.match(cert.name):
+            raise VerificationError("not a device certificate (key or name)")
+        if cert.to_bytes() != data:  # only the canonical form is accepted
+            raise VerificationError("device certificate is not in canonical form")
+        return cert
+
+
+@dataclass(frozen=True)
+class Revocation:
+    identity: str
+    device: str
+    revoked: int
+
+    def to_bytes(self) -> bytes:
+        return (
+            f"{REVOKE_MAGIC}\nidentity: {self.identity}\ndevice: {self.device}\n"
+            f"revoked: {self.revoked}\n"
+        ).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> Revocation:
+        try:
+            lines = data.decode("utf-8").split("\n")
+            if lines[0] != REVOKE_MAGIC or len(lines) != 5 or lines[-1] != "":
+                raise ValueError("layout")
+            fields = dict(line.split(": ", 1) for line in lines[1:-1])
+            rev = cls(
+                normalise_fingerprint(fields["identity"]),
+                fields["device"],
+                int(fields["revoked"]),
+            )
+        except (ValueError, KeyError, UnicodeDecodeError, IdentityError) as exc:
+            raise VerificationError(f"not a device revocation ({exc})") from None
+        if rev.to_bytes() != data or not re.fullmatch(r"[0-9a-f]{16}", rev.device):
+            raise VerificationError("device revocation is not in canonical form")
+        return rev
+
+
+class DeviceKey:
+    """This device's private Ed25519 key."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public_key = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.id = device_id(self.public_key)
+
+    @classmethod
+    def generate(cls) -> DeviceKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: Path) -> DeviceKey:
+        try:
+            raw = path.read_bytes()
+            return cls(Ed25519PrivateKey.from_private_bytes(raw))
+        except (OSError, ValueError) as exc:
+            raise IdentityError(f"cannot read device key {path}: {exc}") from None
+
+    def save(self, path: Path) -> None:
+        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+        raw = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        _write_secret(path, raw)
+
+    def sign(self, data: bytes) -> bytes:
+        return self._private.sign(data)
+
+    def certify(
+        self, identity: Identity, fingerprint: str, name: str, lifetime: int = DEFAULT_LIFETIME
+    ) -> tuple[Certificate, str]:
+        """Have the GnuPG identity sign a certificate for this device; (certificate, signature)."""
+        now = int(time.time())
+        cert = Certificate(
+            normalise_fingerprint(fingerprint), self.public_key, name, now, now + lifetime
+        )
+        Certificate.parse(cert.to_bytes())  # refuse names that would not round-trip
+        return cert, identity.sign_detached(cert.to_bytes(), fingerprint)
+
+
+def verify_signature(public_key: bytes, data: bytes, signature: bytes) -> None:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        raise VerificationError("device signature does not verify") from None
+
+
+def revoke(identity: Identity, fingerprint: str, device: str) -> tuple[Revocation, str]:
+    rev = Revocation(normalise_fingerprint(fingerprint), device, int(time.time()))
+    return rev, identity.sign_detached(rev.to_bytes(), fingerprint)
+
+
+class CertificateCache:
+    """Device certificates already checked with GnuPG, so each costs one gpg call, not one per
+    message. The identity's public key must be in `identity`'s ring before `add`."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self._certs: dict[tuple[str, str], Certificate] = {}
+        self._revoked: dict[tuple[str, str], int] = {}
+        self._keys: dict[tuple[str, str], Ed25519PublicKey] = {}
+
+    def add(
+        self, cert_bytes: bytes, signature: str | bytes, expected_identity: str | None = None
+    ) -> Certificate:
+        cert = Certificate.parse(cert_bytes)
+        if expected_identity is not None and cert.identity != normalise_fingerprint(
+            expected_identity
+        ):
+            raise VerificationError(
+                f"certificate names {cert.identity}, expected {expected_identity}"
+            )
+        key = (cert.identity, cert.device)
+        known = self._certs.get(key)
+        if known is None or known.to_bytes() != cert_bytes:
+            self.identity.verify_detached(cert_bytes, signature, cert.identity)
+            self._certs[key] = cert
+            self._keys[key] = Ed25519PublicKey.from_public_bytes(cert.public_key)
+        self.check_current(cert)
+        return cert
+
+    def add_revocation(self, data: bytes, signature: str | bytes) -> Revocation:
+        rev = Revocation.parse(data)
+        self.identity.verify_detached(data, signature, rev.identity)
+        self._revoked[(rev.identity, rev.device)] = rev.revoked
+        return rev
+
+    def check_current(self, cert: Certificate, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        if (cert.identity, cert.device) in self._revoked:
+            raise VerificationError(f"device {cert.device} of {cert.identity[:16]} is revoked")
+        if now >= cert.expires:
+            raise VerificationError(f"device {cert.device} certificate expired")
+        if now + 300 < cert.created:
+            raise VerificationError(f"device {cert.device} certificate is from the future")
+
+    def get(self, identity: str, device: str) -> Certificate | None:
+        return self._certs.get((identity, device))
+
+    def verify(self, identity: str, device: str, data: bytes, signature: bytes) -> Certificate:
+        """Check a per-message signature by a known, current device of `identity`."""
+        cert = self._certs.get((identity, device))
+        if cert is None:
+            raise VerificationError(f"unknown device {device} for {identity[:16]}")
+        self.check_current(cert)
+        try:
+            self._keys[(identity, device)].verify(signature, data)
+        except InvalidSignature:
+            raise VerificationError("device signature does not verify") from None
+        return cert

@@ -1,0 +1,331 @@
+"""Every message ω IM puts on a wire, as tagged msgspec Structs, with one decoder per channel.
+
+A ZeroMQ message is frames: ``[envelope, body?]``. The envelope is msgpack of one of the
+Structs below; brokers read it. The body is opaque to brokers: a `SealedBody` (text, encrypted
+with the conversation's session key) or a `MediaBody` (signed, never encrypted).
+
+Tags are set explicitly so a class rename never changes the wire. New fields get defaults;
+decoders ignore unknown fields, so newer peers can talk to older ones.
+
+Channels and who sends what:
+
+- client → broker (`CLIENT_DECODER`): Hello, Login, Send, Received, Ping, Bye
+- broker → client (`SERVER_DECODER`): Challenge, Welcome, Accepted, Deliver, Error, Pong
+- broker ↔ broker (`PEER_DECODER`): PeerHello, Heartbeat, HeartbeatAck, Forward, ForwardAck,
+  SnapshotRequest, Snapshot, Error
+- gossip PUB/SUB (`GOSSIP_DECODER`): SignedAdvert, PresenceUpdate
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Annotated, Any, Union
+
+import msgspec
+from msgspec import Meta, Struct
+
+from .errors import WireError
+
+PROTOCOL = 1
+
+# -- limits that live in the types -----------------------------------------------------------
+
+MAX_RECIPIENTS = 256
+MAX_BODY = 1 << 20  # one text or inline media body; bigger files are chunked by the client
+MAX_ENVELOPE = 16 << 10
+MAX_FRAMES = 2
+
+Fingerprint = Annotated[str, Meta(pattern=r"^[0-9A-F]{40}$")]
+DeviceId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
+MsgId = Annotated[bytes, Meta(min_length=16, max_length=16)]
+GroupId = Annotated[bytes, Meta(min_length=16, max_length=16)]
+Nonce = Annotated[bytes, Meta(min_length=32, max_length=32)]
+Sha256 = Annotated[bytes, Meta(min_length=32, max_length=32)]
+Text = Annotated[str, Meta(max_length=1024)]
+Mime = Annotated[str, Meta(pattern=r"^[a-z0-9.+-]+/[a-zA-Z0-9.+-]+$", max_length=100)]
+Epoch = Annotated[int, Meta(ge=0, lt=1 << 32)]
+Hops = Annotated[int, Meta(ge=0, le=64)]
+U64 = Annotated[int, Meta(ge=0, le=(1 << 63) - 1)]
+Recipients = Annotated[list[Fingerprint], Meta(max_length=MAX_RECIPIENTS)]
+DEFAULT_TTL = 16
+
+
+def new_msg_id() -> bytes:
+    """128-bit, time-ordered: 48 bits of milliseconds, then 80 random bits."""
+    return (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
+
+
+def msg_id_time_ms(msg_id: bytes) -> int:
+    return int.from_bytes(msg_id[:6], "big")
+
+
+def new_group_id() -> bytes:
+    return os.urandom(16)
+
+
+class _Msg(Struct, tag_field="k", forbid_unknown_fields=False, omit_defaults=True):
+    v: int = PROTOCOL
+
+
+# -- client → broker ---------------------------------------------------------------------------
+
+
+class Hello(_Msg, tag="hello"):
+    """Ask for a login challenge."""
+
+
+class Login(_Msg, tag="login"):
+    """`blob`: OpenPGP message, signed by the user and encrypted to the broker (see login.py)."""
+
+    blob: Annotated[bytes, Meta(max_length=64 << 10)] = b""
+
+
+class Send(_Msg, tag="send"):
+    """A message from the logged-in user; the body frame follows."""
+
+    id: MsgId = b"\0" * 16
+    sender: Fingerprint = "0" * 40
+    to: Recipients = []
+    group: GroupId | None = None
+    ttl: Hops = DEFAULT_TTL
+
+
+class Received(_Msg, tag="received"):
+    """This device has stored these deliveries; the broker may advance its cursor."""
+
+    ids: Annotated[list[MsgId], Meta(max_length=1024)] = []
+
+
+class Ping(_Msg, tag="ping"):
+    t: U64 = 0
+
+
+class Bye(_Msg, tag="bye"):
+    pass
+
+
+# -- broker → client ---------------------------------------------------------------------------
+
+
+class Challenge(_Msg, tag="challenge"):
+    nonce: Nonce = b"\0" * 32
+    broker: Fingerprint = "0" * 40
+    expires: U64 = 0
+
+
+class Welcome(_Msg, tag="welcome"):
+    fingerprint: Fingerprint = "0" * 40
+    device: DeviceId = "0" * 16
+    broker: Fingerprint = "0" * 40
+
+
+class Accepted(_Msg, tag="accepted"):
+    """The message `id` is durably stored (or taken by the next hop)."""
+
+    id: MsgId = b"\0" * 16
+
+
+class Deliver(_Msg, tag="deliver"):
+    """A message for this user; the body frame follows. `sender` is what the origin broker
+    saw logged in; the body's own signature is what the receiving client trusts."""
+
+    id: MsgId = b"\0" * 16
+    sender: Fingerprint = "0" * 40
+    to: Recipients = []
+    group: GroupId | None = None
+
+
+class Error(_Msg, tag="error"):
+    """A typed refusal. `ref` names the message it is about, when there is one."""
+
+    code: Annotated[str, Meta(max_length=64)] = "error"
+    message: Text = ""
+    ref: MsgId | None = None
+
+
+class Pong(_Msg, tag="pong"):
+    t: U64 = 0
+
+
+# -- broker ↔ broker ---------------------------------------------------------------------------
+
+
+class PeerHello(_Msg, tag="peer-hello"):
+    broker: Fingerprint = "0" * 40
+    address: Annotated[str, Meta(max_length=256)] = ""
+
+
+class Heartbeat(_Msg, tag="heartbeat"):
+    t: U64 = 0
+
+
+class HeartbeatAck(_Msg, tag="heartbeat-ack"):
+    t: U64 = 0
+
+
+class Forward(_Msg, tag="forward"):
+    """A client's `Send`, carried between brokers; the body frame follows."""
+
+    id: MsgId = b"\0" * 16
+    origin: Fingerprint = "0" * 40  # broker where the sender logged in
+    sender: Fingerprint = "0" * 40
+    to: Recipients = []
+    group: GroupId | None = None
+    target: Fingerprint = "0" * 40  # broker that should deliver
+    hops: Hops = DEFAULT_TTL
+
+
+class ForwardAck(_Msg, tag="forward-ack"):
+    id: MsgId = b"\0" * 16
+
+
+class SnapshotRequest(_Msg, tag="snapshot-request"):
+    pass
+
+
+class Link(Struct, forbid_unknown_fields=False, array_like=True):
+    peer: Fingerprint
+    cost_us: Annotated[int, Meta(ge=1, le=60_000_000)]
+
+
+class Advert(Struct, forbid_unknown_fields=False):
+    """One broker's link-state advertisement: who it is, where, and its links with costs."""
+
+    broker: Fingerprint
+    address: Annotated[str, Meta(max_length=512)]
+    seq: U64
+    links: Annotated[list[Link], Meta(max_length=1024)] = []
+    alive: bool = True  # False: the broker said goodbye (a graceful leave)
+    http: Annotated[str, Meta(max_length=256)] = ""
+
+
+class SignedAdvert(_Msg, tag="advert"):
+    """`advert` is msgpack of an `Advert`; `signature` an OpenPGP detached signature over it."""
+
+    advert: Annotated[bytes, Meta(max_length=64 << 10)] = b""
+    signature: Annotated[bytes, Meta(max_length=4096)] = b""
+
+
+class Snapshot(_Msg, tag="snapshot"):
+    adverts: Annotated[list[SignedAdvert], Meta(max_length=4096)] = []
+    seq: U64 = 0
+
+
+class PresenceEntry(Struct, forbid_unknown_fields=False, array_like=True):
+    fingerprint: Fingerprint
+    devices: Annotated[list[DeviceId], Meta(max_length=64)]
+    name: Text = ""
+
+
+class PresenceUpdate(_Msg, tag="presence"):
+    broker: Fingerprint = "0" * 40
+    seq: U64 = 0
+    users: Annotated[list[PresenceEntry], Meta(max_length=100_000)] = []
+
+
+ClientMsg = Union[Hello, Login, Send, Received, Ping, Bye]
+ServerMsg = Union[Challenge, Welcome, Accepted, Deliver, Error, Pong]
+PeerMsg = Union[
+    PeerHello, Heartbeat, HeartbeatAck, Forward, ForwardAck, SnapshotRequest, Snapshot, Error
+]
+GossipMsg = Union[SignedAdvert, PresenceUpdate]
+
+# -- bodies (client to client; brokers never read these) ------------------------------------
+
+
+class Header(Struct, forbid_unknown_fields=False, omit_defaults=True):
+    """The client-to-client header. In a sealed body it is encrypted with the payload."""
+
+    ts_ms: U64
+    serial: U64
+    checksum: Sha256  # SHA-256 of the payload
+    mime: Mime = "text/plain"
+    lifetime_s: U64 = 0  # display lifetime; 0 = keep
+    group: GroupId | None = None
+    epoch: Epoch = 0
+    reply_to: MsgId | None = None
+
+
+class Signed(Struct, forbid_unknown_fields=False):
+    """Header and payload signed by a device key: `signature` covers `header_payload`."""
+
+    header_payload: bytes  # msgpack of [Header, payload]
+    device: DeviceId
+    signature: Annotated[bytes, Meta(min_length=64, max_length=64)]
+
+
+class SealedBody(Struct, tag="sealed", tag_field="b", forbid_unknown_fields=False):
+    """A text: `Signed`, encrypted with the session key of `epoch` (AEAD, envelope as AD)."""
+
+    epoch: Epoch
+    alg: Annotated[str, Meta(pattern=r"^(aes256gcm|chacha20poly1305)$")]
+    nonce: Annotated[bytes, Meta(min_length=12, max_length=12)]
+    ciphertext: Annotated[bytes, Meta(max_length=MAX_BODY)]
+    key: Annotated[list[bytes], Meta(max_length=MAX_RECIPIENTS)] = []  # wrapped keys, if any
+
+
+class MediaBody(Struct, tag="media", tag_field="b", forbid_unknown_fields=False):
+    """Media: signed, never encrypted; named by the SHA-256 of its content."""
+
+    signed: Signed
+    sha256: Sha256
+
+
+class KeyBody(Struct, tag="key", tag_field="b", forbid_unknown_fields=False):
+    """A session key for one member, wrapped with GnuPG (an ASCII-armored OpenPGP message)."""
+
+    group: GroupId
+    epoch: Epoch
+    wrapped: Annotated[bytes, Meta(max_length=16 << 10)]
+    secure: bool = False
+
+
+Body = Union[SealedBody, MediaBody, KeyBody]
+
+# -- encoders and decoders (built once) -------------------------------------------------------
+
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+
+
+class _Decoder:
+    """A msgspec decoder whose every failure is a `WireError`."""
+
+    def __init__(self, type_: Any, name: str, limit: int) -> None:
+        self._dec = msgspec.msgpack.Decoder(type_)
+        self.name = name
+        self.limit = limit
+
+    def decode(self, data: bytes | memoryview) -> Any:
+        if len(data) > self.limit:
+            raise WireError(f"{self.name}: {len(data)} bytes is over the {self.limit} limit")
+        try:
+            return self._dec.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise WireError(f"{self.name}: {exc}") from None
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            raise WireError(f"{self.name}: undecodable ({type(exc).__name__})") from None
+
+
+CLIENT_DECODER = _Decoder(ClientMsg, "client message", MAX_ENVELOPE)
+SERVER_DECODER = _Decoder(ServerMsg, "server message", MAX_ENVELOPE)
+PEER_DECODER = _Decoder(PeerMsg, "peer message", MAX_ENVELOPE + (4 << 20))
+GOSSIP_DECODER = _Decoder(GossipMsg, "gossip message", 8 << 20)
+ADVERT_DECODER = _Decoder(Advert, "advertisement", 64 << 10)
+BODY_DECODER = _Decoder(Body, "body", MAX_BODY + (64 << 10))
+SIGNED_DECODER = _Decoder(Signed, "signed body", MAX_BODY + 1024)
+HEADER_PAYLOAD_DECODER = _Decoder(tuple[Header, bytes], "header and payload", MAX_BODY + 1024)
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def associated_data(
+    msg_id: bytes, sender: str, to: list[str], group: bytes | None, epoch: int
+) -> bytes:
+    """What a sealed body is bound to: a broker that moves it to another conversation, sender
+    or recipient list breaks the AEAD tag. Hop counts are left out: they change en route."""
+    return encode((PROTOCOL, msg_id, sender, sorted(to), group, epoch))
