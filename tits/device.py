@@ -11,7 +11,9 @@ The certificate is a short canonical text, so anyone can check it with plain
     expires: <unix seconds>
 
 Per-message signatures use the device key (tens of µs in process); GnuPG is only needed once
-per certificate, and `CertificateCache` remembers certificates already checked.
+per certificate, and `CertificateCache` remembers certificates already checked. Ed25519 comes
+from PyNaCl (libsodium): its verify is about twice as fast as `cryptography`'s here (54 vs
+108 µs), and verifying is the per-message cost every receiver pays.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.exceptions import BadSignatureError
+from nacl.exceptions import ValueError as NaclValueError
+from nacl.signing import SigningKey, VerifyKey
 
 from .errors import IdentityError, VerificationError
 from .identity import Identity, normalise_fingerprint
@@ -129,31 +131,27 @@ class Revocation:
 class DeviceKey:
     """This device's private Ed25519 key."""
 
-    def __init__(self, private: Ed25519PrivateKey) -> None:
+    def __init__(self, private: SigningKey) -> None:
         self._private = private
-        self.public_key = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key = bytes(private.verify_key)
         self.id = device_id(self.public_key)
 
     @classmethod
     def generate(cls) -> DeviceKey:
-        return cls(Ed25519PrivateKey.generate())
+        return cls(SigningKey.generate())
 
     @classmethod
     def load(cls, path: Path) -> DeviceKey:
         try:
-            raw = path.read_bytes()
-            return cls(Ed25519PrivateKey.from_private_bytes(raw))
-        except (OSError, ValueError) as exc:
+            return cls(SigningKey(path.read_bytes()))  # the 32-byte seed
+        except (OSError, ValueError, NaclValueError, TypeError) as exc:
             raise IdentityError(f"cannot read device key {path}: {exc}") from None
 
     def save(self, path: Path) -> None:
-        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
-
-        raw = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        _write_secret(path, raw)
+        _write_secret(path, bytes(self._private))
 
     def sign(self, data: bytes) -> bytes:
-        return self._private.sign(data)
+        return self._private.sign(data).signature
 
     def certify(
         self, identity: Identity, fingerprint: str, name: str, lifetime: int = DEFAULT_LIFETIME
@@ -165,13 +163,6 @@ class DeviceKey:
         )
         Certificate.parse(cert.to_bytes())  # refuse names that would not round-trip
         return cert, identity.sign_detached(cert.to_bytes(), fingerprint)
-
-
-def verify_signature(public_key: bytes, data: bytes, signature: bytes) -> None:
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
-    except (InvalidSignature, ValueError):
-        raise VerificationError("device signature does not verify") from None
 
 
 def revoke(identity: Identity, fingerprint: str, device: str) -> tuple[Revocation, str]:
@@ -187,7 +178,7 @@ class CertificateCache:
         self.identity = identity
         self._certs: dict[tuple[str, str], Certificate] = {}
         self._revoked: dict[tuple[str, str], int] = {}
-        self._keys: dict[tuple[str, str], Ed25519PublicKey] = {}
+        self._keys: dict[tuple[str, str], VerifyKey] = {}
 
     def add(
         self, cert_bytes: bytes, signature: str | bytes, expected_identity: str | None = None
@@ -204,7 +195,7 @@ class CertificateCache:
         if known is None or known.to_bytes() != cert_bytes:
             self.identity.verify_detached(cert_bytes, signature, cert.identity)
             self._certs[key] = cert
-            self._keys[key] = Ed25519PublicKey.from_public_bytes(cert.public_key)
+            self._keys[key] = VerifyKey(cert.public_key)
         self.check_current(cert)
         return cert
 
@@ -233,7 +224,7 @@ class CertificateCache:
             raise VerificationError(f"unknown device {device} for {identity[:16]}")
         self.check_current(cert)
         try:
-            self._keys[(identity, device)].verify(signature, data)
-        except InvalidSignature:
+            self._keys[(identity, device)].verify(data, signature)
+        except (BadSignatureError, NaclValueError, TypeError):
             raise VerificationError("device signature does not verify") from None
         return cert

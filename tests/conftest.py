@@ -1,0 +1,68 @@
+"""Shared fixtures: GnuPG homes in temp dirs (agents killed afterwards) and ready-made users."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tits.home import Home
+
+
+def kill_agent(gnupghome: Path) -> None:
+    if gnupghome.exists():
+        subprocess.run(
+            ["gpgconf", "--homedir", str(gnupghome), "--kill", "all"],
+            check=False,
+            capture_output=True,
+            timeout=10,
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_gpg() -> None:
+    if shutil.which("gpg") is None:
+        pytest.exit("GnuPG is required: apt-get install gnupg", returncode=2)
+
+
+@pytest.fixture
+def make_home(tmp_path: Path) -> Iterator[Callable[..., Home]]:
+    """Make an initialised client home: make_home("alice") -> Home with key and device."""
+    made: list[Home] = []
+
+    def factory(name: str, email: str | None = None, device: str | None = None) -> Home:
+        home = Home(tmp_path / name)
+        home.create(name.title(), email or f"{name}@example.org", device or f"{name}-dev")
+        made.append(home)
+        return home
+
+    yield factory
+    for home in made:
+        kill_agent(home.path / "gnupg")
+
+
+class Users:
+    """Alice, Bob and Mallory with each other's public keys: made once per test session."""
+
+    def __init__(self, root: Path) -> None:
+        self.alice = Home(root / "alice")
+        self.bob = Home(root / "bob")
+        self.mallory = Home(root / "mallory")
+        self.all = (self.alice, self.bob, self.mallory)
+        for h in self.all:
+            h.create(h.path.name.title(), f"{h.path.name}@example.org", f"{h.path.name}-dev")
+        for a in self.all:
+            for b in self.all:
+                if a is not b:
+                    a.identity.import_public(b.identity.export_public(b.fingerprint))
+
+
+@pytest.fixture(scope="session")
+def users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Users]:
+    u = Users(tmp_path_factory.mktemp("users"))
+    yield u
+    for h in u.all:
+        kill_agent(h.path / "gnupg")

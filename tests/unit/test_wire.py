@@ -1,0 +1,147 @@
+"""Every wire kind round-trips; any bytes at all into any decoder raise only WireError."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tits import wire
+from tits.errors import WireError
+
+FP_A, FP_B = "A" * 40, "0123456789ABCDEF0123456789ABCDEF01234567"
+MID = wire.new_msg_id()
+GID = wire.new_group_id()
+SIG = b"\x01" * 64
+SIGNED = wire.Signed(header_payload=b"hp", device="0123456789abcdef", signature=SIG)
+ADVERT = wire.SignedAdvert(advert=b"a", signature=b"s")
+
+SAMPLES = {
+    wire.CLIENT_DECODER: [
+        wire.Hello(),
+        wire.Login(blob=b"x" * 100),
+        wire.Send(id=MID, sender=FP_A, to=[FP_B], group=GID, ttl=3),
+        wire.Received(ids=[MID, MID]),
+        wire.Ping(t=5),
+        wire.Bye(),
+    ],
+    wire.SERVER_DECODER: [
+        wire.Challenge(nonce=b"n" * 32, broker=FP_A, expires=10),
+        wire.Welcome(fingerprint=FP_A, device="0123456789abcdef", broker=FP_B),
+        wire.Accepted(id=MID),
+        wire.Deliver(id=MID, sender=FP_A, to=[FP_B], group=None),
+        wire.Error(code="bad-frame", message="無法解碼", ref=MID),
+        wire.Pong(t=1),
+    ],
+    wire.PEER_DECODER: [
+        wire.PeerHello(broker=FP_A, address="tcp://127.0.0.1:1"),
+        wire.Heartbeat(t=1),
+        wire.HeartbeatAck(t=1),
+        wire.Forward(id=MID, origin=FP_A, sender=FP_B, to=[FP_B], target=FP_A, hops=2),
+        wire.ForwardAck(id=MID),
+        wire.SnapshotRequest(),
+        wire.Snapshot(adverts=[ADVERT], seq=9),
+        wire.Error(code="x"),
+    ],
+    wire.GOSSIP_DECODER: [
+        ADVERT,
+        wire.PresenceUpdate(
+            broker=FP_A, seq=1, users=[wire.PresenceEntry(FP_B, ["0123456789abcdef"], "陳")]
+        ),
+    ],
+    wire.ADVERT_DECODER: [
+        wire.Advert(broker=FP_A, address="tcp://h:1", seq=3, links=[wire.Link(FP_B, 250)])
+    ],
+    wire.BODY_DECODER: [
+        wire.SealedBody(epoch=1, alg="aes256gcm", nonce=b"n" * 12, ciphertext=b"c"),
+        wire.MediaBody(signed=SIGNED, sha256=b"h" * 32),
+        wire.KeyBody(group=GID, epoch=2, wrapped=b"-----BEGIN PGP MESSAGE-----", secure=True),
+    ],
+    wire.SIGNED_DECODER: [SIGNED],
+}
+ALL_DECODERS = [*SAMPLES, wire.HEADER_PAYLOAD_DECODER]
+
+
+@pytest.mark.parametrize(
+    ("decoder", "msg"), [(d, m) for d, ms in SAMPLES.items() for m in ms], ids=repr
+)
+def test_round_trip(decoder: wire._Decoder, msg: object) -> None:
+    assert decoder.decode(wire.encode(msg)) == msg
+
+
+def test_header_payload_round_trip() -> None:
+    h = wire.Header(ts_ms=1, serial=2, checksum=wire.sha256(b"p"), mime="image/png", epoch=4)
+    assert wire.HEADER_PAYLOAD_DECODER.decode(wire.encode((h, b"p"))) == (h, b"p")
+
+
+def test_channels_do_not_cross() -> None:
+    """A server message is not a client message: a client cannot send a Deliver to a broker."""
+    with pytest.raises(WireError):
+        wire.CLIENT_DECODER.decode(wire.encode(wire.Deliver(id=MID, sender=FP_A)))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        wire.Send(id=MID, sender="a" * 40, to=[]),  # lower-case fingerprint
+        wire.Send(id=b"short", sender=FP_A),
+        wire.Send(id=MID, sender=FP_A, to=[FP_B] * (wire.MAX_RECIPIENTS + 1)),
+        wire.Send(id=MID, sender=FP_A, ttl=65),
+        wire.Challenge(nonce=b"short", broker=FP_A),
+    ],
+    ids=["lowercase-fp", "short-id", "too-many-recipients", "ttl", "short-nonce"],
+)
+def test_limits_in_the_types(bad: msgspec.Struct) -> None:
+    decoder = wire.SERVER_DECODER if isinstance(bad, wire.Challenge) else wire.CLIENT_DECODER
+    with pytest.raises(WireError):
+        decoder.decode(wire.encode(bad))
+
+
+def test_oversized_input_refused_before_parsing() -> None:
+    with pytest.raises(WireError, match="limit"):
+        wire.CLIENT_DECODER.decode(b"\x00" * (wire.MAX_ENVELOPE + 1))
+
+
+def test_unknown_fields_from_newer_peers_are_tolerated() -> None:
+    raw = msgspec.msgpack.encode({"k": "accepted", "id": MID, "future": [1, 2, 3]})
+    assert wire.SERVER_DECODER.decode(raw) == wire.Accepted(id=MID)
+
+
+def test_msg_ids_are_time_ordered_and_unique() -> None:
+    ids = [wire.new_msg_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert [wire.msg_id_time_ms(i) for i in ids] == sorted(wire.msg_id_time_ms(i) for i in ids)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=512), which=st.sampled_from(range(len(ALL_DECODERS))))
+def test_random_bytes_raise_only_wire_error(data: bytes, which: int) -> None:
+    try:
+        ALL_DECODERS[which].decode(data)
+    except WireError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    obj=st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+        | st.binary()
+        | st.text(),
+        lambda kids: (
+            st.lists(kids, max_size=4)
+            | st.dictionaries(st.sampled_from(["k", "v", "id", "to", "x"]), kids, max_size=4)
+        ),
+        max_leaves=12,
+    ),
+    which=st.sampled_from(range(len(ALL_DECODERS))),
+)
+def test_random_msgpack_raises_only_wire_error(obj: object, which: int) -> None:
+    """Well-formed msgpack of the wrong shape is the likelier attack than random bytes."""
+    try:
+        ALL_DECODERS[which].decode(msgspec.msgpack.encode(obj))
+    except WireError:
+        pass
