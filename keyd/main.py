@@ -1,0 +1,64 @@
+"""`tits-keyd`: the ω IM key server. Flags override the config file; see keyd/config.py."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from tits.errors import TitsError
+from tits.log import configure
+
+from . import config as keyd_config
+from .server import serve
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tits-keyd",
+        description="ω IM key server: HKP for stock GnuPG, plus device certificates.",
+    )
+    p.add_argument("--config", type=Path, help="TOML file whose keys mirror these flags")
+    p.add_argument("--host", help="address to bind [127.0.0.1]")
+    p.add_argument("--port", type=int, help="port; 0 picks a free one [11371]")
+    p.add_argument("--data", type=Path, help="store directory [~/.local/share/tits-keyd]")
+    p.add_argument(
+        "--fallback",
+        action="append",
+        metavar="URL",
+        help="read-only key server asked on a miss (hkp://, hkps://); repeatable",
+    )
+    p.add_argument("--max-upload", type=int, help="largest accepted upload in bytes [1048576]")
+    p.add_argument("--log-level", choices=keyd_config.LOG_LEVELS, help="[info]")
+    p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines to stderr")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        cfg = keyd_config.load(
+            args.config,
+            host=args.host,
+            port=args.port,
+            data=args.data,
+            fallback=args.fallback,
+            max_upload=args.max_upload,
+            log_level=args.log_level,
+            log_json=args.log_json,
+        )
+        configure(cfg.log_level, json=cfg.log_json)
+        asyncio.run(serve(cfg))
+    except TitsError as exc:
+        sys.stderr.write(f"tits-keyd: {exc.message}\n")
+        raise SystemExit(1) from None
+    except OSError as exc:  # e.g. the port is taken, the data directory is not writable
+        sys.stderr.write(f"tits-keyd: {exc.strerror or exc}\n")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

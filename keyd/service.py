@@ -1,0 +1,347 @@
+"""What keyd does, apart from HTTP: look keys up, accept uploads, keep device certificates.
+
+Policy, decided here and documented for operators:
+
+* Searches are exact: `0x` + 40-hex fingerprint, `0x` + 16-hex long key id (primary or subkey),
+  or an email address (with or without `<>`, case-insensitive). `op=index` also takes a piece of
+  a user id (at least 3 characters, at most 100 keys answered). Short key ids, wildcards (`*`),
+  empty searches, searches over 256 characters and control characters are refused (400).
+* One key per upload: stock `gpg --send-keys` sends each key in its own request, so an upload
+  holding several keys is refused (400) rather than half-accepted.
+* Uploads are public keys only (a secret key is refused, 422), v4, within the size cap (413).
+  Third-party certifications are dropped before GnuPG sees the key; everything else must carry
+  a valid self-signature, or the upload is refused (422). An upload of a key already stored is
+  merged by GnuPG: only that key's own new self-signatures, user ids, subkeys and revocations
+  can be added; nothing is ever removed.
+* Device certificates are accepted only with a detached signature by the identity they name,
+  whose key keyd already holds; a revocation is accepted only when signed by that identity,
+  and is permanent: a revoked device stays revoked and is served marked so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from tits.device import Certificate, Revocation
+from tits.errors import VerificationError
+from tits.log import sanitise
+
+from . import openpgp
+from .fallback import Fallback
+from .store import Store
+from .validate import KeyValidator, ValidationError
+
+MAX_SEARCH = 256
+MIN_TEXT_SEARCH = 3
+MAX_RESULTS = 100
+MAX_DEVICES_PER_IDENTITY = 64
+MAX_REVOCATIONS_PER_IDENTITY = 1024
+MAX_CERTIFICATE_BYTES = 1024
+MAX_SIGNATURE_BYTES = 8192
+CLOCK_SKEW = 300
+
+_FPR_RE = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{40})$")
+_KEYID_RE = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{16})$")
+_SHORT_RE = re.compile(r"^(?:0[xX])([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32})$")
+_EMAIL_RE = re.compile(r"^<?([^<>\s@]+@[^<>\s@]+)>?$")
+_FP_PATH_RE = re.compile(r"^[0-9A-F]{40}$")
+
+log = structlog.get_logger("keyd")
+
+
+class KeydError(Exception):
+    """A request keyd refuses: HTTP status, a short code and a message for the client."""
+
+    def __init__(self, status: int, message: str, code: str = "bad-request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Search:
+    kind: str  # "fpr", "keyid", "email" or "text"
+    value: str
+
+
+def parse_search(raw: str | None, exact: bool) -> Search:
+    """Classify an HKP `search=`; `exact` (op=get) refuses user-id fragments."""
+    if raw is None:
+        raise KeydError(400, "missing search parameter")
+    if len(raw) > MAX_SEARCH:
+        raise KeydError(400, f"search longer than {MAX_SEARCH} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
+        raise KeydError(400, "control characters in search")
+    text = raw.strip()
+    if not text:
+        raise KeydError(400, "empty search")
+    if "*" in text or "?" in text or text in ("%", "_"):
+        raise KeydError(400, "wildcard searches are not supported")
+    if m := _FPR_RE.match(text):
+        return Search("fpr", m.group(1).upper())
+    if m := _KEYID_RE.match(text):
+        return Search("keyid", m.group(1).upper())
+    if _SHORT_RE.match(text):
+        raise KeydError(400, "short key ids and v3 fingerprints are not accepted; use 0x<fpr>")
+    if m := _EMAIL_RE.match(text):
+        return Search("email", m.group(1).lower())
+    if exact:
+        raise KeydError(400, "op=get takes a fingerprint, a long key id or an email address")
+    if len(text) < MIN_TEXT_SEARCH:
+        raise KeydError(400, f"search at least {MIN_TEXT_SEARCH} characters of a user id")
+    return Search("text", text)
+
+
+def parse_fingerprint(value: str) -> str:
+    fp = value.upper().removeprefix("0X")
+    if not _FP_PATH_RE.match(fp):
+        raise KeydError(400, "not a 40-hex fingerprint")
+    return fp
+
+
+def _b64(value: Any, what: str, limit: int) -> bytes:
+    if not isinstance(value, str) or len(value) > limit * 2:
+        raise KeydError(400, f"{what} must be a base64 string")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeydError(400, f"{what} is not valid base64") from None
+    if len(data) > limit:
+        raise KeydError(400, f"{what} is too large")
+    return data
+
+
+def _signature(value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_SIGNATURE_BYTES
+        or "-----BEGIN PGP SIGNATURE-----" not in value
+    ):
+        raise KeydError(400, "signature must be an ASCII-armored detached OpenPGP signature")
+    return value
+
+
+class KeyService:
+    def __init__(self, store: Store, validator: KeyValidator, fallback: Fallback) -> None:
+        self.store = store
+        self.validator = validator
+        self.fallback = fallback
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, fp: str) -> asyncio.Lock:
+        lock = self._locks.get(fp)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[fp] = lock
+        return lock
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def _find(self, search: Search) -> list[str]:
+        if search.kind == "fpr":
+            return [search.value] if self.store.armored(search.value) is not None else []
+        if search.kind == "keyid":
+            return self.store.by_keyid(search.value)
+        if search.kind == "email":
+            return self.store.by_email(search.value, MAX_RESULTS)
+        return self.store.by_text(search.value, MAX_RESULTS)
+
+    async def find(self, search: Search) -> list[str]:
+        found = self._find(search)
+        if not found and search.kind != "text" and self.fallback.enabled:
+            await self._ask_fallback(search)
+            found = self._find(search)
+        return found
+
+    async def get(self, raw: str | None) -> str:
+        """op=get: ASCII armor of every key matching an exact search."""
+        search = parse_search(raw, exact=True)
+        if search.kind == "fpr":  # the hot path: one primary-key read, no gpg, no parsing
+            armored = self.store.armored(search.value)
+            if armored is not None:
+                return armored
+        found = await self.find(search)
+        if not found:
+            raise KeydError(404, "no key found", "not-found")
+        if len(found) == 1:
+            return self.store.armored(found[0]) or ""
+        blobs = [self.store.binary(fp) or b"" for fp in found]
+        return openpgp.armor(b"".join(blobs))
+
+    async def index(self, raw: str | None) -> list[str]:
+        """op=index / op=vindex: the `pub:`/`uid:` rows of every matching key."""
+        found = await self.find(parse_search(raw, exact=False))
+        if not found:
+            raise KeydError(404, "no key found", "not-found")
+        return self.store.index_rows(found)
+
+    async def vindex(self, raw: str | None) -> list[str]:
+        found = await self.find(parse_search(raw, exact=False))
+        if not found:
+            raise KeydError(404, "no key found", "not-found")
+        return [self.store.vindex(fp) or "" for fp in found]
+
+    async def _ask_fallback(self, search: Search) -> None:
+        query = search.value if search.kind == "email" else "0x" + search.value
+        for key in (await self.fallback.get(query))[:5]:
+            if search.kind == "fpr" and key.fingerprint != search.value:
+                continue
+            if search.kind == "keyid" and search.value not in (
+                key.keyid,
+                *(s[-16:] for s in key.subkeys),
+            ):
+                continue
+            try:
+                fp, status, _ = await self._accept(key, source="fallback")
+            except (KeydError, ValidationError) as exc:
+                log.warning("fallback.rejected", fingerprint=key.fingerprint, error=str(exc))
+                continue
+            if search.kind == "email" and fp not in self.store.by_email(search.value):
+                log.warning("fallback.unrelated", fingerprint=fp)
+            log.info("fallback.cached", fingerprint=fp, status=status)
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    async def add(self, keytext: str | None) -> tuple[str, str, int]:
+        """POST /pks/add: (fingerprint, "created" | "updated" | "unchanged", signatures dropped)."""
+        if not keytext:
+            raise KeydError(400, "missing keytext field")
+        try:
+            keys = openpgp.parse_armored_keys(keytext)
+        except openpgp.SecretKeyError as exc:
+            raise KeydError(422, str(exc), "secret-key") from None
+        except openpgp.PacketError as exc:
+            raise KeydError(400, str(exc), "bad-key") from None
+        if not keys:
+            raise KeydError(400, "no public key in the upload", "bad-key")
+        if len(keys) > 1:
+            raise KeydError(
+                400, f"one key per upload, please; this one holds {len(keys)}", "too-many-keys"
+            )
+        return await self._accept(keys[0], source="upload")
+
+    async def _accept(self, key: openpgp.KeyBlock, source: str) -> tuple[str, str, int]:
+        fp = key.fingerprint
+        async with self._lock(fp):
+            stored = self.store.binary(fp)
+            t0 = time.perf_counter()
+            try:
+                valid = await self.validator.validate(key, stored)
+            except ValidationError as exc:
+                raise KeydError(exc.status, str(exc), "invalid-key") from None
+            if stored is None:
+                status = "created"
+            else:
+                status = "unchanged" if valid.binary == stored else "updated"
+            if status != "unchanged":
+                self.store.put_key(valid, source)
+            log.info(
+                "key.accepted",
+                fingerprint=fp,
+                status=status,
+                source=source,
+                stripped=key.stripped,
+                ms=round((time.perf_counter() - t0) * 1000, 1),
+            )
+            return fp, status, key.stripped
+
+    # -- device certificates -----------------------------------------------------------------
+
+    def _identity_key(self, fp: str) -> str:
+        armored = self.store.armored(fp)
+        if armored is None:
+            raise KeydError(
+                404, f"no key {fp} on this server; publish the identity key first", "no-key"
+            )
+        return armored
+
+    async def publish_device(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise KeydError(400, "expected a JSON object")
+        data = _b64(body.get("certificate"), "certificate", MAX_CERTIFICATE_BYTES)
+        signature = _signature(body.get("signature"))
+        try:
+            cert = Certificate.parse(data)
+        except VerificationError as exc:
+            raise KeydError(400, exc.message, "bad-certificate") from None
+        now = time.time()
+        if cert.expires <= now:
+            raise KeydError(422, "device certificate has expired", "expired")
+        if cert.created > now + CLOCK_SKEW or cert.expires <= cert.created:
+            raise KeydError(422, "device certificate dates are impossible", "bad-certificate")
+        armored = self._identity_key(cert.identity)
+        try:
+            await self.validator.verify_signed(armored, data, signature, cert.identity)
+        except VerificationError as exc:
+            log.warning("device.forged", identity=cert.identity, error=sanitise(exc.message))
+            raise KeydError(
+                403, f"certificate is not signed by {cert.identity}: {exc.message}", "forged"
+            ) from None
+        async with self._lock("dev:" + cert.identity):
+            known = self.store.device_created(cert.identity, cert.device)
+            if known is None and self.store.device_count(cert.identity) >= MAX_DEVICES_PER_IDENTITY:
+                raise KeydError(422, "too many devices for this identity", "too-many-devices")
+            if known is not None and known > cert.created:
+                raise KeydError(409, "a newer certificate for this device is stored", "stale")
+            self.store.put_device(
+                cert.identity, cert.device, data, signature, cert.name, cert.created, cert.expires
+            )
+        log.info("device.published", identity=cert.identity, device=cert.device)
+        revoked = self.store.is_revoked(cert.identity, cert.device)
+        return {"identity": cert.identity, "device": cert.device, "revoked": revoked}
+
+    async def revoke_device(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise KeydError(400, "expected a JSON object")
+        data = _b64(body.get("revocation"), "revocation", MAX_CERTIFICATE_BYTES)
+        signature = _signature(body.get("signature"))
+        try:
+            rev = Revocation.parse(data)
+        except VerificationError as exc:
+            raise KeydError(400, exc.message, "bad-revocation") from None
+        armored = self._identity_key(rev.identity)
+        try:
+            await self.validator.verify_signed(armored, data, signature, rev.identity)
+        except VerificationError as exc:
+            log.warning("revocation.forged", identity=rev.identity, error=sanitise(exc.message))
+            raise KeydError(
+                403, f"revocation is not signed by {rev.identity}: {exc.message}", "forged"
+            ) from None
+        async with self._lock("dev:" + rev.identity):
+            if self.store.revocation_count(rev.identity) >= MAX_REVOCATIONS_PER_IDENTITY:
+                raise KeydError(422, "too many revocations for this identity", "too-many")
+            self.store.put_revocation(rev.identity, rev.device, data, signature, rev.revoked)
+        log.info("device.revoked", identity=rev.identity, device=rev.device)
+        return {"identity": rev.identity, "device": rev.device, "revoked": True}
+
+    def devices(self, fp_text: str) -> dict[str, Any]:
+        fp = parse_fingerprint(fp_text)
+        out = []
+        for d in self.store.devices(fp):
+            out.append(
+                {
+                    "device": d.device,
+                    "name": d.name,
+                    "created": d.created,
+                    "expires": d.expires,
+                    "certificate": base64.b64encode(d.certificate).decode("ascii"),
+                    "signature": d.signature,
+                    "revoked": d.revocation is not None,
+                    "revocation": (
+                        base64.b64encode(d.revocation).decode("ascii") if d.revocation else None
+                    ),
+                    "revocation_signature": d.revocation_signature,
+                    "revoked_at": d.revoked_at,
+                }
+            )
+        return {"identity": fp, "devices": out}
