@@ -11,8 +11,8 @@ Channels and who sends what:
 
 - client → broker (`CLIENT_DECODER`): Hello, Login, Send, Received, Ping, Bye
 - broker → client (`SERVER_DECODER`): Challenge, Welcome, Accepted, Deliver, Error, Pong
-- broker ↔ broker (`PEER_DECODER`): PeerHello, Heartbeat, HeartbeatAck, Forward, ForwardAck,
-  SnapshotRequest, Snapshot, Error
+- broker ↔ broker (`PEER_DECODER`): PeerHello, PeerBye, Heartbeat, HeartbeatAck, Forward,
+  ForwardAck, SnapshotRequest, Snapshot, Error
 - gossip PUB/SUB (`GOSSIP_DECODER`): SignedAdvert, PresenceUpdate
 """
 
@@ -77,9 +77,15 @@ class Hello(_Msg, tag="hello"):
 
 
 class Login(_Msg, tag="login"):
-    """`blob`: OpenPGP message, signed by the user and encrypted to the broker (see login.py)."""
+    """`blob`: OpenPGP message, signed by the user and encrypted to the broker (see login.py).
+
+    `fingerprint` names the user who claims to have signed it, so the broker can find the key
+    before decrypting; `pubkey` may carry that user's armored public key for a broker that
+    cannot reach a key server (used only if its fingerprint is exactly `fingerprint`)."""
 
     blob: Annotated[bytes, Meta(max_length=64 << 10)] = b""
+    fingerprint: Fingerprint | None = None
+    pubkey: Annotated[bytes, Meta(max_length=32 << 10)] = b""
 
 
 class Send(_Msg, tag="send"):
@@ -110,21 +116,32 @@ class Bye(_Msg, tag="bye"):
 
 
 class Challenge(_Msg, tag="challenge"):
+    """A fresh login nonce. `key` is the broker's armored OpenPGP public key: it arrives over
+    the CURVE link the client opened with the server key from the broker URL, and the client
+    still checks that its fingerprint is `broker`. `expires` is in Unix milliseconds."""
+
     nonce: Nonce = b"\0" * 32
     broker: Fingerprint = "0" * 40
     expires: U64 = 0
+    key: Annotated[bytes, Meta(max_length=32 << 10)] = b""
 
 
 class Welcome(_Msg, tag="welcome"):
+    """Logged in. `pending`: how many stored messages this device has not yet acknowledged
+    (they follow as `Deliver`s, oldest first), so `tits recv` knows when it has drained."""
+
     fingerprint: Fingerprint = "0" * 40
     device: DeviceId = "0" * 16
     broker: Fingerprint = "0" * 40
+    pending: U64 = 0
 
 
 class Accepted(_Msg, tag="accepted"):
-    """The message `id` is durably stored (or taken by the next hop)."""
+    """The message `id` is durably stored (or taken by the next hop). `ids` carries more ids
+    accepted in the same group commit (one frame for a batch)."""
 
     id: MsgId = b"\0" * 16
+    ids: Annotated[list[MsgId], Meta(max_length=4096)] = []
 
 
 class Deliver(_Msg, tag="deliver"):
@@ -135,6 +152,7 @@ class Deliver(_Msg, tag="deliver"):
     sender: Fingerprint = "0" * 40
     to: Recipients = []
     group: GroupId | None = None
+    ts: U64 = 0  # when the broker accepted it, Unix milliseconds
 
 
 class Error(_Msg, tag="error"):
@@ -146,15 +164,25 @@ class Error(_Msg, tag="error"):
 
 
 class Pong(_Msg, tag="pong"):
+    """`user`: who this connection is logged in as (None: nobody; log in again)."""
+
     t: U64 = 0
+    user: Fingerprint | None = None
 
 
 # -- broker ↔ broker ---------------------------------------------------------------------------
 
 
 class PeerHello(_Msg, tag="peer-hello"):
+    """First frame on a peer link, both ways. `proof` is HMAC-SHA256 under the cloud's join
+    secret over the sender's broker id and the CURVE key its link authenticated with, so only
+    brokers holding the secret are admitted (see broker/admission.py)."""
+
     broker: Fingerprint = "0" * 40
-    address: Annotated[str, Meta(max_length=256)] = ""
+    address: Annotated[str, Meta(max_length=256)] = ""  # peer URL, tcp://HOST:PORT#CURVEHEX
+    pub: Annotated[str, Meta(max_length=256)] = ""  # gossip PUB endpoint, same form
+    http: Annotated[str, Meta(max_length=256)] = ""
+    proof: Annotated[bytes, Meta(max_length=64)] = b""
 
 
 class Heartbeat(_Msg, tag="heartbeat"):
@@ -175,10 +203,20 @@ class Forward(_Msg, tag="forward"):
     group: GroupId | None = None
     target: Fingerprint = "0" * 40  # broker that should deliver
     hops: Hops = DEFAULT_TTL
+    deliver_to: Recipients = []  # the users of `to` to deliver to at `target`
+    ts: U64 = 0  # when the origin broker accepted it, Unix milliseconds
+    token: Annotated[bytes, Meta(max_length=128)] = b""  # echoed in the ForwardAck
 
 
 class ForwardAck(_Msg, tag="forward-ack"):
+    """The previous hop may forget the forward: this hop stored it durably."""
+
     id: MsgId = b"\0" * 16
+    token: Annotated[bytes, Meta(max_length=128)] = b""
+
+
+class PeerBye(_Msg, tag="peer-bye"):
+    """The link is being closed on purpose (a graceful leave, or a seed link not kept)."""
 
 
 class SnapshotRequest(_Msg, tag="snapshot-request"):
@@ -198,19 +236,23 @@ class Advert(Struct, forbid_unknown_fields=False):
     seq: U64
     links: Annotated[list[Link], Meta(max_length=1024)] = []
     alive: bool = True  # False: the broker said goodbye (a graceful leave)
-    http: Annotated[str, Meta(max_length=256)] = ""
+    http: Annotated[str, Meta(max_length=256)] = ""  # its status page
+    client: Annotated[str, Meta(max_length=256)] = ""  # the URL clients pass as --broker
+    pub: Annotated[str, Meta(max_length=256)] = ""  # its gossip PUB endpoint
 
 
 class SignedAdvert(_Msg, tag="advert"):
-    """`advert` is msgpack of an `Advert`; `signature` an OpenPGP detached signature over it."""
+    """`advert` is msgpack of an `Advert`, signed (Ed25519, 64 bytes) by the broker's device
+    key; `cert`/`cert_sig` certify that key with the broker's GnuPG identity, whose armored
+    public key is `key` (its fingerprint must be the advert's broker id). GnuPG is needed once
+    per broker, so flooding adverts stays cheap."""
 
     advert: Annotated[bytes, Meta(max_length=64 << 10)] = b""
     signature: Annotated[bytes, Meta(max_length=4096)] = b""
-
-
-class Snapshot(_Msg, tag="snapshot"):
-    adverts: Annotated[list[SignedAdvert], Meta(max_length=4096)] = []
-    seq: U64 = 0
+    device: Annotated[str, Meta(max_length=16)] = ""
+    cert: Annotated[bytes, Meta(max_length=4096)] = b""
+    cert_sig: Annotated[bytes, Meta(max_length=8192)] = b""
+    key: Annotated[bytes, Meta(max_length=32 << 10)] = b""
 
 
 class PresenceEntry(Struct, forbid_unknown_fields=False, array_like=True):
@@ -219,16 +261,42 @@ class PresenceEntry(Struct, forbid_unknown_fields=False, array_like=True):
     name: Text = ""
 
 
-class PresenceUpdate(_Msg, tag="presence"):
-    broker: Fingerprint = "0" * 40
-    seq: U64 = 0
+class Presence(Struct, forbid_unknown_fields=False):
+    """Who is online at one broker: the whole list, replaced as a unit (newest `seq` wins)."""
+
+    broker: Fingerprint
+    seq: U64
     users: Annotated[list[PresenceEntry], Meta(max_length=100_000)] = []
+
+
+class PresenceUpdate(_Msg, tag="presence"):
+    """`presence` is msgpack of a `Presence`, signed by the broker's device key like adverts."""
+
+    presence: Annotated[bytes, Meta(max_length=8 << 20)] = b""
+    signature: Annotated[bytes, Meta(max_length=64)] = b""
+    device: Annotated[str, Meta(max_length=16)] = ""
+
+
+class Snapshot(_Msg, tag="snapshot"):
+    """The answer to a SnapshotRequest: every advert and presence list the sender holds."""
+
+    adverts: Annotated[list[SignedAdvert], Meta(max_length=4096)] = []
+    seq: U64 = 0
+    presence: Annotated[list[PresenceUpdate], Meta(max_length=4096)] = []
 
 
 ClientMsg = Union[Hello, Login, Send, Received, Ping, Bye]
 ServerMsg = Union[Challenge, Welcome, Accepted, Deliver, Error, Pong]
 PeerMsg = Union[
-    PeerHello, Heartbeat, HeartbeatAck, Forward, ForwardAck, SnapshotRequest, Snapshot, Error
+    PeerHello,
+    PeerBye,
+    Heartbeat,
+    HeartbeatAck,
+    Forward,
+    ForwardAck,
+    SnapshotRequest,
+    Snapshot,
+    Error,
 ]
 GossipMsg = Union[SignedAdvert, PresenceUpdate]
 
@@ -280,6 +348,10 @@ class KeyBody(Struct, tag="key", tag_field="b", forbid_unknown_fields=False):
     epoch: Epoch
     wrapped: Annotated[bytes, Meta(max_length=16 << 10)]
     secure: bool = False
+    # the sending device's certificate and the identity's armored signature over it, so the
+    # member can check the texts that follow without asking a key server
+    cert: Annotated[bytes, Meta(max_length=4096)] = b""
+    cert_sig: Annotated[bytes, Meta(max_length=8192)] = b""
 
 
 Body = Union[SealedBody, MediaBody, KeyBody]
@@ -314,6 +386,7 @@ SERVER_DECODER = _Decoder(ServerMsg, "server message", MAX_ENVELOPE)
 PEER_DECODER = _Decoder(PeerMsg, "peer message", MAX_ENVELOPE + (4 << 20))
 GOSSIP_DECODER = _Decoder(GossipMsg, "gossip message", 8 << 20)
 ADVERT_DECODER = _Decoder(Advert, "advertisement", 64 << 10)
+PRESENCE_DECODER = _Decoder(Presence, "presence", 8 << 20)
 BODY_DECODER = _Decoder(Body, "body", MAX_BODY + (64 << 10))
 SIGNED_DECODER = _Decoder(Signed, "signed body", MAX_BODY + 1024)
 HEADER_PAYLOAD_DECODER = _Decoder(tuple[Header, bytes], "header and payload", MAX_BODY + 1024)

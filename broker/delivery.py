@@ -1,0 +1,202 @@
+"""Delivery to devices: what to send to whom, in order, and when a device's cursor moves.
+
+Pure logic over a `Store` and a `send` callable, so it is tested without sockets. Every stored
+message of a user has a seq (increasing, with gaps between users). Each online device has:
+
+- `sent_upto`: every message of its user with seq <= sent_upto has been sent to it;
+- `inflight`: sent and not yet acknowledged, in seq order (id → seq, time sent, frames);
+- its cursor, which therefore is `min(inflight) - 1`, or `sent_upto` when nothing is in flight.
+
+A new message goes straight to a device that is caught up and has room in its window; any
+other device is "behind" and is refilled from the store (`pump`) as acknowledgements free its
+window. A send that fails (peer gone, or its queue full) is never counted as sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .store import Store
+
+
+class SendResult(Enum):
+    OK = 0
+    FULL = 1  # the peer's queue is full (EAGAIN): try again later
+    GONE = 2  # no such peer any more (EHOSTUNREACH)
+
+
+@dataclass(eq=False)
+class Device:
+    user: str
+    device: str
+    route: bytes
+    name: str = ""
+    sent_upto: int = 0
+    inflight: dict[bytes, tuple[int, float, bytes, bytes]] = field(default_factory=dict)
+    stalled_until: float = 0.0
+
+    @property
+    def cursor(self) -> int:
+        if self.inflight:
+            return next(iter(self.inflight.values()))[0] - 1
+        return self.sent_upto
+
+
+SendFn = Callable[[Device, bytes, bytes], SendResult]
+
+STALL_S = 0.05  # after a full queue, wait this long before trying the device again
+
+
+class Delivery:
+    def __init__(self, store: Store, send: SendFn, window: int = 1000, retry_s: float = 5.0):
+        self.store = store
+        self._send = send
+        self.window = window
+        self.retry_s = retry_s
+        self.online: dict[str, dict[str, Device]] = {}
+        self.last: dict[str, int] = {}  # newest stored seq of each online user
+        self.behind: set[Device] = set()
+        self._dirty: dict[Device, int] = {}  # device → cursor last persisted
+        self.delivered = 0
+        self.on_gone: Callable[[Device], None] = lambda dev: None
+
+    # -- devices come and go ---------------------------------------------------------------
+
+    def attach(self, dev: Device) -> int:
+        """A device logged in: returns how many stored messages it has yet to acknowledge."""
+        old = self.online.get(dev.user, {}).get(dev.device)
+        if old is not None:
+            self.detach(old)
+        cursor = self.store.device_cursor(dev.user, dev.device)
+        dev.sent_upto = cursor
+        dev.inflight.clear()
+        devices = self.online.setdefault(dev.user, {})
+        if not devices:
+            self.last[dev.user] = self.store.last_seq(dev.user)
+        devices[dev.device] = dev
+        self._dirty.setdefault(dev, cursor)
+        pending = self.store.count_after(dev.user, cursor) if self.last[dev.user] > cursor else 0
+        if pending:
+            self.behind.add(dev)
+        return pending
+
+    def detach(self, dev: Device) -> None:
+        devices = self.online.get(dev.user)
+        if devices is None or devices.get(dev.device) is not dev:
+            return
+        del devices[dev.device]
+        if not devices:
+            del self.online[dev.user]
+            self.last.pop(dev.user, None)
+        self.behind.discard(dev)
+        # its cursor stays where acknowledgements put it; the in-flight rest is sent again
+        # at its next login
+
+    def device(self, user: str, device: str) -> Device | None:
+        return self.online.get(user, {}).get(device)
+
+    # -- messages and acknowledgements --------------------------------------------------------
+
+    def stored(self, user: str, seq: int, msg_id: bytes, env: bytes, body: bytes) -> None:
+        """A message for `user` has been committed at `seq` (called in seq order)."""
+        prev = self.last.get(user)
+        if prev is None:
+            return  # nobody online: it waits in the mailbox
+        self.last[user] = seq
+        for dev in list(self.online[user].values()):
+            if dev.sent_upto == prev and dev not in self.behind and len(dev.inflight) < self.window:
+                self._transmit(dev, seq, msg_id, env, body)
+            else:
+                self.behind.add(dev)
+
+    def acked(self, dev: Device, ids: list[bytes]) -> None:
+        inflight = dev.inflight
+        for msg_id in ids:
+            inflight.pop(msg_id, None)
+        self._dirty.setdefault(dev, -1)
+        if dev.sent_upto < self.last.get(dev.user, 0):
+            self.behind.add(dev)
+
+    def cursor_moves(self) -> list[tuple[int, str, str]]:
+        """(cursor, user, device) for every device whose cursor moved since the last call."""
+        out = []
+        for dev, before in self._dirty.items():
+            cursor = dev.cursor
+            if cursor != before:
+                out.append((cursor, dev.user, dev.device))
+        self._dirty.clear()
+        return out
+
+    def pump(self, now: float | None = None) -> None:
+        """Refill the windows of devices that are behind, from the store."""
+        if not self.behind:
+            return
+        now = time.monotonic() if now is None else now
+        for dev in list(self.behind):
+            if dev.stalled_until > now:
+                continue
+            room = self.window - len(dev.inflight)
+            last = self.last.get(dev.user, 0)
+            while room > 0 and dev.sent_upto < last:
+                rows = self.store.fetch(dev.user, dev.sent_upto, min(room, 256))
+                if not rows:
+                    dev.sent_upto = last
+                    break
+                for seq, msg_id, env, body in rows:
+                    if not self._transmit(dev, seq, bytes(msg_id), env, body):
+                        break
+                    room -= 1
+                else:
+                    continue
+                break
+            if dev.sent_upto >= last and self.device(dev.user, dev.device) is dev:
+                self.behind.discard(dev)
+            elif self.device(dev.user, dev.device) is not dev:
+                self.behind.discard(dev)
+
+    def retry(self, now: float | None = None) -> int:
+        """Send again what has waited longer than `retry_s` for an acknowledgement."""
+        now = time.monotonic() if now is None else now
+        limit = now - self.retry_s
+        resent = 0
+        for devices in list(self.online.values()):
+            for dev in list(devices.values()):
+                for msg_id, (seq, sent, env, body) in list(dev.inflight.items()):
+                    if sent > limit:
+                        continue
+                    result = self._send(dev, env, body)
+                    if result is SendResult.GONE:
+                        self._gone(dev)
+                        break
+                    if result is SendResult.OK:
+                        dev.inflight[msg_id] = (seq, now, env, body)
+                        resent += 1
+                    else:
+                        break
+        return resent
+
+    def pending_bytes(self) -> int:
+        return sum(len(d.inflight) for ds in self.online.values() for d in ds.values())
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _transmit(self, dev: Device, seq: int, msg_id: bytes, env: bytes, body: bytes) -> bool:
+        result = self._send(dev, env, body)
+        if result is SendResult.OK:
+            dev.inflight[msg_id] = (seq, time.monotonic(), env, body)
+            dev.sent_upto = seq
+            self.delivered += 1
+            return True
+        if result is SendResult.FULL:
+            dev.stalled_until = time.monotonic() + STALL_S
+            self.behind.add(dev)
+        else:
+            self._gone(dev)
+        return False
+
+    def _gone(self, dev: Device) -> None:
+        self.detach(dev)
+        self.on_gone(dev)

@@ -1,0 +1,720 @@
+"""The broker: one thread runs a tight `zmq.Poller` loop over its sockets.
+
+Each turn drains the client ROUTER without blocking (up to `BATCH` messages), commits every
+accepted message of that batch in one SQLite transaction (group commit), and only then sends
+the `Accepted`s and the deliveries. GnuPG (logins) runs in worker threads that report back
+through a pipe the poller watches; the status page runs in its own HTTP thread and reads a
+snapshot. Nothing here blocks on a peer: sends use NOBLOCK with `ROUTER_MANDATORY`, and a
+send that fails is never counted as done.
+
+Sessions are bound to the CURVE public key that ZAP authenticated for the connection (the
+frame's ``User-Id``), never to the routing id, which a client can choose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sqlite3
+import subprocess
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+from tits import wire
+from tits.errors import WireError
+from tits.log import sanitise
+from tits.login import CHALLENGE_TTL_S
+
+from .config import BrokerConfig
+from .delivery import Delivery, Device, SendResult
+from .keys import ServerKeys
+from .login import LoginOk, LoginVerifier, describe
+from .status import StatusServer
+from .store import Store
+
+log = structlog.get_logger("titsd")
+
+BATCH = 2048  # messages drained per turn before a group commit
+TICK_S = 0.05
+HOUSEKEEPING_S = 1.0
+SNAPSHOT_S = 0.5
+PRUNE_S = 300.0
+DEDUP_S = 3600.0  # ids remembered in memory; older ids are checked against the store
+MAX_CONNS = 100_000
+ZAP_DOMAIN = "tits"
+HEARTBEAT_IVL_MS = 10_000
+HEARTBEAT_TIMEOUT_MS = 30_000
+
+
+@dataclass(eq=False)
+class Conn:
+    """One CURVE key's connection (it may reconnect with a new routing id)."""
+
+    curve: str  # z85 CURVE public key (the User-Id ZAP set)
+    route: bytes
+    last_seen: float
+    tokens: float
+    refill_at: float
+    garbage: int = 0
+    banned: bool = False
+    nonce: bytes | None = None
+    nonce_expires: float = 0.0
+    logins: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    login_busy: bool = False
+    device: Device | None = None
+    user: LoginOk | None = None
+    attached: bool = False
+
+
+class _Allow:
+    """ZAP policy: any CURVE client key, except keys dropped for sending garbage."""
+
+    def __init__(self, banned: set[str]) -> None:
+        self.banned = banned
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key.decode("ascii", "replace") not in self.banned
+
+
+class Broker:
+    def __init__(self, cfg: BrokerConfig) -> None:
+        self.cfg = cfg
+        self.limits = cfg.limits
+        self._stop = threading.Event()
+        self.conns: dict[str, Conn] = {}
+        self.by_device: dict[tuple[str, str], Conn] = {}
+        self.recent: dict[bytes, tuple[str, float]] = {}  # msg id → (sender, accepted at)
+        self.banned: set[str] = set()
+        self.results: queue.SimpleQueue[tuple[str, bytes, LoginOk | BaseException]] = (
+            queue.SimpleQueue()
+        )
+        self.counters = {"accepted": 0, "duplicates": 0, "refused": 0, "logins": 0}
+        self._snapshot: dict[str, Any] = {}
+        self._logins_inflight = 0
+        self._moves_due = False
+        self.started = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.cfg
+        self.keys = ServerKeys.load_or_create(cfg.data, cfg.name)
+        self.fingerprint = self.keys.fingerprint
+        self.armored = self.keys.armored.encode()
+        self.store = Store(cfg.data / "mailbox.db", cfg.durability)
+        self.delivery = Delivery(self.store, self._send_to, cfg.limits.window, cfg.retry_s)
+        self.delivery.on_gone = self._device_gone
+        now = time.time()
+        mono = time.monotonic()
+        for msg_id, sender in self.store.recent(int(now - DEDUP_S)):
+            self.recent[msg_id] = (sender, mono)
+        self.verifier = LoginVerifier(self.keys, cfg.keyserver)
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="titsd-login")
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+
+        self.ctx = zmq.Context()
+        self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("titsd.zap"))
+        self.auth.start()
+        self.auth.configure_curve_callback(
+            domain=ZAP_DOMAIN, credentials_provider=_Allow(self.banned)
+        )
+        self.client = self._server_socket(zmq.ROUTER)
+        self.client.router_mandatory = 1
+        self.client.maxmsgsize = self.limits.max_frame
+        self.client.sndhwm = 50_000
+        self.client.rcvhwm = 50_000
+        self.peer = self._server_socket(zmq.ROUTER)
+        self.peer.router_mandatory = 1
+        self.peer.maxmsgsize = wire.PEER_DECODER.limit + wire.MAX_BODY
+        self.pub = self._server_socket(zmq.PUB)
+        self.client_port = self._bind(self.client, cfg.client_port)
+        self.peer_port = self._bind(self.peer, cfg.peer_port)
+        self.pub_port = self._bind(self.pub, cfg.pub_port)
+        self.url = self.keys.url(cfg.host, self.client_port)
+
+        self.http = StatusServer(cfg.host, cfg.http_port, self.snapshot, self.keys.armored)
+        self.http_port = self.http.port
+        self.http_url = f"http://{cfg.host}:{self.http_port}"
+        self._refresh_snapshot()
+        self.http.start()
+
+        self.poller = zmq.Poller()
+        self.poller.register(self.client, zmq.POLLIN)
+        self.poller.register(self.peer, zmq.POLLIN)
+        self.poller.register(self._wake_r, zmq.POLLIN)
+        self._write_ready()
+        if cfg.join:
+            log.warning("broker.join_pending", join=cfg.join, note="peering is not built yet")
+        log.info(
+            "broker.started",
+            id=self.fingerprint,
+            url=self.url,
+            http=self.http_url,
+            peer_port=self.peer_port,
+            pub_port=self.pub_port,
+            data=str(cfg.data),
+        )
+        self.started.set()
+
+    def _server_socket(self, kind: int) -> zmq.Socket:
+        s = self.ctx.socket(kind)
+        s.linger = 0
+        s.curve_server = True
+        s.curve_secretkey = self.keys.curve_secret
+        s.curve_publickey = self.keys.curve_public
+        s.zap_domain = ZAP_DOMAIN.encode()
+        s.heartbeat_ivl = HEARTBEAT_IVL_MS
+        s.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
+        s.handshake_ivl = 5000
+        return s
+
+    def _bind(self, sock: zmq.Socket, port: int) -> int:
+        if port == 0:
+            return sock.bind_to_random_port(f"tcp://{self.cfg.host}")
+        sock.bind(f"tcp://{self.cfg.host}:{port}")
+        return port
+
+    def _write_ready(self) -> None:
+        info = {
+            "id": self.fingerprint,
+            "url": self.url,
+            "pid": os.getpid(),
+            "host": self.cfg.host,
+            "client_port": self.client_port,
+            "peer_port": self.peer_port,
+            "pub_port": self.pub_port,
+            "http_port": self.http_port,
+            "http": self.http_url,
+            "curve_key": self.keys.curve_hex,
+        }
+        path = self.cfg.data / "ready.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
+        os.replace(tmp, path)
+        self.ready_path = path
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from a signal handler or another thread)."""
+        self._stop.set()
+        try:
+            os.write(self._wake_w, b"s")
+        except (OSError, AttributeError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self.store.commit([], self.delivery.cursor_moves())
+        except sqlite3.Error as exc:
+            log.error("store.final_commit_failed", error=str(exc))
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.http.stop()
+        for s in (self.client, self.peer, self.pub):
+            s.close(linger=0)
+        self.auth.stop()
+        self.ctx.term()
+        self.store.close()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.keys.identity.home), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+            timeout=10,
+        )
+        try:
+            Path(self.ready_path).unlink()
+        except OSError:
+            pass
+        log.info("broker.stopped", id=self.fingerprint)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        next_tick = next_house = next_snap = time.monotonic()
+        next_prune = next_house + 10.0
+        client, peer, wake = self.client, self.peer, self._wake_r
+        while not self._stop.is_set():
+            events = dict(self.poller.poll(int(TICK_S * 1000)))
+            if client in events:
+                self._drain_client()
+            if wake in events:
+                self._drain_wake()
+            if peer in events:
+                self._drain_peer()
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + TICK_S
+                self.delivery.pump(now)
+                if now >= next_house:
+                    next_house = now + HOUSEKEEPING_S
+                    self._housekeeping(now)
+                if now >= next_snap:
+                    next_snap = now + SNAPSHOT_S
+                    self._refresh_snapshot()
+                if now >= next_prune:
+                    next_prune = now + PRUNE_S
+                    self._prune()
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                curve, nonce, result = self.results.get_nowait()
+            except queue.Empty:
+                break
+            self._logins_inflight -= 1
+            self._login_done(curve, result)
+
+    # -- client frames ------------------------------------------------------------------------
+
+    def _drain_client(self) -> None:
+        sock = self.client
+        recv = sock.recv
+        max_frames = self.limits.max_frames
+        batch: list[tuple[Conn, wire.Send, bytes]] = []
+        dups: list[tuple[Conn, bytes]] = []
+        old: list[tuple[Conn, wire.Send, bytes]] = []
+        now = time.monotonic()
+        acked = False
+        for _ in range(BATCH):
+            try:
+                first = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            frames = [first]
+            extra = 0
+            f = first
+            while f.more:
+                f = recv(copy=False)
+                if len(frames) <= max_frames:
+                    frames.append(f)
+                else:
+                    extra += 1
+            acked |= self._on_frames(frames, extra, now, batch, dups, old)
+        if old:
+            self._check_old(old, batch, dups)
+        if batch or dups:
+            self._commit(batch, dups)
+        elif acked:
+            self._moves_due = True
+        if acked or batch:
+            self.delivery.pump(now)
+
+    def _on_frames(
+        self,
+        frames: list[zmq.Frame],
+        extra: int,
+        now: float,
+        batch: list[tuple[Conn, wire.Send, bytes]],
+        dups: list[tuple[Conn, bytes]],
+        old: list[tuple[Conn, wire.Send, bytes]],
+    ) -> bool:
+        """Handle one client message; True if it acknowledged deliveries."""
+        head = frames[0]
+        curve = head.get("User-Id")
+        route = head.bytes
+        conn = self.conns.get(curve)
+        if conn is None:
+            if len(self.conns) >= MAX_CONNS:
+                return False
+            conn = Conn(curve, route, now, self.limits.burst, now)
+            self.conns[curve] = conn
+        elif conn.banned:
+            return False
+        if conn.route != route:
+            conn.route = route
+            if conn.device is not None:
+                conn.device.route = route
+        conn.last_seen = now
+        if conn.device is not None and not conn.attached:
+            self._attach(conn)
+        # token bucket: every frame costs one token, garbage included
+        tokens = min(self.limits.burst, conn.tokens + (now - conn.refill_at) * self.limits.rate)
+        conn.refill_at = now
+        if tokens < 1.0:
+            conn.tokens = tokens
+            self.counters["refused"] += 1
+            self._error(conn, "rate-limited", "too many messages; slow down")
+            return False
+        conn.tokens = tokens - 1.0
+        if extra or len(frames) < 2:
+            n = len(frames) - 1 + extra
+            self._garbage(conn, "bad-frame", f"expected [envelope, body?], got {n} frames")
+            return False
+        try:
+            msg = wire.CLIENT_DECODER.decode(frames[1].buffer)
+        except WireError as exc:
+            self._garbage(conn, "bad-frame", exc.message)
+            return False
+        if type(msg) is wire.Send:
+            if len(frames) != 3:
+                self._garbage(conn, "bad-frame", "send needs [envelope, body]", msg.id)
+                return False
+            dev = conn.device
+            if dev is None:  # not garbage: a broker restart logs every client out
+                self._error(conn, "not-logged-in", "log in first", msg.id)
+                return False
+            if msg.sender != dev.user:
+                log.warning("send.forged_sender", user=dev.user[:16], claimed=msg.sender[:16])
+                self._garbage(conn, "forged-sender", "sender is not the logged-in user", msg.id)
+                return False
+            if not msg.to:
+                self._error(conn, "bad-request", "no recipients", msg.id)
+                return False
+            prev = self.recent.get(msg.id)
+            if prev is not None:
+                if prev[0] != msg.sender:
+                    self._error(conn, "id-conflict", "message id already used", msg.id)
+                    return False
+                dups.append((conn, msg.id))
+                return False
+            body = frames[2].bytes
+            if wire.msg_id_time_ms(msg.id) < (time.time() - DEDUP_S + 60) * 1000:
+                old.append((conn, msg, body))
+            else:
+                self.recent[msg.id] = (msg.sender, now)
+                batch.append((conn, msg, body))
+            return False
+        if type(msg) is wire.Received:
+            if conn.device is None:
+                self._error(conn, "not-logged-in", "log in first")
+                return False
+            if conn.attached:
+                self.delivery.acked(conn.device, msg.ids)
+            return True
+        if type(msg) is wire.Ping:
+            self._reply(
+                conn.route, wire.Pong(t=msg.t, user=conn.device.user if conn.device else None)
+            )
+        elif type(msg) is wire.Hello:
+            self._hello(conn, now)
+        elif type(msg) is wire.Login:
+            self._login(conn, msg, now)
+        elif type(msg) is wire.Bye:
+            self._logout(conn)
+            self.conns.pop(conn.curve, None)
+        else:  # a kind this channel does not take
+            self._garbage(conn, "bad-kind", f"{type(msg).__name__} is not for this port")
+        return False
+
+    def _check_old(
+        self,
+        old: list[tuple[Conn, wire.Send, bytes]],
+        batch: list[tuple[Conn, wire.Send, bytes]],
+        dups: list[tuple[Conn, bytes]],
+    ) -> None:
+        """Ids older than the in-memory window: look them up in the store."""
+        known = self.store.senders_of([m.id for _, m, _ in old])
+        now = time.monotonic()
+        for conn, msg, body in old:
+            sender = known.get(msg.id) or self.recent.get(msg.id, (None,))[0]
+            if sender is None:
+                self.recent[msg.id] = (msg.sender, now)
+                batch.append((conn, msg, body))
+            elif sender == msg.sender:
+                dups.append((conn, msg.id))
+            else:
+                self._error(conn, "id-conflict", "message id already used", msg.id)
+
+    def _commit(
+        self, batch: list[tuple[Conn, wire.Send, bytes]], dups: list[tuple[Conn, bytes]]
+    ) -> None:
+        store = self.store
+        ts_ms = time.time_ns() // 1_000_000
+        ts_s = ts_ms // 1000
+        rows = []
+        fanout = []
+        encode = wire.encode
+        for _conn, msg, body in batch:
+            env = encode(
+                wire.Deliver(id=msg.id, sender=msg.sender, to=msg.to, group=msg.group, ts=ts_ms)
+            )
+            for user in dict.fromkeys(msg.to) if len(msg.to) > 1 else msg.to:
+                seq = store.allocate()
+                rows.append((seq, user, msg.id, msg.sender, env, body, ts_s))
+                fanout.append((user, seq, msg.id, env, body))
+        try:
+            store.commit(rows, self.delivery.cursor_moves())
+        except sqlite3.Error as exc:
+            log.error("store.commit_failed", error=str(exc), messages=len(batch))
+            for conn, msg, _ in batch:
+                self.recent.pop(msg.id, None)
+                self._error(conn, "storage", "the broker could not store it; retry", msg.id)
+            return
+        self._moves_due = False
+        self.counters["accepted"] += len(batch)
+        self.counters["duplicates"] += len(dups)
+        by_conn: dict[Conn, list[bytes]] = {}
+        for conn, msg, _ in batch:
+            by_conn.setdefault(conn, []).append(msg.id)
+        for conn, msg_id in dups:
+            by_conn.setdefault(conn, []).append(msg_id)
+        for conn, ids in by_conn.items():
+            for i in range(0, len(ids), 4097):
+                chunk = ids[i : i + 4097]
+                self._reply(conn.route, wire.Accepted(id=chunk[0], ids=chunk[1:]))
+        stored = self.delivery.stored
+        for item in fanout:
+            stored(*item)
+
+    # -- replies and refusals -----------------------------------------------------------------
+
+    def _reply(self, route: bytes, msg: Any) -> bool:
+        try:
+            self.client.send_multipart([route, wire.encode(msg)], zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False  # its queue is full; a client retries what is not answered
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return False
+            raise
+
+    def _error(self, conn: Conn, code: str, message: str, ref: bytes | None = None) -> None:
+        self._reply(conn.route, wire.Error(code=code, message=message[:1000], ref=ref))
+
+    def _garbage(self, conn: Conn, code: str, message: str, ref: bytes | None = None) -> None:
+        conn.garbage += 1
+        self.counters["refused"] += 1
+        if conn.garbage > self.limits.garbage:
+            log.warning("conn.dropped", curve=conn.curve[:12], garbage=conn.garbage)
+            self._error(conn, "dropped", "too many bad frames; this connection is dropped")
+            self._logout(conn)
+            conn.banned = True
+            if len(self.banned) < MAX_CONNS:
+                self.banned.add(conn.curve)
+            return
+        log.info("conn.refused", code=code, why=sanitise(message), curve=conn.curve[:12])
+        self._error(conn, code, message, ref)
+
+    def _send_to(self, dev: Device, env: bytes, body: bytes) -> SendResult:
+        try:
+            self.client.send_multipart([dev.route, env, body], zmq.NOBLOCK)
+            return SendResult.OK
+        except zmq.Again:
+            return SendResult.FULL
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return SendResult.GONE
+            raise
+
+    # -- login --------------------------------------------------------------------------------
+
+    def _hello(self, conn: Conn, now: float) -> None:
+        nonce = os.urandom(32)
+        conn.nonce = nonce
+        conn.nonce_expires = now + CHALLENGE_TTL_S
+        self._reply(
+            conn.route,
+            wire.Challenge(
+                nonce=nonce,
+                broker=self.fingerprint,
+                expires=int((time.time() + CHALLENGE_TTL_S) * 1000),
+                key=self.armored,
+            ),
+        )
+
+    def _login(self, conn: Conn, msg: wire.Login, now: float) -> None:
+        nonce, conn.nonce = conn.nonce, None  # a challenge answers one login attempt, at most
+        if nonce is None or now > conn.nonce_expires:
+            self._garbage(conn, "no-challenge", "ask for a challenge (hello) first")
+            return
+        while conn.logins and conn.logins[0] < now - 60.0:
+            conn.logins.popleft()
+        if len(conn.logins) >= self.limits.logins_per_minute or conn.login_busy:
+            self._error(conn, "rate-limited", "too many login attempts")
+            return
+        if self._logins_inflight >= self.limits.login_queue:
+            self._error(conn, "busy", "the broker is busy; try again shortly")
+            return
+        conn.logins.append(now)
+        conn.login_busy = True
+        self._logins_inflight += 1
+        curve_raw = z85.decode(conn.curve.encode())
+        self.pool.submit(self._verify_login, conn.curve, msg, nonce, curve_raw)
+
+    def _verify_login(self, curve: str, msg: wire.Login, nonce: bytes, curve_raw: bytes) -> None:
+        """In a worker thread: GnuPG does the checking; the loop learns the result."""
+        try:
+            result: LoginOk | BaseException = self.verifier.verify(msg, nonce, curve_raw)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to the client
+            result = exc
+        self.results.put((curve, nonce, result))
+        try:
+            os.write(self._wake_w, b"l")
+        except OSError:
+            pass
+
+    def _login_done(self, curve: str, result: LoginOk | BaseException) -> None:
+        conn = self.conns.get(curve)
+        if conn is None or conn.banned:
+            return
+        conn.login_busy = False
+        if not isinstance(result, LoginOk):
+            code, message = describe(result)
+            log.warning("login.refused", curve=curve[:12], why=sanitise(message))
+            self._garbage(conn, code, message)
+            return
+        self._logout(conn)
+        key = (result.fingerprint, result.device)
+        other = self.by_device.get(key)
+        if other is not None and other is not conn:
+            self._logout(other)  # the same device on a new connection replaces the old one
+        conn.user = result
+        conn.device = Device(result.fingerprint, result.device, conn.route, result.name)
+        self.by_device[key] = conn
+        pending = self._attach(conn, welcome=True)
+        self.counters["logins"] += 1
+        log.info(
+            "login.ok",
+            user=result.fingerprint[:16],
+            device=result.device,
+            pending=pending,
+        )
+
+    def _attach(self, conn: Conn, welcome: bool = False) -> int:
+        dev = conn.device
+        if dev is None:
+            return 0
+        dev.route = conn.route
+        pending = self.delivery.attach(dev)
+        conn.attached = True
+        if welcome:
+            self._reply(
+                conn.route,
+                wire.Welcome(
+                    fingerprint=dev.user,
+                    device=dev.device,
+                    broker=self.fingerprint,
+                    pending=pending,
+                ),
+            )
+        self.delivery.pump()
+        return pending
+
+    def _logout(self, conn: Conn) -> None:
+        dev = conn.device
+        if dev is None:
+            return
+        self.delivery.detach(dev)
+        if self.by_device.get((dev.user, dev.device)) is conn:
+            del self.by_device[(dev.user, dev.device)]
+        conn.device = None
+        conn.user = None
+        conn.attached = False
+
+    def _device_gone(self, dev: Device) -> None:
+        conn = self.by_device.get((dev.user, dev.device))
+        if conn is not None and conn.device is dev:
+            conn.attached = False  # re-attached when that CURVE key is heard from again
+
+    # -- peers (the cloud issue builds on these) ----------------------------------------------
+
+    def _drain_peer(self) -> None:
+        for _ in range(BATCH):
+            try:
+                frames = self.peer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                continue
+            try:
+                self.peer.send_multipart(
+                    [
+                        frames[0],
+                        wire.encode(wire.Error(code="no-peering", message="not linked yet")),
+                    ],
+                    zmq.NOBLOCK,
+                )
+            except zmq.ZMQError:
+                pass
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def _housekeeping(self, now: float) -> None:
+        self.delivery.retry(now)
+        if self._moves_due:
+            try:
+                self.store.commit([], self.delivery.cursor_moves())
+                self._moves_due = False
+            except sqlite3.Error as exc:
+                log.error("store.cursor_commit_failed", error=str(exc))
+        expired = [c for c in self.conns.values() if c.last_seen < now - self.cfg.session_timeout]
+        for conn in expired:
+            self._logout(conn)
+            del self.conns[conn.curve]
+        limit = now - DEDUP_S
+        recent = self.recent
+        while recent:
+            first = next(iter(recent))
+            if recent[first][1] >= limit:
+                break
+            del recent[first]
+
+    def _prune(self) -> None:
+        try:
+            n = self.store.prune(time.time(), self.cfg.keep_s, self.cfg.max_age_s)
+            if n:
+                log.info("store.pruned", messages=n)
+        except sqlite3.Error as exc:
+            log.error("store.prune_failed", error=str(exc))
+
+    def _refresh_snapshot(self) -> None:
+        users: dict[str, dict[str, Any]] = {}
+        for conn in self.conns.values():
+            if conn.device is None or conn.user is None:
+                continue
+            u = users.setdefault(
+                conn.user.fingerprint,
+                {
+                    "fingerprint": conn.user.fingerprint,
+                    "name": conn.user.name,
+                    "broker": self.fingerprint,
+                    "devices": [],
+                },
+            )
+            u["devices"].append(conn.device.device)
+        me = {
+            "id": self.fingerprint,
+            "url": self.url,
+            "http": self.http_url,
+            "alive": True,
+        }
+        self._snapshot = {
+            "id": self.fingerprint,
+            "url": self.url,
+            "http": self.http_url,
+            "pid": os.getpid(),
+            "name": self.cfg.name,
+            "brokers": [me],
+            "links": [],
+            "users": sorted(users.values(), key=lambda u: u["fingerprint"]),
+            "sessions": sum(1 for c in self.conns.values() if c.device is not None),
+            "counters": dict(self.counters, delivered=self.delivery.delivered),
+            "ports": {
+                "client": self.client_port,
+                "peer": self.peer_port,
+                "pub": self.pub_port,
+                "http": self.http_port,
+            },
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._snapshot
