@@ -9,7 +9,7 @@ import typer
 
 from tits.errors import TitsError
 
-from . import identity_cmds
+from . import identity_cmds, key_cmds
 from .context import State
 from .output import fail
 
@@ -37,6 +37,8 @@ def _global(
 
 app.command()(identity_cmds.init)
 app.command()(identity_cmds.whoami)
+app.add_typer(key_cmds.key_app, name="key")
+app.add_typer(key_cmds.contact_app, name="contact")
 
 
 def main() -> None:
