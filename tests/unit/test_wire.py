@@ -41,17 +41,21 @@ SAMPLES = {
         wire.Forward(id=MID, origin=FP_A, sender=FP_B, to=[FP_B], target=FP_A, hops=2),
         wire.ForwardAck(id=MID),
         wire.SnapshotRequest(),
+        wire.PeerBye(),
         wire.Snapshot(adverts=[ADVERT], seq=9),
         wire.Error(code="x"),
     ],
     wire.GOSSIP_DECODER: [
         ADVERT,
-        wire.PresenceUpdate(
-            broker=FP_A, seq=1, users=[wire.PresenceEntry(FP_B, ["0123456789abcdef"], "陳")]
-        ),
+        wire.PresenceUpdate(presence=b"p", signature=SIG, device="0123456789abcdef"),
     ],
     wire.ADVERT_DECODER: [
         wire.Advert(broker=FP_A, address="tcp://h:1", seq=3, links=[wire.Link(FP_B, 250)])
+    ],
+    wire.PRESENCE_DECODER: [
+        wire.Presence(
+            broker=FP_A, seq=1, users=[wire.PresenceEntry(FP_B, ["0123456789abcdef"], "陳")]
+        )
     ],
     wire.BODY_DECODER: [
         wire.SealedBody(epoch=1, alg="aes256gcm", nonce=b"n" * 12, ciphertext=b"c"),

@@ -1,0 +1,380 @@
+"""The broker's part in the cloud: peer links, gossip, topology, presence, join and repair.
+
+`Cloud` owns the peer ROUTER, the gossip PUB and the sockets it opens to peers; the broker's
+poll loop reads them through `sockets()`/`handle()` and calls `tick()` often. What to do with
+forwarded messages (store, deliver, pass on) is the broker's: `Cloud` only moves them to the
+next hop on the shortest path and reports acknowledgements, through `CloudHost`.
+
+Join: dial the seeds, ask one for a snapshot, then link to the peers `join_plan` names and let
+go of seeds it did not name. Restart: the persisted topology names our old neighbours, which
+we dial as seeds. Repair: when the live graph breaks an invariant, every broker computes the
+same `repair_plan` and dials the pairs where it is the smaller fingerprint; a pair still not
+linked after `REPAIR_GRACE` is dialed by the other side too (views can differ for a moment).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+import zmq
+
+from tits import wire
+from tits.router import check_invariants, join_plan, repair_plan
+
+from .admission import Admission
+from .directory import Directory
+from .gossip import Gossip
+from .peers import Peer, PeerLinks, make_url
+from .signer import BrokerSigner, BrokerVerifier
+from .topology import Topology
+
+log = structlog.get_logger("tits.broker.cloud")
+
+ADVERT_REFRESH = 2.0  # re-advertise this often even when nothing changed (PUB/SUB drops)
+ADVERT_DEBOUNCE = 0.05  # coalesce bursts of link changes into one advert
+PRESENCE_REFRESH = 5.0
+PRESENCE_DEBOUNCE = 0.02
+SNAPSHOT_EVERY = 15.0
+REPAIR_EVERY = 0.25
+REPAIR_GRACE = 1.5
+SEED_RETRY = 2.0
+SAVE_EVERY = 1.0
+
+
+class Route(Enum):
+    OK = 0
+    FULL = 1  # next hop's queue is full: try later
+    NO_ROUTE = 2  # target unknown or unreachable now: try later
+
+
+class CloudHost(Protocol):
+    def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None: ...
+    def cloud_forward_acked(self, msg_id: bytes, token: bytes) -> None: ...
+    def cloud_presence_changed(self, fingerprints: set[str]) -> None: ...
+
+
+@dataclass
+class Endpoints:
+    host: str
+    peer_port: int
+    pub_port: int
+    client_url: str
+    http_url: str
+
+
+class Cloud:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        me: str,
+        identity_data: Path,
+        signer: BrokerSigner,
+        verifier: BrokerVerifier,
+        admission: Admission,
+        curve: tuple[bytes, bytes],
+        server_socket: Callable[[int], zmq.Socket],
+        host: CloudHost,
+        bind_host: str,
+        peer_port: int,
+        pub_port: int,
+        client_url: str,
+        http_url: str,
+        seeds: list[str],
+    ) -> None:
+        self.me, self.host, self.signer = me, host, signer
+        self.client_url, self.http_url = client_url, http_url
+        self.topology = Topology(me, identity_data, signer, verifier)
+        self.directory = Directory(me)
+        self.peers = PeerLinks(
+            ctx, me, curve[0], curve[1], admission, self, self._hello,
+            server_socket(zmq.ROUTER), f"tcp://{bind_host}:{peer_port}",
+        )  # fmt: skip
+        self.gossip = Gossip(
+            ctx, admission, curve[0], curve[1], server_socket(zmq.PUB),
+            f"tcp://{bind_host}:{pub_port}", self._on_gossip,
+        )  # fmt: skip
+        self.peer_url = make_url(f"tcp://{bind_host}:{self.peers.port}", curve[0])
+        self.pub_url = make_url(f"tcp://{bind_host}:{self.gossip.port}", curve[0])
+        self.verifier = verifier
+        self.sockets_changed = True
+        now = time.monotonic()
+        self._advert_due = now
+        self._presence_due = now
+        self._next_snapshot = now + SNAPSHOT_EVERY
+        self._next_repair = now
+        self._next_save = now + SAVE_EVERY
+        self._presence_seq = time.time_ns() // 1000
+        self._local: list[wire.PresenceEntry] = []
+        self._unlinked_since: dict[str, float] = {}
+        # joining: seeds given on the command line, else our neighbours before a restart
+        held = self.topology.advert(me)
+        self.seeds = list(seeds)
+        if not self.seeds and held is not None:
+            for link in held.links:
+                peer_advert = self.topology.advert(link.peer)
+                if peer_advert is not None and peer_advert.address:
+                    self.seeds.append(peer_advert.address)
+        self.joined = not self.seeds  # a first broker (or a lone one) is whole by itself
+        self._planned: set[str] = set()
+        self._seed_ids: set[str] = set()
+        self._next_seed_try = now
+
+    # -- what the broker's loop uses --------------------------------------------------------
+
+    def sockets(self) -> list[zmq.Socket]:
+        self.sockets_changed = False
+        return [*self.peers.sockets(), *self.gossip.sockets()]
+
+    def handle(self, sock: zmq.Socket, now: float) -> None:
+        if sock in self.gossip.subs_sockets():
+            self.gossip.handle(sock)
+        else:
+            self.peers.handle(sock, now)
+
+    def tick(self, now: float) -> None:
+        self.peers.tick(now)
+        if not self.joined and now >= self._next_seed_try:
+            self._next_seed_try = now + SEED_RETRY
+            for url in self.seeds:
+                if self.peers.dial(url, now=now):
+                    self.sockets_changed = True
+        if now >= self._advert_due:
+            self._advertise(now)
+        if now >= self._presence_due:
+            self._publish_presence()
+        if now >= self._next_repair and self.joined:
+            self._next_repair = now + REPAIR_EVERY
+            self._repair(now)
+        if now >= self._next_snapshot:
+            self._next_snapshot = now + SNAPSHOT_EVERY
+            ups = self.peers.up_peers()
+            if ups:
+                self.peers.send(random.choice(ups).id, wire.SnapshotRequest())
+            for gone in self.topology.expire(now):
+                self._broker_gone(gone)
+        if now >= self._next_save:
+            self._next_save = now + SAVE_EVERY
+            self.topology.save()
+
+    def send_forward(self, fwd: wire.Forward, body: bytes) -> Route:
+        hop = self.topology.next_hop(fwd.target)
+        if hop is None:
+            return Route.NO_ROUTE
+        return Route.OK if self.peers.send(hop, fwd, body) else Route.FULL
+
+    def ack(self, peer: str, msg_id: bytes, token: bytes) -> None:
+        self.peers.send(peer, wire.ForwardAck(id=msg_id, token=token))
+
+    def set_local_users(self, entries: list[wire.PresenceEntry]) -> None:
+        if entries != self._local:
+            self._local = entries
+            self._presence_due = min(self._presence_due, time.monotonic() + PRESENCE_DEBOUNCE)
+
+    def where(self, fingerprint: str) -> dict[str, list[str]]:
+        return self.directory.where(fingerprint)
+
+    def close(self) -> None:
+        """A graceful leave: tell everyone, so survivors repair without waiting for silence."""
+        advert = self._my_advert(alive=False)
+        self.gossip.publish(self.signer.sign_advert(advert))
+        self.topology.save()
+        self.peers.close()
+        self.gossip.close()
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, list[dict[str, object]]]:
+        graph = self.topology.planning_graph()
+        brokers = []
+        for bid in self.topology.db:
+            adv = self.topology.advert(bid)
+            if adv is None:
+                continue
+            alive = bid == self.me or (adv.alive and bid in graph and bool(graph[bid]))
+            brokers.append({"id": bid, "url": adv.client, "http": adv.http, "alive": alive})
+        if self.me not in self.topology.db:
+            brokers.append(
+                {"id": self.me, "url": self.client_url, "http": self.http_url, "alive": True}
+            )
+        links = []
+        for a, nbrs in graph.items():
+            for b, cost in nbrs.items():
+                if a < b:
+                    links.append({"a": a, "b": b, "rtt_ms": round(cost / 1000, 3)})
+        live = {b["id"] for b in brokers if b["alive"]}
+        users = [u for u in self.directory.users() if u["broker"] in live]
+        return {"brokers": brokers, "links": links, "users": users}
+
+    def problems(self) -> list[str]:
+        return check_invariants(self.topology.planning_graph())
+
+    # -- PeerEvents ----------------------------------------------------------------------------
+
+    def on_link_up(self, peer: Peer) -> None:
+        self.sockets_changed = True
+        self._unlinked_since.pop(peer.id, None)
+        self.gossip.follow(peer.id, peer.pub)
+        self.peers.send(peer.id, wire.SnapshotRequest())
+        self._soon_advert()
+        if not self.joined and peer.id not in self._planned:
+            self._seed_ids.add(peer.id)
+
+    def on_link_down(self, peer: Peer) -> None:
+        self.sockets_changed = True
+        self.gossip.unfollow(peer.id)
+        self._soon_advert()
+
+    def on_peer_message(self, peer: Peer, msg: object, body: bytes | None) -> None:
+        match msg:
+            case wire.Forward():
+                if body is None:
+                    log.warning("forward.no_body", peer=peer.id[:16])
+                    return
+                self.host.cloud_forward_arrived(peer.id, msg, body)
+            case wire.ForwardAck(id=msg_id, token=token):
+                self.host.cloud_forward_acked(msg_id, token)
+            case wire.SnapshotRequest():
+                snap = wire.Snapshot(
+                    adverts=self.topology.signed_adverts(),
+                    seq=self.topology.next_seq(),
+                    presence=[*self.directory.updates(), self._signed_presence()],
+                )
+                self.peers.send(peer.id, snap)
+            case wire.Snapshot(adverts=adverts, presence=presence):
+                for item in [*adverts, *presence]:
+                    self._on_gossip(item, republish=False)
+                if not self.joined:
+                    self._join(time.monotonic())
+            case wire.Error(code=code, message=text):
+                log.info("peer.error", peer=peer.id[:16], code=code, message=text[:200])
+            case _:
+                log.warning("peer.unexpected", peer=peer.id[:16], kind=type(msg).__name__)
+
+    # -- gossip --------------------------------------------------------------------------------
+
+    def _on_gossip(self, msg: object, republish: bool = True) -> None:
+        now = time.monotonic()
+        if isinstance(msg, wire.SignedAdvert):
+            advert = self.topology.accept(msg, now)
+            if advert is None:
+                return
+            if republish:
+                self.gossip.publish(msg)
+            if not advert.alive:
+                self._broker_gone(advert.broker)
+        elif isinstance(msg, wire.PresenceUpdate):
+            try:
+                presence = self.verifier.presence(msg)
+            except Exception as exc:  # noqa: BLE001 - any bad update is refused and logged
+                log.warning("gossip.presence_refused", error=str(exc)[:200])
+                return
+            if presence.broker == self.me:
+                return
+            changed = self.directory.apply(presence, msg)
+            if changed is None:
+                return
+            if republish:
+                self.gossip.publish(msg)
+            if changed:
+                self.host.cloud_presence_changed(changed)
+
+    def _broker_gone(self, broker: str) -> None:
+        changed = self.directory.drop_broker(broker)
+        if changed:
+            self.host.cloud_presence_changed(changed)
+
+    # -- our own adverts and presence -------------------------------------------------------------
+
+    def _hello(self) -> wire.PeerHello:
+        return wire.PeerHello(
+            broker=self.me, address=self.peer_url, pub=self.pub_url, http=self.http_url
+        )
+
+    def _my_advert(self, alive: bool = True) -> wire.Advert:
+        links = []
+        for peer in self.peers.up_peers():
+            rtt = peer.rtt_ms
+            links.append(wire.Link(peer.id, max(1, int((rtt if rtt is not None else 1.0) * 1000))))
+        return wire.Advert(
+            broker=self.me,
+            address=self.peer_url,
+            seq=self.topology.next_seq(),
+            links=sorted(links, key=lambda link: link.peer),
+            alive=alive,
+            http=self.http_url,
+            client=self.client_url,
+            pub=self.pub_url,
+        )
+
+    def _soon_advert(self) -> None:
+        self._advert_due = min(self._advert_due, time.monotonic() + ADVERT_DEBOUNCE)
+
+    def _advertise(self, now: float) -> None:
+        self._advert_due = now + ADVERT_REFRESH
+        advert = self._my_advert()
+        signed = self.signer.sign_advert(advert)
+        self.topology.set_mine(advert, signed, now)
+        self.gossip.publish(signed)
+
+    def _signed_presence(self) -> wire.PresenceUpdate:
+        return self.signer.sign_presence(
+            wire.Presence(broker=self.me, seq=self._presence_seq, users=self._local)
+        )
+
+    def _publish_presence(self) -> None:
+        self._presence_due = time.monotonic() + PRESENCE_REFRESH
+        self._presence_seq = max(self._presence_seq + 1, time.time_ns() // 1000)
+        self.gossip.publish(self._signed_presence())
+
+    # -- join and repair -----------------------------------------------------------------------
+
+    def _join(self, now: float) -> None:
+        graph = self.topology.planning_graph()
+        others = {b: {p: c for p, c in nbrs.items() if p != self.me} for b, nbrs in graph.items()}
+        others.pop(self.me, None)
+        if not others:
+            return  # the snapshot had nobody else yet: wait for the next one
+        plan = join_plan(others, self.me)
+        self._planned = set(plan)
+        for peer in plan:
+            self._dial(peer, now)
+        self.joined = True
+        log.info("cloud.joined", peers=[p[:16] for p in plan], brokers=len(others) + 1)
+
+    def _dial(self, broker: str, now: float) -> None:
+        if self.peers.is_up(broker):
+            return
+        advert = self.topology.advert(broker)
+        if advert is None or not advert.address:
+            return
+        if self.peers.dial(advert.address, expect=broker, now=now):
+            self.sockets_changed = True
+
+    def _repair(self, now: float) -> None:
+        # let go of seeds that the join plan did not name, once the planned links are up
+        if self._seed_ids and all(self.peers.is_up(p) for p in self._planned):
+            for seed in self._seed_ids - self._planned:
+                if self.peers.is_up(seed) and len(self.peers.up_peers()) > 3:
+                    self.peers.drop(seed, reason="seed not in the join plan")
+            self._seed_ids.clear()
+        graph = self.topology.planning_graph()
+        plan = repair_plan(graph)
+        wanted = set()
+        for a, b in plan:
+            if self.me not in (a, b):
+                continue
+            other = b if a == self.me else a
+            wanted.add(other)
+            first = self._unlinked_since.setdefault(other, now)
+            if a == self.me or now - first > REPAIR_GRACE or not graph.get(self.me):
+                self._dial(other, now)
+        for other in list(self._unlinked_since):
+            if other not in wanted:
+                del self._unlinked_since[other]

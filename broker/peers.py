@@ -1,0 +1,338 @@
+"""Links to peer brokers: a ROUTER we bind, a DEALER per link we dial, CURVE on both, an
+admission handshake, heartbeats that measure round-trip times and declare silent peers dead.
+
+One link per pair of brokers, whichever side dialed. Frames on a link are
+``[envelope, body?]`` (``[routing id, envelope, body?]`` on the ROUTER). A link is *up* once
+both sides have shown a `PeerHello` whose proof matches the cloud secret and the CURVE key
+of that very connection; before that, nothing but a hello is read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+import zmq
+
+from tits import wire
+from tits.errors import WireError
+from tits.log import sanitise
+
+from .admission import Admission
+
+log = structlog.get_logger("tits.broker.peers")
+
+HEARTBEAT_INTERVAL = 0.2
+HEARTBEAT_LIVENESS = 5
+HEARTBEAT_EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
+HELLO_TIMEOUT = 3.0
+RTT_SAMPLES = 8
+MAX_PEER_FRAME = 8 << 20
+
+
+def parse_url(url: str) -> tuple[str, bytes]:
+    """``tcp://HOST:PORT#<64 hex>`` → (endpoint, CURVE public key as z85)."""
+    endpoint, _, key = url.partition("#")
+    try:
+        raw = bytes.fromhex(key)
+    except ValueError:
+        raw = b""
+    if not endpoint.startswith("tcp://") or len(raw) != 32:
+        raise WireError(f"not a broker URL (tcp://HOST:PORT#CURVEKEY): {sanitise(url)}")
+    return endpoint, zmq.utils.z85.encode(raw)
+
+
+def bind_endpoint(sock: zmq.Socket, endpoint: str) -> int:
+    """Bind `tcp://HOST:PORT` (PORT 0: any free port) and return the port bound."""
+    if endpoint.endswith(":0"):
+        endpoint = endpoint[:-2] + ":*"
+    sock.bind(endpoint)
+    return int(sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
+
+
+def make_url(endpoint: str, curve_public_z85: bytes) -> str:
+    return f"{endpoint}#{zmq.utils.z85.decode(curve_public_z85).hex()}"
+
+
+class PeerEvents(Protocol):
+    def on_link_up(self, peer: Peer) -> None: ...
+    def on_link_down(self, peer: Peer) -> None: ...
+    def on_peer_message(self, peer: Peer, msg: object, body: bytes | None) -> None: ...
+
+
+@dataclass
+class Peer:
+    id: str
+    address: str = ""
+    pub: str = ""
+    http: str = ""
+    out: zmq.Socket | None = None  # our DEALER, when we dialed
+    in_rid: bytes | None = None  # its routing id on our ROUTER, when it dialed
+    in_key: str | None = None  # the CURVE key its inbound connection authenticated with
+    up: bool = False
+    since: float = 0.0
+    last_heard: float = 0.0
+    last_beat: float = 0.0
+    rtts_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RTT_SAMPLES))
+
+    @property
+    def rtt_ms(self) -> float | None:
+        return sorted(self.rtts_ms)[len(self.rtts_ms) // 2] if self.rtts_ms else None
+
+
+@dataclass
+class _Dial:
+    """A DEALER we opened whose hello has not been answered yet."""
+
+    sock: zmq.Socket
+    url: str
+    expect: str | None  # the broker id we meant to reach (None for a seed)
+    started: float
+
+
+class PeerLinks:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        me: str,
+        curve_public: bytes,
+        curve_secret: bytes,
+        admission: Admission,
+        events: PeerEvents,
+        hello: Callable[[], wire.PeerHello],
+        router: zmq.Socket,
+        bind: str,
+    ) -> None:
+        """`router`: a CURVE server ROUTER made by the broker (so ZAP covers it), not bound."""
+        self.ctx, self.me, self.admission, self.events = ctx, me, admission, events
+        self._curve = (curve_public, curve_secret)
+        self._hello = hello
+        self.router = router
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
+        self.router.setsockopt(zmq.SNDHWM, 100_000)
+        self.router.setsockopt(zmq.RCVHWM, 100_000)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes its id back
+        self.port = bind_endpoint(self.router, bind)
+        self.peers: dict[str, Peer] = {}
+        self.dials: dict[zmq.Socket, _Dial] = {}
+        self._rid_owner: dict[bytes, str] = {}
+
+    # -- sockets the broker polls ----------------------------------------------------------
+
+    def sockets(self) -> list[zmq.Socket]:
+        outs = [p.out for p in self.peers.values() if p.out is not None]
+        return [self.router, *outs, *self.dials]
+
+    def handle(self, sock: zmq.Socket, now: float) -> None:
+        """Drain one readable socket (bounded, so one busy peer cannot starve the rest)."""
+        for _ in range(256):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if sock is self.router:
+                self._from_router(frames, now)
+            else:
+                self._from_dealer(sock, frames, now)
+
+    # -- dialing -----------------------------------------------------------------------------
+
+    def dial(self, url: str, expect: str | None = None, now: float | None = None) -> bool:
+        """Open a link to `url` (unless one is up or being dialed); the hello goes at once."""
+        if expect is not None and (expect == self.me or self.is_up(expect)):
+            return False
+        if any(d.url == url for d in self.dials.values()):
+            return False
+        endpoint, server_key = parse_url(url)
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IDENTITY, self.me.encode())
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.curve_serverkey = server_key
+        sock.curve_publickey, sock.curve_secretkey = self._curve
+        sock.connect(endpoint)
+        hello = self._hello()
+        hello.proof = self.admission.proof(self.me, self._curve[0].decode())
+        sock.send(wire.encode(hello), zmq.NOBLOCK)
+        self.dials[sock] = _Dial(sock, url, expect, time.monotonic() if now is None else now)
+        log.debug("peer.dialing", url=url, expect=(expect or "")[:16])
+        return True
+
+    def _from_dealer(self, sock: zmq.Socket, frames: list[zmq.Frame], now: float) -> None:
+        msg, body = self._decode(frames)
+        if msg is None:
+            return
+        dial = self.dials.get(sock)
+        if dial is not None:
+            server_key = parse_url(dial.url)[1].decode()
+            if not isinstance(msg, wire.PeerHello) or not self.admission.admits(
+                msg.broker, server_key, msg.proof
+            ):
+                log.warning("peer.refused", url=dial.url, reason="bad hello from the dialed side")
+                self._close_dial(sock)
+                return
+            if (dial.expect and msg.broker != dial.expect) or msg.broker == self.me:
+                log.warning("peer.refused", url=dial.url, got=msg.broker[:16])
+                self._close_dial(sock)
+                return
+            del self.dials[sock]
+            peer = self.peers.setdefault(msg.broker, Peer(msg.broker))
+            if peer.out is not None and peer.out is not sock:
+                peer.out.close(0)
+            peer.out = sock
+            self._came_up(peer, msg, now)
+            return
+        peer = next((p for p in self.peers.values() if p.out is sock), None)
+        if peer is not None:
+            self._on_message(peer, msg, body, now)
+
+    def _from_router(self, frames: list[zmq.Frame], now: float) -> None:
+        if len(frames) < 2:
+            return
+        rid = frames[0].bytes
+        user = frames[1].get("User-Id")
+        msg, body = self._decode(frames[1:])
+        if msg is None:
+            self._reply(rid, wire.Error(code="bad-frame", message="undecodable peer frame"))
+            return
+        owner = self._rid_owner.get(rid)
+        if owner is not None and (peer := self.peers.get(owner)) and peer.in_key == user:
+            if isinstance(msg, wire.PeerHello):
+                return  # a repeated hello on an admitted link changes nothing
+            self._on_message(peer, msg, body, now)
+            return
+        if not isinstance(msg, wire.PeerHello):
+            self._reply(rid, wire.Error(code="not-admitted", message="send peer-hello first"))
+            return
+        if not self.admission.admits(msg.broker, user, msg.proof) or rid != msg.broker.encode():
+            log.warning("peer.refused", claimed=sanitise(msg.broker, 16), reason="bad proof")
+            self._reply(rid, wire.Error(code="not-admitted", message="not of this cloud"))
+            return
+        if msg.broker == self.me:
+            return
+        peer = self.peers.setdefault(msg.broker, Peer(msg.broker))
+        peer.in_rid, peer.in_key = rid, user
+        self._rid_owner[rid] = msg.broker
+        hello = self._hello()
+        hello.proof = self.admission.proof(self.me, self._curve[0].decode())
+        self._reply(rid, hello)
+        self._came_up(peer, msg, now)
+
+    def _decode(self, frames: list[zmq.Frame]) -> tuple[object | None, bytes | None]:
+        if not 1 <= len(frames) <= 2:
+            log.warning("peer.bad_frame", frames=len(frames))
+            return None, None
+        try:
+            msg = wire.PEER_DECODER.decode(frames[0].buffer)
+        except WireError as exc:
+            log.warning("peer.bad_frame", error=sanitise(exc.message))
+            return None, None
+        return msg, frames[1].bytes if len(frames) == 2 else None
+
+    def _came_up(self, peer: Peer, hello: wire.PeerHello, now: float) -> None:
+        peer.address, peer.pub, peer.http = hello.address, hello.pub, hello.http
+        peer.last_heard = now
+        if not peer.up:
+            peer.up, peer.since = True, now
+            log.info("peer.up", peer=peer.id[:16], address=peer.address)
+            self.events.on_link_up(peer)
+
+    def _on_message(self, peer: Peer, msg: object, body: bytes | None, now: float) -> None:
+        peer.last_heard = now
+        match msg:
+            case wire.Heartbeat(t=t):
+                self.send(peer.id, wire.HeartbeatAck(t=t))
+            case wire.HeartbeatAck(t=t):
+                rtt = (time.monotonic_ns() - t) / 1e6
+                if 0 <= rtt < 60_000:
+                    peer.rtts_ms.append(rtt)
+            case wire.PeerBye():
+                self.drop(peer.id, reason="peer said goodbye", say_bye=False)
+            case _:
+                self.events.on_peer_message(peer, msg, body)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def is_up(self, peer_id: str) -> bool:
+        peer = self.peers.get(peer_id)
+        return peer is not None and peer.up
+
+    def up_peers(self) -> list[Peer]:
+        return [p for p in self.peers.values() if p.up]
+
+    def send(self, peer_id: str, msg: object, body: bytes | None = None) -> bool:
+        """False when the frame could not be queued (peer gone or full): the caller retries."""
+        peer = self.peers.get(peer_id)
+        if peer is None or not peer.up:
+            return False
+        frames = [wire.encode(msg)] if body is None else [wire.encode(msg), body]
+        try:
+            if peer.out is not None:
+                peer.out.send_multipart(frames, zmq.NOBLOCK)
+            elif peer.in_rid is not None:
+                self.router.send_multipart([peer.in_rid, *frames], zmq.NOBLOCK)
+            else:
+                return False
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self.drop(peer_id, reason="unreachable", say_bye=False)
+                return False
+            raise
+        return True
+
+    def _reply(self, rid: bytes, msg: object) -> None:
+        try:
+            self.router.send_multipart([rid, wire.encode(msg)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the other side is gone or full: a reply to a stranger is best effort
+
+    # -- time --------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        for peer in list(self.peers.values()):
+            if not peer.up:
+                continue
+            if now - peer.last_heard > HEARTBEAT_EXPIRY:
+                self.drop(peer.id, reason="heartbeats stopped", say_bye=False)
+            elif now - peer.last_beat >= HEARTBEAT_INTERVAL:
+                peer.last_beat = now
+                self.send(peer.id, wire.Heartbeat(t=time.monotonic_ns()))
+        for sock, dial in list(self.dials.items()):
+            if now - dial.started > HELLO_TIMEOUT:
+                log.info("peer.dial_timeout", url=dial.url)
+                self._close_dial(sock)
+
+    def _close_dial(self, sock: zmq.Socket) -> None:
+        self.dials.pop(sock, None)
+        sock.close(0)
+
+    def drop(self, peer_id: str, reason: str, say_bye: bool = True) -> None:
+        peer = self.peers.pop(peer_id, None)
+        if peer is None:
+            return
+        if say_bye and peer.up:
+            self.send(peer_id, wire.PeerBye())
+        if peer.out is not None:
+            peer.out.close(0)
+        if peer.in_rid is not None:
+            self._rid_owner.pop(peer.in_rid, None)
+        if peer.up:
+            peer.up = False
+            log.info("peer.down", peer=peer_id[:16], reason=reason)
+            self.events.on_link_down(peer)
+
+    def close(self) -> None:
+        for peer_id in list(self.peers):
+            self.drop(peer_id, reason="shutting down")
+        for sock in list(self.dials):
+            self._close_dial(sock)
+        self.router.close(0)

@@ -1,0 +1,116 @@
+"""This broker's view of the cloud: the verified link-state database, persisted under the
+data directory so a restarted broker knows its old neighbours, and the routes derived from it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import structlog
+
+from tits import wire
+from tits.errors import TitsError
+from tits.log import sanitise
+from tits.router import Graph, LinkStateDB, next_hops
+
+from .signer import BrokerSigner, BrokerVerifier
+
+log = structlog.get_logger("tits.broker.topology")
+
+ADVERT_MAX_AGE = 30.0  # a broker re-advertises every few seconds; silence this long = gone
+
+
+class Topology:
+    def __init__(self, me: str, data: Path, signer: BrokerSigner, verifier: BrokerVerifier) -> None:
+        self.me, self.signer, self.verifier = me, signer, verifier
+        self.path = data / "topology.bin"
+        self.db = LinkStateDB()
+        self._seq = time.time_ns() // 1000  # µs since the epoch: increases across restarts
+        self._routes: dict[str, str] | None = None
+        self.dirty = False  # needs saving
+        if self.path.exists():
+            try:
+                self.db = LinkStateDB.restore(self.path.read_bytes(), time.monotonic())
+                log.info("topology.loaded", brokers=len(self.db))
+            except (OSError, TitsError) as exc:
+                log.warning("topology.unreadable", error=sanitise(str(exc)))
+        held = self.db.get(me)
+        if held is not None:
+            self._seq = max(self._seq, held.seq + 1)
+
+    def next_seq(self) -> int:
+        self._seq = max(self._seq + 1, time.time_ns() // 1000)
+        return self._seq
+
+    # -- adverts -----------------------------------------------------------------------------
+
+    def accept(self, signed: wire.SignedAdvert, now: float) -> wire.Advert | None:
+        """Verify and store; the advert if it was new, None if stale or refused."""
+        try:
+            advert = self.verifier.advert(signed)
+        except TitsError as exc:
+            log.warning("gossip.advert_refused", error=sanitise(exc.message))
+            return None
+        if advert.broker == self.me:
+            return None  # our own advert, echoed back by the flood
+        if not self.db.apply(advert, now, wire.encode(signed)):
+            return None
+        self._changed()
+        return advert
+
+    def set_mine(self, advert: wire.Advert, signed: wire.SignedAdvert, now: float) -> None:
+        self.db.apply(advert, now, wire.encode(signed))
+        self._changed()
+
+    def forget(self, broker: str) -> None:
+        if self.db.remove(broker):
+            self._changed()
+
+    def expire(self, now: float) -> list[str]:
+        gone = [b for b in self.db.expire(now, ADVERT_MAX_AGE) if b != self.me]
+        if gone:
+            self._changed()
+        return gone
+
+    def _changed(self) -> None:
+        self._routes = None
+        self.dirty = True
+
+    def signed_adverts(self) -> list[wire.SignedAdvert]:
+        out = []
+        for broker in self.db:
+            blob = self.db.blob(broker)
+            if blob:
+                out.append(wire.GOSSIP_DECODER.decode(blob))
+        return out
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(self.db.snapshot())
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+    # -- graph and routes --------------------------------------------------------------------
+
+    def graph(self) -> Graph:
+        return self.db.graph()
+
+    def planning_graph(self) -> Graph:
+        """The live cloud: brokers with at least one two-way link, and us. A broker that died
+        loses its links as its neighbours re-advertise, and drops out of planning here."""
+        g = self.db.graph()
+        keep = {b for b, links in g.items() if links} | {self.me}
+        return {b: {p: c for p, c in g.get(b, {}).items() if p in keep} for b in keep}
+
+    def next_hop(self, target: str) -> str | None:
+        if self._routes is None:
+            g = self.planning_graph()
+            self._routes = next_hops(g, self.me) if self.me in g else {}
+        return self._routes.get(target)
+
+    def advert(self, broker: str) -> wire.Advert | None:
+        return self.db.get(broker)
