@@ -9,7 +9,7 @@ import typer
 
 from tits.errors import TitsError
 
-from . import identity_cmds, key_cmds
+from . import chat_cmds, identity_cmds, key_cmds
 from .context import State
 from .output import fail
 
@@ -39,6 +39,8 @@ app.command()(identity_cmds.init)
 app.command()(identity_cmds.whoami)
 app.add_typer(key_cmds.key_app, name="key")
 app.add_typer(key_cmds.contact_app, name="contact")
+app.command()(chat_cmds.send)
+app.command()(chat_cmds.recv)
 
 
 def main() -> None:

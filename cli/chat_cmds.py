@@ -1,0 +1,105 @@
+"""`tits send` and `tits recv`: texts through the broker, sealed and signed on this device."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from tits.errors import ConfigError
+
+from .context import State
+from .messenger import Message, Messenger
+from .output import console, emit_json, err_console, t
+
+
+def _resolve(state: State, who: str) -> tuple[list[str], bytes | None]:
+    if who.startswith("#"):
+        raise ConfigError(t("群組尚未支援", "groups are not supported yet") + f": {who}")
+    from tits.contacts import Contacts
+
+    return [Contacts(state.home.path).resolve(who)], None
+
+
+def send(
+    ctx: typer.Context,
+    who: Annotated[str, typer.Argument(help="@name, fingerprint (or #group).")],
+    text: Annotated[str, typer.Argument(help="The text to send.")],
+    broker: Annotated[
+        str | None, typer.Option("--broker", help="Broker URL [the one in your config].")
+    ] = None,
+    keyserver: Annotated[str | None, typer.Option("--keyserver", help="Key server URL.")] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Give up after this many seconds.")
+    ] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Send a text; exits 0 once the broker has stored it, and prints its id."""
+    state = State.of(ctx)
+    to, group = _resolve(state, who)
+    with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
+        msg_id = m.send_text(to, text, group, timeout=timeout)
+        if as_json:
+            emit_json({"id": msg_id.hex(), "to": to, "broker": m.connection().broker})
+        else:
+            names = ", ".join(m.name_of(fp) for fp in to)
+            console.print(
+                f"[green]✓[/] {t('已送達伺服器', 'stored by the broker')} → {names}  "
+                f"[dim]{msg_id.hex()}[/]"
+            )
+
+
+def _render(m: Message) -> Text:
+    when = time.strftime("%H:%M:%S", time.localtime(m.ts / 1000))
+    line = Text()
+    line.append(f"{when} ", style="dim")
+    line.append(m.sender_name, style="bold cyan")
+    if m.verified:
+        line.append(" ✓", style="bold green")
+    else:
+        line.append(f" ? {t('未驗證', 'not verified')}", style="bold yellow")
+    line.append(": ")
+    line.append(m.text if m.text is not None else f"[{m.kind}]")
+    return line
+
+
+def recv(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep listening for new messages.")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Stop after this many seconds.")
+    ] = None,
+    broker: Annotated[
+        str | None, typer.Option("--broker", help="Broker URL [the one in your config].")
+    ] = None,
+    keyserver: Annotated[str | None, typer.Option("--keyserver", help="Key server URL.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+) -> None:
+    """Print the messages waiting for you (oldest first) and exit; --follow keeps listening."""
+    state = State.of(ctx)
+    if timeout is None and not follow:
+        timeout = 30.0
+
+    def show(msg: Message) -> None:
+        if as_json:
+            emit_json(msg.to_json())
+        else:
+            console.print(_render(msg))
+
+    with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
+        try:
+            n = m.receive(show, follow=follow, timeout=timeout)
+        except KeyboardInterrupt:
+            n = -1
+        for r in m.refused:
+            err_console.print(
+                f"[red]✗[/] {t('已拒收', 'refused')} {r.id.hex()[:12]} "
+                f"({r.sender[:16]}): {r.reason}",
+                soft_wrap=True,
+            )
+        if n == 0 and not as_json:
+            err_console.print(f"[dim]{t('沒有新訊息', 'no new messages')}[/]")
