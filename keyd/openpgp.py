@@ -187,6 +187,8 @@ def v4_fingerprint(key_body: bytes) -> str:
     if not key_body or key_body[0] != 4:
         version = key_body[0] if key_body else "?"
         raise PacketError(f"only version 4 keys are accepted (got version {version})")
+    if len(key_body) < 9:  # version, creation time, algorithm, at least one MPI
+        raise PacketError("public key packet too short")
     digest = hashlib.sha1(b"\x99" + len(key_body).to_bytes(2, "big") + key_body).digest()
     return digest.hex().upper()
 
