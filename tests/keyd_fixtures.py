@@ -244,3 +244,76 @@ def stock_gpg() -> Iterator[type[StockGpg]]:
     yield Factory
     for g in made:
         g.cleanup()
+
+
+class FakeHkp:
+    """A stand-in public key server on 127.0.0.1 that records every request it gets.
+
+    `keys` maps a search string (as sent, e.g. "0x<FPR>" or an email) to ASCII armor that
+    `op=get` answers; anything else is 404. Uploads are recorded and answered 200, so that an
+    upload would go unnoticed by its sender — and be caught by the test reading `requests`.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.keys: dict[str, str] = {}
+        self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                parts = urllib.parse.urlsplit(self.path)
+                fake.requests.append((self.command, parts.path, urllib.parse.parse_qs(parts.query)))
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._record()
+                _, path, query = fake.requests[-1]
+                search = (query.get("search") or [""])[0]
+                op = (query.get("op") or [""])[0]
+                if path == "/pks/lookup" and op == "get" and search in fake.keys:
+                    body = fake.keys[search].encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/pgp-keys")
+                else:
+                    body = b"not found\n"
+                    self.send_response(404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._record()
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_PUT = do_POST  # noqa: N815
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"hkp://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+    def uploads(self) -> list[tuple[str, str, dict[str, list[str]]]]:
+        """Every request that was not a read-only lookup (op=get or op=index)."""
+        return [
+            r
+            for r in self.requests
+            if not (
+                r[0] == "GET"
+                and r[1] == "/pks/lookup"
+                and set(r[2].get("op", [])) <= {"get", "index"}
+            )
+        ]
