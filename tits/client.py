@@ -279,5 +279,16 @@ class Connection:
         for i in range(0, len(ids), 1024):
             self._send(wire.Received(ids=ids[i : i + 1024]))
 
+    def send(self, send: wire.Send, body: bytes) -> None:
+        """Send without waiting; the broker answers `Accepted` (or an `Error` with `ref`)."""
+        self._send(send, body)
+
+    def recv(self, timeout: float) -> Incoming | Any | None:
+        """The next thing from the broker (`Incoming`, `Accepted`, `Error`, `Pong`, ...), or
+        None after `timeout` seconds. Anything `login` or `send_and_wait` set aside comes first."""
+        if self.inbox:
+            return self.inbox.popleft()
+        return self._recv(timeout)
+
     def ping(self) -> None:
         self._send(wire.Ping(t=time.time_ns() // 1_000_000))
