@@ -133,6 +133,8 @@ class Cloud:
         return [*self.peers.sockets(), *self.gossip.sockets()]
 
     def handle(self, sock: zmq.Socket, now: float) -> None:
+        if sock.closed:  # closed by an earlier event of the same poll round
+            return
         if sock in self.gossip.subs_sockets():
             self.gossip.handle(sock)
         else:

@@ -1,6 +1,11 @@
 """Links to peer brokers: a ROUTER we bind, a DEALER per link we dial, CURVE on both, an
 admission handshake, heartbeats that measure round-trip times and declare silent peers dead.
 
+Routing ids on our ROUTER are the ones ZeroMQ assigns, never chosen by the dialer: the design
+suggested DEALER identity = broker id, but then any CURVE client that connects with a broker's
+id first (or, with ROUTER_HANDOVER, last) captures that broker's traffic. A routing id is bound
+to a broker only by an admitted hello, and every later frame must come with the same CURVE key.
+
 One link per pair of brokers, whichever side dialed. Frames on a link are
 ``[envelope, body?]`` (``[routing id, envelope, body?]`` on the ROUTER). A link is *up* once
 both sides have shown a `PeerHello` whose proof matches the cloud secret and the CURVE key
@@ -117,7 +122,6 @@ class PeerLinks:
         self.router.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
         self.router.setsockopt(zmq.SNDHWM, 100_000)
         self.router.setsockopt(zmq.RCVHWM, 100_000)
-        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes its id back
         self.port = bind_endpoint(self.router, bind)
         self.peers: dict[str, Peer] = {}
         self.dials: dict[zmq.Socket, _Dial] = {}
@@ -132,6 +136,8 @@ class PeerLinks:
     def handle(self, sock: zmq.Socket, now: float) -> None:
         """Drain one readable socket (bounded, so one busy peer cannot starve the rest)."""
         for _ in range(256):
+            if sock.closed:  # a frame just handled closed it (a goodbye, a refused hello)
+                return
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -152,7 +158,6 @@ class PeerLinks:
         endpoint, server_key = parse_url(url)
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IDENTITY, self.me.encode())
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.curve_serverkey = server_key
@@ -211,13 +216,15 @@ class PeerLinks:
         if not isinstance(msg, wire.PeerHello):
             self._reply(rid, wire.Error(code="not-admitted", message="send peer-hello first"))
             return
-        if not self.admission.admits(msg.broker, user, msg.proof) or rid != msg.broker.encode():
+        if not self.admission.admits(msg.broker, user, msg.proof):
             log.warning("peer.refused", claimed=sanitise(msg.broker, 16), reason="bad proof")
             self._reply(rid, wire.Error(code="not-admitted", message="not of this cloud"))
             return
         if msg.broker == self.me:
             return
         peer = self.peers.setdefault(msg.broker, Peer(msg.broker))
+        if peer.in_rid is not None and peer.in_rid != rid:
+            self._rid_owner.pop(peer.in_rid, None)  # it reconnected (a restart)
         peer.in_rid, peer.in_key = rid, user
         self._rid_owner[rid] = msg.broker
         hello = self._hello()

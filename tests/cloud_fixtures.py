@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
@@ -25,13 +26,21 @@ class RecordingHost:
     def __init__(self) -> None:
         self.arrived: list[tuple[str, wire.Forward, bytes]] = []
         self.acked: list[tuple[bytes, bytes]] = []
+        self.relayed: list[bytes] = []
         self.presence: list[set[str]] = []
         self.node: MeshNode | None = None
 
     def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None:
-        self.arrived.append((peer, fwd, body))
+        """Like the broker: deliver here, or pass on toward the target (then acknowledge)."""
         assert self.node is not None
-        self.node.cloud.ack(peer, fwd.id, fwd.token)
+        cloud = self.node.cloud
+        if fwd.target == self.node.fp:
+            self.arrived.append((peer, fwd, body))
+        elif fwd.hops > 0:
+            self.relayed.append(fwd.id)
+            onward = msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=b"relay")
+            cloud.send_forward(onward, body)
+        cloud.ack(peer, fwd.id, fwd.token)
 
     def cloud_forward_acked(self, msg_id: bytes, token: bytes) -> None:
         self.acked.append((msg_id, token))
