@@ -271,3 +271,68 @@ def connect(home: Home, url: str, login: bool = True) -> Connection:
 def _remove_template() -> None:
     if _TEMPLATE is not None:
         shutil.rmtree(_TEMPLATE, ignore_errors=True)
+
+
+class RawClient:
+    """A bare DEALER to the broker, for sending whatever frames a test likes.
+
+    mechanism: "curve" (a fresh client key, like a real client), "null" or "plain"."""
+
+    def __init__(
+        self, url: str, *, mechanism: str = "curve", routing_id: bytes | None = None
+    ) -> None:
+        import zmq
+
+        from tits.client import BrokerURL
+
+        self.url = BrokerURL.parse(url)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        if routing_id is not None:
+            self.sock.routing_id = routing_id
+        self.curve_public = b""
+        if mechanism == "curve":
+            public, secret = zmq.curve_keypair()
+            self.curve_public = public
+            self.sock.curve_serverkey = self.url.server_key
+            self.sock.curve_publickey = public
+            self.sock.curve_secretkey = secret
+        elif mechanism == "plain":
+            self.sock.plain_username = b"mallory"
+            self.sock.plain_password = b"secret"
+        self.sock.connect(self.url.address)
+
+    def send(self, *frames: bytes) -> None:
+        self.sock.send_multipart(list(frames))
+
+    def send_msg(self, msg: Any, *extra: bytes) -> None:
+        from tits import wire
+
+        self.send(wire.encode(msg), *extra)
+
+    def recv(self, timeout: float = 5.0) -> list[bytes] | None:
+        if not self.sock.poll(int(timeout * 1000)):
+            return None
+        return list(self.sock.recv_multipart())
+
+    def recv_msg(self, timeout: float = 5.0) -> Any:
+        from tits import wire
+
+        frames = self.recv(timeout)
+        return None if frames is None else wire.SERVER_DECODER.decode(frames[0])
+
+    def expect(self, kind: type, timeout: float = 5.0) -> Any:
+        msg = self.recv_msg(timeout)
+        assert isinstance(msg, kind), f"expected {kind.__name__}, got {msg!r}"
+        return msg
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
