@@ -1,0 +1,123 @@
+"""Hostile frames: typed errors or a dropped connection, and the broker keeps serving others."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from cli.messenger import Message, Messenger
+from tests.broker_fixtures import (  # noqa: F401 - fixtures
+    BrokerProc,
+    People,
+    RawClient,
+    broker_fixture,
+    connect,
+    people_fixture,
+    short_tmpdir,
+)
+from tits import wire
+
+
+def still_serves(broker: BrokerProc, people: People, text: str = "still here") -> None:
+    alice = Messenger(people.alice, broker=broker.url)
+    alice.send_text([people.bob.fingerprint], text)
+    alice.close()
+    bob = Messenger(people.bob, broker=broker.url)
+    got: list[Message] = []
+    bob.receive(got.append, timeout=10)
+    assert [(m.text, m.verified) for m in got][-1] == (text, True)
+    bob.close()
+
+
+def test_bad_frames_get_typed_errors(broker: BrokerProc, people: People) -> None:
+    with RawClient(broker.url) as raw:
+        raw.send(os.urandom(200))
+        assert raw.expect(wire.Error).code == "bad-frame"
+        raw.send(msgspec.msgpack.encode({"k": "launch-missiles", "v": 1}))
+        assert raw.expect(wire.Error).code == "bad-frame"
+        raw.send(wire.encode(wire.Hello()), b"extra", b"frames")
+        err = raw.expect(wire.Error)
+        assert err.code == "bad-frame" and "frames" in err.message
+        raw.send(b"")
+        assert raw.expect(wire.Error).code == "bad-frame"
+        # a server kind sent to the server
+        raw.send(wire.encode(wire.Welcome()))
+        assert raw.expect(wire.Error).code in ("bad-frame", "bad-kind")
+        # commands before login
+        send = wire.Send(id=wire.new_msg_id(), sender=people.alice.fingerprint, to=["A" * 40])
+        raw.send(wire.encode(send), b"body")
+        err = raw.expect(wire.Error)
+        assert err.code == "not-logged-in" and err.ref == send.id
+        raw.send(wire.encode(wire.Received(ids=[send.id])))
+        assert raw.expect(wire.Error).code == "not-logged-in"
+        raw.send(wire.encode(wire.Login(blob=b"x", fingerprint=people.alice.fingerprint)))
+        assert raw.expect(wire.Error).code == "no-challenge"
+        # a malformed field: a recipient that is not a fingerprint
+        raw.send(msgspec.msgpack.encode({"k": "send", "id": b"1" * 16, "to": ["bob"]}), b"b")
+        err = raw.expect(wire.Error)
+        assert err.code == "bad-frame" and "$.to" in err.message
+    # a logged-in client: Send without a body, or with one too many frames
+    conn = connect(people.alice, broker.url)
+    send = wire.Send(id=wire.new_msg_id(), sender=people.alice.fingerprint, to=["B" * 40])
+    conn.sock.send_multipart([wire.encode(send)])
+    err = conn.recv(5)
+    assert isinstance(err, wire.Error) and err.code == "bad-frame"
+    conn.close()
+    still_serves(broker, people)
+
+
+def test_oversized_frame_drops_only_that_connection(broker: BrokerProc, people: People) -> None:
+    with RawClient(broker.url) as raw:
+        raw.send_msg(wire.Hello())
+        raw.expect(wire.Challenge)
+        raw.send(wire.encode(wire.Ping()), b"\0" * (wire.MAX_BODY + (128 << 10)))
+        # libzmq closes a connection whose frame is over ZMQ_MAXMSGSIZE: no answer comes
+        assert raw.recv(0.5) is None
+    still_serves(broker, people)
+
+
+@pytest.mark.parametrize("mechanism", ["null", "plain"])
+def test_null_and_plain_clients_get_nothing(
+    broker: BrokerProc, people: People, mechanism: str
+) -> None:
+    with RawClient(broker.url, mechanism=mechanism) as raw:
+        raw.send_msg(wire.Hello())
+        raw.send_msg(wire.Ping(t=1))
+        assert raw.recv(0.5) is None
+    still_serves(broker, people)
+
+
+def test_garbage_budget_drops_the_connection(broker: BrokerProc, people: People) -> None:
+    with RawClient(broker.url) as raw:
+        codes = []
+        for _ in range(40):
+            raw.send(os.urandom(64))
+        while (msg := raw.recv_msg(0.5)) is not None:
+            codes.append(msg.code)
+        assert codes[-1] == "dropped" and set(codes[:-1]) == {"bad-frame"}
+        assert len(codes) == 17  # the budget: 16 refusals, then "dropped"
+        raw.send_msg(wire.Hello())  # ignored from now on
+        assert raw.recv(0.5) is None
+    still_serves(broker, people)
+
+
+def test_rate_limit_per_session(people: People) -> None:
+    root = short_tmpdir("tb")
+    cfg = Path(root / "titsd.toml")
+    cfg.write_text("[limits]\nrate = 5.0\nburst = 10.0\n")
+    b = BrokerProc(root / "broker", "--config", str(cfg)).start()
+    try:
+        with RawClient(b.url) as raw:
+            for i in range(30):
+                raw.send_msg(wire.Ping(t=i))
+            kinds = []
+            while (msg := raw.recv_msg(0.5)) is not None:
+                kinds.append(type(msg).__name__ if not isinstance(msg, wire.Error) else msg.code)
+            assert kinds.count("Pong") == 10
+            assert kinds.count("rate-limited") == 20
+        still_serves(b, people)
+    finally:
+        b.cleanup()
