@@ -16,8 +16,6 @@ CODE_DIRS = ("tits", "keyd", "broker", "router", "cli", "scripts", "benchmarks",
 KEYSERVER_OPS = re.compile(
     r"\b(send|recv|search|refresh)[-_]keys\b|--(send|recv|search|refresh|fetch|locate)-k"
 )
-    r"(send|recv|search|refresh|fetch)[-_]?keys?\b|--fetch-keys|locate[-_]keys?"
-)
 UPLOAD_PATH = "/pks/add"
 UPLOAD_ALLOWED = {"keyd/http.py", "tits/keyclient.py"}  # the route itself; the client of our keyd
 
