@@ -21,14 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from tits.keyclient import KeyClient
 from tits.keyd import openpgp
 from tits.keyd.store import Store
 from tits.keyd.validate import KeyValidator, UserId
@@ -161,12 +160,9 @@ async def load(port: int, fps: list[str], duration: float) -> tuple[int, list[fl
 
 
 def post(url: str, armored: bytes) -> tuple[float, dict[str, object]]:
-    body = urllib.parse.urlencode({"keytext": armored}).encode()
-    req = urllib.request.Request(url + "/pks/add", data=body,
-                                 headers={"Accept": "application/json"})  # fmt: skip
+    kc = KeyClient(url, timeout=60)
     t0 = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        result = json.loads(resp.read())
+    result = kc.publish_key(armored.decode())
     return time.perf_counter() - t0, result
 
 
