@@ -38,7 +38,7 @@ from tits.log import sanitise
 from . import openpgp
 from .fallback import Fallback
 from .store import Store
-from .validate import KeyValidator, ValidationError
+from .validate import KeyValidator, ValidationError, email_of
 
 MAX_SEARCH = 256
 MIN_TEXT_SEARCH = 3
@@ -201,13 +201,15 @@ class KeyService:
                 *(s[-16:] for s in key.subkeys),
             ):
                 continue
+            if search.kind == "email" and not any(
+                email_of(uid.decode("utf-8", "replace")) == search.value for uid in key.user_ids
+            ):
+                continue
             try:
                 fp, status, _ = await self._accept(key, source="fallback")
-            except (KeydError, ValidationError) as exc:
-                log.warning("fallback.rejected", fingerprint=key.fingerprint, error=str(exc))
+            except KeydError as exc:
+                log.warning("fallback.rejected", fingerprint=key.fingerprint, error=exc.message)
                 continue
-            if search.kind == "email" and fp not in self.store.by_email(search.value):
-                log.warning("fallback.unrelated", fingerprint=fp)
             log.info("fallback.cached", fingerprint=fp, status=status)
 
     # -- uploads -----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def world() -> Iterator[World]:
         fake.keys["0x" + cfp] = carol.export(cfp).decode()
         fake.keys["dave@example.org"] = carol.export(dfp).decode()
         fake.keys["0x" + "E" * 40] = carol.export(efp).decode()  # answers with the wrong key
+        fake.keys["frank@example.org"] = carol.export(efp).decode()  # and for the wrong email
         server.start()
         yield World(fake, server, carol, cfp, dfp, efp)
     finally:
@@ -84,6 +85,7 @@ def test_wrong_key_from_fallback_is_not_cached(world: World) -> None:
     kc = KeyClient(world.server.url)
     with pytest.raises(KeyServerError, match="not on key server"):
         kc.get_key("E" * 40)
+    assert kc.search("frank@example.org") == []
     assert kc.search("eve@example.org") == []  # Eve's key was never stored
 
 
