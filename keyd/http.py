@@ -73,14 +73,13 @@ async def lookup(request: web.Request) -> web.Response:
     if op == "get":
         armored = await service.get(search)
         return web.Response(text=armored, content_type="application/pgp-keys")
-    if op == "index" or (op == "vindex" and mr):
-        rows = await service.index(search)
-        if mr:
+    if op in ("index", "vindex"):
+        if mr:  # what gpg --search-keys reads; vindex adds nothing machine-readable
+            rows = await service.index(search)
             text = f"info:1:{len(rows)}\n" + "".join(rows)
-            return web.Response(text=text, content_type="text/plain")
-        return web.Response(text="\n".join(await service.vindex(search)), content_type="text/plain")
-    if op == "vindex":
-        return web.Response(text="\n".join(await service.vindex(search)), content_type="text/plain")
+        else:
+            text = "\n".join(await service.vindex(search))
+        return web.Response(text=text, content_type="text/plain")
     raise KeydError(501, f"op {sanitise(op, 20)!r} is not implemented", "not-implemented")
 
 

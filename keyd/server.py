@@ -25,6 +25,8 @@ from .service import KeyService
 from .store import Store
 from .validate import KeyValidator
 
+SHUTDOWN_TIMEOUT = 5.0  # seconds given to requests in flight (an upload in gpg) on SIGTERM
+
 log = structlog.get_logger("keyd")
 
 
@@ -58,7 +60,9 @@ class KeyServer:
         self._fallback = Fallback(self.config.fallback)
         service = KeyService(self._store, KeyValidator(scratch), self._fallback)
         app = make_app(service, self.config.max_upload)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()
