@@ -10,6 +10,7 @@ writes `<data>/ready.json` (id, url, pid, ports) atomically, and removes it when
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -76,8 +77,14 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    profile = os.environ.get("TITSD_PROFILE")  # a developer's aid: write cProfile stats here
     try:
-        broker.run()
+        if profile:
+            import cProfile
+
+            cProfile.runctx("broker.run()", globals(), {"broker": broker}, profile)
+        else:
+            broker.run()
     finally:
         broker.close()
 

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import queue
-import sqlite3
 import subprocess
 import threading
 import time
@@ -42,7 +41,7 @@ from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
 from .login import LoginOk, LoginVerifier, describe
 from .status import StatusServer
-from .store import Store
+from .store import Job, Store, Writer
 
 log = structlog.get_logger("titsd")
 
@@ -56,6 +55,9 @@ MAX_CONNS = 100_000
 ZAP_DOMAIN = "tits"
 HEARTBEAT_IVL_MS = 10_000
 HEARTBEAT_TIMEOUT_MS = 30_000
+_MORE_NB = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's flag enums cost µs per send
+_MORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 
 @dataclass(eq=False)
@@ -114,6 +116,9 @@ class Broker:
         self.fingerprint = self.keys.fingerprint
         self.armored = self.keys.armored.encode()
         self.store = Store(cfg.data / "mailbox.db", cfg.durability)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self.writer = Writer(cfg.data / "mailbox.db", cfg.durability, self._wake)
         self.delivery = Delivery(self.store, self._send_to, cfg.limits.window, cfg.retry_s)
         self.delivery.on_gone = self._device_gone
         now = time.time()
@@ -122,8 +127,6 @@ class Broker:
             self.recent[msg_id] = (sender, mono)
         self.verifier = LoginVerifier(self.keys, cfg.keyserver)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="titsd-login")
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
 
         self.ctx = zmq.Context()
         self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("titsd.zap"))
@@ -133,6 +136,8 @@ class Broker:
         )
         self.client = self._server_socket(zmq.ROUTER)
         self.client.router_mandatory = 1
+        # the backend's send, without the sugar layer's per-call checks (routing_id, group)
+        self._send = super(zmq.Socket, self.client).send
         self.client.maxmsgsize = self.limits.max_frame
         self.client.sndhwm = 50_000
         self.client.rcvhwm = 50_000
@@ -214,11 +219,15 @@ class Broker:
         except (OSError, AttributeError):
             pass
 
-    def close(self) -> None:
+    def _wake(self) -> None:
         try:
-            self.store.commit([], self.delivery.cursor_moves())
-        except sqlite3.Error as exc:
-            log.error("store.final_commit_failed", error=str(exc))
+            os.write(self._wake_w, b"w")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.writer.submit(Job(cursors=self.delivery.cursor_moves()))
+        self.writer.close()  # every accepted message is committed before we go
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.http.stop()
         for s in (self.client, self.peer, self.pub):
@@ -274,6 +283,17 @@ class Broker:
                 pass
         except BlockingIOError:
             pass
+        done = self.writer.done
+        committed = False
+        while True:
+            try:
+                job = done.get_nowait()
+            except queue.Empty:
+                break
+            self._committed(job)
+            committed = True
+        if committed:
+            self.delivery.pump()
         while True:
             try:
                 curve, nonce, result = self.results.get_nowait()
@@ -295,7 +315,7 @@ class Broker:
         acked = False
         for _ in range(BATCH):
             try:
-                first = recv(zmq.NOBLOCK, copy=False)
+                first = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
             frames = [first]
@@ -436,29 +456,42 @@ class Broker:
     def _commit(
         self, batch: list[tuple[Conn, wire.Send, bytes]], dups: list[tuple[Conn, bytes]]
     ) -> None:
+        """Hand the batch to the writer; `_committed` answers and delivers once it is on disk.
+        Duplicates are answered after this commit too: their original may be in it."""
         store = self.store
         ts_ms = time.time_ns() // 1_000_000
         ts_s = ts_ms // 1000
         rows = []
         fanout = []
         encode = wire.encode
+        Deliver = wire.Deliver  # noqa: N806
         for _conn, msg, body in batch:
             env = encode(
-                wire.Deliver(id=msg.id, sender=msg.sender, to=msg.to, group=msg.group, ts=ts_ms)
+                Deliver(id=msg.id, sender=msg.sender, to=msg.to, group=msg.group, ts=ts_ms)
             )
             for user in dict.fromkeys(msg.to) if len(msg.to) > 1 else msg.to:
                 seq = store.allocate()
                 rows.append((seq, user, msg.id, msg.sender, env, body, ts_s))
                 fanout.append((user, seq, msg.id, env, body))
-        try:
-            store.commit(rows, self.delivery.cursor_moves())
-        except sqlite3.Error as exc:
-            log.error("store.commit_failed", error=str(exc), messages=len(batch))
+        self._moves_due = False
+        self.writer.submit(
+            Job(rows=rows, cursors=self.delivery.cursor_moves(), token=(batch, dups, fanout))
+        )
+
+    def _committed(self, job: Job) -> None:
+        if job.prune is not None and job.pruned:
+            log.info("store.pruned", messages=job.pruned)
+        if job.token is None:
+            if job.error is not None:
+                log.error("store.commit_failed", error=str(job.error))
+            return
+        batch, dups, fanout = job.token
+        if job.error is not None:
+            log.error("store.commit_failed", error=str(job.error), messages=len(batch))
             for conn, msg, _ in batch:
                 self.recent.pop(msg.id, None)
                 self._error(conn, "storage", "the broker could not store it; retry", msg.id)
             return
-        self._moves_due = False
         self.counters["accepted"] += len(batch)
         self.counters["duplicates"] += len(dups)
         by_conn: dict[Conn, list[bytes]] = {}
@@ -478,7 +511,8 @@ class Broker:
 
     def _reply(self, route: bytes, msg: Any) -> bool:
         try:
-            self.client.send_multipart([route, wire.encode(msg)], zmq.NOBLOCK)
+            self._send(route, _MORE_NB)
+            self._send(wire.encode(msg), 0)
             return True
         except zmq.Again:
             return False  # its queue is full; a client retries what is not answered
@@ -506,7 +540,10 @@ class Broker:
 
     def _send_to(self, dev: Device, env: bytes, body: bytes) -> SendResult:
         try:
-            self.client.send_multipart([dev.route, env, body], zmq.NOBLOCK)
+            send = self._send
+            send(dev.route, _MORE_NB)  # ROUTER_MANDATORY: only this frame can fail
+            send(env, _MORE)
+            send(body, 0)
             return SendResult.OK
         except zmq.Again:
             return SendResult.FULL
@@ -595,6 +632,7 @@ class Broker:
             return 0
         dev.route = conn.route
         pending = self.delivery.attach(dev)
+        self.writer.submit(Job(devices=[(dev.user, dev.device)]))
         conn.attached = True
         if welcome:
             self._reply(
@@ -651,11 +689,8 @@ class Broker:
     def _housekeeping(self, now: float) -> None:
         self.delivery.retry(now)
         if self._moves_due:
-            try:
-                self.store.commit([], self.delivery.cursor_moves())
-                self._moves_due = False
-            except sqlite3.Error as exc:
-                log.error("store.cursor_commit_failed", error=str(exc))
+            self._moves_due = False
+            self.writer.submit(Job(cursors=self.delivery.cursor_moves()))
         expired = [c for c in self.conns.values() if c.last_seen < now - self.cfg.session_timeout]
         for conn in expired:
             self._logout(conn)
@@ -669,12 +704,7 @@ class Broker:
             del recent[first]
 
     def _prune(self) -> None:
-        try:
-            n = self.store.prune(time.time(), self.cfg.keep_s, self.cfg.max_age_s)
-            if n:
-                log.info("store.pruned", messages=n)
-        except sqlite3.Error as exc:
-            log.error("store.prune_failed", error=str(exc))
+        self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))
 
     def _refresh_snapshot(self) -> None:
         users: dict[str, dict[str, Any]] = {}
@@ -708,6 +738,11 @@ class Broker:
             "users": sorted(users.values(), key=lambda u: u["fingerprint"]),
             "sessions": sum(1 for c in self.conns.values() if c.device is not None),
             "counters": dict(self.counters, delivered=self.delivery.delivered),
+            "store": {
+                "commits": self.writer.stats["commits"],
+                "rows": self.writer.stats["rows"],
+                "commit_ms_max": round(self.writer.stats["max_s"] * 1000, 2),
+            },
             "ports": {
                 "client": self.client_port,
                 "peer": self.peer_port,

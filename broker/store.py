@@ -7,15 +7,21 @@
 `seq` is assigned here, in memory, so a batch can be inserted with one `executemany` and the
 caller knows every row's seq without reading back. A message is acknowledged to its sender
 only after the transaction that holds it has committed (`durability="full"` also fsyncs the
-WAL on every commit, so a power cut loses nothing acknowledged either).
+WAL on every commit, so a power cut loses nothing acknowledged either). Commits run on the
+`Writer` thread; the broker thread only reads (WAL lets both go at once).
 """
 
 from __future__ import annotations
 
+import functools
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mail (
@@ -42,12 +48,13 @@ Row = tuple[int, str, bytes, str, bytes, bytes, int]  # seq, user, id, sender, e
 
 
 class Store:
+    """The broker thread's connection: schema, seq numbers and every read. Writes go through
+    `Writer`, on its own connection and thread, so an fsync never stalls the message loop."""
+
     def __init__(self, path: Path, durability: str = "full") -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-        self.db.execute("PRAGMA wal_autocheckpoint=4000")
+        self.durability = durability
+        self.db = connect(path, durability)
         self.db.executescript(SCHEMA)
         (last,) = self.db.execute("SELECT coalesce(max(seq), 0) FROM mail").fetchone()
         self.next_seq = int(last) + 1
@@ -57,27 +64,6 @@ class Store:
         self.next_seq += 1
         return seq
 
-    def commit(self, rows: Sequence[Row], cursors: Iterable[tuple[int, str, str]]) -> None:
-        """One transaction: the new rows and the cursor moves (cursor, user, device)."""
-        cursors = list(cursors)
-        if not rows and not cursors:
-            return
-        now = int(time.time())
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            if rows:
-                db.executemany("INSERT INTO mail VALUES (?,?,?,?,?,?,?)", rows)
-            if cursors:
-                db.executemany(
-                    "UPDATE cursors SET cursor=max(cursor, ?), seen=? WHERE user=? AND device=?",
-                    [(c, now, u, d) for c, u, d in cursors],
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
     # -- reads --------------------------------------------------------------------------------
 
     def device_cursor(self, user: str, device: str) -> int:
@@ -86,10 +72,7 @@ class Store:
         row = self.db.execute(
             "SELECT cursor FROM cursors WHERE user=? AND device=?", (user, device)
         ).fetchone()
-        if row is not None:
-            return int(row[0])
-        self.db.execute("INSERT INTO cursors VALUES (?,?,?,?)", (user, device, 0, int(time.time())))
-        return 0
+        return int(row[0]) if row is not None else 0
 
     def last_seq(self, user: str) -> int:
         (last,) = self.db.execute(
@@ -130,21 +113,155 @@ class Store:
         (d,) = self.db.execute("SELECT count(*) FROM cursors").fetchone()
         return {"stored": int(n), "devices": int(d)}
 
-    # -- housekeeping -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.db.close()
 
-    def prune(self, now: float, keep_s: float, max_age_s: float) -> int:
-        """Drop messages every known device has acknowledged and that are older than `keep_s`
-        (kept that long for devices still to come), and anything older than `max_age_s`."""
-        cur = self.db.execute(
-            "DELETE FROM mail WHERE (ts < ? AND seq <= "
-            "(SELECT min(c.cursor) FROM cursors c WHERE c.user = mail.user)) OR ts < ?",
-            (int(now - keep_s), int(now - max_age_s)),
-        )
-        return cur.rowcount
+
+def connect(path: Path, durability: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+    db.execute("PRAGMA busy_timeout=10000")
+    db.execute("PRAGMA wal_autocheckpoint=0")  # the writer checkpoints when it is idle
+    return db
+
+
+_CHUNKS = (512, 128, 32, 8, 1)  # statement sizes, so few distinct statements are cached
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    return "INSERT INTO mail VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * rows)
+
+
+@dataclass
+class Job:
+    """One group commit: new rows, cursor moves (cursor, user, device), devices to register
+    (user, device); `token` is handed back untouched when the commit is done."""
+
+    rows: Sequence[Row] = ()
+    cursors: Sequence[tuple[int, str, str]] = ()
+    devices: Sequence[tuple[str, str]] = ()
+    prune: tuple[float, float, float] | None = None  # (now, keep_s, max_age_s)
+    token: Any = None
+    error: BaseException | None = None
+    pruned: int = 0
+
+
+class Writer:
+    """Commits jobs in order on its own connection and thread. Jobs that queue up while a
+    commit (and its fsync) is running are merged into the next transaction: the busier the
+    broker, the bigger each group commit. `done` yields finished jobs in submission order,
+    and `notify()` is called after each group (the broker wakes its poll loop with it)."""
+
+    CHECKPOINT_PAGES = 4000
+
+    def __init__(self, path: Path, durability: str, notify: Callable[[], None]) -> None:
+        self.db = connect(path, durability)
+        self.notify = notify
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._wal_pages = 0
+        self.stats: dict[str, float] = {"commits": 0, "seconds": 0.0, "rows": 0, "max_s": 0.0}
+        self._thread = threading.Thread(target=self._run, name="titsd-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        self.jobs.put(job)
 
     def close(self) -> None:
+        """Finish every submitted job, checkpoint, close."""
+        self.jobs.put(None)
+        self._thread.join()
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             pass
         self.db.close()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            job = self.jobs.get()
+            if job is None:
+                break
+            group = [job]
+            while len(group) < 256:
+                try:
+                    nxt = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+            t0 = time.perf_counter()
+            self._commit(group)
+            dt = time.perf_counter() - t0
+            st = self.stats
+            st["commits"] += 1
+            st["seconds"] += dt
+            st["rows"] += sum(len(j.rows) for j in group)
+            st["max_s"] = max(st["max_s"], dt)
+            for j in group:
+                self.done.put(j)
+            self.notify()
+            idle = self.jobs.empty()
+            if (idle and self._wal_pages > self.CHECKPOINT_PAGES) or (
+                self._wal_pages > 10 * self.CHECKPOINT_PAGES
+            ):
+                self._checkpoint()
+
+    def _commit(self, group: list[Job]) -> None:
+        now = int(time.time())
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for job in group:
+                if job.devices:
+                    db.executemany(
+                        "INSERT OR IGNORE INTO cursors VALUES (?,?,0,?)",
+                        [(u, d, now) for u, d in job.devices],
+                    )
+                if job.rows:
+                    self._insert(job.rows)
+                    self._wal_pages += 1 + len(job.rows) // 8
+                if job.cursors:
+                    db.executemany(
+                        "INSERT INTO cursors VALUES (?,?,?,?) ON CONFLICT(user, device) "
+                        "DO UPDATE SET cursor=max(cursor, excluded.cursor), seen=excluded.seen",
+                        [(u, d, c, now) for c, u, d in job.cursors],
+                    )
+                if job.prune is not None:
+                    t, keep_s, max_age_s = job.prune
+                    job.pruned = db.execute(
+                        "DELETE FROM mail WHERE (ts < ? AND seq <= "
+                        "(SELECT min(c.cursor) FROM cursors c WHERE c.user = mail.user)) "
+                        "OR ts < ?",
+                        (int(t - keep_s), int(t - max_age_s)),
+                    ).rowcount
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for job in group:
+                job.error = exc
+
+    def _insert(self, rows: Sequence[Row]) -> None:
+        """Many rows per statement: each statement releases and retakes the GIL once, where
+        `executemany` would per row (and wait for the busy broker thread each time)."""
+        i, n = 0, len(rows)
+        while i < n:
+            k = next(size for size in _CHUNKS if size <= n - i)
+            params = [v for row in rows[i : i + k] for v in row]
+            self.db.execute(_insert_sql(k), params)
+            i += k
+
+    def _checkpoint(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._wal_pages = 0
+        except sqlite3.Error:
+            pass
