@@ -68,7 +68,8 @@ def publish(ctx: typer.Context, keyserver: KeyserverOpt = None, as_json: JsonOpt
     status = str(key.get("status", ""))
     console.print(
         f"[bold green]✓[/] {t('金鑰已發布', 'key published')}: [bold]{fp}[/] ({escape(status)})"
-        f" → {escape(kc.base_url)}"
+        f" → {escape(kc.base_url)}",
+        soft_wrap=True,
     )
     console.print(f"[bold green]✓[/] {t('裝置憑證已發布', 'device certificate published')}: "
                   f"{cert.name} ({cert.device})")  # fmt: skip
