@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from cli.messenger import Message, Messenger
+from tits.cli.messenger import Message, Messenger
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
     People,

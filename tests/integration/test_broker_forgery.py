@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from zmq.utils import z85
 
-from cli.messenger import Message, Messenger
+from tits.cli.messenger import Message, Messenger
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
     People,

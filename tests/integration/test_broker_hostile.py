@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from cli.messenger import Message, Messenger
+from tits.cli.messenger import Message, Messenger
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
     People,
