@@ -45,7 +45,6 @@ class Limits:
     logins_per_minute: int = 10
     login_queue: int = 64  # logins waiting for GnuPG before new ones get "busy"
     window: int = 1000  # deliveries in flight per device before it must acknowledge
-    mailbox: int = 1_000_000  # messages waiting for one user
 
 
 @dataclass

@@ -1,0 +1,167 @@
+"""Delivery logic over a real SQLite store, with a recording fake for the socket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tits.broker.delivery import Delivery, Device, SendResult
+from tits.broker.store import Job, Store, Writer
+
+ALICE, BOB = "A" * 40, "B" * 40
+
+
+class Net:
+    """Records sends; `result` decides what the next send returns."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.result = SendResult.OK
+
+    def send(self, dev: Device, env: bytes, body: bytes) -> SendResult:
+        if self.result is SendResult.OK:
+            self.sent.append((dev.device, body))
+        return self.result
+
+    def take(self) -> list[tuple[str, bytes]]:
+        out, self.sent = self.sent, []
+        return out
+
+
+class World:
+    def __init__(self, path: Path, window: int = 1000) -> None:
+        self.store = Store(path)
+        self.writer = Writer(path, "normal", lambda: None)
+        self.net = Net()
+        self.delivery = Delivery(self.store, self.net.send, window=window, retry_s=5.0)
+
+    def commit(self, job: Job) -> Job:
+        self.writer.submit(job)
+        done = self.writer.done.get(timeout=10)
+        assert done is job and job.error is None
+        return job
+
+    def message(self, user: str, n: int) -> tuple[int, bytes]:
+        """Store message `n` for `user` and tell delivery, as the broker does after a commit."""
+        seq = self.store.allocate()
+        msg_id = n.to_bytes(16, "big")
+        body = b"body%d" % n
+        self.commit(Job(rows=[(seq, user, msg_id, ALICE, b"env", body, 0)]))
+        self.delivery.stored(user, seq, msg_id, b"env", body)
+        return seq, msg_id
+
+    def close(self) -> None:
+        self.writer.close()
+        self.store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path / "mail.db")
+    yield w
+    w.close()
+
+
+def test_live_delivery_and_cursor(world: World) -> None:
+    dev = Device(BOB, "d1", b"route")
+    assert world.delivery.attach(dev) == 0
+    seq, msg_id = world.message(BOB, 1)
+    assert world.net.take() == [("d1", b"body1")]
+    assert dev.cursor == seq - 1  # sent, not yet acknowledged
+    world.delivery.acked(dev, [msg_id])
+    assert dev.cursor == seq
+    assert world.delivery.cursor_moves() == [(seq, BOB, "d1")]
+    assert world.delivery.cursor_moves() == []
+    world.commit(Job(cursors=[(seq, BOB, "d1")]))
+    assert world.store.device_cursor(BOB, "d1") == seq
+
+
+def test_offline_mailbox_in_order_with_a_window(tmp_path: Path) -> None:
+    world = World(tmp_path / "mail.db", window=2)
+    ids = [world.message(BOB, n)[1] for n in range(5)]
+    assert world.net.take() == []  # nobody online
+    dev = Device(BOB, "d1", b"route")
+    assert world.delivery.attach(dev) == 5
+    world.delivery.pump()
+    assert world.net.take() == [("d1", b"body0"), ("d1", b"body1")]
+    world.delivery.pump()
+    assert world.net.take() == []  # window full
+    world.delivery.acked(dev, ids[:2])
+    world.delivery.pump()
+    assert world.net.take() == [("d1", b"body2"), ("d1", b"body3")]
+    # a new message while behind waits its turn (no overtaking)
+    world.message(BOB, 5)
+    assert world.net.take() == []
+    world.delivery.acked(dev, ids[2:4])
+    world.delivery.pump()
+    assert world.net.take() == [("d1", b"body4"), ("d1", b"body5")]
+    world.close()
+
+
+def test_every_device_gets_every_message_and_a_new_device_starts_at_zero(world: World) -> None:
+    d1 = Device(BOB, "d1", b"r1")
+    world.delivery.attach(d1)
+    world.message(BOB, 1)
+    world.message(ALICE, 2)  # someone else's mail is not Bob's
+    d2 = Device(BOB, "d2", b"r2")
+    assert world.delivery.attach(d2) == 1
+    world.delivery.pump()
+    world.message(BOB, 3)
+    assert sorted(world.net.take()) == [
+        ("d1", b"body1"),
+        ("d1", b"body3"),
+        ("d2", b"body1"),
+        ("d2", b"body3"),
+    ]
+
+
+def test_full_queue_is_not_counted_as_sent(world: World) -> None:
+    dev = Device(BOB, "d1", b"r")
+    world.delivery.attach(dev)
+    world.net.result = SendResult.FULL
+    world.message(BOB, 1)
+    assert world.net.take() == [] and dev.inflight == {} and dev.cursor == 0
+    world.net.result = SendResult.OK
+    world.delivery.pump(now=dev.stalled_until + 1)
+    assert world.net.take() == [("d1", b"body1")]
+
+
+def test_gone_peer_is_detached_and_keeps_its_mail(world: World) -> None:
+    gone: list[Device] = []
+    world.delivery.on_gone = gone.append
+    dev = Device(BOB, "d1", b"r")
+    world.delivery.attach(dev)
+    world.net.result = SendResult.GONE
+    world.message(BOB, 1)
+    assert gone == [dev] and world.delivery.device(BOB, "d1") is None
+    world.net.result = SendResult.OK
+    again = Device(BOB, "d1", b"r2")
+    assert world.delivery.attach(again) == 1
+    world.delivery.pump()
+    assert world.net.take() == [("d1", b"body1")]
+
+
+def test_unacknowledged_deliveries_are_resent(world: World) -> None:
+    dev = Device(BOB, "d1", b"r")
+    world.delivery.attach(dev)
+    _, msg_id = world.message(BOB, 1)
+    world.net.take()
+    sent_at = dev.inflight[msg_id][1]
+    assert world.delivery.retry(now=sent_at + 1) == 0
+    assert world.delivery.retry(now=sent_at + 6) == 1
+    assert world.net.take() == [("d1", b"body1")]
+    world.delivery.acked(dev, [msg_id])
+    assert world.delivery.retry(now=sent_at + 60) == 0
+
+
+def test_same_device_logging_in_again_replaces_the_old_session(world: World) -> None:
+    old = Device(BOB, "d1", b"old")
+    world.delivery.attach(old)
+    world.message(BOB, 1)
+    new = Device(BOB, "d1", b"new")
+    assert world.delivery.attach(new) == 1  # not acknowledged by the old session
+    world.delivery.pump()
+    assert world.delivery.device(BOB, "d1") is new
+    assert world.net.take()[-1] == ("d1", b"body1")

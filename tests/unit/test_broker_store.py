@@ -1,0 +1,73 @@
+"""The mailbox store and its writer thread."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tits.broker.store import Job, Store, Writer
+
+
+def rows(store: Store, user: str, n: int, ts: int = 0) -> list[tuple]:
+    return [
+        (store.allocate(), user, i.to_bytes(16, "big"), "S" * 40, b"e", b"b%d" % i, ts)
+        for i in range(n)
+    ]
+
+
+def test_jobs_commit_in_order_and_seq_survives_restart(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    store = Store(path)
+    writer = Writer(path, "full", lambda: None)
+    jobs = [Job(rows=rows(store, "U" * 40, 700), token=i) for i in range(5)]
+    for j in jobs:
+        writer.submit(j)
+    done = [writer.done.get(timeout=10) for _ in jobs]
+    assert [j.token for j in done] == list(range(5)) and all(j.error is None for j in done)
+    assert writer.stats["rows"] == 3500
+    assert store.last_seq("U" * 40) == 3500 and store.count_after("U" * 40, 3000) == 500
+    got = store.fetch("U" * 40, 3498, 10)
+    assert [r[0] for r in got] == [3499, 3500]
+    writer.close()
+    store.close()
+    again = Store(path)
+    assert again.next_seq == 3501
+    again.close()
+
+
+def test_a_failed_commit_is_reported_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    store = Store(path)
+    writer = Writer(path, "normal", lambda: None)
+    good = rows(store, "U" * 40, 1)
+    writer.submit(Job(rows=good))
+    assert writer.done.get(timeout=10).error is None
+    writer.submit(Job(rows=good))  # the same seq again: a constraint error
+    assert writer.done.get(timeout=10).error is not None
+    writer.close()
+    store.close()
+
+
+def test_cursor_upsert_never_goes_back_and_prune(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    store = Store(path)
+    writer = Writer(path, "normal", lambda: None)
+    old = int(time.time()) - 1000
+    writer.submit(Job(rows=rows(store, "U" * 40, 4, ts=old), devices=[("U" * 40, "d1")]))
+    writer.submit(Job(cursors=[(3, "U" * 40, "d1")]))
+    writer.submit(Job(cursors=[(1, "U" * 40, "d1")]))
+    for _ in range(3):
+        writer.done.get(timeout=10)
+    assert store.device_cursor("U" * 40, "d1") == 3
+    assert store.device_cursor("U" * 40, "d2") == 0
+    # kept while younger than keep_s; then only what every device has acknowledged goes
+    writer.submit(Job(prune=(time.time(), 10_000.0, 100_000.0)))
+    assert writer.done.get(timeout=10).pruned == 0
+    writer.submit(Job(prune=(time.time(), 10.0, 100_000.0)))
+    assert writer.done.get(timeout=10).pruned == 3
+    assert [r[0] for r in store.fetch("U" * 40, 0, 10)] == [4]
+    assert store.senders_of([(3).to_bytes(16, "big"), b"x" * 16]) == {
+        (3).to_bytes(16, "big"): "S" * 40
+    }
+    writer.close()
+    store.close()
