@@ -1,0 +1,90 @@
+"""Alice and Bob use the `tits` command against a real key server and broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker_fixtures import BrokerProc, kill_agent, short_tmpdir
+from tests.keyd_fixtures import KeydProcess
+
+
+@pytest.fixture
+def cloud() -> Iterator[tuple[Path, KeydProcess, BrokerProc]]:
+    root = short_tmpdir("ts")
+    keyd = KeydProcess(root / "keyd").start()
+    broker = BrokerProc(root / "broker", "--keyserver", keyd.url).start()
+    yield root, keyd, broker
+    broker.cleanup()
+    keyd.stop()
+    for d in root.iterdir():
+        kill_agent(d / "gnupg")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def tits(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TITS_LANG="en", COLUMNS="120")
+    r = subprocess.run(
+        [sys.executable, "-m", "tits.cli", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    if ok:
+        assert r.returncode == 0, f"tits {' '.join(args)} failed: {r.stderr}"
+    return r
+
+
+def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, BrokerProc]) -> None:
+    root, keyd, broker = cloud
+    homes = {}
+    fps = {}
+    for who, name in (("alice", "Alice 陳"), ("bob", "Bob 林")):
+        homes[who] = root / who
+        out = tits(
+            homes[who], "init", "--name", name, "--email", f"{who}@example.org",
+            "--broker", broker.url, "--keyserver", keyd.url, "--json",
+        )  # fmt: skip
+        fps[who] = json.loads(out.stdout)["fingerprint"]
+        tits(homes[who], "key", "publish")
+    tits(homes["alice"], "contact", "add", "bob", fps["bob"])
+
+    sent = []
+    for text in ("你好，Bob！", "第二則 — with an emoji 🎉"):
+        r = tits(homes["alice"], "send", "@bob", text, "--json")
+        sent.append(json.loads(r.stdout)["id"])
+    r = tits(homes["alice"], "send", "@bob", "plain output")
+    assert "stored by the broker" in r.stdout
+
+    r = tits(homes["bob"], "recv", "--json")
+    got = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [g["text"] for g in got] == ["你好，Bob！", "第二則 — with an emoji 🎉", "plain output"]
+    assert [g["id"] for g in got[:2]] == sent
+    for g in got:
+        assert g["from"] == fps["alice"] and g["from_name"] == "Alice 陳"
+        assert g["to"] == [fps["bob"]] and g["group"] is None
+        assert g["kind"] == "text" and g["verified"] is True and isinstance(g["ts"], int)
+
+    # nothing twice
+    r = tits(homes["bob"], "recv", "--json")
+    assert r.stdout == ""
+
+    # Bob answers by fingerprint; Alice reads the human rendering
+    tits(homes["bob"], "send", fps["alice"], "收到，謝謝！")
+    r = tits(homes["alice"], "recv")
+    assert "bob ✓: 收到，謝謝！" in r.stdout  # her petname for him
+
+    # a broker that is not there: a clear error and a non-zero exit, no traceback
+    r = tits(
+        homes["alice"], "send", "@bob", "x", "--broker",
+        "tcp://127.0.0.1:9#" + "00" * 32, "--timeout", "1", ok=False,
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip()
