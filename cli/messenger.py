@@ -107,7 +107,7 @@ class Messenger:
 
     # -- connection ---------------------------------------------------------------------------
 
-    def connection(self) -> Connection:
+    def connection(self, timeout: float = 15.0) -> Connection:
         if self._conn is None:
             if not self.broker:
                 raise ConfigError(
@@ -116,7 +116,7 @@ class Messenger:
             _, cert_bytes, sig = self.home.certificate
             conn = Connection(self.broker, self.identity, self.me, cert_bytes, sig)
             try:
-                conn.login()
+                conn.login(timeout)
             except BaseException:
                 conn.close(bye=False)
                 raise
@@ -263,7 +263,7 @@ class Messenger:
     ) -> bytes:
         """Send one text; returns its id once the broker has stored it."""
         items, missing, key, env = self.prepare_text(to, text, group)
-        self.connection().send_and_wait(items, timeout=timeout)
+        self.connection(timeout).send_and_wait(items, timeout=timeout)
         if missing:
             self.store.mark_announced(key.conversation, key.epoch, missing)
         self.store.record(
@@ -293,7 +293,7 @@ class Messenger:
         timeout: float | None = None,
     ) -> int:
         """Drain what waits (or, with `follow`, keep listening); returns how many were shown."""
-        conn = self.connection()
+        conn = self.connection(timeout or 15.0)
         pending = conn.welcome.pending if conn.welcome is not None else 0
         start = time.monotonic()
         deadline = start + timeout if timeout is not None else None
