@@ -122,7 +122,8 @@ def connect(path: Path, durability: str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     db.execute("PRAGMA busy_timeout=10000")
-    db.execute("PRAGMA wal_autocheckpoint=0")  # the writer checkpoints when it is idle
+    db.execute("PRAGMA wal_autocheckpoint=0")  # `Writer` checkpoints on a thread of its own
+    db.execute("PRAGMA journal_size_limit=67108864")  # a reset WAL shrinks back to 64 MiB
     return db
 
 
@@ -154,14 +155,19 @@ class Writer:
     broker, the bigger each group commit. `done` yields finished jobs in submission order,
     and `notify()` is called after each group (the broker wakes its poll loop with it)."""
 
-    CHECKPOINT_PAGES = 4000
+    CHECKPOINT_S = 0.5
 
     def __init__(self, path: Path, durability: str, notify: Callable[[], None]) -> None:
         self.db = connect(path, durability)
         self.notify = notify
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.done: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self._wal_pages = 0
+        # WAL checkpoints run on their own connection and thread: copying a big WAL into the
+        # database (and its fsync) must not hold up the commits behind it
+        self._ckpt_db = connect(path, durability)
+        self._ckpt_stop = threading.Event()
+        self._ckpt = threading.Thread(target=self._checkpoints, name="titsd-ckpt", daemon=True)
+        self._ckpt.start()
         self.stats: dict[str, float] = {"commits": 0, "seconds": 0.0, "rows": 0, "max_s": 0.0}
         self._thread = threading.Thread(target=self._run, name="titsd-writer", daemon=True)
         self._thread.start()
@@ -173,6 +179,9 @@ class Writer:
         """Finish every submitted job, checkpoint, close."""
         self.jobs.put(None)
         self._thread.join()
+        self._ckpt_stop.set()
+        self._ckpt.join()
+        self._ckpt_db.close()
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -206,11 +215,6 @@ class Writer:
             for j in group:
                 self.done.put(j)
             self.notify()
-            idle = self.jobs.empty()
-            if (idle and self._wal_pages > self.CHECKPOINT_PAGES) or (
-                self._wal_pages > 10 * self.CHECKPOINT_PAGES
-            ):
-                self._checkpoint()
 
     def _commit(self, group: list[Job]) -> None:
         now = int(time.time())
@@ -225,7 +229,6 @@ class Writer:
                     )
                 if job.rows:
                     self._insert(job.rows)
-                    self._wal_pages += 1 + len(job.rows) // 8
                 if job.cursors:
                     db.executemany(
                         "INSERT INTO cursors VALUES (?,?,?,?) ON CONFLICT(user, device) "
@@ -259,9 +262,9 @@ class Writer:
             self.db.execute(_insert_sql(k), params)
             i += k
 
-    def _checkpoint(self) -> None:
-        try:
-            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._wal_pages = 0
-        except sqlite3.Error:
-            pass
+    def _checkpoints(self) -> None:
+        while not self._ckpt_stop.wait(self.CHECKPOINT_S):
+            try:
+                self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass
