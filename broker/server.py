@@ -50,7 +50,8 @@ TICK_S = 0.05
 HOUSEKEEPING_S = 1.0
 SNAPSHOT_S = 0.5
 PRUNE_S = 300.0
-DEDUP_S = 3600.0  # ids remembered in memory; older ids are checked against the store
+DEDUP_S = 3600.0  # how long accepted ids are remembered in memory ...
+MAX_RECENT = 2_000_000  # ... and how many at most; anything older is looked up in the store
 MAX_CONNS = 100_000
 ZAP_DOMAIN = "tits"
 HEARTBEAT_IVL_MS = 10_000
@@ -98,6 +99,9 @@ class Broker:
         self.conns: dict[str, Conn] = {}
         self.by_device: dict[tuple[str, str], Conn] = {}
         self.recent: dict[bytes, tuple[str, float]] = {}  # msg id → (sender, accepted at)
+        # ids whose time (their first 48 bits) is at or below this were, or may have been,
+        # forgotten by `recent`: a message with such an id is checked against the store
+        self.dedup_floor_ms = 0
         self.banned: set[str] = set()
         self.results: queue.SimpleQueue[tuple[str, bytes, LoginOk | BaseException]] = (
             queue.SimpleQueue()
@@ -123,8 +127,12 @@ class Broker:
         self.delivery.on_gone = self._device_gone
         now = time.time()
         mono = time.monotonic()
-        for msg_id, sender in self.store.recent(int(now - DEDUP_S)):
+        loaded, left_out = self.store.recent(int(now - DEDUP_S), MAX_RECENT)
+        for msg_id, sender in loaded:
             self.recent[msg_id] = (sender, mono)
+        self.dedup_floor_ms = max(
+            int((now - DEDUP_S) * 1000), wire.msg_id_time_ms(left_out) if left_out else 0
+        )
         self.verifier = LoginVerifier(self.keys, cfg.keyserver)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="titsd-login")
 
@@ -406,7 +414,7 @@ class Broker:
                 dups.append((conn, msg.id))
                 return False
             body = frames[2].bytes
-            if wire.msg_id_time_ms(msg.id) < (time.time() - DEDUP_S + 60) * 1000:
+            if wire.msg_id_time_ms(msg.id) <= self.dedup_floor_ms:
                 old.append((conn, msg, body))
             else:
                 self.recent[msg.id] = (msg.sender, now)
@@ -695,13 +703,20 @@ class Broker:
         for conn in expired:
             self._logout(conn)
             del self.conns[conn.curve]
+        self._forget_ids(now)
+
+    def _forget_ids(self, now: float) -> None:
+        """Drop ids accepted more than DEDUP_S ago, or beyond MAX_RECENT, raising the floor."""
         limit = now - DEDUP_S
         recent = self.recent
+        floor = self.dedup_floor_ms
         while recent:
             first = next(iter(recent))
-            if recent[first][1] >= limit:
+            if recent[first][1] >= limit and len(recent) <= MAX_RECENT:
                 break
             del recent[first]
+            floor = max(floor, wire.msg_id_time_ms(first))
+        self.dedup_floor_ms = max(floor, int((time.time() - DEDUP_S) * 1000))
 
     def _prune(self) -> None:
         self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))

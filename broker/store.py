@@ -102,11 +102,16 @@ class Store:
             out.update((bytes(a), b) for a, b in self.db.execute(q, chunk))
         return out
 
-    def recent(self, since_ts: int) -> list[tuple[bytes, str]]:
-        return [
-            (bytes(a), b)
-            for a, b in self.db.execute("SELECT id, sender FROM mail WHERE ts>=?", (since_ts,))
-        ]
+    def recent(self, since_ts: int, limit: int) -> tuple[list[tuple[bytes, str]], bytes | None]:
+        """(id, sender) of messages accepted since `since_ts`, at most `limit`, oldest first;
+        and the highest id among the stored messages left out (None if there is none)."""
+        rows = self.db.execute(
+            "SELECT seq, id, sender FROM mail WHERE ts>=? ORDER BY seq DESC LIMIT ?",
+            (since_ts, limit),
+        ).fetchall()
+        oldest = rows[-1][0] if rows else self.next_seq
+        (top,) = self.db.execute("SELECT max(id) FROM mail WHERE seq<?", (oldest,)).fetchone()
+        return [(bytes(i), s) for _, i, s in reversed(rows)], bytes(top) if top else None
 
     def stats(self) -> dict[str, int]:
         (n,) = self.db.execute("SELECT count(*) FROM mail").fetchone()

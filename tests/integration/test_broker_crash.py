@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from tits.cli.messenger import Message, Messenger
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
     People,
@@ -12,6 +11,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     people_fixture,
 )
 from tits import wire
+from tits.cli.messenger import Message, Messenger
 from tits.client import Incoming
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 
-from tits.cli.messenger import Message, Messenger
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
     People,
     broker_fixture,
+    connect,
     people_fixture,
     second_device,
     wait_for,
 )
+from tits import wire
+from tits.cli.messenger import Message, Messenger
+from tits.session import Envelope, direct_conversation_id, seal
 
 
 def drain(m: Messenger, timeout: float = 10.0) -> list[Message]:
@@ -107,3 +110,36 @@ def test_status_api_and_page(broker: BrokerProc, people: People) -> None:
     # SIGTERM: a clean stop, and ready.json is gone
     assert broker.stop() == 0
     assert not (broker.data / "ready.json").exists()
+
+
+def test_duplicates_are_dropped_also_for_ids_older_than_the_memory_window(
+    broker: BrokerProc, people: People
+) -> None:
+    a, b = people.alice, people.bob
+    alice = Messenger(a, broker=broker.url)
+    items, _, _, _ = alice.prepare_text([b.fingerprint], "fresh")
+    old_id = (wire.msg_id_time_ms(wire.new_msg_id()) - 7_200_000).to_bytes(6, "big") + bytes(10)
+    old_items, _, _, _ = alice.prepare_text([b.fingerprint], "an old id")
+    send, body = old_items[-1]
+    env = Envelope(old_id, a.fingerprint, [b.fingerprint], None)
+    key = alice.store.sending_key(
+        direct_conversation_id(a.fingerprint, b.fingerprint), a.fingerprint
+    )
+    assert key is not None
+    old = (wire.Send(id=old_id, sender=a.fingerprint, to=[b.fingerprint]),
+           seal(key, a.device, env, b"an old id"))  # fmt: skip
+    conn = alice.connection()
+    for _ in range(2):
+        assert conn.send_and_wait([*items, old]) == [*(s.id for s, _ in items), old_id]
+    # a different sender may not reuse an id
+    mallory = connect(people.mallory, broker.url)
+    mallory.send(wire.Send(id=old_id, sender=people.mallory.fingerprint, to=[b.fingerprint]), b"x")
+    err = mallory.recv(5)
+    assert isinstance(err, wire.Error) and err.code == "id-conflict"
+    mallory.close()
+    bob = Messenger(b, broker=broker.url)
+    assert [m.text for m in drain(bob)] == ["fresh", "an old id"]
+    # the second round: all three (key, "fresh", the old id) were duplicates
+    wait_for(lambda: broker.status()["counters"]["duplicates"] == 3, what="3 duplicates")
+    bob.close()
+    alice.close()

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pytest
 from zmq.utils import z85
 
-from tits.cli.messenger import Message, Messenger
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
     People,
@@ -18,6 +17,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     people_fixture,
 )
 from tits import wire
+from tits.cli.messenger import Message, Messenger
 from tits.device import DeviceKey
 from tits.home import Home
 from tits.login import Claims, login_plaintext

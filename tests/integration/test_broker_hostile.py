@@ -8,7 +8,6 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tits.cli.messenger import Message, Messenger
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
     People,
@@ -19,6 +18,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     short_tmpdir,
 )
 from tits import wire
+from tits.cli.messenger import Message, Messenger
 
 
 def still_serves(broker: BrokerProc, people: People, text: str = "still here") -> None:
