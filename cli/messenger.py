@@ -104,6 +104,7 @@ class Messenger:
         self._conn: Connection | None = None
         self._names: dict[str, str] = {}
         self._serial = int(time.time() * 1000)
+        self.ping_s = PING_S
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -291,6 +292,7 @@ class Messenger:
         *,
         follow: bool = False,
         timeout: float | None = None,
+        until: Callable[[], bool] | None = None,
     ) -> int:
         """Drain what waits (or, with `follow`, keep listening); returns how many were shown."""
         conn = self.connection(timeout or 15.0)
@@ -302,6 +304,8 @@ class Messenger:
         while True:
             now = time.monotonic()
             if not follow and received >= pending:
+                break
+            if until is not None and until():
                 break
             if deadline is not None and now >= deadline:
                 break
@@ -315,7 +319,7 @@ class Messenger:
                 for m in messages:
                     on_message(m)
                 shown += len(messages)
-            if follow and time.monotonic() - last_ping >= PING_S:
+            if follow and time.monotonic() - last_ping >= self.ping_s:
                 conn.ping()
                 last_ping = time.monotonic()
         return shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
@@ -9,6 +10,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     People,
     broker_fixture,
     people_fixture,
+    wait_for,
 )
 from tits import wire
 from tits.cli.messenger import Message, Messenger
@@ -112,3 +114,38 @@ def test_kill9_in_the_middle_of_a_1000_message_stream(broker: BrokerProc, people
     assert bob.refused == []
     bob.close()
     alice.close()
+
+
+def test_a_following_receiver_survives_a_broker_restart(broker: BrokerProc, people: People) -> None:
+    got: list[Message] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            bob = Messenger(people.bob, broker=broker.url)
+            bob.ping_s = 0.2
+            bob.receive(got.append, follow=True, timeout=30, until=stop.is_set)
+            bob.close()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    t = threading.Thread(target=follow)
+    t.start()
+    try:
+        wait_for(lambda: broker.status()["users"], what="bob online")
+        alice = Messenger(people.alice, broker=broker.url)
+        alice.send_text([people.bob.fingerprint], "before")
+        wait_for(lambda: len(got) == 1, what="the first text")
+        alice.close()
+        broker.kill9()
+        broker.start()
+        alice = Messenger(people.alice, broker=broker.url)
+        alice.send_text([people.bob.fingerprint], "after the restart")
+        wait_for(lambda: len(got) == 2, timeout=20, what="the text after the restart")
+        alice.close()
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert errors == []
+    assert [m.text for m in got] == ["before", "after the restart"]
