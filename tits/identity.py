@@ -28,6 +28,8 @@ no-auto-key-locate
 keyserver-options no-auto-key-retrieve,no-honor-keyserver-url
 auto-key-locate local
 trust-model always
+# gpg 2.2 falls back to a public key server when none is set: no dirmngr, no network at all
+disable-dirmngr
 """
 
 
