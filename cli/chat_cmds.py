@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated
 
 import typer
+import zmq
 from rich.text import Text
 
+from tits.client import Incoming
 from tits.errors import ConfigError
+from tits.log import configure
 
 from .context import State
 from .messenger import Message, Messenger
 from .output import console, emit_json, err_console, t
+from .store import Shown
 
 
 def _resolve(state: State, who: str) -> tuple[list[str], bytes | None]:
@@ -37,6 +42,7 @@ def send(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Send a text; exits 0 once the broker has stored it, and prints its id."""
+    configure("warning")
     state = State.of(ctx)
     to, group = _resolve(state, who)
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
@@ -80,6 +86,7 @@ def recv(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
 ) -> None:
     """Print the messages waiting for you (oldest first) and exit; --follow keeps listening."""
+    configure("warning")
     state = State.of(ctx)
     if timeout is None and not follow:
         timeout = 30.0
@@ -103,3 +110,75 @@ def recv(
             )
         if n == 0 and not as_json:
             err_console.print(f"[dim]{t('沒有新訊息', 'no new messages')}[/]")
+
+
+def _render_shown(m: Messenger, s: Shown) -> Text:
+    return _render(
+        Message(
+            s.id,
+            s.sender,
+            m.name_of(s.sender),
+            s.recipients,
+            s.group,
+            s.kind,
+            s.text,
+            s.verified,
+            s.ts,
+        )
+    )
+
+
+def chat(
+    ctx: typer.Context,
+    who: Annotated[str, typer.Argument(help="@name or fingerprint.")],
+    broker: Annotated[
+        str | None, typer.Option("--broker", help="Broker URL [the one in your config].")
+    ] = None,
+    keyserver: Annotated[str | None, typer.Option("--keyserver", help="Key server URL.")] = None,
+    history: Annotated[int, typer.Option("--history", help="Earlier messages to show.")] = 20,
+) -> None:
+    """Chat with someone: type a line and press Enter to send; /quit or Ctrl-D to leave."""
+    configure("warning")
+    state = State.of(ctx)
+    to, group = _resolve(state, who)
+    peer = to[0]
+    with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
+        conn = m.connection()
+        pending = conn.welcome.pending if conn.welcome is not None else 0
+        console.rule(f"{m.name_of(peer)}  [dim]{peer}[/]")
+        for s in m.store.history(history, peer):
+            console.print(_render_shown(m, s))
+        poller = zmq.Poller()
+        poller.register(conn.sock, zmq.POLLIN)
+        poller.register(sys.stdin, zmq.POLLIN)
+        stdin_open = True
+        received = 0
+        last_ping = time.monotonic()
+        while stdin_open or received < pending:
+            events = dict(poller.poll(1000))
+            if conn.sock in events or conn.inbox:
+                items = [x for x in conn.poll(0) if isinstance(x, Incoming)]
+                if items:
+                    for msg in m.process(items):
+                        console.print(_render(msg))
+                    conn.ack([x.envelope.id for x in items])
+                    received += len(items)
+            if stdin_open and sys.stdin.fileno() in events:
+                line = sys.stdin.readline()
+                if not line or line.strip() in ("/quit", "/exit", "/q"):
+                    stdin_open = False
+                    poller.unregister(sys.stdin)
+                    continue
+                text = line.rstrip("\n")
+                if text.strip():
+                    msg_id = m.send_text(to, text, group)
+                    for s in m.store.history(1, peer):
+                        if s.id == msg_id:
+                            console.print(_render_shown(m, s))
+            if time.monotonic() - last_ping > m.ping_s:
+                conn.ping()
+                last_ping = time.monotonic()
+            if not stdin_open and received >= pending:
+                break
+        for r in m.refused:
+            err_console.print(f"[red]✗[/] {t('已拒收', 'refused')} ({r.sender[:16]}): {r.reason}")

@@ -41,6 +41,7 @@ app.add_typer(key_cmds.key_app, name="key")
 app.add_typer(key_cmds.contact_app, name="contact")
 app.command()(chat_cmds.send)
 app.command()(chat_cmds.recv)
+app.command()(chat_cmds.chat)
 
 
 def main() -> None:

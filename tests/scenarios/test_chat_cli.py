@@ -29,7 +29,9 @@ def cloud() -> Iterator[tuple[Path, KeydProcess, BrokerProc]]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def tits(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+def tits(
+    home: Path, *args: str, ok: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TITS_LANG="en", COLUMNS="120")
     r = subprocess.run(
         [sys.executable, "-m", "tits.cli", "--home", str(home), *args],
@@ -37,6 +39,7 @@ def tits(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess
         text=True,
         timeout=60,
         env=env,
+        input=stdin if stdin is not None else "",
     )
     if ok:
         assert r.returncode == 0, f"tits {' '.join(args)} failed: {r.stderr}"
@@ -81,6 +84,14 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
     tits(homes["bob"], "send", fps["alice"], "收到，謝謝！")
     r = tits(homes["alice"], "recv")
     assert "bob ✓: 收到，謝謝！" in r.stdout  # her petname for him
+
+    # an interactive chat: history, what waits, a line typed, then Ctrl-D
+    tits(homes["alice"], "send", "@bob", "are you there?")
+    r = tits(homes["bob"], "chat", fps["alice"], stdin="yes — 我在這裡\n")
+    assert "are you there?" in r.stdout and "yes — 我在這裡" in r.stdout
+    assert "收到，謝謝！" in r.stdout  # history
+    r = tits(homes["alice"], "recv", "--json")
+    assert [json.loads(line)["text"] for line in r.stdout.splitlines()] == ["yes — 我在這裡"]
 
     # a broker that is not there: a clear error and a non-zero exit, no traceback
     r = tits(
