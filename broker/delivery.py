@@ -105,6 +105,8 @@ class Delivery:
         prev = self.last.get(user)
         if prev is None:
             return  # nobody online: it waits in the mailbox
+        if seq <= prev:
+            return  # a device attached after this commit: its reads of the store include it
         self.last[user] = seq
         for dev in list(self.online[user].values()):
             if dev.sent_upto == prev and dev not in self.behind and len(dev.inflight) < self.window:

@@ -165,3 +165,15 @@ def test_same_device_logging_in_again_replaces_the_old_session(world: World) -> 
     world.delivery.pump()
     assert world.delivery.device(BOB, "d1") is new
     assert world.net.take()[-1] == ("d1", b"body1")
+
+
+def test_a_commit_reported_after_a_login_is_not_sent_twice(world: World) -> None:
+    seq = world.store.allocate()
+    msg_id = (7).to_bytes(16, "big")
+    world.commit(Job(rows=[(seq, BOB, msg_id, ALICE, b"env", b"body7", 0)]))
+    dev = Device(BOB, "d1", b"r")
+    assert world.delivery.attach(dev) == 1  # the store already shows it
+    world.delivery.pump()
+    world.delivery.stored(BOB, seq, msg_id, b"env", b"body7")  # the broker learns late
+    assert world.net.take() == [("d1", b"body7")]
+    assert dev.sent_upto == seq
