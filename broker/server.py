@@ -356,7 +356,11 @@ class Broker:
     ) -> bool:
         """Handle one client message; True if it acknowledged deliveries."""
         head = frames[0]
-        curve = head.get("User-Id")
+        try:
+            curve = head.get("User-Id")
+        except zmq.ZMQError:  # no ZAP verdict: never serve a connection we cannot bind
+            log.error("conn.no_user_id")
+            return False
         route = head.bytes
         conn = self.conns.get(curve)
         if conn is None:
