@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 from zmq.utils import z85
 
@@ -205,3 +206,22 @@ def drain_live(m: Messenger, timeout: float = 10.0) -> list[Message]:
             if shown:
                 return shown
     return []
+
+
+def test_a_body_whose_device_nobody_vouches_for_is_shown_as_not_verified(
+    broker: BrokerProc, people: People
+) -> None:
+    m, b = people.mallory, people.bob
+    mallory = Messenger(m, broker=broker.url)
+    items, _, _, _ = mallory.prepare_text([b.fingerprint], "who signed this?")
+    (key_send, key_body), text = items
+    kb = wire.BODY_DECODER.decode(key_body)
+    assert isinstance(kb, wire.KeyBody) and kb.cert
+    bare = msgspec.structs.replace(kb, cert=b"", cert_sig=b"")  # no certificate rides along
+    mallory.connection().send_and_wait([(key_send, wire.encode(bare)), text])
+    bob = Messenger(b, broker=broker.url)  # and no key server to ask
+    got = drain(bob)
+    assert [(x.text, x.verified) for x in got] == [("who signed this?", False)]
+    assert bob.refused == []
+    bob.close()
+    mallory.close()
