@@ -298,7 +298,10 @@ class Broker:
                 job = done.get_nowait()
             except queue.Empty:
                 break
-            self._committed(job)
+            try:
+                self._committed(job)
+            except Exception:
+                log.exception("store.after_commit_failed")
             committed = True
         if committed:
             self.delivery.pump()
@@ -308,7 +311,10 @@ class Broker:
             except queue.Empty:
                 break
             self._logins_inflight -= 1
-            self._login_done(curve, result)
+            try:
+                self._login_done(curve, result)
+            except Exception:
+                log.exception("login.handler_failed")
 
     # -- client frames ------------------------------------------------------------------------
 
@@ -335,7 +341,10 @@ class Broker:
                     frames.append(f)
                 else:
                     extra += 1
-            acked |= self._on_frames(frames, extra, now, batch, dups, old)
+            try:
+                acked |= self._on_frames(frames, extra, now, batch, dups, old)
+            except Exception:  # a bug must cost one message, never the broker
+                log.exception("conn.handler_failed")
         if old:
             self._check_old(old, batch, dups)
         if batch or dups:

@@ -249,7 +249,7 @@ class Writer:
                         (int(t - keep_s), int(t - max_age_s)),
                     ).rowcount
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - reported per job; the writer lives on
             try:
                 db.execute("ROLLBACK")
             except sqlite3.Error:
