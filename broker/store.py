@@ -14,6 +14,7 @@ WAL on every commit, so a power cut loses nothing acknowledged either). Commits 
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import sqlite3
 import threading
@@ -123,6 +124,8 @@ class Store:
 
 
 def connect(path: Path, durability: str) -> sqlite3.Connection:
+    if not path.exists():  # 0600 from the start (SQLite gives its -wal and -shm the same)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")

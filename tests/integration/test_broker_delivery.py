@@ -84,6 +84,8 @@ def test_offline_then_live_exactly_once_and_second_device(
 
 def test_status_api_and_page(broker: BrokerProc, people: People) -> None:
     info = json.loads((broker.data / "ready.json").read_text())
+    for secret in ("curve.key", "mailbox.db", "gnupg", "."):
+        assert (broker.data / secret).stat().st_mode & 0o077 == 0, secret
     assert info["url"].startswith("tcp://127.0.0.1:") and "#" in info["url"]
     st = broker.status()
     assert st["id"] == info["id"] and st["url"] == info["url"] and st["pid"] == info["pid"]
