@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mimetypes
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +21,8 @@ from .messenger import Message, Messenger
 from .output import console, emit_json, err_console, t
 from .store import Shown
 
+STICKER_MIME = "application/x-tits-sticker"
+
 
 def _resolve(state: State, who: str) -> tuple[list[str], bytes | None]:
     if who.startswith("#"):
@@ -31,7 +35,11 @@ def _resolve(state: State, who: str) -> tuple[list[str], bytes | None]:
 def send(
     ctx: typer.Context,
     who: Annotated[str, typer.Argument(help="@name, fingerprint (or #group).")],
-    text: Annotated[str, typer.Argument(help="The text to send.")],
+    text: Annotated[str, typer.Argument(help="The text to send (a caption with --file).")] = "",
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Send a file (signed, not encrypted; ≤ 1 MiB).")
+    ] = None,
+    sticker: Annotated[str | None, typer.Option("--sticker", help="Send a sticker by id.")] = None,
     broker: Annotated[
         str | None, typer.Option("--broker", help="Broker URL [the one in your config].")
     ] = None,
@@ -41,20 +49,44 @@ def send(
     ] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Send a text; exits 0 once the broker has stored it, and prints its id."""
+    """Send a text (or a file, a sticker); exits 0 once the broker has stored it."""
     configure("warning")
     state = State.of(ctx)
     to, group = _resolve(state, who)
+    if not text and file is None and sticker is None:
+        raise ConfigError(t("沒有內容可傳送", "nothing to send: give a text, --file or --sticker"))
+    media: list[tuple[bytes, str]] = []
+    if file is not None:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{file}: {exc.strerror or exc}") from None
+        mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        media.append((data, mime))
+    if sticker is not None:
+        media.append((sticker.encode(), STICKER_MIME))
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
-        msg_id = m.send_text(to, text, group, timeout=timeout)
+        ids = []
+        if text:
+            ids.append(m.send_text(to, text, group, timeout=timeout))
+        for data, mime in media:
+            ids.append(m.send_media(to, data, mime, group, timeout=timeout))
         if as_json:
-            emit_json({"id": msg_id.hex(), "to": to, "broker": m.connection().broker})
+            emit_json(
+                {
+                    "id": ids[0].hex(),
+                    "ids": [i.hex() for i in ids],
+                    "to": to,
+                    "broker": m.connection().broker,
+                }
+            )
         else:
             names = ", ".join(m.name_of(fp) for fp in to)
-            console.print(
-                f"[green]✓[/] {t('已送達伺服器', 'stored by the broker')} → {names}  "
-                f"[dim]{msg_id.hex()}[/]"
-            )
+            for i in ids:
+                console.print(
+                    f"[green]✓[/] {t('已送達伺服器', 'stored by the broker')} → {names}  "
+                    f"[dim]{i.hex()}[/]"
+                )
 
 
 def _render(m: Message) -> Text:
@@ -67,7 +99,7 @@ def _render(m: Message) -> Text:
     else:
         line.append(f" ? {t('未驗證', 'not verified')}", style="bold yellow")
     line.append(": ")
-    line.append(m.text if m.text is not None else f"[{m.kind}]")
+    line.append(m.text if m.text is not None else f"[{m.mime}] {m.file or ''}")
     return line
 
 

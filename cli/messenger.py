@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,9 +40,11 @@ from tits.home import Home
 from tits.session import (
     Envelope,
     SessionKey,
+    check_media,
     direct_conversation_id,
     open_sealed,
     seal,
+    sign_media,
 )
 
 from .store import LocalStore, Shown
@@ -63,6 +66,7 @@ class Message:
     verified: bool
     ts: int  # Unix milliseconds, from the signed header (or the broker, if unverifiable)
     mime: str = "text/plain"
+    file: str | None = None  # media: where the content was kept (HOME/media/<sha256>)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +80,7 @@ class Message:
             "verified": self.verified,
             "ts": self.ts,
             "mime": self.mime,
+            "file": self.file,
         }
 
 
@@ -231,6 +236,13 @@ class Messenger:
     ) -> tuple[list[tuple[wire.Send, bytes]], list[str], SessionKey, Envelope]:
         """The messages to send for one text: key messages for members our key has not yet
         reached, then the sealed text."""
+        return self.prepare(to, text.encode(), "text/plain", group)
+
+    def prepare(
+        self, to: list[str], payload: bytes, mime: str, group: bytes | None = None
+    ) -> tuple[list[tuple[wire.Send, bytes]], list[str], SessionKey, Envelope]:
+        """Key messages for members our key (and this device's certificate) has not yet
+        reached, then the body: a text sealed with the session key, or media, only signed."""
         conv = self._conversation(to, group)
         key = self.store.sending_key(conv, self.me)
         if key is None:
@@ -255,9 +267,44 @@ class Messenger:
                 send = wire.Send(id=wire.new_msg_id(), sender=self.me, to=[member], group=group)
                 items.append((send, wire.encode(kb)))
         env = Envelope(wire.new_msg_id(), self.me, list(to), group)
-        body = seal(key, self.home.device, env, text.encode(), serial=self._next_serial())
+        if mime.startswith("text/"):
+            body = seal(key, self.home.device, env, payload, serial=self._next_serial(), mime=mime)
+        else:
+            body = sign_media(self.home.device, env, payload, mime, serial=self._next_serial())
         items.append((wire.Send(id=env.id, sender=self.me, to=list(to), group=group), body))
         return items, missing, key, env
+
+    def send_media(
+        self,
+        to: list[str],
+        payload: bytes,
+        mime: str,
+        group: bytes | None = None,
+        timeout: float = 30.0,
+    ) -> bytes:
+        """Send media (signed, never encrypted); returns its id once the broker stored it."""
+        if len(payload) > wire.MAX_BODY - 4096:
+            raise ConfigError(f"{len(payload)} bytes is too big to send inline (max ~1 MiB)")
+        items, missing, key, env = self.prepare(to, payload, mime, group)
+        self.connection(timeout).send_and_wait(items, timeout=timeout)
+        if missing:
+            self.store.mark_announced(key.conversation, key.epoch, missing)
+        path = self._keep_media(payload)
+        shown = Shown(env.id, self.me, list(to), group, "media", f"[{mime}] {path}", True,
+                      time.time_ns() // 1_000_000, outgoing=True)  # fmt: skip
+        self.store.record([shown])
+        return env.id
+
+    def _keep_media(self, payload: bytes) -> Path:
+        """Media lives in HOME/media/<sha256>, so the same picture is kept once."""
+        folder = self.home.path / "media"
+        folder.mkdir(exist_ok=True)
+        path = folder / wire.sha256(payload).hex()
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(payload)
+            tmp.replace(path)
+        return path
 
     def send_text(
         self, to: list[str], text: str, group: bytes | None = None, timeout: float = 30.0
@@ -346,7 +393,19 @@ class Messenger:
             else:
                 out.append(msg)
         self.store.record(
-            [Shown(m.id, m.sender, m.to, m.group, m.kind, m.text, m.verified, m.ts) for m in out],
+            [
+                Shown(
+                    m.id,
+                    m.sender,
+                    m.to,
+                    m.group,
+                    m.kind,
+                    m.text if m.text is not None else f"[{m.mime}] {m.file}",
+                    m.verified,
+                    m.ts,
+                )
+                for m in out
+            ],  # fmt: skip
             seen_only,
         )
         return out
@@ -380,15 +439,18 @@ class Messenger:
                 verified = False
             text = payload.decode("utf-8", "replace") if header.mime.startswith("text/") else None
             kind = "text" if header.mime.startswith("text/") else "media"
+            file = None
         else:  # MediaBody: signed, never encrypted
-            if not self._ensure_cert(env.sender, body.signed.device):
-                raise VerificationError("unsigned or unverifiable media")
-            from tits.session import check_media
-
-            opened = check_media(body, envelope, self.certs)
-            header, verified = opened.header, True
-            text = f"[{header.mime}, {len(opened.payload)} bytes, sha256 {body.sha256.hex()[:16]}]"
-            kind = "media"
+            if self._ensure_cert(env.sender, body.signed.device):
+                opened = check_media(body, envelope, self.certs)
+                header, payload, verified = opened.header, opened.payload, True
+            else:  # nobody vouches for that device: shown, as not verified
+                header, payload = wire.HEADER_PAYLOAD_DECODER.decode(body.signed.header_payload)
+                if wire.sha256(payload) != header.checksum or header.checksum != body.sha256:
+                    raise VerificationError("media does not match its name")
+                verified = False
+            file = str(self._keep_media(payload))
+            text, kind = None, "media"
         return Message(
             env.id,
             env.sender,
@@ -400,6 +462,7 @@ class Messenger:
             verified,
             header.ts_ms,
             header.mime,
+            file,
         )
 
     def _accept_key(self, env: wire.Deliver, body: wire.KeyBody) -> None:

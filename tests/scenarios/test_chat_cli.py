@@ -93,6 +93,18 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
     r = tits(homes["alice"], "recv", "--json")
     assert [json.loads(line)["text"] for line in r.stdout.splitlines()] == ["yes — 我在這裡"]
 
+    # media: signed, not encrypted, kept content-addressed on the receiving side
+    picture = root / "cat.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
+    r = tits(homes["alice"], "send", "@bob", "look", "--file", str(picture), "--json")
+    assert len(json.loads(r.stdout)["ids"]) == 2
+    r = tits(homes["bob"], "recv", "--json")
+    got = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(g["kind"], g["verified"]) for g in got] == [("text", True), ("media", True)]
+    assert got[1]["mime"] == "image/png"
+    kept = Path(got[1]["file"])
+    assert kept.read_bytes() == picture.read_bytes()
+
     # a broker that is not there: a clear error and a non-zero exit, no traceback
     r = tits(
         homes["alice"], "send", "@bob", "x", "--broker",
