@@ -53,6 +53,7 @@ PRUNE_S = 300.0
 DEDUP_S = 3600.0  # how long accepted ids are remembered in memory ...
 MAX_RECENT = 2_000_000  # ... and how many at most; anything older is looked up in the store
 MAX_CONNS = 100_000
+MAX_FANOUT_BYTES = 16 << 20  # one message stored once per recipient: bound the product
 ZAP_DOMAIN = "tits"
 HEARTBEAT_IVL_MS = 10_000
 HEARTBEAT_TIMEOUT_MS = 30_000
@@ -427,6 +428,9 @@ class Broker:
                 dups.append((conn, msg.id))
                 return False
             body = frames[2].bytes
+            if len(body) * len(msg.to) > MAX_FANOUT_BYTES:
+                self._error(conn, "too-big", "body × recipients is over the limit", msg.id)
+                return False
             if wire.msg_id_time_ms(msg.id) <= self.dedup_floor_ms:
                 old.append((conn, msg, body))
             else:
@@ -519,7 +523,8 @@ class Broker:
         for conn, msg, _ in batch:
             by_conn.setdefault(conn, []).append(msg.id)
         for conn, msg_id in dups:
-            by_conn.setdefault(conn, []).append(msg_id)
+            if msg_id in self.recent:  # not if its original's commit failed meanwhile
+                by_conn.setdefault(conn, []).append(msg_id)
         for conn, ids in by_conn.items():
             for i in range(0, len(ids), 4097):
                 chunk = ids[i : i + 4097]
