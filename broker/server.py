@@ -474,6 +474,7 @@ class Broker:
                 self.recent[msg.id] = (msg.sender, now)
                 batch.append((conn, msg, body))
             elif sender == msg.sender:
+                self.recent.setdefault(msg.id, (sender, now))  # stored: remember it again
                 dups.append((conn, msg.id))
             else:
                 self._error(conn, "id-conflict", "message id already used", msg.id)
