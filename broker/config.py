@@ -63,6 +63,7 @@ class BrokerConfig:
     retry_s: float = 5.0  # resend an unacknowledged delivery after this long
     keep_s: float = 7 * 24 * 3600.0  # keep delivered messages this long for new devices
     max_age_s: float = 30 * 24 * 3600.0  # drop undelivered messages after this long
+    dedup_s: float = 3600.0  # accepted ids kept in memory this long; older ones: the store
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
 

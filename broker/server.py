@@ -50,8 +50,7 @@ TICK_S = 0.05
 HOUSEKEEPING_S = 1.0
 SNAPSHOT_S = 0.5
 PRUNE_S = 300.0
-DEDUP_S = 3600.0  # how long accepted ids are remembered in memory ...
-MAX_RECENT = 2_000_000  # ... and how many at most; anything older is looked up in the store
+MAX_RECENT = 2_000_000  # accepted ids remembered in memory at most (and for cfg.dedup_s)
 MAX_CONNS = 100_000
 MAX_FANOUT_BYTES = 16 << 20  # one message stored once per recipient: bound the product
 ZAP_DOMAIN = "tits"
@@ -128,11 +127,12 @@ class Broker:
         self.delivery.on_gone = self._device_gone
         now = time.time()
         mono = time.monotonic()
-        loaded, left_out = self.store.recent(int(now - DEDUP_S), MAX_RECENT)
+        dedup_s = cfg.dedup_s
+        loaded, left_out = self.store.recent(int(now - dedup_s), MAX_RECENT)
         for msg_id, sender in loaded:
             self.recent[msg_id] = (sender, mono)
         self.dedup_floor_ms = max(
-            int((now - DEDUP_S) * 1000), wire.msg_id_time_ms(left_out) if left_out else 0
+            int((now - dedup_s) * 1000), wire.msg_id_time_ms(left_out) if left_out else 0
         )
         self.verifier = LoginVerifier(self.keys, cfg.keyserver)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="titsd-login")
@@ -725,8 +725,8 @@ class Broker:
         self._forget_ids(now)
 
     def _forget_ids(self, now: float) -> None:
-        """Drop ids accepted more than DEDUP_S ago, or beyond MAX_RECENT, raising the floor."""
-        limit = now - DEDUP_S
+        """Drop ids accepted more than dedup_s ago, or beyond MAX_RECENT, raising the floor."""
+        limit = now - self.cfg.dedup_s
         recent = self.recent
         floor = self.dedup_floor_ms
         while recent:
@@ -735,7 +735,7 @@ class Broker:
                 break
             del recent[first]
             floor = max(floor, wire.msg_id_time_ms(first))
-        self.dedup_floor_ms = max(floor, int((time.time() - DEDUP_S) * 1000))
+        self.dedup_floor_ms = max(floor, int((time.time() - self.cfg.dedup_s) * 1000))
 
     def _prune(self) -> None:
         self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))
@@ -772,6 +772,7 @@ class Broker:
             "users": sorted(users.values(), key=lambda u: u["fingerprint"]),
             "sessions": sum(1 for c in self.conns.values() if c.device is not None),
             "counters": dict(self.counters, delivered=self.delivery.delivered),
+            "remembered_ids": len(self.recent),
             "store": {
                 "commits": self.writer.stats["commits"],
                 "rows": self.writer.stats["rows"],

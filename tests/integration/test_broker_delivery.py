@@ -12,6 +12,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     connect,
     people_fixture,
     second_device,
+    short_tmpdir,
     wait_for,
 )
 from tits import wire
@@ -145,3 +146,32 @@ def test_duplicates_are_dropped_also_for_ids_older_than_the_memory_window(
     wait_for(lambda: broker.status()["counters"]["duplicates"] == 3, what="3 duplicates")
     bob.close()
     alice.close()
+
+
+def test_a_duplicate_found_only_in_the_store_is_acknowledged_not_stored(
+    people: People,
+) -> None:
+    root = short_tmpdir("tb")
+    cfg = root / "titsd.toml"
+    cfg.write_text("dedup_s = 0.5\n")  # forget ids (in memory) almost at once
+    b = BrokerProc(root / "broker", "--config", str(cfg)).start()
+    try:
+        alice = Messenger(people.alice, broker=b.url)
+        first = alice.send_text([people.bob.fingerprint], "once")
+        items, _, _, _ = alice.prepare_text([people.bob.fingerprint], "twice?")
+        conn = alice.connection()
+        conn.send_and_wait(items)
+        wait_for(lambda: b.status()["counters"]["accepted"] == 3, what="3 accepted")
+        # housekeeping forgets the ids; then only the store can tell they were seen
+        wait_for(lambda: b.status()["remembered_ids"] == 0, what="ids forgotten")
+        conn.send_and_wait(items)
+        wait_for(lambda: b.status()["counters"]["duplicates"] == 1, what="a duplicate")
+        alice.close()
+        bob = Messenger(people.bob, broker=b.url)
+        got = drain(bob)
+        assert [(m.id, m.text) for m in got][0] == (first, "once")
+        assert [m.text for m in got] == ["once", "twice?"]
+        assert bob.connection().welcome.pending == 3  # type: ignore[union-attr]
+        bob.close()
+    finally:
+        b.cleanup()
