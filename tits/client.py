@@ -243,7 +243,7 @@ class Connection:
                     self._resend(pending)
                     last_sent = time.monotonic()
                 elif msg.code in ("rate-limited", "busy", "storage"):
-                    self._recv(0.05)
+                    pass  # transient: what is still pending is sent again after RESEND_S
                 elif msg.ref in pending or msg.ref is None:
                     raise BrokerError(msg.message or msg.code, code=msg.code)
             elif isinstance(msg, Incoming):
