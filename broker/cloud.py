@@ -232,6 +232,19 @@ class Cloud:
         self.sockets_changed = True
         self.gossip.unfollow(peer.id)
         self._soon_advert()
+        if peer.lost:
+            self._presumed_dead(peer.id)
+
+    def on_dial_failed(self, url: str, expect: str | None) -> None:
+        if expect is not None:
+            self._presumed_dead(expect)
+
+    def _presumed_dead(self, broker: str) -> None:
+        """Silent to us: leave it out of planning and routing until it advertises again (a
+        live broker does within ADVERT_REFRESH). Without this, a broker that only knows the
+        dead one's last advert would keep planning links to it."""
+        self.topology.forget(broker)
+        self._broker_gone(broker)
 
     def on_peer_message(self, peer: Peer, msg: object, body: bytes | None) -> None:
         match msg:

@@ -8,7 +8,8 @@
     pub_port = 5572
     http_port = 8570
     keyserver = "http://127.0.0.1:11371"   # optional
-    join = []                    # tcp://HOST:PEERPORT of brokers to link to (the cloud)
+    join = []                    # tcp://HOST:PEERPORT#KEY of brokers to link to (the cloud)
+    cloud_secret = "cloud.secret" # the cloud's join secret, the same file on every broker
     durability = "full"          # "full": fsync every group commit; "normal": survive a
                                  # process crash but not a power cut
 
@@ -57,6 +58,7 @@ class BrokerConfig:
     http_port: int = DEFAULT_PORTS["http_port"]
     keyserver: str | None = None
     join: list[str] = field(default_factory=list)
+    cloud_secret: Path | None = None  # the cloud's join secret [<data>/cloud.secret, made once]
     name: str = field(default_factory=lambda: socket.gethostname()[:60] or "broker")
     durability: str = "full"
     session_timeout: float = 90.0  # seconds without a frame before a device counts as gone
@@ -86,6 +88,8 @@ class BrokerConfig:
             cfg = cls(**raw, limits=Limits(**limits_raw))
             cfg.data = Path(cfg.data).expanduser()
             cfg.join = [str(j) for j in cfg.join]
+            if cfg.cloud_secret is not None:
+                cfg.cloud_secret = Path(cfg.cloud_secret).expanduser()
         except TypeError as exc:
             raise ConfigError(f"bad broker setting: {exc}") from None
         if cfg.durability not in ("full", "normal"):

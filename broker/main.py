@@ -32,7 +32,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("client", "peer", "pub", "http"):
         p.add_argument(f"--{name}-port", type=int, dest=f"{name}_port", metavar="N")
     p.add_argument("--keyserver", help="ω IM key server URL, e.g. http://127.0.0.1:11371")
-    p.add_argument("--join", action="append", metavar="tcp://HOST:PEERPORT", default=None)
+    p.add_argument(
+        "--join", action="append", metavar="tcp://HOST:PEERPORT#KEY", default=None,
+        help="a broker of the cloud to join (its peer URL); repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--cloud-secret", type=Path, dest="cloud_secret", metavar="FILE",
+        help="the cloud's join secret (hex), the same file on every broker "
+        "[<data>/cloud.secret, made on first start]",
+    )  # fmt: skip
     p.add_argument("--name", help="a name for this broker (in its GnuPG key)")
     p.add_argument("--durability", choices=["full", "normal"])
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error")
@@ -53,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             "http_port",
             "keyserver",
             "join",
+            "cloud_secret",
             "name",
             "durability",
             "log_level",

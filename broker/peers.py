@@ -34,7 +34,7 @@ log = structlog.get_logger("tits.broker.peers")
 HEARTBEAT_INTERVAL = 0.2
 HEARTBEAT_LIVENESS = 5
 HEARTBEAT_EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
-HELLO_TIMEOUT = 3.0
+HELLO_TIMEOUT = 1.5  # a dialed broker that says nothing this long is taken for dead
 RTT_SAMPLES = 8
 MAX_PEER_FRAME = 8 << 20
 
@@ -66,6 +66,7 @@ def make_url(endpoint: str, curve_public_z85: bytes) -> str:
 class PeerEvents(Protocol):
     def on_link_up(self, peer: Peer) -> None: ...
     def on_link_down(self, peer: Peer) -> None: ...
+    def on_dial_failed(self, url: str, expect: str | None) -> None: ...
     def on_peer_message(self, peer: Peer, msg: object, body: bytes | None) -> None: ...
 
 
@@ -79,6 +80,7 @@ class Peer:
     in_rid: bytes | None = None  # its routing id on our ROUTER, when it dialed
     in_key: str | None = None  # the CURVE key its inbound connection authenticated with
     up: bool = False
+    lost: bool = False  # went down by silence or unreachability, not by a goodbye
     since: float = 0.0
     last_heard: float = 0.0
     last_beat: float = 0.0
@@ -291,7 +293,7 @@ class PeerLinks:
             return False
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
-                self.drop(peer_id, reason="unreachable", say_bye=False)
+                self.drop(peer_id, reason="unreachable", say_bye=False, lost=True)
                 return False
             raise
         return True
@@ -309,7 +311,7 @@ class PeerLinks:
             if not peer.up:
                 continue
             if now - peer.last_heard > HEARTBEAT_EXPIRY:
-                self.drop(peer.id, reason="heartbeats stopped", say_bye=False)
+                self.drop(peer.id, reason="heartbeats stopped", say_bye=False, lost=True)
             elif now - peer.last_beat >= HEARTBEAT_INTERVAL:
                 peer.last_beat = now
                 self.send(peer.id, wire.Heartbeat(t=time.monotonic_ns()))
@@ -317,15 +319,17 @@ class PeerLinks:
             if now - dial.started > HELLO_TIMEOUT:
                 log.info("peer.dial_timeout", url=dial.url)
                 self._close_dial(sock)
+                self.events.on_dial_failed(dial.url, dial.expect)
 
     def _close_dial(self, sock: zmq.Socket) -> None:
         self.dials.pop(sock, None)
         sock.close(0)
 
-    def drop(self, peer_id: str, reason: str, say_bye: bool = True) -> None:
+    def drop(self, peer_id: str, reason: str, say_bye: bool = True, lost: bool = False) -> None:
         peer = self.peers.pop(peer_id, None)
         if peer is None:
             return
+        peer.lost = lost
         if say_bye and peer.up:
             self.send(peer_id, wire.PeerBye())
         if peer.out is not None:

@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +37,20 @@ from tits.errors import WireError
 from tits.log import sanitise
 from tits.login import CHALLENGE_TTL_S
 
+from .admission import Admission, load_or_create_secret
+from .cloud import Cloud
 from .config import BrokerConfig
 from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
 from .login import LoginOk, LoginVerifier, describe
+from .relay import Fanout, Relay
+from .signer import BrokerSigner, BrokerVerifier
 from .status import StatusServer
-from .store import Job, Store, Writer
+from .store import Job, Row, Store, Writer
 
 log = structlog.get_logger("titsd")
+
+SETTLE_MS = 1500  # presence debounce + gossip + a forward or two, with room to spare
 
 BATCH = 2048  # messages drained per turn before a group commit
 TICK_S = 0.05
@@ -110,6 +117,7 @@ class Broker:
         self._snapshot: dict[str, Any] = {}
         self._logins_inflight = 0
         self._moves_due = False
+        self._presence_due = False
         self.started = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -150,28 +158,33 @@ class Broker:
         self.client.maxmsgsize = self.limits.max_frame
         self.client.sndhwm = 50_000
         self.client.rcvhwm = 50_000
-        self.peer = self._server_socket(zmq.ROUTER)
-        self.peer.router_mandatory = 1
-        self.peer.maxmsgsize = wire.PEER_DECODER.limit + wire.MAX_BODY
-        self.pub = self._server_socket(zmq.PUB)
         self.client_port = self._bind(self.client, cfg.client_port)
-        self.peer_port = self._bind(self.peer, cfg.peer_port)
-        self.pub_port = self._bind(self.pub, cfg.pub_port)
         self.url = self.keys.url(cfg.host, self.client_port)
 
         self.http = StatusServer(cfg.host, cfg.http_port, self.snapshot, self.keys.armored)
         self.http_port = self.http.port
         self.http_url = f"http://{cfg.host}:{self.http_port}"
+
+        secret = load_or_create_secret(cfg.cloud_secret or cfg.data / "cloud.secret")
+        self.relay = Relay(self.fingerprint, self.store, self.delivery, self)
+        self.cloud = Cloud(
+            self.ctx, self.fingerprint, cfg.data,
+            BrokerSigner(self.keys.identity, self.fingerprint, cfg.data),
+            BrokerVerifier(self.keys.identity), Admission(secret),
+            (self.keys.curve_public, self.keys.curve_secret), self._server_socket, self.relay,
+            cfg.host, cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join,
+        )  # fmt: skip
+        self.relay.start(self.cloud)
+        self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
         self._refresh_snapshot()
         self.http.start()
 
         self.poller = zmq.Poller()
         self.poller.register(self.client, zmq.POLLIN)
-        self.poller.register(self.peer, zmq.POLLIN)
         self.poller.register(self._wake_r, zmq.POLLIN)
+        self._cloud_socks: set[zmq.Socket] = set()
+        self._sync_poller()
         self._write_ready()
-        if cfg.join:
-            log.warning("broker.join_pending", join=cfg.join, note="peering is not built yet")
         log.info(
             "broker.started",
             id=self.fingerprint,
@@ -239,8 +252,8 @@ class Broker:
         self.writer.close()  # every accepted message is committed before we go
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.http.stop()
-        for s in (self.client, self.peer, self.pub):
-            s.close(linger=0)
+        self.cloud.close()  # a goodbye advert, so the others repair without waiting
+        self.client.close(linger=0)
         self.auth.stop()
         self.ctx.term()
         self.store.close()
@@ -263,18 +276,29 @@ class Broker:
     def run(self) -> None:
         next_tick = next_house = next_snap = time.monotonic()
         next_prune = next_house + 10.0
-        client, peer, wake = self.client, self.peer, self._wake_r
+        client, wake, cloud = self.client, self._wake_r, self.cloud
         while not self._stop.is_set():
             events = dict(self.poller.poll(int(TICK_S * 1000)))
             if client in events:
                 self._drain_client()
             if wake in events:
                 self._drain_wake()
-            if peer in events:
-                self._drain_peer()
             now = time.monotonic()
+            if len(events) > (client in events) + (wake in events):
+                for sock in events:
+                    if sock in self._cloud_socks:
+                        cloud.handle(sock, now)
+                self.relay.flush()
+                if cloud.sockets_changed:
+                    self._sync_poller()
             if now >= next_tick:
                 next_tick = now + TICK_S
+                cloud.tick(now)
+                if self._presence_due:
+                    self._presence_due = False
+                    cloud.set_local_users(self._local_presence())
+                if cloud.sockets_changed:
+                    self._sync_poller()
                 self.delivery.pump(now)
                 if now >= next_house:
                     next_house = now + HOUSEKEEPING_S
@@ -511,6 +535,14 @@ class Broker:
             if job.error is not None:
                 log.error("store.commit_failed", error=str(job.error))
             return
+        if len(job.token) == 2:  # forwards from the cloud (relay.flush)
+            done, fanout = job.token
+            if job.error is not None:
+                log.error("store.commit_failed", error=str(job.error), forwards=len(fanout))
+            else:
+                self._fan_out(fanout)
+            done(job.error is None)
+            return
         batch, dups, fanout = job.token
         if job.error is not None:
             log.error("store.commit_failed", error=str(job.error), messages=len(batch))
@@ -530,8 +562,13 @@ class Broker:
             for i in range(0, len(ids), 4097):
                 chunk = ids[i : i + 4097]
                 self._reply(conn.route, wire.Accepted(id=chunk[0], ids=chunk[1:]))
-        stored = self.delivery.stored
+        self._fan_out(fanout)
+
+    def _fan_out(self, fanout: Fanout) -> None:
+        online, stored, sync = self.delivery.online, self.delivery.stored, self.relay.sync_remote
         for item in fanout:
+            if item[0] not in online:
+                sync(item[0])  # online at another broker: a relay device takes it there
             stored(*item)
 
     # -- replies and refusals -----------------------------------------------------------------
@@ -566,6 +603,8 @@ class Broker:
         self._error(conn, code, message, ref)
 
     def _send_to(self, dev: Device, env: bytes, body: bytes) -> SendResult:
+        if not dev.route:  # a relay device: the user is at another broker, or in transit
+            return self.relay.send(dev, env, body)
         try:
             send = self._send
             send(dev.route, _MORE_NB)  # ROUTER_MANDATORY: only this frame can fail
@@ -644,6 +683,7 @@ class Broker:
         conn.user = result
         conn.device = Device(result.fingerprint, result.device, conn.route, result.name)
         self.by_device[key] = conn
+        self._presence_due = True
         pending = self._attach(conn, welcome=True)
         self.counters["logins"] += 1
         log.info(
@@ -669,6 +709,7 @@ class Broker:
                     device=dev.device,
                     broker=self.fingerprint,
                     pending=pending,
+                    settle_ms=SETTLE_MS if self.cloud.peers.up_peers() else 0,
                 ),
             )
         self.delivery.pump()
@@ -681,6 +722,7 @@ class Broker:
         self.delivery.detach(dev)
         if self.by_device.get((dev.user, dev.device)) is conn:
             del self.by_device[(dev.user, dev.device)]
+            self._presence_due = True
         conn.device = None
         conn.user = None
         conn.attached = False
@@ -690,26 +732,33 @@ class Broker:
         if conn is not None and conn.device is dev:
             conn.attached = False  # re-attached when that CURVE key is heard from again
 
-    # -- peers (the cloud issue builds on these) ----------------------------------------------
+    # -- the cloud ----------------------------------------------------------------------------
 
-    def _drain_peer(self) -> None:
-        for _ in range(BATCH):
-            try:
-                frames = self.peer.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) < 2:
-                continue
-            try:
-                self.peer.send_multipart(
-                    [
-                        frames[0],
-                        wire.encode(wire.Error(code="no-peering", message="not linked yet")),
-                    ],
-                    zmq.NOBLOCK,
-                )
-            except zmq.ZMQError:
-                pass
+    def _sync_poller(self) -> None:
+        want = set(self.cloud.sockets())
+        for sock in self._cloud_socks - want:
+            self.poller.unregister(sock)  # closed ones too: polling a closed socket fails
+        for sock in want - self._cloud_socks:
+            self.poller.register(sock, zmq.POLLIN)
+        self._cloud_socks = want
+
+    def _local_presence(self) -> list[wire.PresenceEntry]:
+        users: dict[str, wire.PresenceEntry] = {}
+        for (user, device), conn in self.by_device.items():
+            entry = users.get(user)
+            if entry is None:
+                name = conn.user.name if conn.user is not None else ""
+                entry = users[user] = wire.PresenceEntry(user, [], name[:200])
+            entry.devices.append(device)
+        return sorted(users.values(), key=lambda e: e.fingerprint)
+
+    def submit_relay(self, rows: list[Row], fanout: Fanout, done: Callable[[bool], None]) -> None:
+        self.writer.submit(
+            Job(rows=rows, cursors=self.delivery.cursor_moves(), token=(done, fanout))
+        )
+
+    def register_device(self, user: str, device: str) -> None:
+        self.writer.submit(Job(devices=[(user, device)]))
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -741,37 +790,30 @@ class Broker:
         self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))
 
     def _refresh_snapshot(self) -> None:
-        users: dict[str, dict[str, Any]] = {}
-        for conn in self.conns.values():
-            if conn.device is None or conn.user is None:
-                continue
-            u = users.setdefault(
-                conn.user.fingerprint,
-                {
-                    "fingerprint": conn.user.fingerprint,
-                    "name": conn.user.name,
-                    "broker": self.fingerprint,
-                    "devices": [],
-                },
-            )
-            u["devices"].append(conn.device.device)
-        me = {
-            "id": self.fingerprint,
-            "url": self.url,
-            "http": self.http_url,
-            "alive": True,
-        }
+        cloud = self.cloud.status()
+        local = [
+            {"fingerprint": e.fingerprint, "name": e.name, "broker": self.fingerprint,
+             "devices": list(e.devices)}
+            for e in self._local_presence()
+        ]  # fmt: skip
+        users = sorted(local + cloud["users"], key=lambda u: (u["fingerprint"], u["broker"]))
         self._snapshot = {
             "id": self.fingerprint,
             "url": self.url,
             "http": self.http_url,
             "pid": os.getpid(),
             "name": self.cfg.name,
-            "brokers": [me],
-            "links": [],
-            "users": sorted(users.values(), key=lambda u: u["fingerprint"]),
+            "brokers": cloud["brokers"],
+            "links": cloud["links"],
+            "users": users,
+            "problems": self.cloud.problems(),
             "sessions": sum(1 for c in self.conns.values() if c.device is not None),
-            "counters": dict(self.counters, delivered=self.delivery.delivered),
+            "counters": dict(
+                self.counters,
+                delivered=self.delivery.delivered,
+                forwarded=self.relay.forwarded,
+                arrived=self.relay.arrived,
+            ),
             "remembered_ids": len(self.recent),
             "store": {
                 "commits": self.writer.stats["commits"],

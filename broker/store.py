@@ -114,6 +114,25 @@ class Store:
         (top,) = self.db.execute("SELECT max(id) FROM mail WHERE seq<?", (oldest,)).fetchone()
         return [(bytes(i), s) for _, i, s in reversed(rows)], bytes(top) if top else None
 
+    def has(self, msg_id: bytes, user: str) -> bool:
+        """Is this message already stored for this user (a forward seen before a restart)?"""
+        return (
+            self.db.execute(
+                "SELECT 1 FROM mail WHERE id=? AND user=? LIMIT 1", (msg_id, user)
+            ).fetchone()
+            is not None
+        )
+
+    def relay_users(self) -> list[str]:
+        """Pseudo users ("@" + broker) holding messages in transit not yet passed on."""
+        return [
+            u
+            for (u,) in self.db.execute(
+                "SELECT DISTINCT m.user FROM mail m WHERE m.user LIKE '@%' AND m.seq > "
+                "coalesce((SELECT c.cursor FROM cursors c WHERE c.user = m.user), 0)"
+            )
+        ]
+
     def stats(self) -> dict[str, int]:
         (n,) = self.db.execute("SELECT count(*) FROM mail").fetchone()
         (d,) = self.db.execute("SELECT count(*) FROM cursors").fetchone()

@@ -344,25 +344,27 @@ class Messenger:
         """Drain what waits (or, with `follow`, keep listening); returns how many were shown."""
         conn = self.connection(timeout or 15.0)
         pending = conn.welcome.pending if conn.welcome is not None else 0
+        settle = conn.welcome.settle_ms / 1000 if conn.welcome is not None else 0.0
         start = time.monotonic()
         deadline = start + timeout if timeout is not None else None
         received = shown = 0
-        last_ping = start
+        last_ping = last_seen = start
         while True:
             now = time.monotonic()
-            if not follow and received >= pending:
-                break
+            if not follow and received >= pending and now - last_seen >= settle:
+                break  # drained, and nothing more from elsewhere in the cloud for a while
             if until is not None and until():
                 break
             if deadline is not None and now >= deadline:
                 break
-            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
+            wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
             batch = conn.poll(wait)
             deliveries = [i for i in batch if isinstance(i, Incoming)]
             if deliveries:
                 messages = self.process(deliveries)
                 conn.ack([d.envelope.id for d in deliveries])
                 received += len(deliveries)
+                last_seen = time.monotonic()
                 for m in messages:
                     on_message(m)
                 shown += len(messages)

@@ -134,6 +134,9 @@ class Welcome(_Msg, tag="welcome"):
     device: DeviceId = "0" * 16
     broker: Fingerprint = "0" * 40
     pending: U64 = 0
+    # in a cloud, mail held at other brokers follows this login within moments (presence
+    # gossip, then forwarding): a client draining its mailbox should listen this much longer
+    settle_ms: U64 = 0
 
 
 class Accepted(_Msg, tag="accepted"):

@@ -1,0 +1,198 @@
+"""Between the broker's mailbox and the cloud: forwarded messages in, remote users out.
+
+The mailbox and its per-device cursors do all the remembering, so nothing crosses the cloud
+on trust alone:
+
+- A user online at another broker Y is, for this broker's `Delivery`, one more device of that
+  user: ``(user, "@" + Y)``. Its "sending" is a `Forward` toward Y; its acknowledgement is the
+  next hop's `ForwardAck`, which that hop sends only once it has stored the message durably.
+  So a message for someone elsewhere is retried like any delivery, rerouted when a hop dies
+  (the next hop is looked up at each try), and replayed in full when the user shows up at
+  yet another broker.
+- A message passing through on its way to Y is stored under the pseudo user ``"@" + Y`` and
+  sent on by the pseudo device ``"hop"`` of that user, with the same machinery.
+- A message that reached its target is stored for its recipients like a local send.
+
+Duplicates are harmless: receivers drop message ids they have already stored, and clients drop
+ids they have already shown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+import structlog
+
+from tits import wire
+from tits.errors import WireError
+from tits.log import sanitise
+
+from .cloud import Cloud, Route
+from .delivery import Delivery, Device, SendResult
+from .store import Row, Store
+
+log = structlog.get_logger("tits.broker.relay")
+
+HOP_DEVICE = "hop"
+DEDUP_MAX = 200_000
+_tokens = msgspec.msgpack.Decoder(tuple[str, str])
+
+
+def remote_device(broker: str) -> str:
+    return "@" + broker
+
+
+def is_relay_device(dev: Device) -> bool:
+    return dev.device.startswith("@") or dev.user.startswith("@")
+
+
+Fanout = list[tuple[str, int, bytes, bytes, bytes]]  # user, seq, id, env, body
+
+
+class Committer(Protocol):
+    def submit_relay(self, rows: list[Row], fanout: Fanout, done: Callable[[bool], None]) -> None:
+        """Commit `rows` (group commit), hand `fanout` to delivery, then call `done(ok)`."""
+
+    def register_device(self, user: str, device: str) -> None:
+        """Give a (pseudo) device a persistent cursor."""
+
+
+@dataclass
+class _Pending:
+    rows: list[Row] = field(default_factory=list)
+    fanout: Fanout = field(default_factory=list)
+    acks: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+
+
+class Relay:
+    def __init__(self, me: str, store: Store, delivery: Delivery, committer: Committer) -> None:
+        self.me, self.store, self.delivery, self.committer = me, store, delivery, committer
+        self.cloud: Cloud | None = None
+        self._seen: OrderedDict[tuple[bytes, str], None] = OrderedDict()
+        self._pending = _Pending()
+        self.forwarded = 0
+        self.arrived = 0
+
+    def start(self, cloud: Cloud) -> None:
+        """Re-attach relays with mail still waiting (after a restart)."""
+        self.cloud = cloud
+        for user in self.store.relay_users():
+            self._attach(user, HOP_DEVICE)
+
+    # -- CloudHost -------------------------------------------------------------------------
+
+    def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None:
+        if fwd.target == self.me:
+            users = [u for u in (fwd.deliver_to or fwd.to) if u in fwd.to]
+            env = wire.encode(
+                wire.Deliver(id=fwd.id, sender=fwd.sender, to=fwd.to, group=fwd.group, ts=fwd.ts)
+            )
+        elif fwd.hops == 0:
+            log.warning("forward.hop_limit", id=fwd.id.hex(), target=fwd.target[:16])
+            self._pending.acks.append((peer, fwd.id, fwd.token))  # no loop may hold it forever
+            return
+        else:
+            users = ["@" + fwd.target]
+            env = wire.encode(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=b""))
+        ts = fwd.ts // 1000 or int(time.time())
+        for user in users:
+            if self._known(fwd.id, user):
+                continue
+            seq = self.store.allocate()
+            self._pending.rows.append((seq, user, fwd.id, fwd.sender, env, body, ts))
+            self._pending.fanout.append((user, seq, fwd.id, env, body))
+            if user.startswith("@"):
+                self._attach(user, HOP_DEVICE)
+        self._pending.acks.append((peer, fwd.id, fwd.token))
+
+    def cloud_forward_acked(self, msg_id: bytes, token: bytes) -> None:
+        try:
+            user, device = _tokens.decode(token)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        dev = self.delivery.device(user, device)
+        if dev is not None:
+            self.delivery.acked(dev, [msg_id])
+
+    def cloud_presence_changed(self, fingerprints: set[str]) -> None:
+        for fp in fingerprints:
+            self.sync_remote(fp)
+
+    # -- called by the broker ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Commit what forwards brought in this round; acknowledge them hop by hop only once
+        it is on disk. Duplicates are acknowledged after this commit too: their original may
+        be in it."""
+        pending, self._pending = self._pending, _Pending()
+        if not pending.rows and not pending.acks:
+            return
+
+        def done(ok: bool) -> None:
+            if not ok:
+                for _seq, user, msg_id, *_rest in pending.rows:
+                    self._seen.pop((msg_id, user), None)
+                return  # not acknowledged: the previous hop sends them again
+            self.arrived += len(pending.rows)
+            assert self.cloud is not None
+            for peer, msg_id, token in pending.acks:
+                self.cloud.ack(peer, msg_id, token)
+
+        self.committer.submit_relay(pending.rows, pending.fanout, done)
+
+    def sync_remote(self, fp: str) -> None:
+        """Make (user, "@"+broker) devices match where `fp` is online elsewhere now."""
+        if self.cloud is None or fp.startswith("@"):
+            return
+        remote = {b for b in self.cloud.where(fp) if b != self.me}
+        online = self.delivery.online.get(fp, {})
+        for device, dev in list(online.items()):
+            if device.startswith("@") and device[1:] not in remote:
+                self.delivery.detach(dev)
+        if remote and (fp in self.delivery.online or self.store.last_seq(fp) > 0):
+            for broker in remote:
+                if remote_device(broker) not in online:
+                    self._attach(fp, remote_device(broker))
+
+    def send(self, dev: Device, env: bytes, body: bytes) -> SendResult:
+        """Delivery's send for relay devices: a Forward to the next hop."""
+        assert self.cloud is not None
+        token = wire.encode((dev.user, dev.device))
+        try:
+            if dev.user.startswith("@"):
+                fwd = msgspec.structs.replace(wire.PEER_DECODER.decode(env), token=token)
+            else:
+                d = wire.SERVER_DECODER.decode(env)
+                fwd = wire.Forward(
+                    id=d.id, origin=self.me, sender=d.sender, to=d.to, group=d.group,
+                    target=dev.device[1:], deliver_to=[dev.user], ts=d.ts, token=token,
+                )  # fmt: skip
+        except (WireError, AttributeError) as exc:
+            log.error("relay.bad_stored_envelope", error=sanitise(str(exc)))
+            return SendResult.OK  # unforwardable: count it sent so it does not block the rest
+        route = self.cloud.send_forward(fwd, body)
+        if route is Route.OK:
+            self.forwarded += 1
+            return SendResult.OK
+        return SendResult.FULL  # no route or a full hop: delivery tries again shortly
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _attach(self, user: str, device: str) -> None:
+        if self.delivery.device(user, device) is None:
+            self.delivery.attach(Device(user, device, b""))
+            self.committer.register_device(user, device)
+
+    def _known(self, msg_id: bytes, user: str) -> bool:
+        key = (msg_id, user)
+        if key in self._seen:
+            return True
+        self._seen[key] = None
+        if len(self._seen) > DEDUP_MAX:
+            self._seen.popitem(last=False)
+        return self.store.has(msg_id, user)

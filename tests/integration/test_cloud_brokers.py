@@ -1,0 +1,170 @@
+"""Real brokers (titsd processes) in a cloud with keyd: users on the two farthest brokers keep
+talking while brokers are killed with SIGKILL; an offline user gets their mail at whichever
+broker they log in to; the survivors restore ≥ 3 links and no bridge, as /api/status shows."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import threading
+from collections import deque
+
+import pytest
+
+from tests.broker_fixtures import (  # noqa: F401 - fixtures
+    People,
+    kill_agent,
+    people_fixture,
+    short_tmpdir,
+    wait_for,
+)
+from tits.cli.cloud_cmds import LocalCloud, _status, whole
+from tits.cli.messenger import Message, Messenger
+from tits.keyclient import KeyClient
+from tits.router import shortest_path
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def hops(status: dict) -> dict[str, dict[str, int]]:
+    """Hop counts between every pair of live brokers (BFS over the status graph)."""
+    graph: dict[str, set[str]] = {b["id"]: set() for b in status["brokers"] if b["alive"]}
+    for link in status["links"]:
+        graph[link["a"]].add(link["b"])
+        graph[link["b"]].add(link["a"])
+    out = {}
+    for src in graph:
+        dist, todo = {src: 0}, deque([src])
+        while todo:
+            node = todo.popleft()
+            for nxt in graph[node]:
+                if nxt not in dist:
+                    dist[nxt] = dist[node] + 1
+                    todo.append(nxt)
+        out[src] = dist
+    return out
+
+
+class Cloud:
+    def __init__(self, n: int) -> None:
+        self.root = short_tmpdir("tc")
+        self.local = LocalCloud(self.root, 0)
+        secret = self.root / "cloud.secret"
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (secrets.token_hex(32) + "\n").encode())
+        os.close(fd)
+        self.local.start_keyd()
+        for i in range(n):
+            self.local.start_broker(i, secret)
+        self.by_id = {b["id"]: b for b in self.local.brokers}
+        self.proc = {
+            b["id"]: p for b, p in zip(self.local.brokers, self.local.procs[1:], strict=True)
+        }
+        self.wait_whole(set(self.by_id))
+
+    def live(self) -> list[dict]:
+        return [b for b in self.local.brokers if self.proc[b["id"]].poll() is None]
+
+    def wait_whole(self, ids: set[str], timeout: float = 45) -> None:
+        live = [self.by_id[i] for i in ids]
+        wait_for(lambda: whole([_status(b["http"]) for b in live], ids), timeout, "a whole cloud")
+
+    def kill9(self, broker_id: str) -> None:
+        proc = self.proc[broker_id]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def close(self) -> None:
+        self.local.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cloud6():
+    cloud = Cloud(6)
+    yield cloud
+    cloud.close()
+
+
+def publish(people: People, keyserver: str) -> None:
+    client = KeyClient(keyserver)
+    for home in people.all:
+        client.publish_key(home.identity.export_public(home.fingerprint))
+        _, cert, sig = home.certificate
+        client.publish_device(cert, sig)
+
+
+def test_offline_mail_reaches_the_user_at_another_broker(cloud6: Cloud, people: People) -> None:
+    publish(people, cloud6.local.keyserver)
+    first, *_, last = cloud6.live()
+    alice = Messenger(people.alice, broker=first["url"], keyserver=cloud6.local.keyserver)
+    sent = [alice.send_text([people.bob.fingerprint], f"離線訊息 {i}") for i in range(3)]
+    bob = Messenger(people.bob, broker=last["url"], keyserver=cloud6.local.keyserver)
+    got: list[Message] = []
+    bob.receive(got.append, timeout=20, until=lambda: len(got) >= 3)
+    assert [m.id for m in got] == sent and all(m.verified for m in got)
+    assert [m.text for m in got] == [f"離線訊息 {i}" for i in range(3)]
+    # the status pages list Bob at the broker he is logged in to (his proxy)
+    wait_for(
+        lambda: any(
+            u["fingerprint"] == people.bob.fingerprint and u["broker"] == last["id"]
+            for u in (_status(first["http"]) or {}).get("users", [])
+        ),
+        10, "bob listed at his broker on another broker's page",
+    )  # fmt: skip
+    bob.close()
+    alice.close()
+
+
+def test_far_users_keep_talking_through_two_kill9s(cloud6: Cloud, people: People) -> None:
+    publish(people, cloud6.local.keyserver)
+    st = _status(cloud6.live()[0]["http"])
+    dist = hops(st)
+    a, b = max(((x, y) for x in dist for y in dist[x]), key=lambda p: dist[p[0]][p[1]])
+    graph: dict[str, dict[str, int]] = {x: {} for x in dist}
+    for link in st["links"]:
+        graph[link["a"]][link["b"]] = graph[link["b"]][link["a"]] = 1
+    on_path = shortest_path(graph, a, b)[1:-1]  # kill the relays first: forces re-routing
+    victims = (on_path + [v for v in sorted(dist) if v not in (a, b, *on_path)])[:2]
+    ks = cloud6.local.keyserver
+    alice = Messenger(people.alice, broker=cloud6.by_id[a]["url"], keyserver=ks)
+    got: list[Message] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def bob_listens() -> None:
+        try:
+            bob = Messenger(people.bob, broker=cloud6.by_id[b]["url"], keyserver=ks)
+            bob.receive(got.append, follow=True, timeout=180, until=stop.is_set)
+            bob.close()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    listener = threading.Thread(target=bob_listens)
+    listener.start()
+    sent: list[bytes] = []
+    try:
+        wait_for(
+            lambda: any(u["fingerprint"] == people.bob.fingerprint
+                        for u in (_status(cloud6.by_id[a]["http"]) or {}).get("users", [])),
+            10, "bob's presence to reach alice's broker",
+        )  # fmt: skip
+        for i in range(60):
+            if i in (15, 35):
+                cloud6.kill9(victims.pop(0))
+            sent.append(alice.send_text([people.bob.fingerprint], f"#{i} 在風暴中"))
+        wait_for(lambda: len(got) >= len(sent), 60, "every message at bob")
+    finally:
+        stop.set()
+        listener.join(30)
+        alice.close()
+    assert not errors
+    ids = [m.id for m in got]
+    assert len(ids) == len(set(ids)), "a message was shown twice"
+    # (mail from the module's earlier test may come along: it shares the users)
+    assert set(sent) <= set(ids) and all(m.verified for m in got)
+    survivors = {x["id"] for x in cloud6.live()}
+    assert len(survivors) == 4
+    cloud6.wait_whole(survivors, timeout=30)  # ≥ 3 links each, no bridge, all alive
