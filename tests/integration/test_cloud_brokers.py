@@ -4,8 +4,6 @@ broker they log in to; the survivors restore ≥ 3 links and no bridge, as /api/
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
 import signal
 import threading
@@ -20,9 +18,9 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     short_tmpdir,
     wait_for,
 )
-from tits.cli.cloud_cmds import LocalCloud, _status, whole
 from tits.cli.messenger import Message, Messenger
 from tits.keyclient import KeyClient
+from tits.localcloud import LocalCloud, _status, whole
 from tits.router import shortest_path
 
 pytestmark = pytest.mark.timeout(240)
@@ -51,13 +49,7 @@ class Cloud:
     def __init__(self, n: int) -> None:
         self.root = short_tmpdir("tc")
         self.local = LocalCloud(self.root, 0)
-        secret = self.root / "cloud.secret"
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, (secrets.token_hex(32) + "\n").encode())
-        os.close(fd)
-        self.local.start_keyd()
-        for i in range(n):
-            self.local.start_broker(i, secret)
+        self.local.start(n)
         self.by_id = {b["id"]: b for b in self.local.brokers}
         self.proc = {
             b["id"]: p for b, p in zip(self.local.brokers, self.local.procs[1:], strict=True)
