@@ -20,44 +20,40 @@ import queue
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils import z85
 
 from tits import wire
 from tits.errors import WireError
 from tits.log import sanitise
-from tits.login import CHALLENGE_TTL_S
 
 from .admission import Admission, load_or_create_secret
 from .cloud import Cloud
 from .config import BrokerConfig
+from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
-from .login import LoginOk, LoginVerifier, describe
+from .login import LoginOk, LoginVerifier
 from .relay import Fanout, Relay
+from .sessions import Conn, Sessions, ZapPolicy
 from .signer import BrokerSigner, BrokerVerifier
-from .status import StatusServer
+from .status import StatusServer, build_snapshot
 from .store import Job, Row, Store, Writer
 
 log = structlog.get_logger("titsd")
 
-SETTLE_MS = 1500  # presence debounce + gossip + a forward or two, with room to spare
 
 BATCH = 2048  # messages drained per turn before a group commit
 TICK_S = 0.05
 HOUSEKEEPING_S = 1.0
 SNAPSHOT_S = 0.5
 PRUNE_S = 300.0
-MAX_RECENT = 2_000_000  # accepted ids remembered in memory at most (and for cfg.dedup_s)
 MAX_CONNS = 100_000
 MAX_FANOUT_BYTES = 16 << 20  # one message stored once per recipient: bound the product
 ZAP_DOMAIN = "tits"
@@ -68,37 +64,7 @@ _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
-@dataclass(eq=False)
-class Conn:
-    """One CURVE key's connection (it may reconnect with a new routing id)."""
-
-    curve: str  # z85 CURVE public key (the User-Id ZAP set)
-    route: bytes
-    last_seen: float
-    tokens: float
-    refill_at: float
-    garbage: int = 0
-    banned: bool = False
-    nonce: bytes | None = None
-    nonce_expires: float = 0.0
-    logins: deque[float] = field(default_factory=lambda: deque(maxlen=64))
-    login_busy: bool = False
-    device: Device | None = None
-    user: LoginOk | None = None
-    attached: bool = False
-
-
-class _Allow:
-    """ZAP policy: any CURVE client key, except keys dropped for sending garbage."""
-
-    def __init__(self, banned: set[str]) -> None:
-        self.banned = banned
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        return key.decode("ascii", "replace") not in self.banned
-
-
-class Broker:
+class Broker(Sessions, Dedup):
     def __init__(self, cfg: BrokerConfig) -> None:
         self.cfg = cfg
         self.limits = cfg.limits
@@ -149,7 +115,7 @@ class Broker:
         self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("titsd.zap"))
         self.auth.start()
         self.auth.configure_curve_callback(
-            domain=ZAP_DOMAIN, credentials_provider=_Allow(self.banned)
+            domain=ZAP_DOMAIN, credentials_provider=ZapPolicy(self.banned)
         )
         self.client = self._server_socket(zmq.ROUTER)
         self.client.router_mandatory = 1
@@ -483,26 +449,6 @@ class Broker:
             self._garbage(conn, "bad-kind", f"{type(msg).__name__} is not for this port")
         return False
 
-    def _check_old(
-        self,
-        old: list[tuple[Conn, wire.Send, bytes]],
-        batch: list[tuple[Conn, wire.Send, bytes]],
-        dups: list[tuple[Conn, bytes]],
-    ) -> None:
-        """Ids older than the in-memory window: look them up in the store."""
-        known = self.store.senders_of([m.id for _, m, _ in old])
-        now = time.monotonic()
-        for conn, msg, body in old:
-            sender = known.get(msg.id) or self.recent.get(msg.id, (None,))[0]
-            if sender is None:
-                self.recent[msg.id] = (msg.sender, now)
-                batch.append((conn, msg, body))
-            elif sender == msg.sender:
-                self.recent.setdefault(msg.id, (sender, now))  # stored: remember it again
-                dups.append((conn, msg.id))
-            else:
-                self._error(conn, "id-conflict", "message id already used", msg.id)
-
     def _commit(
         self, batch: list[tuple[Conn, wire.Send, bytes]], dups: list[tuple[Conn, bytes]]
     ) -> None:
@@ -618,120 +564,6 @@ class Broker:
                 return SendResult.GONE
             raise
 
-    # -- login --------------------------------------------------------------------------------
-
-    def _hello(self, conn: Conn, now: float) -> None:
-        nonce = os.urandom(32)
-        conn.nonce = nonce
-        conn.nonce_expires = now + CHALLENGE_TTL_S
-        self._reply(
-            conn.route,
-            wire.Challenge(
-                nonce=nonce,
-                broker=self.fingerprint,
-                expires=int((time.time() + CHALLENGE_TTL_S) * 1000),
-                key=self.armored,
-            ),
-        )
-
-    def _login(self, conn: Conn, msg: wire.Login, now: float) -> None:
-        nonce, conn.nonce = conn.nonce, None  # a challenge answers one login attempt, at most
-        if nonce is None or now > conn.nonce_expires:
-            self._garbage(conn, "no-challenge", "ask for a challenge (hello) first")
-            return
-        while conn.logins and conn.logins[0] < now - 60.0:
-            conn.logins.popleft()
-        if len(conn.logins) >= self.limits.logins_per_minute or conn.login_busy:
-            self._error(conn, "rate-limited", "too many login attempts")
-            return
-        if self._logins_inflight >= self.limits.login_queue:
-            self._error(conn, "busy", "the broker is busy; try again shortly")
-            return
-        conn.logins.append(now)
-        conn.login_busy = True
-        self._logins_inflight += 1
-        curve_raw = z85.decode(conn.curve.encode())
-        self.pool.submit(self._verify_login, conn.curve, msg, nonce, curve_raw)
-
-    def _verify_login(self, curve: str, msg: wire.Login, nonce: bytes, curve_raw: bytes) -> None:
-        """In a worker thread: GnuPG does the checking; the loop learns the result."""
-        try:
-            result: LoginOk | BaseException = self.verifier.verify(msg, nonce, curve_raw)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported to the client
-            result = exc
-        self.results.put((curve, nonce, result))
-        try:
-            os.write(self._wake_w, b"l")
-        except OSError:
-            pass
-
-    def _login_done(self, curve: str, result: LoginOk | BaseException) -> None:
-        conn = self.conns.get(curve)
-        if conn is None or conn.banned:
-            return
-        conn.login_busy = False
-        if not isinstance(result, LoginOk):
-            code, message = describe(result)
-            log.warning("login.refused", curve=curve[:12], why=sanitise(message))
-            self._garbage(conn, code, message)
-            return
-        self._logout(conn)
-        key = (result.fingerprint, result.device)
-        other = self.by_device.get(key)
-        if other is not None and other is not conn:
-            self._logout(other)  # the same device on a new connection replaces the old one
-        conn.user = result
-        conn.device = Device(result.fingerprint, result.device, conn.route, result.name)
-        self.by_device[key] = conn
-        self._presence_due = True
-        pending = self._attach(conn, welcome=True)
-        self.counters["logins"] += 1
-        log.info(
-            "login.ok",
-            user=result.fingerprint[:16],
-            device=result.device,
-            pending=pending,
-        )
-
-    def _attach(self, conn: Conn, welcome: bool = False) -> int:
-        dev = conn.device
-        if dev is None:
-            return 0
-        dev.route = conn.route
-        pending = self.delivery.attach(dev)
-        self.writer.submit(Job(devices=[(dev.user, dev.device)]))
-        conn.attached = True
-        if welcome:
-            self._reply(
-                conn.route,
-                wire.Welcome(
-                    fingerprint=dev.user,
-                    device=dev.device,
-                    broker=self.fingerprint,
-                    pending=pending,
-                    settle_ms=SETTLE_MS if self.cloud.peers.up_peers() else 0,
-                ),
-            )
-        self.delivery.pump()
-        return pending
-
-    def _logout(self, conn: Conn) -> None:
-        dev = conn.device
-        if dev is None:
-            return
-        self.delivery.detach(dev)
-        if self.by_device.get((dev.user, dev.device)) is conn:
-            del self.by_device[(dev.user, dev.device)]
-            self._presence_due = True
-        conn.device = None
-        conn.user = None
-        conn.attached = False
-
-    def _device_gone(self, dev: Device) -> None:
-        conn = self.by_device.get((dev.user, dev.device))
-        if conn is not None and conn.device is dev:
-            conn.attached = False  # re-attached when that CURVE key is heard from again
-
     # -- the cloud ----------------------------------------------------------------------------
 
     def _sync_poller(self) -> None:
@@ -741,16 +573,6 @@ class Broker:
         for sock in want - self._cloud_socks:
             self.poller.register(sock, zmq.POLLIN)
         self._cloud_socks = want
-
-    def _local_presence(self) -> list[wire.PresenceEntry]:
-        users: dict[str, wire.PresenceEntry] = {}
-        for (user, device), conn in self.by_device.items():
-            entry = users.get(user)
-            if entry is None:
-                name = conn.user.name if conn.user is not None else ""
-                entry = users[user] = wire.PresenceEntry(user, [], name[:200])
-            entry.devices.append(device)
-        return sorted(users.values(), key=lambda e: e.fingerprint)
 
     def submit_relay(self, rows: list[Row], fanout: Fanout, done: Callable[[bool], None]) -> None:
         self.writer.submit(
@@ -773,60 +595,11 @@ class Broker:
             del self.conns[conn.curve]
         self._forget_ids(now)
 
-    def _forget_ids(self, now: float) -> None:
-        """Drop ids accepted more than dedup_s ago, or beyond MAX_RECENT, raising the floor."""
-        limit = now - self.cfg.dedup_s
-        recent = self.recent
-        floor = self.dedup_floor_ms
-        while recent:
-            first = next(iter(recent))
-            if recent[first][1] >= limit and len(recent) <= MAX_RECENT:
-                break
-            del recent[first]
-            floor = max(floor, wire.msg_id_time_ms(first))
-        self.dedup_floor_ms = max(floor, int((time.time() - self.cfg.dedup_s) * 1000))
-
     def _prune(self) -> None:
         self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))
 
     def _refresh_snapshot(self) -> None:
-        cloud = self.cloud.status()
-        local = [
-            {"fingerprint": e.fingerprint, "name": e.name, "broker": self.fingerprint,
-             "devices": list(e.devices)}
-            for e in self._local_presence()
-        ]  # fmt: skip
-        users = sorted(local + cloud["users"], key=lambda u: (u["fingerprint"], u["broker"]))
-        self._snapshot = {
-            "id": self.fingerprint,
-            "url": self.url,
-            "http": self.http_url,
-            "pid": os.getpid(),
-            "name": self.cfg.name,
-            "brokers": cloud["brokers"],
-            "links": cloud["links"],
-            "users": users,
-            "problems": self.cloud.problems(),
-            "sessions": sum(1 for c in self.conns.values() if c.device is not None),
-            "counters": dict(
-                self.counters,
-                delivered=self.delivery.delivered,
-                forwarded=self.relay.forwarded,
-                arrived=self.relay.arrived,
-            ),
-            "remembered_ids": len(self.recent),
-            "store": {
-                "commits": self.writer.stats["commits"],
-                "rows": self.writer.stats["rows"],
-                "commit_ms_max": round(self.writer.stats["max_s"] * 1000, 2),
-            },
-            "ports": {
-                "client": self.client_port,
-                "peer": self.peer_port,
-                "pub": self.pub_port,
-                "http": self.http_port,
-            },
-        }
+        self._snapshot = build_snapshot(self)
 
     def snapshot(self) -> dict[str, Any]:
         return self._snapshot

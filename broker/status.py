@@ -12,12 +12,16 @@ second, so the message loop never waits for a web request.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import statuspage
+
+if TYPE_CHECKING:
+    from .server import Broker
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,3 +82,44 @@ class StatusServer(ThreadingHTTPServer):
         self.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def build_snapshot(broker: Broker) -> dict[str, Any]:
+    """What /api/status serves (and the page renders): this broker, the cloud, the users."""
+    cloud = broker.cloud.status()
+    local = [
+        {"fingerprint": e.fingerprint, "name": e.name, "broker": broker.fingerprint,
+         "devices": list(e.devices)}
+        for e in broker._local_presence()
+    ]  # fmt: skip
+    users = sorted(local + cloud["users"], key=lambda u: (u["fingerprint"], u["broker"]))
+    return {
+        "id": broker.fingerprint,
+        "url": broker.url,
+        "http": broker.http_url,
+        "pid": os.getpid(),
+        "name": broker.cfg.name,
+        "brokers": cloud["brokers"],
+        "links": cloud["links"],
+        "users": users,
+        "problems": broker.cloud.problems(),
+        "sessions": sum(1 for c in broker.conns.values() if c.device is not None),
+        "counters": dict(
+            broker.counters,
+            delivered=broker.delivery.delivered,
+            forwarded=broker.relay.forwarded,
+            arrived=broker.relay.arrived,
+        ),
+        "remembered_ids": len(broker.recent),
+        "store": {
+            "commits": broker.writer.stats["commits"],
+            "rows": broker.writer.stats["rows"],
+            "commit_ms_max": round(broker.writer.stats["max_s"] * 1000, 2),
+        },
+        "ports": {
+            "client": broker.client_port,
+            "peer": broker.peer_port,
+            "pub": broker.pub_port,
+            "http": broker.http_port,
+        },
+    }

@@ -1,0 +1,190 @@
+"""Client sessions: the login handshake (challenge, GnuPG-checked login in worker threads)
+and the binding of a connection's CURVE key to one user's device.
+
+A mixin of `Broker`, kept apart so the message loop in server.py stays readable; it uses the
+broker's connections, delivery and writer. The login blob itself is checked in login.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+from zmq.utils import z85
+
+from tits import wire
+from tits.log import sanitise
+from tits.login import CHALLENGE_TTL_S
+
+from .delivery import Device
+from .login import LoginOk, describe
+from .store import Job
+
+if TYPE_CHECKING:
+    from .server import Broker
+
+log = structlog.get_logger("titsd")
+
+SETTLE_MS = 1500  # presence debounce + gossip + a forward or two, with room to spare
+
+
+@dataclass(eq=False)
+class Conn:
+    """One CURVE key's connection (it may reconnect with a new routing id)."""
+
+    curve: str  # z85 CURVE public key (the User-Id ZAP set)
+    route: bytes
+    last_seen: float
+    tokens: float
+    refill_at: float
+    garbage: int = 0
+    banned: bool = False
+    nonce: bytes | None = None
+    nonce_expires: float = 0.0
+    logins: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    login_busy: bool = False
+    device: Device | None = None
+    user: LoginOk | None = None
+    attached: bool = False
+
+
+class ZapPolicy:
+    """ZAP policy: any CURVE client key, except keys dropped for sending garbage."""
+
+    def __init__(self: Broker, banned: set[str]) -> None:
+        self.banned = banned
+
+    def callback(self: Broker, domain: str, key: bytes) -> bool:
+        return key.decode("ascii", "replace") not in self.banned
+
+
+class Sessions:
+    # -- login --------------------------------------------------------------------------------
+
+    def _hello(self: Broker, conn: Conn, now: float) -> None:
+        nonce = os.urandom(32)
+        conn.nonce = nonce
+        conn.nonce_expires = now + CHALLENGE_TTL_S
+        self._reply(
+            conn.route,
+            wire.Challenge(
+                nonce=nonce,
+                broker=self.fingerprint,
+                expires=int((time.time() + CHALLENGE_TTL_S) * 1000),
+                key=self.armored,
+            ),
+        )
+
+    def _login(self: Broker, conn: Conn, msg: wire.Login, now: float) -> None:
+        nonce, conn.nonce = conn.nonce, None  # a challenge answers one login attempt, at most
+        if nonce is None or now > conn.nonce_expires:
+            self._garbage(conn, "no-challenge", "ask for a challenge (hello) first")
+            return
+        while conn.logins and conn.logins[0] < now - 60.0:
+            conn.logins.popleft()
+        if len(conn.logins) >= self.limits.logins_per_minute or conn.login_busy:
+            self._error(conn, "rate-limited", "too many login attempts")
+            return
+        if self._logins_inflight >= self.limits.login_queue:
+            self._error(conn, "busy", "the broker is busy; try again shortly")
+            return
+        conn.logins.append(now)
+        conn.login_busy = True
+        self._logins_inflight += 1
+        curve_raw = z85.decode(conn.curve.encode())
+        self.pool.submit(self._verify_login, conn.curve, msg, nonce, curve_raw)
+
+    def _verify_login(
+        self: Broker, curve: str, msg: wire.Login, nonce: bytes, curve_raw: bytes
+    ) -> None:
+        """In a worker thread: GnuPG does the checking; the loop learns the result."""
+        try:
+            result: LoginOk | BaseException = self.verifier.verify(msg, nonce, curve_raw)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to the client
+            result = exc
+        self.results.put((curve, nonce, result))
+        try:
+            os.write(self._wake_w, b"l")
+        except OSError:
+            pass
+
+    def _login_done(self: Broker, curve: str, result: LoginOk | BaseException) -> None:
+        conn = self.conns.get(curve)
+        if conn is None or conn.banned:
+            return
+        conn.login_busy = False
+        if not isinstance(result, LoginOk):
+            code, message = describe(result)
+            log.warning("login.refused", curve=curve[:12], why=sanitise(message))
+            self._garbage(conn, code, message)
+            return
+        self._logout(conn)
+        key = (result.fingerprint, result.device)
+        other = self.by_device.get(key)
+        if other is not None and other is not conn:
+            self._logout(other)  # the same device on a new connection replaces the old one
+        conn.user = result
+        conn.device = Device(result.fingerprint, result.device, conn.route, result.name)
+        self.by_device[key] = conn
+        self._presence_due = True
+        pending = self._attach(conn, welcome=True)
+        self.counters["logins"] += 1
+        log.info(
+            "login.ok",
+            user=result.fingerprint[:16],
+            device=result.device,
+            pending=pending,
+        )
+
+    def _attach(self: Broker, conn: Conn, welcome: bool = False) -> int:
+        dev = conn.device
+        if dev is None:
+            return 0
+        dev.route = conn.route
+        pending = self.delivery.attach(dev)
+        self.writer.submit(Job(devices=[(dev.user, dev.device)]))
+        conn.attached = True
+        if welcome:
+            self._reply(
+                conn.route,
+                wire.Welcome(
+                    fingerprint=dev.user,
+                    device=dev.device,
+                    broker=self.fingerprint,
+                    pending=pending,
+                    settle_ms=SETTLE_MS if self.cloud.peers.up_peers() else 0,
+                ),
+            )
+        self.delivery.pump()
+        return pending
+
+    def _logout(self: Broker, conn: Conn) -> None:
+        dev = conn.device
+        if dev is None:
+            return
+        self.delivery.detach(dev)
+        if self.by_device.get((dev.user, dev.device)) is conn:
+            del self.by_device[(dev.user, dev.device)]
+            self._presence_due = True
+        conn.device = None
+        conn.user = None
+        conn.attached = False
+
+    def _device_gone(self: Broker, dev: Device) -> None:
+        conn = self.by_device.get((dev.user, dev.device))
+        if conn is not None and conn.device is dev:
+            conn.attached = False  # re-attached when that CURVE key is heard from again
+
+    def _local_presence(self: Broker) -> list[wire.PresenceEntry]:
+        users: dict[str, wire.PresenceEntry] = {}
+        for (user, device), conn in self.by_device.items():
+            entry = users.get(user)
+            if entry is None:
+                name = conn.user.name if conn.user is not None else ""
+                entry = users[user] = wire.PresenceEntry(user, [], name[:200])
+            entry.devices.append(device)
+        return sorted(users.values(), key=lambda e: e.fingerprint)
