@@ -1,9 +1,12 @@
 """The status web page: active users → proxy (broker), the brokers with their links and
-round-trip times, and an SVG drawing of the topology. Pure rendering from the `/api/status`
-document, so what the page shows and what scripts read can never disagree.
+round-trip times, an SVG drawing of the topology, the invariant problems and the counters.
+Pure rendering from the `/api/status` document, so what the page shows and what scripts read
+can never disagree.
 
 Every string on the page came from a peer or a user (names especially), so all of it is
-escaped; the page carries no script and refreshes itself with a meta tag.
+escaped; the page carries no script and refreshes itself with a meta tag. Each broker cell
+carries the full broker id in its `title` (and each SVG shape its ids in `data-*`), for people
+hovering and for tests reading the DOM.
 """
 
 from __future__ import annotations
@@ -13,136 +16,267 @@ from html import escape
 from typing import Any
 
 REFRESH_S = 3
-SIZE = 420
+SVG_W, SVG_H = 540, 470
+NODE_R = 24
+MAX_RTT_LABELS = 30  # beyond this many links the RTTs are only in the table
+
+COUNTER_LABELS = {
+    "accepted": "已接收 accepted",
+    "duplicates": "重複 duplicates",
+    "refused": "已拒絕 refused",
+    "logins": "登入 logins",
+    "delivered": "已投遞 delivered",
+    "forwarded": "已轉送 forwarded",
+    "arrived": "已到達 arrived",
+}
+
+STYLE = """
+body { font-family: "Noto Sans TC", "Noto Sans CJK TC", "PingFang TC", "Microsoft JhengHei",
+  system-ui, sans-serif; margin: 1.2em 1.5em; color: #1f2733; background: #fafbfc; }
+h1 { margin: 0 0 .2em; font-size: 1.6em; } h1 small { color: #667; font-weight: normal; }
+h2 { font-size: 1.1em; margin: 1.2em 0 .4em; } h2 small { color: #667; font-weight: normal; }
+.meta { color: #445; margin: 0 0 .6em; } .meta b { color: #1f2733; }
+table { border-collapse: collapse; background: #fff; }
+td, th { border: 1px solid #d5dae3; padding: .25em .55em; text-align: left;
+  vertical-align: top; }
+th { background: #eef2f8; font-weight: 600; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code { font-family: "DejaVu Sans Mono", "Noto Sans Mono CJK TC", monospace; font-size: .82em; }
+td code { white-space: nowrap; } td.url { max-width: 19em; }
+td code.url { word-break: break-all; white-space: normal; }
+a { color: #1d5fa8; text-decoration: none; } a:hover { text-decoration: underline; }
+.me { color: #c0392b; font-weight: 600; } .nowrap { white-space: nowrap; }
+.up { color: #2e7d32; } .down { color: #999; }
+ul.links { margin: 0; padding: 0; list-style: none; white-space: nowrap; }
+.grid { display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 0 2em;
+  align-items: start; }
+@media (max-width: 1100px) { .grid { grid-template-columns: 1fr; } }
+figure { margin: 0; } figcaption { color: #667; font-size: .85em; max-width: 36em; }
+svg { background: #fff; border: 1px solid #d5dae3; }
+.ok { color: #2e7d32; } .problems { background: #fdecea; border: 1px solid #e0a19a;
+  padding: .4em .9em; color: #8a1c12; } .problems ul { margin: .2em 0; }
+"""
 
 
 def _short(fp: str) -> str:
     return fp[:8] + "…" + fp[-4:] if len(fp) > 12 else fp
 
 
+def _num(value: Any) -> str:
+    return escape(str(value))
+
+
 def _layout(ids: list[str]) -> dict[str, tuple[float, float]]:
     """Brokers on a circle, in fingerprint order, so the drawing is stable between refreshes."""
     n = max(len(ids), 1)
-    r = SIZE / 2 - 50
+    r = min(SVG_W, SVG_H) / 2 - 70  # room outside the circle for the labels
+    cx, cy = SVG_W / 2, SVG_H / 2
     return {
         b: (
-            SIZE / 2 + r * math.cos(2 * math.pi * i / n - math.pi / 2),
-            SIZE / 2 + r * math.sin(2 * math.pi * i / n - math.pi / 2),
+            cx + r * math.cos(2 * math.pi * i / n - math.pi / 2),
+            cy + r * math.sin(2 * math.pi * i / n - math.pi / 2),
         )
         for i, b in enumerate(sorted(ids))
     }
 
 
-def topology_svg(status: dict[str, Any]) -> str:
-    brokers = {b["id"]: b for b in status.get("brokers", [])}
-    users_at: dict[str, int] = {}
+def _users_at(status: dict[str, Any]) -> dict[str, int]:
+    count: dict[str, int] = {}
     for u in status.get("users", []):
-        users_at[u.get("broker", "")] = users_at.get(u.get("broker", ""), 0) + 1
+        count[str(u.get("broker", ""))] = count.get(str(u.get("broker", "")), 0) + 1
+    return count
+
+
+def topology_svg(status: dict[str, Any]) -> str:
+    """Brokers as circles (the number inside: users online there) with their short id outside,
+    links as lines labelled with their RTT."""
+    brokers = {str(b["id"]): b for b in status.get("brokers", [])}
+    users_at = _users_at(status)
     pos = _layout(list(brokers))
+    cx, cy = SVG_W / 2, SVG_H / 2
+    links = [k for k in status.get("links", []) if k.get("a") in pos and k.get("b") in pos]
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE}" '
-        f'viewBox="0 0 {SIZE} {SIZE}" role="img" aria-label="topology">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_W}" height="{SVG_H}" '
+        f'viewBox="0 0 {SVG_W} {SVG_H}" role="img" aria-label="拓撲 topology" '
+        'font-family="DejaVu Sans, sans-serif">'
     ]
-    for link in status.get("links", []):
-        a, b = link.get("a"), link.get("b")
-        if a not in pos or b not in pos:
-            continue
+    labels = []
+    for link in links:
+        a, b = sorted((str(link["a"]), str(link["b"])))
         (x1, y1), (x2, y2) = pos[a], pos[b]
-        rtt = link.get("rtt_ms")
         parts.append(
             f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-            'stroke="#7a8ca5" stroke-width="2"/>'
+            f'data-a="{escape(a, quote=True)}" data-b="{escape(b, quote=True)}" '
+            'stroke="#8a9bb5" stroke-width="2"/>'
         )
-        if rtt is not None:
-            parts.append(
-                f'<text x="{(x1 + x2) / 2:.1f}" y="{(y1 + y2) / 2 - 3:.1f}" font-size="10" '
-                f'fill="#556" text-anchor="middle">{float(rtt):.2f} ms</text>'
+        rtt = link.get("rtt_ms")
+        if rtt is not None and len(links) <= MAX_RTT_LABELS:
+            # at the middle, unless that is the centre, where every diameter has its middle
+            t = 0.5 if math.hypot((x1 + x2) / 2 - cx, (y1 + y2) / 2 - cy) > 24 else 0.35
+            labels.append(
+                f'<text x="{x1 + (x2 - x1) * t:.1f}" y="{y1 + (y2 - y1) * t + 3:.1f}" '
+                'font-size="10" fill="#34495e" text-anchor="middle" paint-order="stroke" '
+                f'stroke="#fff" stroke-width="3">{float(rtt):.2f} ms</text>'
             )
+    parts += labels  # above every line
     for bid, (x, y) in pos.items():
         b = brokers[bid]
         me = bid == status.get("id")
-        fill = "#e8f4ea" if b.get("alive", True) else "#eee"
-        stroke = "#c0392b" if me else ("#2e7d32" if b.get("alive", True) else "#999")
+        alive = b.get("alive", True)
+        fill = "#e8f4ea" if alive else "#f0f0f0"
+        stroke = "#c0392b" if me else ("#2e7d32" if alive else "#999")
+        dash = "" if alive else ' stroke-dasharray="4 3"'
+        # the label goes outward, away from the centre, where no line runs
+        dx, dy = x - cx, y - cy
+        norm = math.hypot(dx, dy) or 1.0
+        lx, ly = x + dx / norm * (NODE_R + 8), y + dy / norm * (NODE_R + 8)
+        anchor = "start" if dx > 8 else ("end" if dx < -8 else "middle")
+        ly += 4 if abs(dy) < 8 else (12 if dy > 0 else -4)
+        if not alive and dy < -8:
+            ly -= 14  # the second line ("down") must not run into the circle
+        name = ("★ " if me else "") + bid[:8]
+        state = "" if alive else f'<tspan x="{lx:.1f}" dy="1.2em">離線 down</tspan>'
         parts.append(
-            f'<g class="broker"><circle cx="{x:.1f}" cy="{y:.1f}" r="26" fill="{fill}" '
-            f'stroke="{stroke}" stroke-width="{3 if me else 2}"/>'
-            f'<text x="{x:.1f}" y="{y - 2:.1f}" font-size="10" text-anchor="middle">'
-            f"{escape(bid[:8])}</text>"
-            f'<text x="{x:.1f}" y="{y + 11:.1f}" font-size="10" text-anchor="middle">'
-            f"👤 {users_at.get(bid, 0)}</text></g>"
+            f'<g class="broker"><title>{escape(bid)}</title>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{NODE_R}" fill="{fill}" stroke="{stroke}" '
+            f'stroke-width="{3 if me else 2}"{dash} data-id="{escape(bid, quote=True)}"/>'
+            f'<text x="{x:.1f}" y="{y + 6:.1f}" font-size="16" font-weight="bold" '
+            f'text-anchor="middle" fill="#1f2733">{users_at.get(bid, 0)}</text>'
+            f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="12" text-anchor="{anchor}" '
+            f'font-family="DejaVu Sans Mono, monospace" fill="{stroke}">'
+            f"{escape(name)}{state}</text></g>"
         )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def render(status: dict[str, Any]) -> str:
-    me = str(status.get("id", ""))
-    brokers = status.get("brokers", [])
-    http_of = {b["id"]: b.get("http", "") for b in brokers}
-    user_rows = (
-        "".join(
-            "<tr><td>{name}</td><td><code>{fp}</code></td><td>{proxy}</td><td>{dev}</td></tr>".format(
-                name=escape(u.get("name") or "—"),
-                fp=escape(u.get("fingerprint", "")),
-                proxy=_broker_cell(u.get("broker", ""), http_of),
-                dev=len(u.get("devices", [])),
-            )
-            for u in sorted(
-                status.get("users", []), key=lambda u: (u.get("name") or "", u["fingerprint"])
-            )
-        )
-        or '<tr><td colspan="4">（目前沒有上線使用者）</td></tr>'
-    )
-    degree: dict[str, list[str]] = {}
-    for link in status.get("links", []):
-        rtt = link.get("rtt_ms")
-        label = (
-            f"{_short(link['b'])} ({float(rtt):.2f} ms)" if rtt is not None else _short(link["b"])
-        )
-        degree.setdefault(link["a"], []).append(label)
-        label = (
-            f"{_short(link['a'])} ({float(rtt):.2f} ms)" if rtt is not None else _short(link["a"])
-        )
-        degree.setdefault(link["b"], []).append(label)
-    broker_rows = "".join(
-        "<tr><td>{mark}{bid}</td><td>{state}</td><td><code>{url}</code></td><td>{links}</td></tr>".format(
-            mark="★ " if b["id"] == me else "",
-            bid=_broker_cell(b["id"], http_of),
-            state="在線 alive" if b.get("alive", True) else "離線 down",
-            url=escape(b.get("url", "")),
-            links=escape(", ".join(sorted(degree.get(b["id"], [])))) or "—",
-        )
-        for b in sorted(brokers, key=lambda b: b["id"])
-    )
-    return f"""<!doctype html>
-<html lang="zh-Hant-TW"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="{REFRESH_S}">
-<title>ω IM 雲端狀態 — {escape(_short(me))}</title>
-<style>
-body {{ font-family: system-ui, "Noto Sans TC", sans-serif; margin: 1.5em; color: #223; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
-td, th {{ border: 1px solid #ccd; padding: .3em .6em; text-align: left; }}
-th {{ background: #f0f3f8; }} code {{ font-size: .85em; }}
-.wrap {{ display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }}
-</style></head><body>
-<h1>ω IM 雲端狀態 <small>cloud status</small></h1>
-<p>本伺服器 this broker: <code>{escape(me)}</code> · pid {escape(str(status.get("pid", "")))}
-· {len(brokers)} brokers · {len(status.get("links", []))} links
-· {len(status.get("users", []))} users online</p>
-<div class="wrap"><section><h2>上線使用者 → 代理伺服器 (active users → proxy)</h2>
-<table id="users"><tr><th>名稱 name</th><th>指紋 fingerprint</th><th>伺服器 broker</th>
-<th>裝置 devices</th></tr>{user_rows}</table>
-<h2>伺服器 brokers</h2>
-<table id="brokers"><tr><th>id</th><th>狀態 state</th><th>url</th>
-<th>連線 links (RTT)</th></tr>{broker_rows}</table></section>
-<section><h2>拓撲 topology</h2>{topology_svg(status)}</section></div>
-</body></html>
-"""
-
-
 def _broker_cell(bid: str, http_of: dict[str, str]) -> str:
     http = http_of.get(bid, "")
-    label = f"<code>{escape(_short(bid))}</code>"
+    label = f'<code title="{escape(bid, quote=True)}">{escape(_short(bid))}</code>'
     if http.startswith(("http://", "https://")):
         return f'<a href="{escape(http, quote=True)}">{label}</a>'
     return label
+
+
+def _user_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
+    me = str(status.get("id", ""))
+    users = sorted(
+        status.get("users", []),
+        key=lambda u: (str(u.get("name") or ""), str(u.get("fingerprint", ""))),
+    )
+    rows = []
+    for u in users:
+        proxy = str(u.get("broker", ""))
+        here = ' <span class="me nowrap">本機 here</span>' if proxy == me else ""
+        rows.append(
+            "<tr><td>{name}</td><td><code>{fp}</code></td><td>{proxy}{here}</td>"
+            '<td class="num">{dev}</td></tr>'.format(
+                name=escape(str(u.get("name") or "—")),
+                fp=escape(str(u.get("fingerprint", ""))),
+                proxy=_broker_cell(proxy, http_of),
+                here=here,
+                dev=len(u.get("devices", [])),
+            )
+        )
+    return "".join(rows) or '<tr><td colspan="4">（目前沒有上線使用者 no users online）</td></tr>'
+
+
+def _broker_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
+    me = str(status.get("id", ""))
+    users_at = _users_at(status)
+    peers: dict[str, list[tuple[str, Any]]] = {}
+    for link in status.get("links", []):
+        a, b = str(link.get("a", "")), str(link.get("b", ""))
+        peers.setdefault(a, []).append((b, link.get("rtt_ms")))
+        peers.setdefault(b, []).append((a, link.get("rtt_ms")))
+    rows = []
+    for b in sorted(status.get("brokers", []), key=lambda b: str(b["id"])):
+        bid = str(b["id"])
+        links = "".join(
+            "<li>{peer}{rtt}</li>".format(
+                peer=_broker_cell(p, http_of),
+                rtt=f" · {float(rtt):.2f} ms" if rtt is not None else "",
+            )
+            for p, rtt in sorted(peers.get(bid, []), key=lambda pr: pr[0])
+        )
+        alive = b.get("alive", True)
+        rows.append(
+            '<tr><td class="nowrap">{mark}{cell}</td><td>{state}</td><td class="num">{users}</td>'
+            '<td class="url"><code class="url">{url}</code></td><td>{links}</td></tr>'.format(
+                mark='<span class="me">★</span> ' if bid == me else "",
+                cell=_broker_cell(bid, http_of),
+                state='<span class="up">在線 alive</span>'
+                if alive
+                else '<span class="down">離線 down</span>',
+                users=users_at.get(bid, 0),
+                url=escape(str(b.get("url", ""))),
+                links=f'<ul class="links">{links}</ul>' if links else "—",
+            )
+        )
+    return "".join(rows)
+
+
+def _problems(status: dict[str, Any]) -> str:
+    if "problems" not in status:
+        return ""
+    problems = status.get("problems") or []
+    if not problems:
+        return (
+            '<p class="ok" id="problems">✓ 拓撲不變量成立 invariants hold '
+            "（每台至少 3 條連線、沒有橋 every broker ≥ 3 links, no bridge）</p>"
+        )
+    items = "".join(f"<li>{escape(str(p))}</li>" for p in problems)
+    return (
+        '<div class="problems" id="problems"><b>⚠ 拓撲不變量被違反 invariant violations '
+        f"({len(problems)})</b><ul>{items}</ul></div>"
+    )
+
+
+def _counters(status: dict[str, Any]) -> str:
+    counters = status.get("counters")
+    if not isinstance(counters, dict) or not counters:
+        return ""
+    cells = [
+        f'<th>{escape(COUNTER_LABELS.get(str(k), str(k)))}</th><td class="num">{_num(v)}</td>'
+        for k, v in counters.items()
+    ]
+    if "sessions" in status:
+        cells.append(f'<th>連線中 sessions</th><td class="num">{_num(status["sessions"])}</td>')
+    rows = "".join("<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2))
+    return f'<h2>計數 <small>counters</small></h2><table id="counters">{rows}</table>'
+
+
+def render(status: dict[str, Any]) -> str:
+    me = str(status.get("id", ""))
+    brokers = status.get("brokers", [])
+    http_of = {str(b["id"]): str(b.get("http", "")) for b in brokers}
+    name = str(status.get("name") or "")
+    alive = sum(1 for b in brokers if b.get("alive", True))
+    title_name = f"{name} " if name else ""
+    return f"""<!doctype html>
+<html lang="zh-Hant-TW"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{REFRESH_S}">
+<title>ω IM 雲端狀態 — {escape(title_name)}{escape(_short(me))}</title>
+<style>{STYLE}</style></head><body>
+<h1>ω IM 雲端狀態 <small>cloud status</small></h1>
+<p class="meta">本伺服器 this broker: <span class="me">★</span> <b>{escape(name) or "—"}</b>
+<code>{escape(me)}</code> · pid {_num(status.get("pid", ""))}<br>
+{alive}/{len(brokers)} 台伺服器在線 brokers alive · {len(status.get("links", []))} 條連線 links
+· {len(status.get("users", []))} 位使用者上線 users online</p>
+{_problems(status)}
+<div class="grid"><section>
+<h2>上線使用者 → 代理伺服器 <small>active users → proxy</small></h2>
+<table id="users"><tr><th>名稱 name</th><th>指紋 fingerprint</th><th>代理 proxy</th>
+<th>裝置 devices</th></tr>{_user_rows(status, http_of)}</table>
+<h2>伺服器 <small>brokers</small></h2>
+<table id="brokers"><tr><th>id</th><th>狀態 state</th><th>使用者 users</th>
+<th>位址 client URL</th><th>連線 links · RTT</th></tr>{_broker_rows(status, http_of)}</table>
+</section><section>
+<h2>拓撲 <small>topology</small></h2>
+<figure>{topology_svg(status)}<figcaption>圓內數字：該伺服器上線使用者數；線上數字：來回時間。
+<br>Number in a circle: users online at that broker; on a line: round-trip time.
+★ = 本伺服器 this broker.</figcaption></figure>
+{_counters(status)}
+</section></div>
+</body></html>
+"""

@@ -58,3 +58,38 @@ def test_names_and_urls_cannot_inject() -> None:
 def test_empty_cloud_renders() -> None:
     page = render({"id": A, "pid": 1, "brokers": [], "links": [], "users": []})
     assert "目前沒有上線使用者" in page
+
+
+def test_problems_and_counters_are_shown_escaped() -> None:
+    status = dict(
+        STATUS,
+        problems=["broker <b>CCCC</b> has 1 link (< 3)", "link A–B is a bridge"],
+        counters={"accepted": 7, "refused": 2, "<i>odd</i>": "<script>"},
+        sessions=3,
+    )
+    page = render(status)
+    problems = re.search(r'id="problems">(.*?)</div>', page, re.S).group(1)
+    assert "&lt;b&gt;CCCC&lt;/b&gt;" in problems and "link A–B is a bridge" in problems
+    counters = re.search(r'<table id="counters">(.*?)</table>', page, re.S).group(1)
+    assert "已接收 accepted" in counters and ">7<" in counters and ">3<" in counters
+    assert "&lt;i&gt;odd&lt;/i&gt;" in counters and "&lt;script&gt;" in counters
+    assert "<b>CCCC" not in page and "<i>" not in page
+    parser = _Collect()
+    parser.feed(page)
+    assert "script" not in parser.tags and "i" not in parser.tags
+
+
+def test_no_problems_says_the_invariants_hold_and_absent_keys_show_nothing() -> None:
+    assert "invariants hold" in render(dict(STATUS, problems=[]))
+    page = render(STATUS)
+    assert 'id="problems"' not in page and 'id="counters"' not in page
+
+
+def test_shapes_and_cells_carry_full_ids() -> None:
+    page = render(STATUS)
+    svg = page[page.index("<svg") : page.index("</svg>")]
+    assert sorted(re.findall(r'<circle [^>]*data-id="(\w+)"', svg)) == [A, B, C]
+    assert sorted(re.findall(r'data-a="(\w+)" data-b="(\w+)"', svg)) == [(A, B), (B, C)]
+    users = re.search(r'<table id="users">(.*?)</table>', page, re.S).group(1)
+    row = next(r for r in users.split("<tr>") if "D" * 40 in r)
+    assert f'title="{A}"' in row and "本機" in row  # Chen is at this broker
