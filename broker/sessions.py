@@ -50,6 +50,7 @@ class Conn:
     device: Device | None = None
     user: LoginOk | None = None
     attached: bool = False
+    listed: bool = True  # may status pages show the user's name
 
 
 class ZapPolicy:
@@ -94,6 +95,7 @@ class Sessions:
             return
         conn.logins.append(now)
         conn.login_busy = True
+        conn.listed = msg.listed
         self._logins_inflight += 1
         curve_raw = z85.decode(conn.curve.encode())
         self.pool.submit(self._verify_login, conn.curve, msg, nonce, curve_raw)
@@ -184,7 +186,7 @@ class Sessions:
         for (user, device), conn in self.by_device.items():
             entry = users.get(user)
             if entry is None:
-                name = conn.user.name if conn.user is not None else ""
+                name = conn.user.name if conn.user is not None and conn.listed else ""
                 entry = users[user] = wire.PresenceEntry(user, [], name[:200])
             entry.devices.append(device)
         return sorted(users.values(), key=lambda e: e.fingerprint)

@@ -25,12 +25,18 @@ def init(
     keyserver: Annotated[
         str | None, typer.Option("--keyserver", help="ω IM key server, e.g. http://host:11371")
     ] = None,
+    unlisted: Annotated[
+        bool,
+        typer.Option("--unlisted", help="Status pages show your fingerprint, never your name."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create your identity (an ed25519/cv25519 GnuPG key) and this device's key."""
     home = State.of(ctx).home
     dev = device_name or socket.gethostname()[:64] or "device"
-    fp, device = home.create(name, email, dev, broker=broker, keyserver=keyserver)
+    fp, device = home.create(
+        name, email, dev, broker=broker, keyserver=keyserver, listed=not unlisted
+    )
     if as_json:
         emit_json({"fingerprint": fp, "device": device.id})
     else:

@@ -120,7 +120,8 @@ class Messenger:
                     "no broker: give --broker URL, or set one with `tits init --broker URL`"
                 )
             _, cert_bytes, sig = self.home.certificate
-            conn = Connection(self.broker, self.identity, self.me, cert_bytes, sig)
+            listed = bool(self.home.config.get("listed", True))
+            conn = Connection(self.broker, self.identity, self.me, cert_bytes, sig, listed=listed)
             try:
                 conn.login(timeout)
             except BaseException:

@@ -79,6 +79,7 @@ class Connection:
         *,
         context: zmq.Context | None = None,
         send_pubkey: bool = True,
+        listed: bool = True,
     ) -> None:
         self.url = url if isinstance(url, BrokerURL) else BrokerURL.parse(url)
         self.identity = identity
@@ -86,6 +87,7 @@ class Connection:
         self.cert = cert
         self.cert_sig = cert_sig
         self.send_pubkey = send_pubkey
+        self.listed = listed
         self._own_ctx = context is None
         self.ctx = context or zmq.Context()
         public, secret = zmq.curve_keypair()
@@ -170,7 +172,14 @@ class Connection:
         )
         if self.send_pubkey and self._pubkey is None:
             self._pubkey = self.identity.export_public(self.fingerprint).encode()
-        self._send(wire.Login(blob=blob, fingerprint=self.fingerprint, pubkey=self._pubkey or b""))
+        self._send(
+            wire.Login(
+                blob=blob,
+                fingerprint=self.fingerprint,
+                pubkey=self._pubkey or b"",
+                listed=self.listed,
+            )
+        )
         welcome = self._wait_for(wire.Welcome, deadline, "the broker's welcome")
         if welcome.fingerprint != self.fingerprint or welcome.broker != broker:
             raise BrokerError("the broker welcomed someone else", code="login-refused")

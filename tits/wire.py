@@ -86,6 +86,7 @@ class Login(_Msg, tag="login"):
     blob: Annotated[bytes, Meta(max_length=64 << 10)] = b""
     fingerprint: Fingerprint | None = None
     pubkey: Annotated[bytes, Meta(max_length=32 << 10)] = b""
+    listed: bool = True  # False: status pages show this user's fingerprint but not the name
 
 
 class Send(_Msg, tag="send"):

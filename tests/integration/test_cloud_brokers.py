@@ -10,6 +10,7 @@ import threading
 from collections import deque
 
 import pytest
+import zmq
 
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     People,
@@ -18,6 +19,8 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     short_tmpdir,
     wait_for,
 )
+from tits import wire
+from tits.broker.admission import Admission
 from tits.cli.messenger import Message, Messenger
 from tits.keyclient import KeyClient
 from tits.localcloud import LocalCloud, _status, whole
@@ -160,3 +163,65 @@ def test_far_users_keep_talking_through_two_kill9s(cloud6: Cloud, people: People
     survivors = {x["id"] for x in cloud6.live()}
     assert len(survivors) == 4
     cloud6.wait_whole(survivors, timeout=30)  # ≥ 3 links each, no bridge, all alive
+
+
+def test_unlisted_users_show_without_their_name(cloud6: Cloud, people: People) -> None:
+    publish(people, cloud6.local.keyserver)
+    broker = cloud6.live()[0]
+    people.mallory.save_config(listed=False)
+    mallory = Messenger(people.mallory, broker=broker["url"], keyserver=cloud6.local.keyserver)
+    mallory.connection()
+    try:
+        entry = wait_for(
+            lambda: next(
+                (u for u in (_status(broker["http"]) or {}).get("users", [])
+                 if u["fingerprint"] == people.mallory.fingerprint), None,
+            ),
+            10, "mallory listed",
+        )  # fmt: skip
+        assert entry["name"] == "" and entry["broker"] == broker["id"]
+    finally:
+        mallory.close()
+
+
+def test_a_forward_with_a_forged_sender_is_refused_not_shown(cloud6: Cloud, people: People) -> None:
+    """An admitted but hostile broker forwards Mallory's messages to Bob in Alice's name."""
+    publish(people, cloud6.local.keyserver)
+    target = cloud6.live()[-1]
+    admission = Admission(bytes.fromhex((cloud6.root / "cloud.secret").read_text().strip()))
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger, sock.rcvtimeo = 0, 5000
+    public, secret_key = zmq.curve_keypair()
+    sock.curve_publickey, sock.curve_secretkey = public, secret_key
+    sock.curve_serverkey = zmq.utils.z85.encode(bytes.fromhex(target["curve_key"]))
+    sock.connect(f"tcp://127.0.0.1:{target['peer_port']}")
+    fake = "E" * 40
+    sock.send(
+        wire.encode(wire.PeerHello(broker=fake, proof=admission.proof(fake, public.decode())))
+    )
+    assert isinstance(wire.PEER_DECODER.decode(sock.recv()), wire.PeerHello)  # admitted
+    mallory = Messenger(people.mallory, keyserver=cloud6.local.keyserver)
+    items, _, _, _ = mallory.prepare_text([people.bob.fingerprint], "我是 Alice（其實不是）")
+    forged = []
+    for send, body in items:
+        fwd = wire.Forward(
+            id=send.id, origin=fake, sender=people.alice.fingerprint, to=send.to,
+            target=target["id"], deliver_to=[people.bob.fingerprint], token=b"x",
+        )  # fmt: skip
+        sock.send_multipart([wire.encode(fwd), body])
+        forged.append(send.id)
+    acked = set()
+    while len(acked) < len(forged):
+        msg = wire.PEER_DECODER.decode(sock.recv())
+        if isinstance(msg, wire.ForwardAck):
+            acked.add(msg.id)
+    sock.close()
+    ctx.term()
+    bob = Messenger(people.bob, broker=target["url"], keyserver=cloud6.local.keyserver)
+    got: list[Message] = []
+    bob.receive(got.append, timeout=10)
+    assert not [m for m in got if m.id in forged]  # nothing shown in Alice's name
+    assert {r.id for r in bob.refused} >= set(forged[-1:])  # the text itself was refused
+    bob.close()
+    mallory.close()
