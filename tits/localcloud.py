@@ -128,7 +128,9 @@ class LocalCloud:
         self.keyserver = _wait_ready(d / "ready.json", proc, "tits-keyd")["url"]
         return self.keyserver
 
-    def start_broker(self, i: int, secret: Path) -> dict[str, Any]:
+    def start_broker(self, i: int, secret: Path, join: bool = True) -> dict[str, Any]:
+        """Broker `i` (its data dir is kept: starting it again is a restart). `join=False`:
+        no seed, so it finds the cloud only through the topology it persisted."""
         d = self.data / f"broker{i}"
         ports = [self._port(10 + 4 * i + k) for k in range(4)]
         argv = [
@@ -137,11 +139,14 @@ class LocalCloud:
             "--http-port", ports[3], "--keyserver", self.keyserver,
             "--cloud-secret", str(secret), "--name", f"broker{i}",
         ]  # fmt: skip
-        if self.brokers:
+        if join and self.brokers and i > 0:
             first = self.brokers[0]
             argv += ["--join", f"tcp://{self.host}:{first['peer_port']}#{first['curve_key']}"]
         info = _wait_ready(d / "ready.json", self._spawn(argv, d), f"broker {i}")
-        self.brokers.append(info)
+        if i < len(self.brokers):
+            self.brokers[i] = info
+        else:
+            self.brokers.append(info)
         return info
 
     def stop(self) -> None:

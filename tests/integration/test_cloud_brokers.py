@@ -225,3 +225,18 @@ def test_a_forward_with_a_forged_sender_is_refused_not_shown(cloud6: Cloud, peop
     assert {r.id for r in bob.refused} >= set(forged[-1:])  # the text itself was refused
     bob.close()
     mallory.close()
+
+
+def test_a_restarted_broker_rejoins_without_a_seed(cloud6: Cloud) -> None:
+    live = cloud6.live()
+    victim = live[1]
+    index = cloud6.local.brokers.index(victim)
+    proc = cloud6.proc[victim["id"]]
+    proc.send_signal(signal.SIGTERM)  # a graceful leave: it says goodbye, the rest repair
+    proc.wait(15)
+    cloud6.wait_whole({b["id"] for b in cloud6.live()}, timeout=30)
+    info = cloud6.local.start_broker(index, cloud6.local.secret(), join=False)
+    assert info["id"] == victim["id"]  # same data directory, same identity
+    cloud6.proc[info["id"]] = cloud6.local.procs[-1]
+    cloud6.by_id[info["id"]] = info
+    cloud6.wait_whole({b["id"] for b in cloud6.live()}, timeout=30)
