@@ -87,9 +87,10 @@ class Cloud:
         client_url: str,
         http_url: str,
         seeds: list[str],
+        name: str = "",
     ) -> None:
         self.me, self.host, self.signer = me, host, signer
-        self.client_url, self.http_url = client_url, http_url
+        self.client_url, self.http_url, self.name = client_url, http_url, name[:64]
         self.topology = Topology(me, identity_data, signer, verifier)
         self.directory = Directory(me)
         self.peers = PeerLinks(
@@ -200,10 +201,18 @@ class Cloud:
             if adv is None:
                 continue
             alive = bid == self.me or (adv.alive and bid in graph and bool(graph[bid]))
-            brokers.append({"id": bid, "url": adv.client, "http": adv.http, "alive": alive})
+            brokers.append(
+                {"id": bid, "name": adv.name, "url": adv.client, "http": adv.http, "alive": alive}
+            )
         if self.me not in self.topology.db:
             brokers.append(
-                {"id": self.me, "url": self.client_url, "http": self.http_url, "alive": True}
+                {
+                    "id": self.me,
+                    "name": self.name,
+                    "url": self.client_url,
+                    "http": self.http_url,
+                    "alive": True,
+                }  # fmt: skip
             )
         links = []
         for a, nbrs in graph.items():
@@ -326,6 +335,7 @@ class Cloud:
             http=self.http_url,
             client=self.client_url,
             pub=self.pub_url,
+            name=self.name,
         )
 
     def _soon_advert(self) -> None:

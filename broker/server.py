@@ -138,7 +138,7 @@ class Broker(Sessions, Dedup):
             BrokerSigner(self.keys.identity, self.fingerprint, cfg.data),
             BrokerVerifier(self.keys.identity), Admission(secret),
             (self.keys.curve_public, self.keys.curve_secret), self._server_socket, self.relay,
-            cfg.host, cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join,
+            cfg.host, cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join, cfg.name,
         )  # fmt: skip
         self.relay.start(self.cloud)
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port

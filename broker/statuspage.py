@@ -204,7 +204,8 @@ def _broker_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
             '<tr><td class="nowrap">{mark}{cell}</td><td>{state}</td><td class="num">{users}</td>'
             '<td class="url"><code class="url">{url}</code></td><td>{links}</td></tr>'.format(
                 mark='<span class="me">★</span> ' if bid == me else "",
-                cell=_broker_cell(bid, http_of),
+                cell=_broker_cell(bid, http_of)
+                + (f"<br><small>{escape(str(b['name']))}</small>" if b.get("name") else ""),
                 state='<span class="up">在線 alive</span>'
                 if alive
                 else '<span class="down">離線 down</span>',

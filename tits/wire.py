@@ -243,6 +243,7 @@ class Advert(Struct, forbid_unknown_fields=False):
     http: Annotated[str, Meta(max_length=256)] = ""  # its status page
     client: Annotated[str, Meta(max_length=256)] = ""  # the URL clients pass as --broker
     pub: Annotated[str, Meta(max_length=256)] = ""  # its gossip PUB endpoint
+    name: Annotated[str, Meta(max_length=64)] = ""  # what its operator calls it
 
 
 class SignedAdvert(_Msg, tag="advert"):
