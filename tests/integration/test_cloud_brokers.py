@@ -163,6 +163,15 @@ def test_far_users_keep_talking_through_two_kill9s(cloud6: Cloud, people: People
     survivors = {x["id"] for x in cloud6.live()}
     assert len(survivors) == 4
     cloud6.wait_whole(survivors, timeout=30)  # ≥ 3 links each, no bridge, all alive
+    # and the other way, over the repaired cloud
+    bob = Messenger(people.bob, broker=cloud6.by_id[b]["url"], keyserver=ks)
+    replies = [bob.send_text([people.alice.fingerprint], f"回覆 {i}") for i in range(5)]
+    alice = Messenger(people.alice, broker=cloud6.by_id[a]["url"], keyserver=ks)
+    back: list[Message] = []
+    alice.receive(back.append, timeout=20, until=lambda: len(back) >= 5)
+    assert [m.id for m in back] == replies and all(m.verified for m in back)
+    bob.close()
+    alice.close()
 
 
 def test_unlisted_users_show_without_their_name(cloud6: Cloud, people: People) -> None:
