@@ -24,49 +24,27 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import (  # noqa: F401 - re-exported for the tests
+    kill_agent,
+    short_tmpdir,
+    stop_process,
+    wait_for,
+)
 from tits.client import Connection
 from tits.device import DeviceKey
 from tits.home import Home
 
 TITSD = [sys.executable, "-m", "tits.broker.main"]
 READY_TIMEOUT = 30.0
-
-
-def short_tmpdir(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-
-
-def kill_agent(gnupghome: Path) -> None:
-    if gnupghome.exists():
-        subprocess.run(
-            ["gpgconf", "--homedir", str(gnupghome), "--kill", "all"],
-            check=False,
-            capture_output=True,
-            timeout=10,
-        )
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 class BrokerProc:
@@ -144,14 +122,7 @@ class BrokerProc:
     def stop(self) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
+        rc = stop_process(self.proc)
         self.proc = None
         return rc
 

@@ -13,6 +13,7 @@ import msgspec
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from tests.support import wait_for  # noqa: F401 - re-exported for the tests
 from tits import wire
 from tits.broker.admission import Admission
 from tits.broker.cloud import Cloud
@@ -155,12 +156,3 @@ class MeshNode:
         self._graceful = graceful
         self._stop.set()
         self.thread.join(10)
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import kill_agent
 from tits.home import Home
-
-
-def kill_agent(gnupghome: Path) -> None:
-    if gnupghome.exists():
-        subprocess.run(
-            ["gpgconf", "--homedir", str(gnupghome), "--kill", "all"],
-            check=False,
-            capture_output=True,
-            timeout=10,
-        )
 
 
 @pytest.fixture(scope="session", autouse=True)

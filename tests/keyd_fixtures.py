@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -33,13 +31,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import short_tmpdir, stop_process  # noqa: F401 - re-exported
+
 KEYD = [sys.executable, "-m", "tits.keyd.main"]
 READY_TIMEOUT = 20.0
-
-
-def short_tmpdir(prefix: str) -> Path:
-    """A 0700 directory under /tmp: GnuPG's socket paths must stay under ~100 bytes."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
 class KeydProcess:
@@ -87,13 +82,7 @@ class KeydProcess:
     def stop(self) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         rc = self.proc.returncode
