@@ -26,6 +26,7 @@ import structlog
 import zmq
 
 from tits import wire
+from tits.errors import TitsError
 from tits.router import check_invariants, join_plan, repair_plan
 
 from .admission import Admission
@@ -146,8 +147,11 @@ class Cloud:
         if not self.joined and now >= self._next_seed_try:
             self._next_seed_try = now + SEED_RETRY
             for url in self.seeds:
-                if self.peers.dial(url, now=now):
-                    self.sockets_changed = True
+                try:
+                    if self.peers.dial(url, now=now):
+                        self.sockets_changed = True
+                except TitsError as exc:  # a persisted neighbour's address gone bad
+                    log.warning("cloud.bad_seed", error=exc.message)
         if now >= self._advert_due:
             self._advertise(now)
         if now >= self._presence_due:
@@ -379,8 +383,12 @@ class Cloud:
         advert = self.topology.advert(broker)
         if advert is None or not advert.address:
             return
-        if self.peers.dial(advert.address, expect=broker, now=now):
-            self.sockets_changed = True
+        try:
+            if self.peers.dial(advert.address, expect=broker, now=now):
+                self.sockets_changed = True
+        except TitsError as exc:  # an admitted broker advertised an unusable address
+            log.warning("cloud.bad_address", broker=broker[:16], error=exc.message)
+            self._presumed_dead(broker)
 
     def _repair(self, now: float) -> None:
         # let go of seeds that the join plan did not name, once the planned links are up

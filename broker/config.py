@@ -31,7 +31,9 @@ from typing import Any
 
 from tits import wire
 from tits.config import read_toml
-from tits.errors import ConfigError
+from tits.errors import ConfigError, WireError
+
+from .peers import parse_url
 
 DEFAULT_PORTS = {"client_port": 5570, "peer_port": 5571, "pub_port": 5572, "http_port": 8570}
 
@@ -88,10 +90,14 @@ class BrokerConfig:
             cfg = cls(**raw, limits=Limits(**limits_raw))
             cfg.data = Path(cfg.data).expanduser()
             cfg.join = [str(j) for j in cfg.join]
+            for url in cfg.join:
+                parse_url(url)  # a typo in a seed fails at start, not at the first dial
             if cfg.cloud_secret is not None:
                 cfg.cloud_secret = Path(cfg.cloud_secret).expanduser()
         except TypeError as exc:
             raise ConfigError(f"bad broker setting: {exc}") from None
+        except WireError as exc:
+            raise ConfigError(f"--join: {exc.message}") from None
         if cfg.durability not in ("full", "normal"):
             raise ConfigError('durability must be "full" or "normal"')
         for name in DEFAULT_PORTS:

@@ -29,8 +29,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", type=Path, help="TOML config file (see configs/titsd.toml)")
     p.add_argument("--data", type=Path, help="data directory: keys, mailbox, ready.json")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    for name in ("client", "peer", "pub", "http"):
-        p.add_argument(f"--{name}-port", type=int, dest=f"{name}_port", metavar="N")
+    for name, what in (
+        ("client", "clients connect here (CURVE); 0 picks a free port"),
+        ("peer", "peer brokers connect here (CURVE, admitted by the cloud secret)"),
+        ("pub", "gossip to linked peers (PUB, sealed with the cloud secret)"),
+        ("http", "status page / and /api/status"),
+    ):
+        p.add_argument(f"--{name}-port", type=int, dest=f"{name}_port", metavar="N", help=what)
     p.add_argument("--keyserver", help="ω IM key server URL, e.g. http://127.0.0.1:11371")
     p.add_argument(
         "--join", action="append", metavar="tcp://HOST:PEERPORT#KEY", default=None,

@@ -192,6 +192,7 @@ class Broker(Sessions, Dedup):
             "http_port": self.http_port,
             "http": self.http_url,
             "curve_key": self.keys.curve_hex,
+            "peer_url": self.cloud.peer_url,  # what another broker passes as --join
         }
         path = self.cfg.data / "ready.json"
         tmp = path.with_suffix(".tmp")

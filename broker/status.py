@@ -97,6 +97,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
         "id": broker.fingerprint,
         "url": broker.url,
         "http": broker.http_url,
+        "peer_url": broker.cloud.peer_url,  # what another broker passes as --join
         "pid": os.getpid(),
         "name": broker.cfg.name,
         "brokers": cloud["brokers"],

@@ -28,6 +28,8 @@ def test_example_config_loads_and_flags_win() -> None:
         'durability = "sometimes"\n',
         "client_port = 70000\n",
         "client_port = [1]\n",
+        'join = ["tcp://127.0.0.1:5571"]\n',  # no CURVE key: could never connect securely
+        'join = ["garbage"]\n',
     ],
 )
 def test_bad_configs_are_refused(tmp_path: Path, text: str) -> None:
