@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_example_config_loads_and_flags_win() -> None:
-    cfg = BrokerConfig.load(ROOT / "configs" / "titsd.toml", client_port=0, join=["tcp://x:1"])
-    assert cfg.client_port == 0 and cfg.peer_port == 5571 and cfg.join == ["tcp://x:1"]
+    seed = "tcp://x:1#" + "ab" * 32
+    cfg = BrokerConfig.load(ROOT / "configs" / "titsd.toml", client_port=0, join=[seed])
+    assert cfg.client_port == 0 and cfg.peer_port == 5571 and cfg.join == [seed]
     assert cfg.limits.garbage == 16 and cfg.durability == "full"
 
 
