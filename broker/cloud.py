@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -32,7 +31,7 @@ from tits.router import check_invariants, join_plan, repair_plan
 from .admission import Admission
 from .directory import Directory
 from .gossip import Gossip
-from .peers import Peer, PeerLinks, make_url
+from .peers import Peer, PeerLinks, make_url, parse_url
 from .signer import BrokerSigner, BrokerVerifier
 from .topology import Topology
 
@@ -47,6 +46,9 @@ REPAIR_EVERY = 0.25
 REPAIR_GRACE = 1.5
 SEED_RETRY = 2.0
 SAVE_EVERY = 1.0
+SNAPSHOT_MIN_GAP = 1.0
+GOSSIP_ZAP_DOMAIN = "tits-gossip"
+MAX_SEEDS = 8
 
 
 class Route(Enum):
@@ -61,13 +63,14 @@ class CloudHost(Protocol):
     def cloud_presence_changed(self, fingerprints: set[str]) -> None: ...
 
 
-@dataclass
-class Endpoints:
-    host: str
-    peer_port: int
-    pub_port: int
-    client_url: str
-    http_url: str
+class GossipZap:
+    """ZAP credentials for the gossip PUB: only brokers we are linked with may subscribe."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return self.cloud.admitted_key(key.decode("ascii", "replace"))
 
 
 class Cloud:
@@ -96,16 +99,19 @@ class Cloud:
         self.directory = Directory(me)
         self.peers = PeerLinks(
             ctx, me, curve[0], curve[1], admission, self, self._hello,
-            server_socket(zmq.ROUTER), f"tcp://{bind_host}:{peer_port}",
+            server_socket(zmq.ROUTER), f"tcp://{bind_host}:{peer_port}", self._known_key,
         )  # fmt: skip
+        pub = server_socket(zmq.PUB)
+        pub.zap_domain = GOSSIP_ZAP_DOMAIN.encode()  # only linked brokers may subscribe
         self.gossip = Gossip(
-            ctx, admission, curve[0], curve[1], server_socket(zmq.PUB),
-            f"tcp://{bind_host}:{pub_port}", self._on_gossip,
+            ctx, admission, curve[0], curve[1], pub, f"tcp://{bind_host}:{pub_port}",
+            self._on_gossip,
         )  # fmt: skip
         self.peer_url = make_url(f"tcp://{bind_host}:{self.peers.port}", curve[0])
         self.pub_url = make_url(f"tcp://{bind_host}:{self.gossip.port}", curve[0])
         self.verifier = verifier
-        self.sockets_changed = True
+        self._sockets_changed = True
+        self._snapshot_sent: dict[str, float] = {}
         now = time.monotonic()
         self._advert_due = now
         self._presence_due = now
@@ -119,10 +125,14 @@ class Cloud:
         held = self.topology.advert(me)
         self.seeds = list(seeds)
         if not self.seeds and held is not None:
-            for link in held.links:
-                peer_advert = self.topology.advert(link.peer)
+            # our old neighbours first, then anyone else we knew: some may be gone for good
+            first = [link.peer for link in held.links]
+            rest = sorted(b for b in self.topology.db if b != me and b not in first)
+            for broker in first + rest:
+                peer_advert = self.topology.advert(broker)
                 if peer_advert is not None and peer_advert.address:
                     self.seeds.append(peer_advert.address)
+            self.seeds = self.seeds[:MAX_SEEDS]
         self.joined = not self.seeds  # a first broker (or a lone one) is whole by itself
         self._planned: set[str] = set()
         self._seed_ids: set[str] = set()
@@ -130,9 +140,32 @@ class Cloud:
 
     # -- what the broker's loop uses --------------------------------------------------------
 
+    @property
+    def sockets_changed(self) -> bool:
+        """True when the poll set must be rebuilt (a socket opened, or closed: a closed socket
+        left in a poller is polled as fd 0 and can spin the loop)."""
+        return self._sockets_changed or self.peers.changed
+
+    @sockets_changed.setter
+    def sockets_changed(self, value: bool) -> None:
+        self._sockets_changed = value
+
     def sockets(self) -> list[zmq.Socket]:
-        self.sockets_changed = False
+        self._sockets_changed = self.peers.changed = False
         return [*self.peers.sockets(), *self.gossip.sockets()]
+
+    def admitted_key(self, curve_key: str) -> bool:
+        """ZAP policy of the gossip PUB (called on the authenticator's thread)."""
+        return curve_key in self.peers.admitted_keys()
+
+    def _known_key(self, broker: str) -> str | None:
+        advert = self.topology.advert(broker)
+        if advert is None or not advert.address:
+            return None
+        try:
+            return parse_url(advert.address)[1].decode()
+        except TitsError:
+            return None
 
     def handle(self, sock: zmq.Socket, now: float) -> None:
         if sock.closed:  # closed by an earlier event of the same poll round
@@ -193,6 +226,7 @@ class Cloud:
         self.gossip.publish(self.signer.sign_advert(advert))
         self.topology.save()
         self.peers.close()
+        self.gossip.pub.setsockopt(zmq.LINGER, 200)  # let the goodbye advert leave
         self.gossip.close()
 
     # -- status --------------------------------------------------------------------------------
@@ -269,6 +303,10 @@ class Cloud:
             case wire.ForwardAck(id=msg_id, token=token):
                 self.host.cloud_forward_acked(msg_id, token)
             case wire.SnapshotRequest():
+                now = time.monotonic()
+                if now - self._snapshot_sent.get(peer.id, -1e9) < SNAPSHOT_MIN_GAP:
+                    return  # snapshots are big: one a second per peer is plenty
+                self._snapshot_sent[peer.id] = now
                 snap = wire.Snapshot(
                     adverts=self.topology.signed_adverts(),
                     seq=self.topology.next_seq(),

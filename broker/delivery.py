@@ -26,6 +26,7 @@ class SendResult(Enum):
     OK = 0
     FULL = 1  # the peer's queue is full (EAGAIN): try again later
     GONE = 2  # no such peer any more (EHOSTUNREACH)
+    LATER = 3  # no way there right now (a broker with no route yet): try again in a while
 
 
 @dataclass(eq=False)
@@ -48,6 +49,7 @@ class Device:
 SendFn = Callable[[Device, bytes, bytes], SendResult]
 
 STALL_S = 0.05  # after a full queue, wait this long before trying the device again
+LATER_S = 1.0  # after "no route", this long: routes change by gossip, not by the millisecond
 
 
 class Delivery:
@@ -192,8 +194,9 @@ class Delivery:
             dev.sent_upto = seq
             self.delivered += 1
             return True
-        if result is SendResult.FULL:
-            dev.stalled_until = time.monotonic() + STALL_S
+        if result is SendResult.FULL or result is SendResult.LATER:
+            wait = STALL_S if result is SendResult.FULL else LATER_S
+            dev.stalled_until = time.monotonic() + wait
             self.behind.add(dev)
         else:
             self._gone(dev)

@@ -42,7 +42,8 @@ class Gossip:
         self._curve = (curve_public, curve_secret)
         self.pub = pub
         self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.setsockopt(zmq.SNDHWM, 100_000)
+        self.pub.setsockopt(zmq.SNDHWM, 1000)  # per subscriber: a reader that stalls loses
+        # frames (healed by refresh and snapshots) instead of growing our memory
         self.port = bind_endpoint(self.pub, bind)
         self.subs: dict[str, tuple[str, zmq.Socket]] = {}
 
@@ -64,7 +65,12 @@ class Gossip:
         sub.curve_serverkey = server_key
         sub.curve_publickey, sub.curve_secretkey = self._curve
         sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(endpoint)
+        try:
+            sub.connect(endpoint)
+        except zmq.ZMQError as exc:
+            log.warning("gossip.bad_pub_url", peer=peer_id[:16], error=str(exc))
+            sub.close(0)
+            return
         self.subs[peer_id] = (pub_url, sub)
 
     def unfollow(self, peer_id: str) -> None:

@@ -14,6 +14,7 @@ of that very connection; before that, nothing but a hello is read.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,14 +40,19 @@ RTT_SAMPLES = 8
 MAX_PEER_FRAME = 8 << 20
 
 
+_ENDPOINT = re.compile(r"^tcp://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})$")
+
+
 def parse_url(url: str) -> tuple[str, bytes]:
-    """``tcp://HOST:PORT#<64 hex>`` → (endpoint, CURVE public key as z85)."""
+    """``tcp://HOST:PORT#<64 hex>`` → (endpoint, CURVE public key as z85). Peers hand us
+    these, so anything `connect` could choke on (``*``, no port, port 0) is refused here."""
     endpoint, _, key = url.partition("#")
     try:
         raw = bytes.fromhex(key)
     except ValueError:
         raw = b""
-    if not endpoint.startswith("tcp://") or len(raw) != 32:
+    m = _ENDPOINT.match(endpoint)
+    if m is None or not 0 < int(m.group(2)) < 65536 or len(raw) != 32:
         raise WireError(f"not a broker URL (tcp://HOST:PORT#CURVEKEY): {sanitise(url)}")
     return endpoint, zmq.utils.z85.encode(raw)
 
@@ -113,11 +119,15 @@ class PeerLinks:
         hello: Callable[[], wire.PeerHello],
         router: zmq.Socket,
         bind: str,
+        known_key: Callable[[str], str | None] = lambda broker: None,
     ) -> None:
         """`router`: a CURVE server ROUTER made by the broker (so ZAP covers it), not bound."""
         self.ctx, self.me, self.admission, self.events = ctx, me, admission, events
         self._curve = (curve_public, curve_secret)
         self._hello = hello
+        self._known_key = known_key  # the CURVE key a broker's signed advert names, if any
+        self.changed = True  # the set of sockets to poll changed (a closed one must go)
+        self.failed_dials = 0  # refused or unanswered, for the status page and tests
         self.router = router
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -158,13 +168,21 @@ class PeerLinks:
         if any(d.url == url for d in self.dials.values()):
             return False
         endpoint, server_key = parse_url(url)
+        known = self._known_key(expect) if expect else None
+        if known is not None and known != server_key.decode():
+            raise WireError(f"{url[:40]}… is not the CURVE key {expect[:16]} advertises")
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.curve_serverkey = server_key
         sock.curve_publickey, sock.curve_secretkey = self._curve
-        sock.connect(endpoint)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise WireError(f"cannot connect to {sanitise(url)}: {exc}") from None
+        self.changed = True
         hello = self._hello()
         hello.proof = self.admission.proof(self.me, self._curve[0].decode())
         sock.send(wire.encode(hello), zmq.NOBLOCK)
@@ -185,7 +203,12 @@ class PeerLinks:
                 log.warning("peer.refused", url=dial.url, reason="bad hello from the dialed side")
                 self._close_dial(sock)
                 return
-            if (dial.expect and msg.broker != dial.expect) or msg.broker == self.me:
+            known = self._known_key(msg.broker)
+            if (
+                (dial.expect and msg.broker != dial.expect)
+                or msg.broker == self.me
+                or (known is not None and known != server_key)
+            ):
                 log.warning("peer.refused", url=dial.url, got=msg.broker[:16])
                 self._close_dial(sock)
                 return
@@ -193,6 +216,7 @@ class PeerLinks:
             peer = self.peers.setdefault(msg.broker, Peer(msg.broker))
             if peer.out is not None and peer.out is not sock:
                 peer.out.close(0)
+                self.changed = True
             peer.out = sock
             self._came_up(peer, msg, now)
             return
@@ -218,7 +242,10 @@ class PeerLinks:
         if not isinstance(msg, wire.PeerHello):
             self._reply(rid, wire.Error(code="not-admitted", message="send peer-hello first"))
             return
-        if not self.admission.admits(msg.broker, user, msg.proof):
+        known = self._known_key(msg.broker)
+        if not self.admission.admits(msg.broker, user, msg.proof) or (
+            known is not None and known != user
+        ):  # holding the secret admits a broker, not any id it likes: a known id keeps its key
             log.warning("peer.refused", claimed=sanitise(msg.broker, 16), reason="bad proof")
             self._reply(rid, wire.Error(code="not-admitted", message="not of this cloud"))
             return
@@ -254,6 +281,12 @@ class PeerLinks:
             self.events.on_link_up(peer)
 
     def _on_message(self, peer: Peer, msg: object, body: bytes | None, now: float) -> None:
+        if isinstance(msg, wire.Error):
+            if msg.code == "not-admitted":  # it has forgotten us (it restarted, or dropped us)
+                self.drop(peer.id, reason="peer no longer knows us", say_bye=False)
+            else:
+                self.events.on_peer_message(peer, msg, body)
+            return  # an error is no sign of a working link: it does not count as heard
         peer.last_heard = now
         match msg:
             case wire.Heartbeat(t=t):
@@ -275,6 +308,18 @@ class PeerLinks:
 
     def up_peers(self) -> list[Peer]:
         return [p for p in self.peers.values() if p.up]
+
+    def admitted_keys(self) -> set[str]:
+        """CURVE keys (z85) of linked brokers: who may subscribe to our gossip PUB. Each
+        broker has one CURVE key pair, so the key in its address is the one it connects with."""
+        keys = {p.in_key for p in self.peers.values() if p.up and p.in_key}
+        for p in self.peers.values():
+            if p.up and p.address:
+                try:
+                    keys.add(parse_url(p.address)[1].decode())
+                except WireError:
+                    pass
+        return keys
 
     def send(self, peer_id: str, msg: object, body: bytes | None = None) -> bool:
         """False when the frame could not be queued (peer gone or full): the caller retries."""
@@ -322,18 +367,22 @@ class PeerLinks:
                 self.events.on_dial_failed(dial.url, dial.expect)
 
     def _close_dial(self, sock: zmq.Socket) -> None:
-        self.dials.pop(sock, None)
+        if self.dials.pop(sock, None) is not None:
+            self.failed_dials += 1
         sock.close(0)
+        self.changed = True
 
     def drop(self, peer_id: str, reason: str, say_bye: bool = True, lost: bool = False) -> None:
-        peer = self.peers.pop(peer_id, None)
+        peer = self.peers.get(peer_id)
         if peer is None:
             return
-        peer.lost = lost
         if say_bye and peer.up:
-            self.send(peer_id, wire.PeerBye())
+            self.send(peer_id, wire.PeerBye())  # before it is forgotten, or it goes nowhere
+        del self.peers[peer_id]
+        peer.lost = lost
         if peer.out is not None:
             peer.out.close(0)
+            self.changed = True
         if peer.in_rid is not None:
             self._rid_owner.pop(peer.in_rid, None)
         if peer.up:

@@ -47,6 +47,10 @@ def remote_device(broker: str) -> str:
     return "@" + broker
 
 
+def _dedup_user(user: str, env: bytes) -> str:
+    return user + env.hex() if env else user
+
+
 def is_relay_device(dev: Device) -> bool:
     return dev.device.startswith("@") or dev.user.startswith("@")
 
@@ -101,7 +105,7 @@ class Relay:
             env = wire.encode(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=b""))
         ts = fwd.ts // 1000 or int(time.time())
         for user in users:
-            if self._known(fwd.id, user):
+            if self._known(fwd.id, user, env if user.startswith("@") else b""):
                 continue
             seq = self.store.allocate()
             self._pending.rows.append((seq, user, fwd.id, fwd.sender, env, body, ts))
@@ -116,7 +120,7 @@ class Relay:
         except (msgspec.DecodeError, msgspec.ValidationError):
             return
         dev = self.delivery.device(user, device)
-        if dev is not None:
+        if dev is not None and is_relay_device(dev):  # a peer never acks for a real device
             self.delivery.acked(dev, [msg_id])
 
     def cloud_presence_changed(self, fingerprints: set[str]) -> None:
@@ -135,8 +139,9 @@ class Relay:
 
         def done(ok: bool) -> None:
             if not ok:
-                for _seq, user, msg_id, *_rest in pending.rows:
-                    self._seen.pop((msg_id, user), None)
+                for _seq, user, msg_id, _sender, env, *_rest in pending.rows:
+                    transit = env if user.startswith("@") else b""
+                    self._seen.pop((msg_id, _dedup_user(user, transit)), None)
                 return  # not acknowledged: the previous hop sends them again
             self.arrived += len(pending.rows)
             assert self.cloud is not None
@@ -179,7 +184,7 @@ class Relay:
         if route is Route.OK:
             self.forwarded += 1
             return SendResult.OK
-        return SendResult.FULL  # no route or a full hop: delivery tries again shortly
+        return SendResult.FULL if route is Route.FULL else SendResult.LATER
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -188,11 +193,13 @@ class Relay:
             self.delivery.attach(Device(user, device, b""))
             self.committer.register_device(user, device)
 
-    def _known(self, msg_id: bytes, user: str) -> bool:
-        key = (msg_id, user)
+    def _known(self, msg_id: bytes, user: str, env: bytes = b"") -> bool:
+        """Stored before? In transit, one message may pass as several forwards to one target
+        (one per recipient there): those differ in their envelope, so it is part of the key."""
+        key = (msg_id, _dedup_user(user, env))
         if key in self._seen:
             return True
         self._seen[key] = None
         if len(self._seen) > DEDUP_MAX:
             self._seen.popitem(last=False)
-        return self.store.has(msg_id, user)
+        return self.store.has(msg_id, user, env or None)

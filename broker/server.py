@@ -34,7 +34,7 @@ from tits.errors import WireError
 from tits.log import sanitise
 
 from .admission import Admission, load_or_create_secret
-from .cloud import Cloud
+from .cloud import GOSSIP_ZAP_DOMAIN, Cloud, GossipZap
 from .config import BrokerConfig
 from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
@@ -141,6 +141,9 @@ class Broker(Sessions, Dedup):
             cfg.host, cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join, cfg.name,
         )  # fmt: skip
         self.relay.start(self.cloud)
+        self.auth.configure_curve_callback(
+            domain=GOSSIP_ZAP_DOMAIN, credentials_provider=GossipZap(self.cloud)
+        )
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
         self._refresh_snapshot()
         self.http.start()
@@ -254,13 +257,13 @@ class Broker(Sessions, Dedup):
             if len(events) > (client in events) + (wake in events):
                 for sock in events:
                     if sock in self._cloud_socks:
-                        cloud.handle(sock, now)
-                self.relay.flush()
+                        self._guard(cloud.handle, sock, now)
+                self._guard(self.relay.flush)
                 if cloud.sockets_changed:
                     self._sync_poller()
             if now >= next_tick:
                 next_tick = now + TICK_S
-                cloud.tick(now)
+                self._guard(cloud.tick, now)
                 if self._presence_due:
                     self._presence_due = False
                     cloud.set_local_users(self._local_presence())
@@ -566,6 +569,13 @@ class Broker(Sessions, Dedup):
             raise
 
     # -- the cloud ----------------------------------------------------------------------------
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        """Peers are strangers too: whatever their input breaks, the broker goes on serving."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("cloud.handler_failed")
 
     def _sync_poller(self) -> None:
         want = set(self.cloud.sockets())

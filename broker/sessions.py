@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("titsd")
 
+MAX_PRESENCE_USERS = 100_000  # as in wire.PresenceUpdate
+MAX_PRESENCE_DEVICES = 64  # as in wire.PresenceEntry
 SETTLE_MS = 1500  # presence debounce + gossip + a forward or two, with room to spare
 
 
@@ -182,11 +184,16 @@ class Sessions:
             conn.attached = False  # re-attached when that CURVE key is heard from again
 
     def _local_presence(self: Broker) -> list[wire.PresenceEntry]:
+        """Who is online here, within the wire's limits: receivers refuse a whole list if one
+        entry breaks them, so one user with too many devices must not hide everyone."""
         users: dict[str, wire.PresenceEntry] = {}
         for (user, device), conn in self.by_device.items():
             entry = users.get(user)
             if entry is None:
+                if len(users) >= MAX_PRESENCE_USERS:
+                    continue
                 name = conn.user.name if conn.user is not None and conn.listed else ""
                 entry = users[user] = wire.PresenceEntry(user, [], name[:200])
-            entry.devices.append(device)
+            if len(entry.devices) < MAX_PRESENCE_DEVICES:
+                entry.devices.append(device)
         return sorted(users.values(), key=lambda e: e.fingerprint)

@@ -114,14 +114,18 @@ class Store:
         (top,) = self.db.execute("SELECT max(id) FROM mail WHERE seq<?", (oldest,)).fetchone()
         return [(bytes(i), s) for _, i, s in reversed(rows)], bytes(top) if top else None
 
-    def has(self, msg_id: bytes, user: str) -> bool:
-        """Is this message already stored for this user (a forward seen before a restart)?"""
-        return (
-            self.db.execute(
+    def has(self, msg_id: bytes, user: str, env: bytes | None = None) -> bool:
+        """Is this message already stored for this user (a forward seen before a restart)?
+        With `env`, only a row with exactly that envelope counts."""
+        if env is None:
+            row = self.db.execute(
                 "SELECT 1 FROM mail WHERE id=? AND user=? LIMIT 1", (msg_id, user)
             ).fetchone()
-            is not None
-        )
+        else:
+            row = self.db.execute(
+                "SELECT 1 FROM mail WHERE id=? AND user=? AND env=? LIMIT 1", (msg_id, user, env)
+            ).fetchone()
+        return row is not None
 
     def relay_users(self) -> list[str]:
         """Pseudo users ("@" + broker) holding messages in transit not yet passed on."""

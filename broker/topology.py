@@ -90,8 +90,15 @@ class Topology:
         if not self.dirty:
             return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(self.db.snapshot())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(self.db.snapshot())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)  # the old file or the new one, never half of one
+        except OSError as exc:  # a full disk must not stop routing; try again next time
+            log.error("topology.save_failed", error=str(exc))
+            return
         self.dirty = False
 
     # -- graph and routes --------------------------------------------------------------------

@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,8 +175,9 @@ class CertificateCache:
     """Device certificates already checked with GnuPG, so each costs one gpg call, not one per
     message. The identity's public key must be in `identity`'s ring before `add`."""
 
-    def __init__(self, identity: Identity) -> None:
+    def __init__(self, identity: Identity, clock: Callable[[], float] = time.time) -> None:
         self.identity = identity
+        self.clock = clock  # wall-clock time; tests move it instead of sleeping
         self._certs: dict[tuple[str, str], Certificate] = {}
         self._revoked: dict[tuple[str, str], int] = {}
         self._keys: dict[tuple[str, str], VerifyKey] = {}
@@ -206,7 +208,7 @@ class CertificateCache:
         return rev
 
     def check_current(self, cert: Certificate, now: float | None = None) -> None:
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         if (cert.identity, cert.device) in self._revoked:
             raise VerificationError(f"device {cert.device} of {cert.identity[:16]} is revoked")
         if now >= cert.expires:

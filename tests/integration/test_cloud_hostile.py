@@ -115,8 +115,6 @@ def test_hostile_peer_frames_get_errors_and_the_cloud_keeps_working(tmp_path: Pa
         sock.rcvtimeo = 3000
         sock.curve_serverkey = server_key
         sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
-        # the routing id of a linked broker: once enough to capture its traffic (see peers.py)
-        sock.setsockopt(zmq.IDENTITY, nodes[1].fp.encode())
         sock.connect(endpoint)
         fwd = wire.Forward(id=wire.new_msg_id(), origin=nodes[1].fp, sender="A" * 40,
                            to=["B" * 40], target=nodes[0].fp)  # fmt: skip
@@ -138,6 +136,43 @@ def test_hostile_peer_frames_get_errors_and_the_cloud_keeps_working(tmp_path: Pa
         ctx.term()
         assert len(nodes[0].cloud.peers.up_peers()) == 3
         assert nodes[1].fp in {p.id for p in nodes[0].cloud.peers.up_peers()}
+    finally:
+        for n in nodes:
+            n.stop()
+            kill_agent(n.data / "gnupg")
+
+
+def test_the_secret_does_not_let_a_peer_pose_as_another_broker(tmp_path: Path) -> None:
+    """Holding the join secret admits a broker, but a known broker id stays bound to the
+    CURVE key its signed advert names: an insider cannot take over another's link."""
+    secret = os.urandom(32)
+    nodes = [MeshNode(tmp_path / "n0", secret, [])]
+    try:
+        for i in range(1, 4):
+            nodes.append(MeshNode(tmp_path / f"n{i}", secret, [nodes[0].peer_url]))
+        wait_for(lambda: len(nodes[0].cloud.peers.up_peers()) == 3, 20, "four linked brokers")
+        wait_for(lambda: nodes[0].cloud._known_key(nodes[1].fp), 10, "n1's advert at n0")
+        endpoint, server_key = parse_url(nodes[0].peer_url)
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger, sock.rcvtimeo = 0, 3000
+        public, secret_key = zmq.curve_keypair()
+        sock.curve_serverkey = server_key
+        sock.curve_publickey, sock.curve_secretkey = public, secret_key
+        sock.connect(endpoint)
+        proof = Admission(secret).proof(nodes[1].fp, public.decode())  # a valid proof...
+        sock.send(wire.encode(wire.PeerHello(broker=nodes[1].fp, address="x", proof=proof)))
+        reply = wire.PEER_DECODER.decode(sock.recv())
+        assert isinstance(reply, wire.Error) and reply.code == "not-admitted"  # ...wrong key
+        # a new id with the secret is admitted: that is what the secret is for
+        fresh = "F" * 40
+        proof = Admission(secret).proof(fresh, public.decode())
+        sock.send(wire.encode(wire.PeerHello(broker=fresh, address="x", proof=proof)))
+        assert isinstance(wire.PEER_DECODER.decode(sock.recv()), wire.PeerHello)
+        sock.close()
+        ctx.term()
+        link = next(p for p in nodes[0].cloud.peers.up_peers() if p.id == nodes[1].fp)
+        assert link.in_key != public.decode()  # n1's link was not taken over
     finally:
         for n in nodes:
             n.stop()

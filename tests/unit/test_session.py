@@ -127,15 +127,16 @@ def test_signature_by_another_identitys_device_is_refused(users, bob_certs) -> N
 
 def test_expired_or_revoked_device_is_refused(users) -> None:
     a = users.alice
-    certs = CertificateCache(users.bob.identity)
+    now = [time.time()]
+    certs = CertificateCache(users.bob.identity, clock=lambda: now[0])
     dev = DeviceKey.generate()
-    cert, sig = dev.certify(a.identity, a.fingerprint, "short", lifetime=1)
+    cert, sig = dev.certify(a.identity, a.fingerprint, "short", lifetime=60)
     certs.add(cert.to_bytes(), sig)
     key = SessionKey.generate(b"c" * 16)
     env = Envelope(wire.new_msg_id(), a.fingerprint, [users.bob.fingerprint], None)
     body = seal(key, dev, env, b"hi")
     assert _open(body, key, env, certs).payload == b"hi"
-    time.sleep(1.1)
+    now[0] += 61  # the certificate's lifetime is over
     with pytest.raises(VerificationError, match="expired"):
         _open(body, key, env, certs)
 
@@ -154,11 +155,11 @@ def _revocation(home, device_id: str) -> tuple[bytes, str]:
 
 
 def test_secure_chat_refuses_an_expired_epoch(users, bob_certs) -> None:
-    key = SessionKey.generate(b"s" * 16, secure=True, lifetime=0.5)
+    key = SessionKey.generate(b"s" * 16, secure=True, lifetime=600)
     env = Envelope(wire.new_msg_id(), users.alice.fingerprint, [users.bob.fingerprint], b"s" * 16)
     body = seal(key, users.alice.device, env, b"x")
     assert _open(body, key, env, bob_certs).payload == b"x"
-    time.sleep(0.6)
+    key.expires = time.time() - 1  # the rotation period has passed
     with pytest.raises(DecryptionError, match="expired"):
         _open(body, key, env, bob_certs)
 

@@ -1,0 +1,95 @@
+"""The relay between mailbox and cloud, without sockets: what is stored, acknowledged, refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from tits import wire
+from tits.broker.delivery import Delivery, Device, SendResult
+from tits.broker.relay import Relay
+from tits.broker.store import Row, Store
+
+ME, PREV, TARGET = "A" * 40, "B" * 40, "C" * 40
+U1, U2, SENDER = "1" * 40, "2" * 40, "5" * 40
+
+
+class Committer:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.devices: list[tuple[str, str]] = []
+
+    def submit_relay(self, rows, fanout, done) -> None:  # type: ignore[no-untyped-def]
+        self.rows += rows
+        done(True)
+
+    def register_device(self, user: str, device: str) -> None:
+        self.devices.append((user, device))
+
+
+class Cloud:
+    def __init__(self) -> None:
+        self.acks: list[tuple[str, bytes, bytes]] = []
+
+    def ack(self, peer: str, msg_id: bytes, token: bytes) -> None:
+        self.acks.append((peer, msg_id, token))
+
+    def where(self, fp: str) -> dict[str, list[str]]:
+        return {}
+
+
+def make(tmp_path: Path) -> tuple[Relay, Committer, Cloud, Delivery]:
+    store = Store(tmp_path / "mail.db")
+    delivery = Delivery(store, lambda dev, env, body: SendResult.OK)
+    committer, cloud = Committer(), Cloud()
+    relay = Relay(ME, store, delivery, committer)
+    relay.cloud = cloud  # type: ignore[assignment]
+    return relay, committer, cloud, delivery
+
+
+def forward(**kw: object) -> wire.Forward:
+    base = wire.Forward(id=b"i" * 16, origin=PREV, sender=SENDER, to=[U1, U2], target=TARGET,
+                        hops=5, deliver_to=[U1], token=b"t")  # fmt: skip
+    return msgspec.structs.replace(base, **kw)
+
+
+def test_one_message_for_two_users_passes_through_as_two_forwards(tmp_path: Path) -> None:
+    relay, committer, cloud, _ = make(tmp_path)
+    relay.cloud_forward_arrived(PREV, forward(), b"body")
+    relay.cloud_forward_arrived(PREV, forward(deliver_to=[U2]), b"body")
+    relay.flush()
+    assert len(committer.rows) == 2 and {r[1] for r in committer.rows} == {"@" + TARGET}
+    stored = [wire.PEER_DECODER.decode(r[4]) for r in committer.rows]
+    assert [f.deliver_to for f in stored] == [[U1], [U2]] and all(f.hops == 4 for f in stored)
+    assert len(cloud.acks) == 2
+    relay.cloud_forward_arrived(PREV, forward(), b"body")  # the previous hop's retry
+    relay.flush()
+    assert len(committer.rows) == 2 and len(cloud.acks) == 3  # acknowledged, not stored again
+
+
+def test_a_forward_for_us_is_stored_for_each_of_its_users(tmp_path: Path) -> None:
+    relay, committer, cloud, _ = make(tmp_path)
+    relay.cloud_forward_arrived(PREV, forward(target=ME, deliver_to=[U1, U2]), b"body")
+    relay.flush()
+    assert sorted(r[1] for r in committer.rows) == [U1, U2]
+    env = wire.SERVER_DECODER.decode(committer.rows[0][4])
+    assert isinstance(env, wire.Deliver) and env.sender == SENDER and env.to == [U1, U2]
+    assert cloud.acks == [(PREV, b"i" * 16, b"t")]
+
+
+def test_hop_limit_zero_is_acknowledged_and_dropped(tmp_path: Path) -> None:
+    relay, committer, cloud, _ = make(tmp_path)
+    relay.cloud_forward_arrived(PREV, forward(hops=0), b"body")
+    relay.flush()
+    assert committer.rows == [] and len(cloud.acks) == 1
+
+
+def test_a_peer_cannot_acknowledge_for_a_real_device(tmp_path: Path) -> None:
+    relay, _, _, delivery = make(tmp_path)
+    phone = Device(U1, "0123456789abcdef", b"route")
+    delivery.attach(phone)
+    phone.inflight[b"m" * 16] = (1, 0.0, b"env", b"body")
+    relay.cloud_forward_acked(b"m" * 16, wire.encode((U1, "0123456789abcdef")))
+    assert b"m" * 16 in phone.inflight  # only the device itself acknowledges its deliveries
+    relay.cloud_forward_acked(b"m" * 16, b"\xff garbage")  # and garbage is ignored
