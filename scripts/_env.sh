@@ -13,11 +13,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-${1:-run}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  if [ "${1:-}" = "dev" ]; then
-    .venv/bin/python -m pip install -q -e '.[dev]'
-  else
-    .venv/bin/python -m pip install -q -e .
+  echo "installing ω IM into .venv (log: .venv/install.log)…" >&2
+  what="."
+  [ "${1:-}" = "dev" ] && what=".[dev]"
+  if ! { .venv/bin/python -m pip install -q --upgrade pip \
+         && .venv/bin/python -m pip install -q -e "$what"; } >.venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log >&2
+    echo "installing failed: see .venv/install.log" >&2
+    exit 1
   fi
   touch "$stamp"
 fi
