@@ -193,7 +193,7 @@ def chat(
                 if items:
                     for msg in m.process(items):
                         console.print(_render(msg))
-                    conn.ack([x.envelope.id for x in items])
+                    conn.ack(m.ackable(items))
                     received += len(items)
             if stdin_open and sys.stdin.fileno() in events:
                 line = sys.stdin.readline()

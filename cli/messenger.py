@@ -51,6 +51,7 @@ from .store import LocalStore, Shown
 
 log = structlog.get_logger("tits.client")
 
+KEY_WAIT_S = 120.0  # a text may arrive before its session key: hold it this long (by its ts)
 PING_S = 5.0  # while following: how often to check the session is still logged in
 
 
@@ -91,6 +92,10 @@ class Refusal:
     reason: str
 
 
+class KeyNotYet(DecryptionError):
+    """A text whose session key has not arrived (yet)."""
+
+
 @dataclass
 class Messenger:
     home: Home
@@ -110,6 +115,7 @@ class Messenger:
         self._names: dict[str, str] = {}
         self._serial = int(time.time() * 1000)
         self.ping_s = PING_S
+        self.held: set[bytes] = set()  # ids of the last `process` waiting for their key
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -363,7 +369,7 @@ class Messenger:
             deliveries = [i for i in batch if isinstance(i, Incoming)]
             if deliveries:
                 messages = self.process(deliveries)
-                conn.ack([d.envelope.id for d in deliveries])
+                conn.ack(self.ackable(deliveries))
                 received += len(deliveries)
                 last_seen = time.monotonic()
                 for m in messages:
@@ -374,11 +380,22 @@ class Messenger:
                 last_ping = time.monotonic()
         return shown
 
+    def ackable(self, deliveries: list[Incoming]) -> list[bytes]:
+        """The ids to acknowledge after `process`: all but texts held for their key."""
+        return [d.envelope.id for d in deliveries if d.envelope.id not in self.held]
+
     def process(self, deliveries: list[Incoming]) -> list[Message]:
-        """Check deliveries and record them as seen; the caller acknowledges them after."""
+        """Check deliveries and record them as seen; the caller acknowledges `ackable` after.
+
+        Across a cloud, a text can overtake the message carrying its session key (a relay
+        died and the key's copy waits for its retry). Such a text is *held*: not shown, not
+        refused, not acknowledged, so the broker delivers it again; only one older than
+        KEY_WAIT_S is refused. Key messages in a batch are opened before the texts."""
         out: list[Message] = []
         seen_only: list[bytes] = []
         batch_ids: set[bytes] = set()
+        held: list[Incoming] = []
+        self.held = set()
         for inc in deliveries:
             env = inc.envelope
             if env.id in batch_ids or self.store.seen(env.id):
@@ -386,6 +403,12 @@ class Messenger:
             batch_ids.add(env.id)
             try:
                 msg = self._open(env, inc.body)
+            except KeyNotYet as exc:
+                if time.time() * 1000 - env.ts < KEY_WAIT_S * 1000:
+                    held.append(inc)
+                    continue
+                self.refused.append(Refusal(env.id, env.sender, exc.message))
+                msg = None
             except (TitsError, ValueError) as exc:
                 reason = exc.message if isinstance(exc, TitsError) else str(exc)
                 self.refused.append(Refusal(env.id, env.sender, reason))
@@ -395,6 +418,22 @@ class Messenger:
                 seen_only.append(env.id)
             else:
                 out.append(msg)
+        for inc in held:  # its key may have come later in this same batch
+            try:
+                msg = self._open(inc.envelope, inc.body)
+            except KeyNotYet:
+                self.held.add(inc.envelope.id)
+                log.info("client.held_for_key", sender=inc.envelope.sender[:16])
+                continue
+            except (TitsError, ValueError) as exc:
+                reason = exc.message if isinstance(exc, TitsError) else str(exc)
+                self.refused.append(Refusal(inc.envelope.id, inc.envelope.sender, reason))
+                msg = None
+            if msg is None:
+                seen_only.append(inc.envelope.id)
+            else:
+                out.append(msg)
+        out.sort(key=lambda m: m.ts)
         self.store.record(
             [
                 Shown(
@@ -427,7 +466,7 @@ class Messenger:
         if isinstance(body, wire.SealedBody):
             key = self.store.key(conv, body.epoch, env.sender)
             if key is None:
-                raise DecryptionError(f"no session key from {env.sender[:16]} for this text")
+                raise KeyNotYet(f"no session key from {env.sender[:16]} for this text")
             plain = key.decrypt(body.nonce, body.ciphertext, envelope.ad(key.epoch))
             signed = wire.SIGNED_DECODER.decode(plain)
             if self._ensure_cert(env.sender, signed.device):

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                 items = [x for x in conn.poll(0.5) if hasattr(x, "envelope")]
                 if items:
                     shown = listener.process(items)  # type: ignore[arg-type]
-                    conn.ack([x.envelope.id for x in items])  # type: ignore[union-attr]
+                    conn.ack(listener.ackable(items))  # type: ignore[arg-type]
                     for m in shown:
                         show(m, listener)
                     if shown:

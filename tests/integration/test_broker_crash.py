@@ -55,7 +55,7 @@ def test_kill9_in_the_middle_of_a_1000_message_stream(broker: BrokerProc, people
         deliveries = [x for x in bconn.poll(0) if isinstance(x, Incoming)]
         if deliveries:
             shown.extend(bob.process(deliveries))
-            bconn.ack([d.envelope.id for d in deliveries])
+            bconn.ack(bob.ackable(deliveries))
 
     conn = alice.connection()
     pending: dict[bytes, tuple[wire.Send, bytes]] = {}
