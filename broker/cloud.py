@@ -46,9 +46,17 @@ REPAIR_EVERY = 0.25
 REPAIR_GRACE = 1.5
 SEED_RETRY = 2.0
 SAVE_EVERY = 1.0
+HOP_COST_US = 1000
 SNAPSHOT_MIN_GAP = 1.0
-GOSSIP_ZAP_DOMAIN = "tits-gossip"
 MAX_SEEDS = 8
+
+
+def link_cost(rtt_ms: float | None) -> int:
+    """A link's cost in µs: a fixed price per hop plus the round-trip time rounded up to a
+    power of two. Raw RTTs swing with CPU load; brokers that see different costs for a moment
+    route in loops, so costs move only when an RTT changes by a factor of two."""
+    rtt_us = max(256, int((rtt_ms if rtt_ms is not None else 1.0) * 1000))
+    return min(HOP_COST_US + (1 << (rtt_us - 1).bit_length()), 60_000_000)
 
 
 class Route(Enum):
@@ -61,16 +69,6 @@ class CloudHost(Protocol):
     def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None: ...
     def cloud_forward_acked(self, msg_id: bytes, token: bytes) -> None: ...
     def cloud_presence_changed(self, fingerprints: set[str]) -> None: ...
-
-
-class GossipZap:
-    """ZAP credentials for the gossip PUB: only brokers we are linked with may subscribe."""
-
-    def __init__(self, cloud: Cloud) -> None:
-        self.cloud = cloud
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        return self.cloud.admitted_key(key.decode("ascii", "replace"))
 
 
 class Cloud:
@@ -101,8 +99,11 @@ class Cloud:
             ctx, me, curve[0], curve[1], admission, self, self._hello,
             server_socket(zmq.ROUTER), f"tcp://{bind_host}:{peer_port}", self._known_key,
         )  # fmt: skip
+        # Any CURVE client may subscribe: frames are sealed with the cloud secret, and a
+        # subscriber's queue is small. (A ZAP gate for linked brokers only was tried: a SUB
+        # refused once — it often connects before the link is marked up — is never retried
+        # by libzmq 4.3, and a 30-broker cloud never converged.)
         pub = server_socket(zmq.PUB)
-        pub.zap_domain = GOSSIP_ZAP_DOMAIN.encode()  # only linked brokers may subscribe
         self.gossip = Gossip(
             ctx, admission, curve[0], curve[1], pub, f"tcp://{bind_host}:{pub_port}",
             self._on_gossip,
@@ -153,10 +154,6 @@ class Cloud:
     def sockets(self) -> list[zmq.Socket]:
         self._sockets_changed = self.peers.changed = False
         return [*self.peers.sockets(), *self.gossip.sockets()]
-
-    def admitted_key(self, curve_key: str) -> bool:
-        """ZAP policy of the gossip PUB (called on the authenticator's thread)."""
-        return curve_key in self.peers.admitted_keys()
 
     def _known_key(self, broker: str) -> str | None:
         advert = self.topology.advert(broker)
@@ -315,7 +312,7 @@ class Cloud:
                 self.peers.send(peer.id, snap)
             case wire.Snapshot(adverts=adverts, presence=presence):
                 for item in [*adverts, *presence]:
-                    self._on_gossip(item, republish=False)
+                    self._on_gossip(item)  # what is new to us may be new to our neighbours
                 if not self.joined:
                     self._join(time.monotonic())
             case wire.Error(code=code, message=text):
@@ -337,6 +334,9 @@ class Cloud:
                 self._broker_gone(advert.broker)
         elif isinstance(msg, wire.PresenceUpdate):
             try:
+                claimed = wire.PRESENCE_DECODER.decode(msg.presence)
+                if self.directory.is_stale(claimed.broker, claimed.seq):
+                    return  # a repeat: no signature to check
                 presence = self.verifier.presence(msg)
             except Exception as exc:  # noqa: BLE001 - any bad update is refused and logged
                 log.warning("gossip.presence_refused", error=str(exc)[:200])
@@ -364,10 +364,7 @@ class Cloud:
         )
 
     def _my_advert(self, alive: bool = True) -> wire.Advert:
-        links = []
-        for peer in self.peers.up_peers():
-            rtt = peer.rtt_ms
-            links.append(wire.Link(peer.id, max(1, int((rtt if rtt is not None else 1.0) * 1000))))
+        links = [wire.Link(p.id, link_cost(p.rtt_ms)) for p in self.peers.up_peers()]
         return wire.Advert(
             broker=self.me,
             address=self.peer_url,

@@ -23,6 +23,10 @@ class Directory:
         self._by_broker: dict[str, _Held] = {}
         self._where: dict[str, dict[str, list[str]]] = {}  # fp → broker → devices
 
+    def is_stale(self, broker: str, seq: int) -> bool:
+        held = self._by_broker.get(broker)
+        return held is not None and seq <= held.presence.seq
+
     def apply(self, presence: wire.Presence, update: wire.PresenceUpdate) -> set[str] | None:
         """Store a broker's list if newer; return the fingerprints whose places changed."""
         held = self._by_broker.get(presence.broker)

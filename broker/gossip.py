@@ -42,7 +42,7 @@ class Gossip:
         self._curve = (curve_public, curve_secret)
         self.pub = pub
         self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.setsockopt(zmq.SNDHWM, 1000)  # per subscriber: a reader that stalls loses
+        self.pub.setsockopt(zmq.SNDHWM, 200)  # per subscriber: a reader that stalls loses
         # frames (healed by refresh and snapshots) instead of growing our memory
         self.port = bind_endpoint(self.pub, bind)
         self.subs: dict[str, tuple[str, zmq.Socket]] = {}

@@ -309,18 +309,6 @@ class PeerLinks:
     def up_peers(self) -> list[Peer]:
         return [p for p in self.peers.values() if p.up]
 
-    def admitted_keys(self) -> set[str]:
-        """CURVE keys (z85) of linked brokers: who may subscribe to our gossip PUB. Each
-        broker has one CURVE key pair, so the key in its address is the one it connects with."""
-        keys = {p.in_key for p in self.peers.values() if p.up and p.in_key}
-        for p in self.peers.values():
-            if p.up and p.address:
-                try:
-                    keys.add(parse_url(p.address)[1].decode())
-                except WireError:
-                    pass
-        return keys
-
     def send(self, peer_id: str, msg: object, body: bytes | None = None) -> bool:
         """False when the frame could not be queued (peer gone or full): the caller retries."""
         peer = self.peers.get(peer_id)
@@ -378,6 +366,8 @@ class PeerLinks:
             return
         if say_bye and peer.up:
             self.send(peer_id, wire.PeerBye())  # before it is forgotten, or it goes nowhere
+            if self.peers.get(peer_id) is not peer:
+                return  # the send found it unreachable and dropped it already
         del self.peers[peer_id]
         peer.lost = lost
         if peer.out is not None:

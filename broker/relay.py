@@ -91,15 +91,15 @@ class Relay:
     # -- CloudHost -------------------------------------------------------------------------
 
     def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None:
-        if fwd.target == self.me:
+        if fwd.target == self.me or fwd.hops == 0:
+            if fwd.target != self.me:
+                # out of hops (routes disagreed for a while): not dropped but kept here for its
+                # users, whose relay devices carry it on with a fresh hop count
+                log.warning("forward.hop_limit", id=fwd.id.hex(), target=fwd.target[:16])
             users = [u for u in (fwd.deliver_to or fwd.to) if u in fwd.to]
             env = wire.encode(
                 wire.Deliver(id=fwd.id, sender=fwd.sender, to=fwd.to, group=fwd.group, ts=fwd.ts)
             )
-        elif fwd.hops == 0:
-            log.warning("forward.hop_limit", id=fwd.id.hex(), target=fwd.target[:16])
-            self._pending.acks.append((peer, fwd.id, fwd.token))  # no loop may hold it forever
-            return
         else:
             users = ["@" + fwd.target]
             env = wire.encode(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=b""))

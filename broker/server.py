@@ -34,7 +34,7 @@ from tits.errors import WireError
 from tits.log import sanitise
 
 from .admission import Admission, load_or_create_secret
-from .cloud import GOSSIP_ZAP_DOMAIN, Cloud, GossipZap
+from .cloud import Cloud
 from .config import BrokerConfig
 from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
@@ -141,9 +141,6 @@ class Broker(Sessions, Dedup):
             cfg.host, cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join, cfg.name,
         )  # fmt: skip
         self.relay.start(self.cloud)
-        self.auth.configure_curve_callback(
-            domain=GOSSIP_ZAP_DOMAIN, credentials_provider=GossipZap(self.cloud)
-        )
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
         self._refresh_snapshot()
         self.http.start()

@@ -49,6 +49,10 @@ class Topology:
     def accept(self, signed: wire.SignedAdvert, now: float) -> wire.Advert | None:
         """Verify and store; the advert if it was new, None if stale or refused."""
         try:
+            claimed = wire.ADVERT_DECODER.decode(signed.advert)
+            held = self.db.get(claimed.broker)
+            if held is not None and claimed.seq <= held.seq:
+                return None  # stale or a repeat (most flooded copies): no signature to check
             advert = self.verifier.advert(signed)
         except TitsError as exc:
             log.warning("gossip.advert_refused", error=sanitise(exc.message))

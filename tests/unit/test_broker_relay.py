@@ -78,11 +78,12 @@ def test_a_forward_for_us_is_stored_for_each_of_its_users(tmp_path: Path) -> Non
     assert cloud.acks == [(PREV, b"i" * 16, b"t")]
 
 
-def test_hop_limit_zero_is_acknowledged_and_dropped(tmp_path: Path) -> None:
+def test_out_of_hops_is_kept_for_its_users_not_dropped(tmp_path: Path) -> None:
     relay, committer, cloud, _ = make(tmp_path)
     relay.cloud_forward_arrived(PREV, forward(hops=0), b"body")
     relay.flush()
-    assert committer.rows == [] and len(cloud.acks) == 1
+    assert [r[1] for r in committer.rows] == [U1] and len(cloud.acks) == 1
+    assert isinstance(wire.SERVER_DECODER.decode(committer.rows[0][4]), wire.Deliver)
 
 
 def test_a_peer_cannot_acknowledge_for_a_real_device(tmp_path: Path) -> None:
