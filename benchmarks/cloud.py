@@ -765,7 +765,10 @@ def main() -> None:
                 ["gpgconf", "--homedir", str(home), "--kill", "all"],
                 capture_output=True, check=False,
             )  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("TITS_BENCH_KEEP"):
+            say(f"kept {root} (TITS_BENCH_KEEP)")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
