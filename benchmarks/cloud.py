@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,7 +55,7 @@ from rich.table import Table
 
 from tits import wire
 from tits.keyclient import KeyClient
-from tits.localcloud import LocalCloud, _status, whole
+from tits.localcloud import LocalCloud, _status, graph_of, hop_counts, whole
 
 _spec = importlib.util.spec_from_file_location(
     "bench_broker", Path(__file__).with_name("broker.py")
@@ -201,30 +200,6 @@ def diagnose(fleet: Fleet) -> None:
                 f"{st.get('problems', [])[:2]}"
             )
     say(f"    {bad} of {len(live)} brokers are not whole")
-
-
-def graph_of(status: dict[str, Any]) -> dict[str, set[str]]:
-    graph: dict[str, set[str]] = {b["id"]: set() for b in status["brokers"] if b["alive"]}
-    for link in status["links"]:
-        if link["a"] in graph and link["b"] in graph:
-            graph[link["a"]].add(link["b"])
-            graph[link["b"]].add(link["a"])
-    return graph
-
-
-def hop_counts(graph: dict[str, set[str]]) -> dict[str, dict[str, int]]:
-    """Hop counts between every pair of brokers (BFS)."""
-    out = {}
-    for src in graph:
-        dist, todo = {src: 0}, deque([src])
-        while todo:
-            node = todo.popleft()
-            for nxt in graph[node]:
-                if nxt not in dist:
-                    dist[nxt] = dist[node] + 1
-                    todo.append(nxt)
-        out[src] = dist
-    return out
 
 
 # -- the brokers' logs: when links went down and came up --------------------------------------

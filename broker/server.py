@@ -13,7 +13,6 @@ frame's ``User-Id``), never to the routing id, which a client can choose.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -43,7 +42,7 @@ from .login import LoginOk, LoginVerifier
 from .relay import Fanout, Relay
 from .sessions import Conn, Sessions, ZapPolicy
 from .signer import BrokerSigner, BrokerVerifier
-from .status import StatusServer, build_snapshot
+from .status import StatusServer, build_snapshot, write_ready
 from .store import Job, Row, Store, Writer
 
 log = structlog.get_logger("titsd")
@@ -150,7 +149,7 @@ class Broker(Sessions, Dedup):
         self.poller.register(self._wake_r, zmq.POLLIN)
         self._cloud_socks: set[zmq.Socket] = set()
         self._sync_poller()
-        self._write_ready()
+        self.ready_path = write_ready(self)
         log.info(
             "broker.started",
             id=self.fingerprint,
@@ -179,26 +178,6 @@ class Broker(Sessions, Dedup):
             return sock.bind_to_random_port(f"tcp://{self.cfg.host}")
         sock.bind(f"tcp://{self.cfg.host}:{port}")
         return port
-
-    def _write_ready(self) -> None:
-        info = {
-            "id": self.fingerprint,
-            "url": self.url,
-            "pid": os.getpid(),
-            "host": self.cfg.host,
-            "client_port": self.client_port,
-            "peer_port": self.peer_port,
-            "pub_port": self.pub_port,
-            "http_port": self.http_port,
-            "http": self.http_url,
-            "curve_key": self.keys.curve_hex,
-            "peer_url": self.cloud.peer_url,  # what another broker passes as --join
-        }
-        path = self.cfg.data / "ready.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=1) + "\n")
-        os.replace(tmp, path)
-        self.ready_path = path
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from a signal handler or another thread)."""

@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import statuspage
@@ -124,3 +125,26 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
             "http": broker.http_port,
         },
     }
+
+
+def write_ready(broker: Broker) -> Path:
+    """`<data>/ready.json`, written atomically once every socket is bound: how tests, `tits
+    cloud up` and operators learn the ports a broker started with 0 ("any") got."""
+    info = {
+        "id": broker.fingerprint,
+        "url": broker.url,
+        "pid": os.getpid(),
+        "host": broker.cfg.host,
+        "client_port": broker.client_port,
+        "peer_port": broker.peer_port,
+        "pub_port": broker.pub_port,
+        "http_port": broker.http_port,
+        "http": broker.http_url,
+        "curve_key": broker.keys.curve_hex,
+        "peer_url": broker.cloud.peer_url,  # what another broker passes as --join
+    }
+    path = broker.cfg.data / "ready.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,16 +56,37 @@ def whole(statuses: list[dict[str, Any] | None], ids: set[str]) -> bool:
     for st in statuses:
         if st is None:
             return False
-        alive = {b["id"] for b in st.get("brokers", []) if b.get("alive")}
-        if alive != ids:
+        graph = graph_of(st)
+        if set(graph) != ids:
             return False
-        graph: dict[str, dict[str, int]] = {b: {} for b in alive}
-        for link in st.get("links", []):
-            if link["a"] in graph and link["b"] in graph:
-                graph[link["a"]][link["b"]] = graph[link["b"]][link["a"]] = 1
-        if check_invariants(graph):
+        if check_invariants({b: dict.fromkeys(peers, 1) for b, peers in graph.items()}):
             return False
     return True
+
+
+def graph_of(status: dict[str, Any]) -> dict[str, set[str]]:
+    """The live brokers and their links, as one broker's /api/status shows them."""
+    graph: dict[str, set[str]] = {b["id"]: set() for b in status["brokers"] if b["alive"]}
+    for link in status["links"]:
+        if link["a"] in graph and link["b"] in graph:
+            graph[link["a"]].add(link["b"])
+            graph[link["b"]].add(link["a"])
+    return graph
+
+
+def hop_counts(graph: dict[str, set[str]]) -> dict[str, dict[str, int]]:
+    """Hop counts between every pair of brokers (BFS)."""
+    out = {}
+    for src in graph:
+        dist, todo = {src: 0}, deque([src])
+        while todo:
+            node = todo.popleft()
+            for nxt in graph[node]:
+                if nxt not in dist:
+                    dist[nxt] = dist[node] + 1
+                    todo.append(nxt)
+        out[src] = dist
+    return out
 
 
 class LocalCloud:

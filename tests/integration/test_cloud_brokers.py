@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import signal
 import threading
-from collections import deque
 
 import pytest
 import zmq
@@ -23,29 +22,15 @@ from tits import wire
 from tits.broker.admission import Admission
 from tits.cli.messenger import Message, Messenger
 from tits.keyclient import KeyClient
-from tits.localcloud import LocalCloud, _status, whole
+from tits.localcloud import LocalCloud, _status, graph_of, hop_counts, whole
 from tits.router import shortest_path
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def hops(status: dict) -> dict[str, dict[str, int]]:
-    """Hop counts between every pair of live brokers (BFS over the status graph)."""
-    graph: dict[str, set[str]] = {b["id"]: set() for b in status["brokers"] if b["alive"]}
-    for link in status["links"]:
-        graph[link["a"]].add(link["b"])
-        graph[link["b"]].add(link["a"])
-    out = {}
-    for src in graph:
-        dist, todo = {src: 0}, deque([src])
-        while todo:
-            node = todo.popleft()
-            for nxt in graph[node]:
-                if nxt not in dist:
-                    dist[nxt] = dist[node] + 1
-                    todo.append(nxt)
-        out[src] = dist
-    return out
+    """Hop counts between every pair of live brokers."""
+    return hop_counts(graph_of(status))
 
 
 class Cloud:
