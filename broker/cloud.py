@@ -256,10 +256,22 @@ class Cloud:
         for a, nbrs in graph.items():
             for b, cost in nbrs.items():
                 if a < b:
-                    links.append({"a": a, "b": b, "rtt_ms": round(cost / 1000, 3)})
+                    links.append(
+                        {"a": a, "b": b, "rtt_ms": self._rtt_ms(a, b), "cost_ms": cost / 1000}
+                    )
         live = {b["id"] for b in brokers if b["alive"]}
         users = [u for u in self.directory.users() if u["broker"] in live]
         return {"brokers": brokers, "links": links, "users": users}
+
+    def _rtt_ms(self, a: str, b: str) -> float | None:
+        """The round-trip time both ends measured (the larger), as they last advertised it."""
+        rtts = []
+        for x, y in ((a, b), (b, a)):
+            advert = self.topology.advert(x)
+            for link in advert.links if advert is not None else []:
+                if link.peer == y and link.rtt_us:
+                    rtts.append(link.rtt_us)
+        return round(max(rtts) / 1000, 3) if rtts else None
 
     def problems(self) -> list[str]:
         return check_invariants(self.topology.planning_graph())
@@ -375,7 +387,8 @@ class Cloud:
             new, old = link_cost(p.rtt_ms), self._costs.get(p.id)
             if old is None or new >= 4 * old or 4 * new <= old:
                 self._costs[p.id] = old = new
-            links.append(wire.Link(p.id, old))
+            rtt = p.rtt_ms
+            links.append(wire.Link(p.id, old, min(int(rtt * 1000), 60_000_000) if rtt else 0))
         return wire.Advert(
             broker=self.me,
             address=self.peer_url,

@@ -229,7 +229,8 @@ class SnapshotRequest(_Msg, tag="snapshot-request"):
 
 class Link(Struct, forbid_unknown_fields=False, array_like=True):
     peer: Fingerprint
-    cost_us: Annotated[int, Meta(ge=1, le=60_000_000)]
+    cost_us: Annotated[int, Meta(ge=1, le=60_000_000)]  # what routing uses (router/)
+    rtt_us: Annotated[int, Meta(ge=0, le=60_000_000)] = 0  # measured, for people to read
 
 
 class Advert(Struct, forbid_unknown_fields=False):

@@ -154,3 +154,15 @@ def test_a_broker_without_the_cloud_secret_is_not_admitted(cloud, tmp_path: Path
     finally:
         intruder.stop()
         kill_agent(intruder.data / "gnupg")
+
+
+def test_status_shows_measured_round_trip_times_not_routing_costs(cloud) -> None:
+    start, nodes, _ = cloud
+    first = start("b0")
+    for i in range(1, 4):
+        start(f"b{i}", [first.peer_url])
+    wait_for(lambda: healthy(nodes), 30, "four brokers")
+    wait_for(lambda: all(link["rtt_ms"] for link in nodes[0].status()["links"]), 10, "rtts")
+    for link in nodes[0].status()["links"]:
+        # on loopback an RTT is well under the 5 ms a hop is priced at for routing
+        assert 0 < link["rtt_ms"] < link["cost_ms"]
