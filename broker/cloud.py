@@ -46,19 +46,24 @@ REPAIR_EVERY = 0.25
 REPAIR_GRACE = 1.5
 SEED_RETRY = 2.0
 SAVE_EVERY = 1.0
-HOP_COST_US = 5000  # what a hop costs besides the wire: a durable store (fsync) and a relay
+HOP_COST_US = 20_000  # a hop costs a durable store (fsync) and a relay; on a LAN an RTT mostly
+# measures how busy the other broker is, and detours through idle brokers cost more hops
 SNAPSHOT_MIN_GAP = 1.0
 MAX_SEEDS = 8
 
 
-def link_cost(rtt_ms: float | None) -> int:
-    """A link's cost in µs: a fixed price per hop plus the round-trip time rounded up to a
-    power of two. Raw RTTs swing with CPU load; brokers that see different costs for a moment
-    route in loops (the cloud benchmark saw 4.1 hops travelled for a 3-hop pair, over 10
-    relays), so costs move only when an RTT changes by a factor of two, and a detour must save
-    more than a hop's own price."""
+def rtt_bucket(rtt_ms: float | None) -> int:
+    """The round-trip time in µs rounded up to a power of two (at least 256)."""
     rtt_us = max(256, int((rtt_ms if rtt_ms is not None else 1.0) * 1000))
-    return min(HOP_COST_US + (1 << (rtt_us - 1).bit_length()), 60_000_000)
+    return min(1 << (rtt_us - 1).bit_length(), 1 << 25)
+
+
+def link_cost(bucket: int) -> int:
+    """A link's cost in µs: a fixed price per hop plus its RTT bucket. Raw RTTs swing with CPU
+    load; brokers that see different costs for a moment route in loops (the cloud benchmark
+    saw 4.1 hops travelled for a 3-hop pair, over 10 relays), so RTTs count only by powers of
+    two, and a detour must save more than a hop's own price."""
+    return min(HOP_COST_US + bucket, 60_000_000)
 
 
 class Route(Enum):
@@ -115,7 +120,7 @@ class Cloud:
         self.verifier = verifier
         self._sockets_changed = True
         self._snapshot_sent: dict[str, float] = {}
-        self._costs: dict[str, int] = {}  # the cost we last advertised for each link
+        self._buckets: dict[str, int] = {}  # the RTT bucket we last advertised for each link
         now = time.monotonic()
         self._advert_due = now
         self._presence_due = now
@@ -261,7 +266,8 @@ class Cloud:
                     )
         live = {b["id"] for b in brokers if b["alive"]}
         users = [u for u in self.directory.users() if u["broker"] in live]
-        return {"brokers": brokers, "links": links, "users": users}
+        routes = {t: hop for t in live if t != self.me and (hop := self.topology.next_hop(t))}
+        return {"brokers": brokers, "links": links, "users": users, "routes": routes}
 
     def _rtt_ms(self, a: str, b: str) -> float | None:
         """The round-trip time both ends measured (the larger), as they last advertised it."""
@@ -289,7 +295,7 @@ class Cloud:
 
     def on_link_down(self, peer: Peer) -> None:
         self.sockets_changed = True
-        self._costs.pop(peer.id, None)
+        self._buckets.pop(peer.id, None)
         self.gossip.unfollow(peer.id)
         self._soon_advert()
         if peer.lost:
@@ -384,11 +390,13 @@ class Cloud:
         for p in self.peers.up_peers():
             # hysteresis: a link's advertised cost moves only when its RTT has moved by 4× or
             # more, so routes stay put while load makes round-trip times wobble
-            new, old = link_cost(p.rtt_ms), self._costs.get(p.id)
+            new, old = rtt_bucket(p.rtt_ms), self._buckets.get(p.id)
             if old is None or new >= 4 * old or 4 * new <= old:
-                self._costs[p.id] = old = new
+                self._buckets[p.id] = old = new
             rtt = p.rtt_ms
-            links.append(wire.Link(p.id, old, min(int(rtt * 1000), 60_000_000) if rtt else 0))
+            links.append(
+                wire.Link(p.id, link_cost(old), min(int(rtt * 1000), 60_000_000) if rtt else 0)
+            )
         return wire.Advert(
             broker=self.me,
             address=self.peer_url,

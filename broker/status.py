@@ -103,6 +103,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
         "name": broker.cfg.name,
         "brokers": cloud["brokers"],
         "links": cloud["links"],
+        "routes": cloud["routes"],  # target broker → next hop, as this broker routes now
         "users": users,
         "problems": broker.cloud.problems(),
         "sessions": sum(1 for c in broker.conns.values() if c.device is not None),
