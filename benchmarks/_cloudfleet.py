@@ -111,14 +111,18 @@ class Fleet:
 
     def cpu(self) -> float:
         """CPU seconds all live brokers have used so far."""
-        total = 0.0
+        return sum(self.cpu_each().values())
+
+    def cpu_each(self) -> dict[int, float]:
+        """CPU seconds each live broker (by index) has used so far."""
+        out = {}
         for i, b in enumerate(self.brokers):
             if b["id"] not in self.dead:
                 try:
-                    total += bench.proc_cpu(self.proc(i).pid)
+                    out[i] = bench.proc_cpu(self.proc(i).pid)
                 except (OSError, IndexError):
                     pass
-        return total
+        return out
 
     def stop(self) -> None:
         self.local.stop()

@@ -157,6 +157,10 @@ class CountingLoad(bench.Load):
         }  # fmt: skip
 
 
+def _role(i: int, tput: dict[str, Any]) -> str:
+    return " (sender)" if i == tput["a"] else " (receiver)" if i == tput["b"] else ""
+
+
 def _loss(m: dict[str, Any]) -> str:
     if not m["lost"]:
         return ""
@@ -240,14 +244,20 @@ def bench_throughput(args: argparse.Namespace, root: Path, fleets: list[Fleet]) 
         }
         per = args.messages // p
         rounds: dict[str, list[dict[str, Any]]] = {"far": [], "one": []}
+        per_hop: dict[int, float] = {}  # broker index → CPU seconds in the far rounds
         far_sent = 0
         for r in range(args.rounds):
             for kind in ("far", "one") if r % 2 == 0 else ("one", "far"):
                 w = work(kind, per)
                 ld = load(kind)
                 busy0, ours0, t0 = sys_busy(), fleet.cpu() + bench.self_cpu(), time.monotonic()
+                each0 = fleet.cpu_each()
                 m = ld.measure(w, args.window, fleet.cpu)
+                each1 = fleet.cpu_each()
                 ours = fleet.cpu() + bench.self_cpu() - ours0
+                if kind == "far":
+                    for i, c in each1.items():
+                        per_hop[i] = per_hop.get(i, 0.0) + c - each0.get(i, c)
                 m["other_cores"] = (sys_busy() - busy0 - ours) / (time.monotonic() - t0)
                 m["dups"] = ld.dups
                 rounds[kind].append(m)
@@ -295,14 +305,15 @@ def bench_throughput(args: argparse.Namespace, root: Path, fleets: list[Fleet]) 
     finally:
         ctx.destroy(linger=0)
 
-    arrived = {
-        bid: counters1[bid].get("arrived", 0) - counters0[bid].get("arrived", 0)
+    arrived = {  # stored at a hop, or passed through it from memory
+        bid: sum(counters1[bid].get(k, 0) - counters0[bid].get(k, 0) for k in ("arrived", "passed"))
         for bid in counters1
     }
     relays = sorted(idx[bid] for bid, n in arrived.items() if n > 0 and bid not in (a, b))
     travelled = sum(arrived.values()) / far_sent if far_sent else float("nan")
     med = {k: statistics.median(x["rate"] for x in v) for k, v in rounds.items()}
     hop_limit = len(log_events(fleet, 0, {"forward.hop_limit"}))
+    far_rounds_n = max(sum(m["got"] for m in rounds["far"]), 1)
     fleet.stop()
     fleets.remove(fleet)
     return {
@@ -318,6 +329,9 @@ def bench_throughput(args: argparse.Namespace, root: Path, fleets: list[Fleet]) 
         "travelled": travelled,
         "hops_end": hops_end,
         "hop_limit": hop_limit,
+        "cpu_us": {  # the busiest brokers' CPU per far message, in µs
+            i: c / far_rounds_n * 1e6 for i, c in sorted(per_hop.items(), key=lambda kv: -kv[1])[:6]
+        },
     }
 
 
@@ -556,7 +570,11 @@ def main() -> None:
                 "hops "
                 f"travelled per message (Σ arrived / sent): {tput['travelled']:.2f}; duplicate "
                 f"deliveries: far {dups['far']}, one {dups['one']}; forwards dropped at the hop "
-                f"limit (forward.hop_limit in the logs): {tput['hop_limit']}"
+                f"limit (forward.hop_limit in the logs): {tput['hop_limit']}; busiest brokers' "
+                "CPU per far message: "
+                + ", ".join(
+                    f"broker{i}{_role(i, tput)} {us:.0f} µs" for i, us in tput["cpu_us"].items()
+                )
             )
         say(
             f"targets: {TARGET_RATIO:.0%} of one broker's throughput over 3 hops; repair ≤ "

@@ -9,8 +9,10 @@ on trust alone:
   So a message for someone elsewhere is retried like any delivery, rerouted when a hop dies
   (the next hop is looked up at each try), and replayed in full when the user shows up at
   yet another broker.
-- A message passing through on its way to Y is stored under the pseudo user ``"@" + Y`` and
-  sent on by the pseudo device ``"hop"`` of that user, with the same machinery.
+- A message passing through on its way to Y is sent on from memory and acknowledged upstream
+  when the next hop acknowledges it (`Transit`). One that cannot go on at once, or is not
+  acknowledged in time, is stored under the pseudo user ``"@" + Y`` and sent on by the pseudo
+  device ``"hop"`` of that user, with the same machinery.
 - A message that reached its target is stored for its recipients like a local send.
 
 Duplicates are harmless: receivers drop message ids they have already stored, and clients drop
@@ -35,6 +37,7 @@ from tits.log import sanitise
 from .cloud import Cloud, Route
 from .delivery import Delivery, Device, SendResult
 from .store import Row, Store
+from .transit import Transit
 
 log = structlog.get_logger("tits.broker.relay")
 
@@ -77,6 +80,7 @@ class Relay:
     def __init__(self, me: str, store: Store, delivery: Delivery, committer: Committer) -> None:
         self.me, self.store, self.delivery, self.committer = me, store, delivery, committer
         self.cloud: Cloud | None = None
+        self.transit: Transit | None = None
         self._seen: OrderedDict[tuple[bytes, str], None] = OrderedDict()
         self._pending = _Pending()
         self.forwarded = 0
@@ -85,12 +89,20 @@ class Relay:
     def start(self, cloud: Cloud) -> None:
         """Re-attach relays with mail still waiting (after a restart)."""
         self.cloud = cloud
+        self.transit = Transit(lambda f, b: cloud.send_forward(f, b) is Route.OK, cloud.ack)
         for user in self.store.relay_users():
             self._attach(user, HOP_DEVICE)
 
     # -- CloudHost -------------------------------------------------------------------------
 
     def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None:
+        if fwd.target != self.me and self.transit is not None:
+            if self.transit.pass_on(peer, fwd, body):
+                return
+        self._keep(peer, fwd, body)
+
+    def _keep(self, peer: str, fwd: wire.Forward, body: bytes) -> None:
+        """Store `fwd` (for its users here, or to send on), acknowledged after the commit."""
         if fwd.target == self.me or fwd.hops == 0:
             if fwd.target != self.me:
                 # out of hops (routes disagreed for a while): not dropped but kept here for its
@@ -115,6 +127,10 @@ class Relay:
         self._pending.acks.append((peer, fwd.id, fwd.token))
 
     def cloud_forward_acked(self, msg_id: bytes, token: bytes) -> None:
+        if Transit.owns(token):
+            if self.transit is not None:
+                self.transit.acked(msg_id, token)
+            return
         try:
             user, device = _tokens.decode(token)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -149,6 +165,17 @@ class Relay:
                 self.cloud.ack(peer, msg_id, token)
 
         self.committer.submit_relay(pending.rows, pending.fanout, done)
+
+    def tick(self) -> None:
+        """Keep what the next hop left unacknowledged too long: we retry it from now on."""
+        if self.transit is None:
+            return
+        overdue = self.transit.overdue()
+        for passing in overdue:
+            self._keep(passing.upstream, passing.fwd, passing.body)
+        if overdue:
+            log.info("transit.kept", count=len(overdue))
+            self.flush()
 
     def sync_remote(self, fp: str) -> None:
         """Make (user, "@"+broker) devices match where `fp` is online elsewhere now."""

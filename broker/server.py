@@ -245,6 +245,7 @@ class Broker(Sessions, Dedup):
                     cloud.set_local_users(self._local_presence())
                 if cloud.sockets_changed:
                     self._sync_poller()
+                self._guard(self.relay.tick)
                 self.delivery.pump(now)
                 if now >= next_house:
                     next_house = now + HOUSEKEEPING_S

@@ -88,6 +88,7 @@ class StatusServer(ThreadingHTTPServer):
 def build_snapshot(broker: Broker) -> dict[str, Any]:
     """What /api/status serves (and the page renders): this broker, the cloud, the users."""
     cloud = broker.cloud.status()
+    transit = broker.relay.transit
     local = [
         {"fingerprint": e.fingerprint, "name": e.name, "broker": broker.fingerprint,
          "devices": list(e.devices)}
@@ -112,6 +113,8 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
             delivered=broker.delivery.delivered,
             forwarded=broker.relay.forwarded,
             arrived=broker.relay.arrived,
+            passed=transit.passed if transit is not None else 0,
+            passing=len(transit) if transit is not None else 0,
         ),
         "remembered_ids": len(broker.recent),
         "store": {

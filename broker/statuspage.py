@@ -28,6 +28,8 @@ COUNTER_LABELS = {
     "delivered": "已投遞 delivered",
     "forwarded": "已轉送 forwarded",
     "arrived": "已到達 arrived",
+    "passed": "已經過 passed through",
+    "passing": "經過中 passing",
 }
 
 STYLE = """

@@ -98,6 +98,43 @@ def test_offline_mail_reaches_the_user_at_another_broker(cloud6: Cloud, people: 
     alice.close()
 
 
+def _counters(broker: dict) -> dict[str, int]:
+    return (_status(broker["http"]) or {}).get("counters", {})
+
+
+def test_relays_pass_messages_on_without_storing_them(cloud6: Cloud, people: People) -> None:
+    """Relays acknowledge a forward when the next hop does, not after a store of their own."""
+    publish(people, cloud6.local.keyserver)
+    dist = hops(_status(cloud6.live()[0]["http"]))
+    a, b = max(((x, y) for x in dist for y in dist[x]), key=lambda p: dist[p[0]][p[1]])
+    assert dist[a][b] >= 2, "six brokers with three links each are more than one hop across"
+    relays = [br for br in cloud6.live() if br["id"] not in (a, b)]
+    before = {br["id"]: _counters(br) for br in relays}
+    ks = cloud6.local.keyserver
+    bob = Messenger(people.bob, broker=cloud6.by_id[b]["url"], keyserver=ks)
+    bob.connection()
+    wait_for(
+        lambda: any(u["fingerprint"] == people.bob.fingerprint and u["broker"] == b
+                    for u in (_status(cloud6.by_id[a]["http"]) or {}).get("users", [])),
+        10, "bob's presence at alice's broker",
+    )  # fmt: skip
+    alice = Messenger(people.alice, broker=cloud6.by_id[a]["url"], keyserver=ks)
+    sent = [alice.send_text([people.bob.fingerprint], f"經過 {i}") for i in range(10)]
+    got: list[Message] = []
+    bob.receive(got.append, timeout=20, until=lambda: set(sent) <= {m.id for m in got})
+    assert set(sent) <= {m.id for m in got}
+
+    def passed() -> int:
+        return sum(_counters(br).get("passed", 0) - before[br["id"]]["passed"] for br in relays)
+
+    # each text went as one forward per hop after the first; the session key's too
+    wait_for(lambda: passed() >= 10 * (dist[a][b] - 1), 5, "the relays' passed counters")
+    stored = sum(_counters(br)["arrived"] - before[br["id"]]["arrived"] for br in relays)
+    assert stored == 0  # none was stored on the way
+    alice.close()
+    bob.close()
+
+
 def test_far_users_keep_talking_through_two_kill9s(cloud6: Cloud, people: People) -> None:
     publish(people, cloud6.local.keyserver)
     st = _status(cloud6.live()[0]["http"])
