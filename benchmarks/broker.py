@@ -220,8 +220,8 @@ class Load:
                     if record:
                         t = now()
                         self.e2e_lat.extend(t - self.sent_at[d] for d in ids)
-                    for k in range(0, len(ids), 1024):
-                        sock.send(self._received(ids[k : k + 1024]))
+                    for k in range(0, len(ids), wire.RECEIVED_MAX):
+                        sock.send(self._received(ids[k : k + wire.RECEIVED_MAX]))
         return total, now() - start
 
 

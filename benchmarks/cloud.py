@@ -111,8 +111,8 @@ class CountingLoad(bench.Load):
                 msg = wire.SERVER_DECODER.decode(frames[0])
                 if isinstance(msg, wire.Deliver):
                     ids.append(msg.id)
-            for k in range(0, len(ids), 1024):
-                sock.send(wire.encode(wire.Received(ids=ids[k : k + 1024])))
+            for k in range(0, len(ids), wire.RECEIVED_MAX):
+                sock.send(wire.encode(wire.Received(ids=ids[k : k + wire.RECEIVED_MAX])))
 
     def measure(
         self,

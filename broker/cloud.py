@@ -46,8 +46,8 @@ REPAIR_EVERY = 0.25
 REPAIR_GRACE = 1.5
 SEED_RETRY = 2.0
 SAVE_EVERY = 1.0
-HOP_COST_US = 20_000  # a hop costs a durable store (fsync) and a relay; on a LAN an RTT mostly
-# measures how busy the other broker is, and detours through idle brokers cost more hops
+HOP_COST_US = 20_000  # a hop costs a relay's CPU (and, when it is stuck, a store); on a LAN an
+# RTT mostly measures how busy the other broker is, and detours through idle brokers cost more
 SNAPSHOT_MIN_GAP = 1.0
 MAX_SEEDS = 8
 
@@ -212,10 +212,15 @@ class Cloud:
         hop = self.topology.next_hop(fwd.target)
         if hop is None:
             return Route.NO_ROUTE
-        return Route.OK if self.peers.send(hop, fwd, body) else Route.FULL
+        return Route.OK if self.peers.queue(hop, fwd, body) else Route.FULL
 
     def ack(self, peer: str, msg_id: bytes, token: bytes) -> None:
-        self.peers.send(peer, wire.ForwardAck(id=msg_id, token=token))
+        self.peers.queue(peer, wire.ForwardAck(id=msg_id, token=token))
+
+    def flush(self) -> None:
+        """Send what this pass of the loop queued for each peer (the broker calls it once a
+        pass, so forwards and acknowledgements go in batches)."""
+        self.peers.flush()
 
     def set_local_users(self, entries: list[wire.PresenceEntry]) -> None:
         if entries != self._local:
@@ -390,7 +395,7 @@ class Cloud:
         for p in self.peers.up_peers():
             # hysteresis: a link's advertised cost moves only when its RTT has moved by 4× or
             # more, so routes stay put while load makes round-trip times wobble
-            new, old = rtt_bucket(p.rtt_ms), self._buckets.get(p.id)
+            new, old = rtt_bucket(p.base_rtt_ms), self._buckets.get(p.id)
             if old is None or new >= 4 * old or 4 * new <= old:
                 self._buckets[p.id] = old = new
             rtt = p.rtt_ms

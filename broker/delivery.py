@@ -38,6 +38,7 @@ class Device:
     sent_upto: int = 0
     inflight: dict[bytes, tuple[int, float, bytes, bytes]] = field(default_factory=dict)
     stalled_until: float = 0.0
+    window: int = 0  # deliveries in flight before it must acknowledge; 0: the broker's default
 
     @property
     def cursor(self) -> int:
@@ -111,7 +112,8 @@ class Delivery:
             return  # a device attached after this commit: its reads of the store include it
         self.last[user] = seq
         for dev in list(self.online[user].values()):
-            if dev.sent_upto == prev and dev not in self.behind and len(dev.inflight) < self.window:
+            room = (dev.window or self.window) - len(dev.inflight)
+            if dev.sent_upto == prev and dev not in self.behind and room > 0:
                 self._transmit(dev, seq, msg_id, env, body)
             else:
                 self.behind.add(dev)
@@ -142,7 +144,7 @@ class Delivery:
         for dev in list(self.behind):
             if dev.stalled_until > now:
                 continue
-            room = self.window - len(dev.inflight)
+            room = (dev.window or self.window) - len(dev.inflight)
             last = self.last.get(dev.user, 0)
             while room > 0 and dev.sent_upto < last:
                 rows = self.store.fetch(dev.user, dev.sent_upto, min(room, 256))

@@ -7,7 +7,9 @@ id first (or, with ROUTER_HANDOVER, last) captures that broker's traffic. A rout
 to a broker only by an admitted hello, and every later frame must come with the same CURVE key.
 
 One link per pair of brokers, whichever side dialed. Frames on a link are
-``[envelope, body?]`` (``[routing id, envelope, body?]`` on the ROUTER). A link is *up* once
+``[envelope, body?]`` (``[routing id, envelope, body?]`` on the ROUTER). Forwards and their
+acknowledgements are `queue`d and go out as one `PeerBatch` per peer when the broker's loop
+calls `flush`. A link is *up* once
 both sides have shown a `PeerHello` whose proof matches the cloud secret and the CURVE key
 of that very connection; before that, nothing but a hello is read.
 """
@@ -37,10 +39,12 @@ HEARTBEAT_LIVENESS = 5
 HEARTBEAT_EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
 HELLO_TIMEOUT = 1.5  # a dialed broker that says nothing this long is taken for dead
 RTT_SAMPLES = 8
+BASE_RTT_SAMPLES = 50  # 10 s of heartbeats
 MAX_PEER_FRAME = 8 << 20
+OUTBOX_MAX = 8192  # queued forwards and acks per peer before `queue` reports it full
 
 
-_ENDPOINT = re.compile(r"^tcp://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})$")
+_ENDPOINT = re.compile(r"^tcp://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})\Z")
 
 
 def parse_url(url: str) -> tuple[str, bytes]:
@@ -90,11 +94,22 @@ class Peer:
     since: float = 0.0
     last_heard: float = 0.0
     last_beat: float = 0.0
-    rtts_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RTT_SAMPLES))
+    rtts_ms: deque[float] = field(default_factory=lambda: deque(maxlen=BASE_RTT_SAMPLES))
+    outbox: list[tuple[wire.Forward | wire.ForwardAck, bytes]] = field(default_factory=list)
 
     @property
     def rtt_ms(self) -> float | None:
-        return sorted(self.rtts_ms)[len(self.rtts_ms) // 2] if self.rtts_ms else None
+        """The median of the last few round trips: what the link takes now, queues and all."""
+        recent = list(self.rtts_ms)[-RTT_SAMPLES:]
+        return sorted(recent)[len(recent) // 2] if recent else None
+
+    @property
+    def base_rtt_ms(self) -> float | None:
+        """The fastest round trip of the last 10 s: the link's distance without the time a
+        heartbeat waits behind traffic. Routes follow this one: routing on queueing delay moves
+        traffic to the idle brokers, which makes them the busy ones, and routes swing back and
+        forth (the cloud benchmark saw all ten other brokers carry a 3-hop pair's traffic)."""
+        return min(self.rtts_ms) if self.rtts_ms else None
 
 
 @dataclass
@@ -138,6 +153,7 @@ class PeerLinks:
         self.peers: dict[str, Peer] = {}
         self.dials: dict[zmq.Socket, _Dial] = {}
         self._rid_owner: dict[bytes, str] = {}
+        self._queued: set[str] = set()  # peers with a non-empty outbox
 
     # -- sockets the broker polls ----------------------------------------------------------
 
@@ -297,6 +313,14 @@ class PeerLinks:
                     peer.rtts_ms.append(rtt)
             case wire.PeerBye():
                 self.drop(peer.id, reason="peer said goodbye", say_bye=False)
+            case wire.PeerBatch(fwds=fwds, bodies=bodies, acks=acks):
+                if len(bodies) != len(fwds):
+                    log.warning("peer.bad_batch", peer=peer.id[:16], fwds=len(fwds))
+                    return
+                for fwd, fwd_body in zip(fwds, bodies, strict=True):
+                    self.events.on_peer_message(peer, fwd, fwd_body)
+                for ack in acks:
+                    self.events.on_peer_message(peer, ack, None)
             case _:
                 self.events.on_peer_message(peer, msg, body)
 
@@ -314,7 +338,54 @@ class PeerLinks:
         peer = self.peers.get(peer_id)
         if peer is None or not peer.up:
             return False
-        frames = [wire.encode(msg)] if body is None else [wire.encode(msg), body]
+        return self._transmit(
+            peer, [wire.encode(msg)] if body is None else [wire.encode(msg), body]
+        )
+
+    def queue(self, peer_id: str, msg: wire.Forward | wire.ForwardAck, body: bytes = b"") -> bool:
+        """Put a forward (with its body) or an acknowledgement in the peer's next batch.
+        False when the peer is gone, or so far behind that its outbox is full."""
+        peer = self.peers.get(peer_id)
+        if peer is None or not peer.up or len(peer.outbox) >= OUTBOX_MAX:
+            return False
+        peer.outbox.append((msg, body))
+        self._queued.add(peer_id)
+        return True
+
+    def flush(self) -> None:
+        """Send every outbox as batches. What the peer's queue has no room for stays for the
+        next flush; an outbox lost with its link is retried by whoever sent into it (nothing
+        in it is acknowledged to anyone yet)."""
+        for peer_id in list(self._queued):
+            peer = self.peers.get(peer_id)
+            if peer is None or not peer.up:
+                self._queued.discard(peer_id)
+                continue
+            while peer.outbox:
+                taken = self._batch(peer.outbox)
+                if not self._transmit(peer, [wire.encode(taken)]):
+                    break
+                del peer.outbox[: len(taken.fwds) + len(taken.acks)]
+            if not peer.outbox:
+                self._queued.discard(peer_id)
+
+    @staticmethod
+    def _batch(outbox: list[tuple[wire.Forward | wire.ForwardAck, bytes]]) -> wire.PeerBatch:
+        batch, size = wire.PeerBatch(), 0
+        for msg, body in outbox:
+            if len(batch.fwds) + len(batch.acks) >= wire.BATCH_MAX:
+                break
+            if isinstance(msg, wire.Forward):
+                if batch.fwds and size + len(body) > wire.BATCH_BODY_BYTES:
+                    break
+                batch.fwds.append(msg)
+                batch.bodies.append(body)
+                size += len(body)
+            else:
+                batch.acks.append(msg)
+        return batch
+
+    def _transmit(self, peer: Peer, frames: list[bytes]) -> bool:
         try:
             if peer.out is not None:
                 peer.out.send_multipart(frames, zmq.NOBLOCK)
@@ -326,7 +397,7 @@ class PeerLinks:
             return False
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
-                self.drop(peer_id, reason="unreachable", say_bye=False, lost=True)
+                self.drop(peer.id, reason="unreachable", say_bye=False, lost=True)
                 return False
             raise
         return True
@@ -365,6 +436,7 @@ class PeerLinks:
         if peer is None:
             return
         if say_bye and peer.up:
+            self.flush()  # what it was sent before the goodbye, so it need not be retried
             self.send(peer_id, wire.PeerBye())  # before it is forgotten, or it goes nowhere
             if self.peers.get(peer_id) is not peer:
                 return  # the send found it unreachable and dropped it already

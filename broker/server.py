@@ -256,6 +256,7 @@ class Broker(Sessions, Dedup):
                 if now >= next_prune:
                     next_prune = now + PRUNE_S
                     self._prune()
+            self._guard(cloud.flush)  # what this pass queued for peers, one batch each
 
     def _drain_wake(self) -> None:
         try:
@@ -489,8 +490,8 @@ class Broker(Sessions, Dedup):
             if msg_id in self.recent:  # not if its original's commit failed meanwhile
                 by_conn.setdefault(conn, []).append(msg_id)
         for conn, ids in by_conn.items():
-            for i in range(0, len(ids), 4097):
-                chunk = ids[i : i + 4097]
+            for i in range(0, len(ids), wire.RECEIVED_MAX + 1):
+                chunk = ids[i : i + wire.RECEIVED_MAX + 1]
                 self._reply(conn.route, wire.Accepted(id=chunk[0], ids=chunk[1:]))
         self._fan_out(fanout)
 

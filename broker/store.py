@@ -114,18 +114,23 @@ class Store:
         (top,) = self.db.execute("SELECT max(id) FROM mail WHERE seq<?", (oldest,)).fetchone()
         return [(bytes(i), s) for _, i, s in reversed(rows)], bytes(top) if top else None
 
-    def has(self, msg_id: bytes, user: str, env: bytes | None = None) -> bool:
-        """Is this message already stored for this user (a forward seen before a restart)?
-        With `env`, only a row with exactly that envelope counts."""
-        if env is None:
-            row = self.db.execute(
-                "SELECT 1 FROM mail WHERE id=? AND user=? LIMIT 1", (msg_id, user)
-            ).fetchone()
-        else:
-            row = self.db.execute(
-                "SELECT 1 FROM mail WHERE id=? AND user=? AND env=? LIMIT 1", (msg_id, user, env)
-            ).fetchone()
-        return row is not None
+    def stored_already(self, keys: list[tuple[bytes, str]]) -> dict[tuple[bytes, str], set[bytes]]:
+        """Of these (message id, user) pairs, the ones stored before, with their envelopes:
+        forwards seen before a restart. One query for a whole batch: a query per forward was
+        a sixth of a receiving broker's time."""
+        ids = list({msg_id for msg_id, _ in keys})
+        wanted = set(keys)
+        out: dict[tuple[bytes, str], set[bytes]] = {}
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            marks = ",".join("?" * len(chunk))
+            for msg_id, user, env in self.db.execute(
+                f"SELECT id, user, env FROM mail WHERE id IN ({marks})", chunk
+            ):
+                key = (bytes(msg_id), user)
+                if key in wanted:
+                    out.setdefault(key, set()).add(bytes(env))
+        return out
 
     def relay_users(self) -> list[str]:
         """Pseudo users ("@" + broker) holding messages in transit not yet passed on."""

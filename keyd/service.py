@@ -49,11 +49,11 @@ MAX_CERTIFICATE_BYTES = 1024
 MAX_SIGNATURE_BYTES = 8192
 CLOCK_SKEW = 300
 
-_FPR_RE = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{40})$")
-_KEYID_RE = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{16})$")
-_SHORT_RE = re.compile(r"^(?:0[xX])([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32})$")
-_EMAIL_RE = re.compile(r"^<?([^<>\s@]+@[^<>\s@]+)>?$")
-_FP_PATH_RE = re.compile(r"^[0-9A-F]{40}$")
+_FPR_RE = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{40})\Z")
+_KEYID_RE = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{16})\Z")
+_SHORT_RE = re.compile(r"^(?:0[xX])([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32})\Z")
+_EMAIL_RE = re.compile(r"^<?([^<>\s@]+@[^<>\s@]+)>?\Z")
+_FP_PATH_RE = re.compile(r"^[0-9A-F]{40}\Z")
 
 log = structlog.get_logger("keyd")
 

@@ -36,8 +36,8 @@ ALGORITHMS = {
     1: "rsa", 2: "rsa", 3: "rsa", 16: "elg", 17: "dsa", 18: "ecdh", 19: "ecdsa", 22: "eddsa"
 }  # fmt: skip
 _BASE_ARGS = ["--batch", "--no-options", "--no-autostart", "--no-greeting", "--quiet"]
-_EMAIL_RE = re.compile(r"<([^<>\s]+@[^<>\s]+)>\s*$")
-_BARE_EMAIL_RE = re.compile(r"^\s*([^<>\s]+@[^<>\s]+)\s*$")
+_EMAIL_RE = re.compile(r"<([^<>\s]+@[^<>\s]+)>\s*\Z")
+_BARE_EMAIL_RE = re.compile(r"^\s*([^<>\s]+@[^<>\s]+)\s*\Z")
 
 
 class ValidationError(Exception):

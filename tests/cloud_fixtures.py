@@ -122,6 +122,7 @@ class MeshNode:
                 for call in calls:
                     call()
                 self.cloud.tick(time.monotonic())
+                self.cloud.flush()
         finally:
             if self._stop.is_set() and getattr(self, "_graceful", False):
                 self.cloud.close()

@@ -32,7 +32,7 @@ from .login import build_blob
 
 RESEND_S = 2.0  # resend what the broker has not acknowledged after this long
 LOGIN_TIMEOUT_S = 15.0
-_URL_RE = re.compile(r"^(tcp://[^#\s]+:\d{1,5})#([0-9a-fA-F]{64}|[!-~]{40})$")
+_URL_RE = re.compile(r"^(tcp://[^#\s]+:\d{1,5})#([0-9a-fA-F]{64}|[!-~]{40})\Z")
 
 
 @dataclass(frozen=True)
@@ -285,8 +285,8 @@ class Connection:
             wait = 0.0
 
     def ack(self, ids: list[bytes]) -> None:
-        for i in range(0, len(ids), 1024):
-            self._send(wire.Received(ids=ids[i : i + 1024]))
+        for i in range(0, len(ids), wire.RECEIVED_MAX):
+            self._send(wire.Received(ids=ids[i : i + wire.RECEIVED_MAX]))
 
     def send(self, send: wire.Send, body: bytes) -> None:
         """Send without waiting; the broker answers `Accepted` (or an `Error` with `ref`)."""

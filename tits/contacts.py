@@ -17,8 +17,8 @@ from .config import read_toml
 from .errors import ConfigError, IdentityError, TitsError
 from .identity import FINGERPRINT_RE, normalise_fingerprint
 
-_NAME_RE = re.compile(r"^[^\s@#:\"'\\/\x00-\x1f\x7f][^\s:\"'\\/\x00-\x1f\x7f]{0,63}$")
-_HEX_RE = re.compile(r"^(?:0[xX])?[0-9A-Fa-f]{16,40}$")
+_NAME_RE = re.compile(r"^[^\s@#:\"'\\/\x00-\x1f\x7f][^\s:\"'\\/\x00-\x1f\x7f]{0,63}\Z")
+_HEX_RE = re.compile(r"^(?:0[xX])?[0-9A-Fa-f]{16,40}\Z")
 
 
 class ContactError(TitsError):

@@ -37,7 +37,7 @@ from .identity import Identity, normalise_fingerprint
 CERT_MAGIC = "tits-device-certificate-v1"
 REVOKE_MAGIC = "tits-device-revocation-v1"
 DEFAULT_LIFETIME = 2 * 365 * 24 * 3600
-_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}\Z")
 
 
 def device_id(public_key: bytes) -> str:

@@ -17,7 +17,7 @@ import gnupg
 
 from .errors import IdentityError, VerificationError
 
-FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}\Z")
 IMPORT_OPTIONS = ["--import-options", "import-clean,self-sigs-only"]
 
 # gpg.conf for every home we make: gpg must never fetch or send keys on its own.

@@ -37,7 +37,7 @@ CLOCK_SKEW_S = 300.0
 
 
 class Claims(Struct, array_like=True, forbid_unknown_fields=False):
-    fingerprint: Annotated[str, Meta(pattern=r"^[0-9A-F]{40}$")]
+    fingerprint: Annotated[str, Meta(pattern=r"^[0-9A-F]{40}\Z")]
     curve_key: Annotated[bytes, Meta(min_length=32, max_length=32)]
     cert: Annotated[bytes, Meta(max_length=4096)]
     cert_sig: Annotated[bytes, Meta(max_length=8192)]

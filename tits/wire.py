@@ -12,7 +12,7 @@ Channels and who sends what:
 - client → broker (`CLIENT_DECODER`): Hello, Login, Send, Received, Ping, Bye
 - broker → client (`SERVER_DECODER`): Challenge, Welcome, Accepted, Deliver, Error, Pong
 - broker ↔ broker (`PEER_DECODER`): PeerHello, PeerBye, Heartbeat, HeartbeatAck, Forward,
-  ForwardAck, SnapshotRequest, Snapshot, Error
+  ForwardAck, PeerBatch (of forwards and acks), SnapshotRequest, Snapshot, Error
 - gossip PUB/SUB (`GOSSIP_DECODER`): SignedAdvert, PresenceUpdate
 """
 
@@ -37,14 +37,14 @@ MAX_BODY = 1 << 20  # one text or inline media body; bigger files are chunked by
 MAX_ENVELOPE = 16 << 10
 MAX_FRAMES = 2
 
-Fingerprint = Annotated[str, Meta(pattern=r"^[0-9A-F]{40}$")]
-DeviceId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
+Fingerprint = Annotated[str, Meta(pattern=r"^[0-9A-F]{40}\Z")]
+DeviceId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}\Z")]
 MsgId = Annotated[bytes, Meta(min_length=16, max_length=16)]
 GroupId = Annotated[bytes, Meta(min_length=16, max_length=16)]
 Nonce = Annotated[bytes, Meta(min_length=32, max_length=32)]
 Sha256 = Annotated[bytes, Meta(min_length=32, max_length=32)]
 Text = Annotated[str, Meta(max_length=1024)]
-Mime = Annotated[str, Meta(pattern=r"^[a-z0-9.+-]+/[a-zA-Z0-9.+-]+$", max_length=100)]
+Mime = Annotated[str, Meta(pattern=r"^[a-z0-9.+-]+/[a-zA-Z0-9.+-]+\Z", max_length=100)]
 Epoch = Annotated[int, Meta(ge=0, lt=1 << 32)]
 Hops = Annotated[int, Meta(ge=0, le=64)]
 U64 = Annotated[int, Meta(ge=0, le=(1 << 63) - 1)]
@@ -99,10 +99,13 @@ class Send(_Msg, tag="send"):
     ttl: Hops = DEFAULT_TTL
 
 
+RECEIVED_MAX = 800  # ids in a `Received` or `Accepted`: they must fit in MAX_ENVELOPE (18 B each)
+
+
 class Received(_Msg, tag="received"):
     """This device has stored these deliveries; the broker may advance its cursor."""
 
-    ids: Annotated[list[MsgId], Meta(max_length=1024)] = []
+    ids: Annotated[list[MsgId], Meta(max_length=RECEIVED_MAX)] = []
 
 
 class Ping(_Msg, tag="ping"):
@@ -145,7 +148,7 @@ class Accepted(_Msg, tag="accepted"):
     accepted in the same group commit (one frame for a batch)."""
 
     id: MsgId = b"\0" * 16
-    ids: Annotated[list[MsgId], Meta(max_length=4096)] = []
+    ids: Annotated[list[MsgId], Meta(max_length=RECEIVED_MAX)] = []
 
 
 class Deliver(_Msg, tag="deliver"):
@@ -217,6 +220,20 @@ class ForwardAck(_Msg, tag="forward-ack"):
 
     id: MsgId = b"\0" * 16
     token: Annotated[bytes, Meta(max_length=128)] = b""
+
+
+BATCH_MAX = 1024  # forwards (and acks) in one `PeerBatch`
+BATCH_BODY_BYTES = 1 << 20  # a batch's bodies stop growing past this (one may be MAX_BODY)
+
+
+class PeerBatch(_Msg, tag="batch"):
+    """Many forwards and acknowledgements in one peer frame: what one pass of a broker's
+    loop has for that peer. A frame per forward cost each relay four socket calls and two
+    polls per message; `bodies[i]` is the body of `fwds[i]`."""
+
+    fwds: Annotated[list[Forward], Meta(max_length=BATCH_MAX)] = []
+    bodies: Annotated[list[bytes], Meta(max_length=BATCH_MAX)] = []
+    acks: Annotated[list[ForwardAck], Meta(max_length=BATCH_MAX)] = []
 
 
 class PeerBye(_Msg, tag="peer-bye"):
@@ -300,6 +317,7 @@ PeerMsg = Union[
     HeartbeatAck,
     Forward,
     ForwardAck,
+    PeerBatch,
     SnapshotRequest,
     Snapshot,
     Error,
@@ -334,7 +352,7 @@ class SealedBody(Struct, tag="sealed", tag_field="b", forbid_unknown_fields=Fals
     """A text: `Signed`, encrypted with the session key of `epoch` (AEAD, envelope as AD)."""
 
     epoch: Epoch
-    alg: Annotated[str, Meta(pattern=r"^(aes256gcm|chacha20poly1305)$")]
+    alg: Annotated[str, Meta(pattern=r"^(aes256gcm|chacha20poly1305)\Z")]
     nonce: Annotated[bytes, Meta(min_length=12, max_length=12)]
     ciphertext: Annotated[bytes, Meta(max_length=MAX_BODY)]
     key: Annotated[list[bytes], Meta(max_length=MAX_RECIPIENTS)] = []  # wrapped keys, if any

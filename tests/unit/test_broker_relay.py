@@ -9,7 +9,7 @@ import msgspec
 from tits import wire
 from tits.broker.delivery import Delivery, Device, SendResult
 from tits.broker.relay import Relay
-from tits.broker.store import Row, Store
+from tits.broker.store import Job, Row, Store, Writer
 
 ME, PREV, TARGET = "A" * 40, "B" * 40, "C" * 40
 U1, U2, SENDER = "1" * 40, "2" * 40, "5" * 40
@@ -94,3 +94,21 @@ def test_a_peer_cannot_acknowledge_for_a_real_device(tmp_path: Path) -> None:
     relay.cloud_forward_acked(b"m" * 16, wire.encode((U1, "0123456789abcdef")))
     assert b"m" * 16 in phone.inflight  # only the device itself acknowledges its deliveries
     relay.cloud_forward_acked(b"m" * 16, b"\xff garbage")  # and garbage is ignored
+
+
+def test_a_forward_stored_before_a_restart_is_acknowledged_not_stored_again(
+    tmp_path: Path,
+) -> None:
+    relay, committer, cloud, _ = make(tmp_path)
+    relay.cloud_forward_arrived(PREV, forward(target=ME, deliver_to=[U1]), b"body")
+    relay.flush()
+    (row,) = committer.rows
+    writer = Writer(tmp_path / "mail.db", "normal", lambda: None)  # the broker's commit
+    writer.submit(Job(rows=[row]))
+    writer.close()
+    restarted, committer2, cloud2, _ = make(tmp_path)  # same store, nothing remembered
+    for deliver_to in ([U1], [U1, U2]):  # the retry, and a copy that also names U2
+        restarted.cloud_forward_arrived(PREV, forward(target=ME, deliver_to=deliver_to), b"body")
+    restarted.flush()
+    assert [r[1] for r in committer2.rows] == [U2]
+    assert len(cloud2.acks) == 2

@@ -40,6 +40,11 @@ SAMPLES = {
         wire.HeartbeatAck(t=1),
         wire.Forward(id=MID, origin=FP_A, sender=FP_B, to=[FP_B], target=FP_A, hops=2),
         wire.ForwardAck(id=MID),
+        wire.PeerBatch(
+            fwds=[wire.Forward(id=MID, origin=FP_A, sender=FP_B, to=[FP_B], target=FP_A)],
+            bodies=[b"body"],
+            acks=[wire.ForwardAck(id=MID, token=b"t")],
+        ),
         wire.SnapshotRequest(),
         wire.PeerBye(),
         wire.Snapshot(adverts=[ADVERT], seq=9),
@@ -72,6 +77,26 @@ ALL_DECODERS = [*SAMPLES, wire.HEADER_PAYLOAD_DECODER]
 )
 def test_round_trip(decoder: wire._Decoder, msg: object) -> None:
     assert decoder.decode(wire.encode(msg)) == msg
+
+
+def test_the_longest_acknowledgements_the_types_allow_fit_their_envelope() -> None:
+    """A client acking a burst of deliveries, or a broker acking a group commit, must not
+    send a frame the other side refuses as oversized (1,024 ids did: 18 kB > 16 kB)."""
+    ids = [wire.new_msg_id() for _ in range(wire.RECEIVED_MAX + 1)]
+    received = wire.Received(ids=ids[:-1])
+    assert wire.CLIENT_DECODER.decode(wire.encode(received)) == received
+    accepted = wire.Accepted(id=ids[0], ids=ids[1:])
+    assert wire.SERVER_DECODER.decode(wire.encode(accepted)) == accepted
+    with pytest.raises(WireError):
+        wire.CLIENT_DECODER.decode(wire.encode(wire.Received(ids=ids)))
+
+
+def test_a_trailing_newline_does_not_pass_for_a_fingerprint() -> None:
+    """`$` matches before a final newline: "FP\\n" would be a second spelling of FP."""
+    with pytest.raises(WireError):
+        wire.CLIENT_DECODER.decode(wire.encode(wire.Send(id=MID, sender=FP_A + "\n", to=[FP_B])))
+    with pytest.raises(WireError):
+        wire.CLIENT_DECODER.decode(wire.encode(wire.Send(id=MID, sender=FP_A, to=[FP_B + "\n"])))
 
 
 def test_header_payload_round_trip() -> None:
