@@ -3,8 +3,9 @@
     python benchmarks/cloud.py [--brokers 12] [--hops 3] [--sizes 10,30] [--kills 2] [--quick]
 
 Real `titsd` processes and keyd on loopback (`LocalCloud`, as `tits cloud up` starts them:
-CURVE, every broker's GnuPG key made at its first start, SQLite with `durability=full`, so each
-hop fsyncs before it acknowledges). Clients reuse benchmarks/broker.py: users, logins, bodies
+CURVE, every broker's GnuPG key made at its first start, SQLite with `durability=full`: the
+sender's and the receiver's brokers fsync before they acknowledge; relays pass forwards on from
+memory and acknowledge when the next hop does). Clients reuse benchmarks/broker.py: users, logins, bodies
 sealed in advance (client crypto is not measured) and one poll loop for every socket.
 
 1. throughput and latency: a cloud of `--brokers` (more are added, up to `--max-brokers`,
@@ -451,7 +452,7 @@ def verdict(ok: bool | None) -> str:
 def report(
     args: argparse.Namespace, tput: dict[str, Any] | None, clouds: list[dict[str, Any]]
 ) -> None:
-    table = Table(title=f"ω IM cloud benchmark ({os.cpu_count()} cores, fsync on every hop)")
+    table = Table(title=f"ω IM cloud benchmark ({os.cpu_count()} cores, fsync at both ends)")
     for col in ("figure", "value", "target", "verdict"):
         table.add_column(col)
     if tput:
@@ -544,7 +545,7 @@ def main() -> None:
     t_start = time.monotonic()
     say(
         f"ω IM cloud benchmark on {os.cpu_count()} cores; brokers are Python processes, "
-        "each hop stores (fsync) before it acknowledges"
+        "the first and last hop store (fsync) before they acknowledge, relays pass on from memory"
     )
     try:
         if args.only != "cloud":

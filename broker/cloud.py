@@ -362,13 +362,13 @@ class Cloud:
         elif isinstance(msg, wire.PresenceUpdate):
             try:
                 claimed = wire.PRESENCE_DECODER.decode(msg.presence)
-                if self.directory.is_stale(claimed.broker, claimed.seq):
-                    return  # a repeat: no signature to check
+                if claimed.broker == self.me or self.directory.is_stale(
+                    claimed.broker, claimed.seq
+                ):
+                    return  # our own, come back; or a repeat: no signature to check
                 presence = self.verifier.presence(msg)
             except Exception as exc:  # noqa: BLE001 - any bad update is refused and logged
                 log.warning("gossip.presence_refused", error=str(exc)[:200])
-                return
-            if presence.broker == self.me:
                 return
             changed = self.directory.apply(presence, msg)
             if changed is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 import pytest
@@ -20,6 +21,8 @@ from tits.broker.signer import BrokerSigner, BrokerVerifier
 from tits.broker.topology import Topology
 from tits.errors import VerificationError, WireError
 from tits.identity import Identity
+
+T = TypeVar("T")
 
 
 class Broker:
@@ -177,3 +180,53 @@ def test_the_secret_does_not_let_a_peer_pose_as_another_broker(tmp_path: Path) -
         for n in nodes:
             n.stop()
             kill_agent(n.data / "gnupg")
+
+
+def next_of(sock: zmq.Socket, kind: type[T]) -> T:
+    while True:
+        msg = wire.PEER_DECODER.decode(sock.recv())
+        if isinstance(msg, kind):
+            return msg
+
+
+def test_an_admitted_peers_malformed_batches_are_refused_and_good_ones_still_pass(
+    tmp_path: Path,
+) -> None:
+    secret = os.urandom(32)
+    node = MeshNode(tmp_path / "n0", secret, [])
+    try:
+        endpoint, server_key = parse_url(node.peer_url)
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger, sock.rcvtimeo = 0, 3000
+        public, secret_key = zmq.curve_keypair()
+        sock.curve_serverkey = server_key
+        sock.curve_publickey, sock.curve_secretkey = public, secret_key
+        sock.connect(endpoint)
+        insider = "E" * 40
+        proof = Admission(secret).proof(insider, public.decode())
+        sock.send(wire.encode(wire.PeerHello(broker=insider, address="x", proof=proof)))
+        assert isinstance(wire.PEER_DECODER.decode(sock.recv()), wire.PeerHello)
+
+        def fwd(n: int) -> wire.Forward:
+            return wire.Forward(id=bytes([n]) * 16, origin=insider, sender="A" * 40,
+                                to=["B" * 40], target=node.fp, token=bytes([n]))  # fmt: skip
+
+        # a body short: nothing of it is taken (which body goes with which forward?)
+        sock.send(wire.encode(wire.PeerBatch(fwds=[fwd(1), fwd(2)], bodies=[b"one"])))
+        # a forward in the batch that is not one: the whole frame is refused with an error
+        bad = wire.encode({"k": "batch", "fwds": [{"k": "forward", "hops": -1}], "bodies": [b""]})
+        sock.send(bad)
+        reply = next_of(sock, wire.Error)  # (heartbeats and a snapshot request come too)
+        assert reply.code == "bad-frame"
+        # a good batch after all that arrives, and is acknowledged in a batch
+        sock.send(wire.encode(wire.PeerBatch(fwds=[fwd(3)], bodies=[b"three"])))
+        wait_for(lambda: node.host.arrived, 5, "the good forward")
+        assert [(f.id, body) for _, f, body in node.host.arrived] == [(bytes([3]) * 16, b"three")]
+        acks = next_of(sock, wire.PeerBatch).acks
+        assert [(a.id, a.token) for a in acks] == [(bytes([3]) * 16, bytes([3]))]
+        sock.close()
+        ctx.term()
+    finally:
+        node.stop()
+        kill_agent(node.data / "gnupg")
