@@ -5,8 +5,9 @@
 Real `titsd` processes and keyd on loopback (`LocalCloud`, as `tits cloud up` starts them:
 CURVE, every broker's GnuPG key made at its first start, SQLite with `durability=full`: the
 sender's and the receiver's brokers fsync before they acknowledge; relays pass forwards on from
-memory and acknowledge when the next hop does). Clients reuse benchmarks/broker.py: users, logins, bodies
-sealed in advance (client crypto is not measured) and one poll loop for every socket.
+memory and acknowledge when the next hop does). Clients reuse benchmarks/broker.py: users,
+logins, bodies sealed in advance (client crypto is not measured) and one poll loop for every
+socket.
 
 1. throughput and latency: a cloud of `--brokers` (more are added, up to `--max-brokers`,
    until two brokers are `--hops` apart); senders on broker A and receivers on a broker B

@@ -39,6 +39,7 @@ class Device:
     inflight: dict[bytes, tuple[int, float, bytes, bytes]] = field(default_factory=dict)
     stalled_until: float = 0.0
     window: int = 0  # deliveries in flight before it must acknowledge; 0: the broker's default
+    inflight_bytes: int = 0  # bodies in `inflight`, bounded by WINDOW_BYTES
 
     @property
     def cursor(self) -> int:
@@ -51,6 +52,7 @@ SendFn = Callable[[Device, bytes, bytes], SendResult]
 
 STALL_S = 0.05  # after a full queue, wait this long before trying the device again
 LATER_S = 1.0  # after "no route", this long: routes change by gossip, not by the millisecond
+WINDOW_BYTES = 32 << 20  # bodies in flight per device: a window of 1 MiB pictures is not RAM
 
 
 class Delivery:
@@ -76,6 +78,7 @@ class Delivery:
         cursor = self.store.device_cursor(dev.user, dev.device)
         dev.sent_upto = cursor
         dev.inflight.clear()
+        dev.inflight_bytes = 0
         devices = self.online.setdefault(dev.user, {})
         if not devices:
             self.last[dev.user] = self.store.last_seq(dev.user)
@@ -112,8 +115,7 @@ class Delivery:
             return  # a device attached after this commit: its reads of the store include it
         self.last[user] = seq
         for dev in list(self.online[user].values()):
-            room = (dev.window or self.window) - len(dev.inflight)
-            if dev.sent_upto == prev and dev not in self.behind and room > 0:
+            if dev.sent_upto == prev and dev not in self.behind and self._room(dev) > 0:
                 self._transmit(dev, seq, msg_id, env, body)
             else:
                 self.behind.add(dev)
@@ -121,7 +123,9 @@ class Delivery:
     def acked(self, dev: Device, ids: list[bytes]) -> None:
         inflight = dev.inflight
         for msg_id in ids:
-            inflight.pop(msg_id, None)
+            gone = inflight.pop(msg_id, None)
+            if gone is not None:
+                dev.inflight_bytes -= len(gone[3])
         self._dirty.setdefault(dev, -1)
         if dev.sent_upto < self.last.get(dev.user, 0):
             self.behind.add(dev)
@@ -144,7 +148,7 @@ class Delivery:
         for dev in list(self.behind):
             if dev.stalled_until > now:
                 continue
-            room = (dev.window or self.window) - len(dev.inflight)
+            room = self._room(dev)
             last = self.last.get(dev.user, 0)
             while room > 0 and dev.sent_upto < last:
                 rows = self.store.fetch(dev.user, dev.sent_upto, min(room, 256))
@@ -152,9 +156,9 @@ class Delivery:
                     dev.sent_upto = last
                     break
                 for seq, msg_id, env, body in rows:
-                    if not self._transmit(dev, seq, bytes(msg_id), env, body):
+                    if room <= 0 or not self._transmit(dev, seq, bytes(msg_id), env, body):
                         break
-                    room -= 1
+                    room = self._room(dev)
                 else:
                     continue
                 break
@@ -189,9 +193,17 @@ class Delivery:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _room(self, dev: Device) -> int:
+        """How many more it may have in flight (none once its bodies fill WINDOW_BYTES)."""
+        if dev.inflight_bytes >= WINDOW_BYTES:
+            return 0
+        return (dev.window or self.window) - len(dev.inflight)
+
     def _transmit(self, dev: Device, seq: int, msg_id: bytes, env: bytes, body: bytes) -> bool:
         result = self._send(dev, env, body)
         if result is SendResult.OK:
+            if msg_id not in dev.inflight:
+                dev.inflight_bytes += len(body)
             dev.inflight[msg_id] = (seq, time.monotonic(), env, body)
             dev.sent_upto = seq
             self.delivered += 1

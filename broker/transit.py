@@ -28,6 +28,7 @@ from tits import wire
 
 ACK_WAIT_S = 2.0  # well under the upstream's own retry (5 s): a stuck forward is ours to keep
 MAX_PASSING = 50_000  # forwards in memory awaiting the next hop; beyond this they are stored
+MAX_PASSING_BYTES = 256 << 20  # ... or beyond this many bytes of bodies
 TOKEN_PREFIX = b"\x00transit"  # never the msgpack (user, device) of a relay device's token
 
 SendOn = Callable[[wire.Forward, bytes], bool]
@@ -49,9 +50,11 @@ class Transit:
         ack_up: AckUp,
         limit: int = MAX_PASSING,
         clock: Callable[[], float] = time.monotonic,
+        limit_bytes: int = MAX_PASSING_BYTES,
     ) -> None:
         self._send_on, self._ack_up = send_on, ack_up
-        self.limit, self._clock = limit, clock
+        self.limit, self.limit_bytes, self._clock = limit, limit_bytes, clock
+        self._bytes = 0
         self._passing: dict[bytes, Passing] = {}  # our token → forward; oldest first
         self._counter = itertools.count(1)
         self.passed = 0  # acknowledged by the next hop, and so upstream
@@ -61,12 +64,13 @@ class Transit:
 
     def pass_on(self, upstream: str, fwd: wire.Forward, body: bytes) -> bool:
         """Send `fwd` one hop on at once. False: not sent, the caller stores it."""
-        if len(self._passing) >= self.limit or fwd.hops <= 0:
+        if len(self._passing) >= self.limit or self._bytes >= self.limit_bytes or fwd.hops <= 0:
             return False
         token = TOKEN_PREFIX + next(self._counter).to_bytes(8, "big")
         if not self._send_on(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=token), body):
             return False
         self._passing[token] = Passing(upstream, fwd, body, self._clock())
+        self._bytes += len(body)
         return True
 
     @staticmethod
@@ -79,6 +83,7 @@ class Transit:
         if passing is None or passing.fwd.id != msg_id:
             return  # late (already kept by us), a stranger's token, or garbage
         del self._passing[token]
+        self._bytes -= len(passing.body)
         self.passed += 1
         self._ack_up(passing.upstream, msg_id, passing.fwd.token)
 
@@ -91,4 +96,6 @@ class Transit:
             if passing.sent > limit:
                 break
             out.append(token)
-        return [self._passing.pop(token) for token in out]
+        taken = [self._passing.pop(token) for token in out]
+        self._bytes -= sum(len(p.body) for p in taken)
+        return taken

@@ -177,3 +177,21 @@ def test_a_commit_reported_after_a_login_is_not_sent_twice(world: World) -> None
     world.delivery.stored(BOB, seq, msg_id, b"env", b"body7")  # the broker learns late
     assert world.net.take() == [("d1", b"body7")]
     assert dev.sent_upto == seq
+
+
+def test_bodies_in_flight_are_bounded_in_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window of 1,000 messages is 1 GiB of pictures: bytes in flight are bounded too."""
+    monkeypatch.setattr("tits.broker.delivery.WINDOW_BYTES", 12)
+    world = World(tmp_path / "mail.db")
+    ids = [world.message(BOB, n)[1] for n in range(5)]  # 5-byte bodies
+    dev = Device(BOB, "d1", b"route")
+    world.delivery.attach(dev)
+    world.delivery.pump()
+    assert world.net.take() == [("d1", b"body0"), ("d1", b"body1"), ("d1", b"body2")]
+    world.delivery.acked(dev, ids[:2])
+    assert dev.inflight_bytes == 5
+    world.delivery.pump()
+    assert world.net.take() == [("d1", b"body3"), ("d1", b"body4")]
+    world.close()

@@ -154,3 +154,14 @@ def test_a_relay_stores_what_cannot_go_on_or_is_not_acknowledged_in_time(tmp_pat
     assert msgspec.structs.replace(stored, hops=5, token=b"u2") == forward(
         id=b"2" * 16, token=b"u2"
     )
+
+
+def test_bodies_in_memory_are_bounded_in_bytes_too() -> None:
+    w = Wire()
+    transit = Transit(w.send_on, w.ack, limit_bytes=1000)
+    assert transit.pass_on(PREV, forward(id=b"1" * 16), b"x" * 600)
+    assert transit.pass_on(PREV, forward(id=b"2" * 16), b"x" * 600)  # under the bound before
+    assert not transit.pass_on(PREV, forward(id=b"3" * 16), b"x")  # over it now: stored
+    first = w.sent[0]
+    transit.acked(first.id, first.token)
+    assert transit.pass_on(PREV, forward(id=b"3" * 16), b"x")  # room again
