@@ -175,7 +175,7 @@ class Cloud:
     def handle(self, sock: zmq.Socket, now: float) -> None:
         if sock.closed:  # closed by an earlier event of the same poll round
             return
-        if sock in self.gossip.subs_sockets():
+        if sock is self.gossip.sub:
             self.gossip.handle(sock)
         else:
             self.peers.handle(sock, now)

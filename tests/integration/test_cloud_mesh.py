@@ -162,7 +162,10 @@ def test_status_shows_measured_round_trip_times_not_routing_costs(cloud) -> None
     for i in range(1, 4):
         start(f"b{i}", [first.peer_url])
     wait_for(lambda: healthy(nodes), 30, "four brokers")
-    wait_for(lambda: all(link["rtt_ms"] for link in nodes[0].status()["links"]), 10, "rtts")
-    for link in nodes[0].status()["links"]:
-        # on loopback an RTT is well under the 5 ms a hop is priced at for routing
-        assert 0 < link["rtt_ms"] < link["cost_ms"]
+    # on loopback an RTT settles well under the 20 ms a hop is priced at for routing (the
+    # first heartbeats wait behind start-up's GnuPG calls: tens of ms)
+    wait_for(
+        lambda: all(0 < (link["rtt_ms"] or 0) < 10 < link["cost_ms"]
+                    for link in nodes[0].status()["links"]),
+        10, "loopback RTTs under the price of a hop",
+    )  # fmt: skip
