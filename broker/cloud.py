@@ -25,11 +25,11 @@ import structlog
 import zmq
 
 from tits import wire
-from tits.errors import TitsError
+from tits.errors import TitsError, WireError
 from tits.router import check_invariants, join_plan, repair_plan
 
 from .admission import Admission
-from .directory import Directory
+from .directory import SHARDS, Directory, split
 from .gossip import Gossip
 from .peers import Peer, PeerLinks, make_url, parse_url
 from .signer import BrokerSigner, BrokerVerifier
@@ -49,6 +49,7 @@ SAVE_EVERY = 1.0
 HOP_COST_US = 20_000  # a hop costs a relay's CPU (and, when it is stuck, a store); on a LAN an
 # RTT mostly measures how busy the other broker is, and detours through idle brokers cost more
 SNAPSHOT_MIN_GAP = 1.0
+SNAPSHOT_PAGE_BYTES = 1 << 20
 MAX_SEEDS = 8
 
 
@@ -128,7 +129,10 @@ class Cloud:
         self._next_repair = now
         self._next_save = now + SAVE_EVERY
         self._presence_seq = time.time_ns() // 1000
-        self._local: list[wire.PresenceEntry] = []
+        self._local: list[list[wire.PresenceEntry]] = [[] for _ in range(SHARDS)]
+        self._presence_dirty: set[int] = set(range(SHARDS))  # all go out once at the start
+        self._presence_signed: list[wire.PresenceUpdate] = []
+        self._presence_refresh = now
         self._unlinked_since: dict[str, float] = {}
         # joining: seeds given on the command line, else our neighbours before a restart
         held = self.topology.advert(me)
@@ -192,8 +196,8 @@ class Cloud:
                     log.warning("cloud.bad_seed", error=exc.message)
         if now >= self._advert_due:
             self._advertise(now)
-        if now >= self._presence_due:
-            self._publish_presence()
+        if now >= self._presence_due or now >= self._presence_refresh:
+            self._publish_presence(now)
         if now >= self._next_repair and self.joined:
             self._next_repair = now + REPAIR_EVERY
             self._repair(now)
@@ -223,8 +227,14 @@ class Cloud:
         self.peers.flush()
 
     def set_local_users(self, entries: list[wire.PresenceEntry]) -> None:
-        if entries != self._local:
-            self._local = entries
+        parts = split(entries)
+        if sum(map(len, parts)) < len(entries):  # fingerprints made to crowd one shard
+            log.warning("presence.shard_full", users=len(entries), listed=sum(map(len, parts)))
+        for shard, part in enumerate(parts):
+            if part != self._local[shard]:
+                self._local[shard] = part
+                self._presence_dirty.add(shard)
+        if self._presence_dirty:
             self._presence_due = min(self._presence_due, time.monotonic() + PRESENCE_DEBOUNCE)
 
     def where(self, fingerprint: str) -> dict[str, list[str]]:
@@ -331,12 +341,9 @@ class Cloud:
                 if now - self._snapshot_sent.get(peer.id, -1e9) < SNAPSHOT_MIN_GAP:
                     return  # snapshots are big: one a second per peer is plenty
                 self._snapshot_sent[peer.id] = now
-                snap = wire.Snapshot(
-                    adverts=self.topology.signed_adverts(),
-                    seq=self.topology.next_seq(),
-                    presence=[*self.directory.updates(), self._signed_presence()],
-                )
-                self.peers.send(peer.id, snap)
+                for page in self._snapshot_pages():
+                    if not self.peers.send(peer.id, page):
+                        break  # its queue is full: it asks again
             case wire.Snapshot(adverts=adverts, presence=presence):
                 for item in [*adverts, *presence]:
                     self._on_gossip(item)  # what is new to us may be new to our neighbours
@@ -346,6 +353,25 @@ class Cloud:
                 log.info("peer.error", peer=peer.id[:16], code=code, message=text[:200])
             case _:
                 log.warning("peer.unexpected", peer=peer.id[:16], kind=type(msg).__name__)
+
+    def _snapshot_pages(self) -> list[wire.Snapshot]:
+        """Everything we hold, adverts first (a joining broker plans with them), in frames of
+        at most SNAPSHOT_PAGE_BYTES: a cloud's presence is far bigger than one frame may be."""
+        pages = [wire.Snapshot(seq=self.topology.next_seq())]
+        size = 0
+        items: list[wire.SignedAdvert | wire.PresenceUpdate] = [
+            *self.topology.signed_adverts(), *self.directory.updates(), *self._signed_presence()
+        ]  # fmt: skip
+        for item in items:
+            n = len(wire.encode(item))
+            page = pages[-1]
+            if size + n > SNAPSHOT_PAGE_BYTES or len(page.adverts) + len(page.presence) >= 4096:
+                page = wire.Snapshot(seq=page.seq)
+                pages.append(page)
+                size = 0
+            (page.adverts if isinstance(item, wire.SignedAdvert) else page.presence).append(item)
+            size += n
+        return pages
 
     # -- gossip --------------------------------------------------------------------------------
 
@@ -363,10 +389,12 @@ class Cloud:
             try:
                 claimed = wire.PRESENCE_DECODER.decode(msg.presence)
                 if claimed.broker == self.me or self.directory.is_stale(
-                    claimed.broker, claimed.seq
+                    claimed.broker, claimed.shard, claimed.seq
                 ):
                     return  # our own, come back; or a repeat: no signature to check
                 presence = self.verifier.presence(msg)
+                if self.directory.misfiled(presence):
+                    raise WireError(f"users in the wrong shard {presence.shard}")
             except Exception as exc:  # noqa: BLE001 - any bad update is refused and logged
                 log.warning("gossip.presence_refused", error=str(exc)[:200])
                 return
@@ -424,15 +452,37 @@ class Cloud:
         self.topology.set_mine(advert, signed, now)
         self.gossip.publish(signed)
 
-    def _signed_presence(self) -> wire.PresenceUpdate:
-        return self.signer.sign_presence(
-            wire.Presence(broker=self.me, seq=self._presence_seq, users=self._local)
-        )
+    def _signed_presence(self) -> list[wire.PresenceUpdate]:
+        """Our list, every shard of it, as last signed (re-signed only when it changes)."""
+        if self._presence_dirty:
+            self._sign_presence()
+        return self._presence_signed
 
-    def _publish_presence(self) -> None:
-        self._presence_due = time.monotonic() + PRESENCE_REFRESH
+    def _sign_presence(self) -> list[wire.PresenceUpdate]:
+        """Sign the shards that changed (a fresh seq each); return them."""
         self._presence_seq = max(self._presence_seq + 1, time.time_ns() // 1000)
-        self.gossip.publish(self._signed_presence())
+        if not self._presence_signed:
+            self._presence_signed = [wire.PresenceUpdate() for _ in range(SHARDS)]
+        fresh = []
+        for shard in sorted(self._presence_dirty):
+            presence = wire.Presence(
+                broker=self.me, seq=self._presence_seq, users=self._local[shard], shard=shard
+            )
+            self._presence_signed[shard] = update = self.signer.sign_presence(presence)
+            fresh.append(update)
+        self._presence_dirty.clear()
+        return fresh
+
+    def _publish_presence(self, now: float) -> None:
+        """What changed at once; everything again every PRESENCE_REFRESH (PUB/SUB drops), with
+        the same seq, which a broker that has it skips without checking a signature."""
+        self._presence_due = now + PRESENCE_REFRESH
+        fresh = self._sign_presence() if self._presence_dirty else []
+        if now >= self._presence_refresh:
+            self._presence_refresh = now + PRESENCE_REFRESH
+            fresh = self._presence_signed
+        for update in fresh:
+            self.gossip.publish(update)
 
     # -- join and repair -----------------------------------------------------------------------
 

@@ -1,5 +1,11 @@
 """Where is this fingerprint? Presence lists gossiped by every broker, newest `seq` wins.
 
+A broker's list comes in SHARDS parts, by the first hex digit of each fingerprint, each signed
+and sequenced on its own: a login changes one part, a sixteenth of the list, and only the users
+of that part are re-indexed here. (One list a broker, re-indexed whole, cost every broker time
+in proportion to every user of the cloud on each login anywhere; and a broker of 100,000 users
+made a list bigger than a gossip frame may be.)
+
 Everything that asks "where is this user" goes through `Directory`, so presence can later move
 to a sharded directory (rendezvous hashing over brokers) without touching routing or delivery.
 """
@@ -9,6 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tits import wire
+
+SHARDS = 16
+SHARD_MAX = 25_000  # users in one part (~2.5 MB): fingerprints chosen to fill one part get no more
+
+
+def shard_of(fingerprint: str) -> int:
+    return int(fingerprint[0], 16)
+
+
+def split(entries: list[wire.PresenceEntry]) -> list[list[wire.PresenceEntry]]:
+    """A broker's users by shard (a list for every shard, empty ones too)."""
+    parts: list[list[wire.PresenceEntry]] = [[] for _ in range(SHARDS)]
+    for e in entries:
+        part = parts[shard_of(e.fingerprint)]
+        if len(part) < SHARD_MAX:
+            part.append(e)
+    return parts
 
 
 @dataclass
@@ -20,51 +43,68 @@ class _Held:
 class Directory:
     def __init__(self, me: str) -> None:
         self.me = me
-        self._by_broker: dict[str, _Held] = {}
+        self._held: dict[tuple[str, int], _Held] = {}  # (broker, shard) → its newest list
         self._where: dict[str, dict[str, list[str]]] = {}  # fp → broker → devices
 
-    def is_stale(self, broker: str, seq: int) -> bool:
-        held = self._by_broker.get(broker)
+    def is_stale(self, broker: str, shard: int, seq: int) -> bool:
+        held = self._held.get((broker, shard))
         return held is not None and seq <= held.presence.seq
 
+    @staticmethod
+    def misfiled(presence: wire.Presence) -> bool:
+        """Entries in a part they do not belong to (or a part that does not exist)."""
+        return not 0 <= presence.shard < SHARDS or any(
+            shard_of(e.fingerprint) != presence.shard for e in presence.users
+        )
+
     def apply(self, presence: wire.Presence, update: wire.PresenceUpdate) -> set[str] | None:
-        """Store a broker's list if newer; return the fingerprints whose places changed."""
-        held = self._by_broker.get(presence.broker)
+        """Store a part of a broker's list if newer; return the fingerprints whose places
+        changed (None: not newer)."""
+        key = (presence.broker, presence.shard)
+        held = self._held.get(key)
         if held is not None and presence.seq <= held.presence.seq:
             return None
         old = {e.fingerprint: sorted(e.devices) for e in held.presence.users} if held else {}
         new = {e.fingerprint: sorted(e.devices) for e in presence.users}
-        self._by_broker[presence.broker] = _Held(presence, update)
-        self._reindex()
-        return {fp for fp in old.keys() | new.keys() if old.get(fp) != new.get(fp)}
+        self._held[key] = _Held(presence, update)
+        changed = {fp for fp in old.keys() | new.keys() if old.get(fp) != new.get(fp)}
+        for fp in changed:
+            self._place(fp, presence.broker, new.get(fp))
+        return changed
 
     def drop_broker(self, broker: str) -> set[str]:
-        held = self._by_broker.pop(broker, None)
-        if held is None:
-            return set()
-        self._reindex()
-        return {e.fingerprint for e in held.presence.users}
+        gone: set[str] = set()
+        for shard in range(SHARDS):
+            held = self._held.pop((broker, shard), None)
+            if held is not None:
+                for e in held.presence.users:
+                    self._place(e.fingerprint, broker, None)
+                    gone.add(e.fingerprint)
+        return gone
 
-    def _reindex(self) -> None:
-        where: dict[str, dict[str, list[str]]] = {}
-        for broker, held in self._by_broker.items():
-            for e in held.presence.users:
-                where.setdefault(e.fingerprint, {})[broker] = list(e.devices)
-        self._where = where
+    def _place(self, fp: str, broker: str, devices: list[str] | None) -> None:
+        if devices is None:
+            places = self._where.get(fp)
+            if places is not None:
+                places.pop(broker, None)
+                if not places:
+                    del self._where[fp]
+        else:
+            self._where.setdefault(fp, {})[broker] = devices
 
     def where(self, fingerprint: str) -> dict[str, list[str]]:
         """broker id → device ids of `fingerprint` online there (empty: offline everywhere)."""
         return self._where.get(fingerprint, {})
 
     def updates(self) -> list[wire.PresenceUpdate]:
-        return [h.update for h in self._by_broker.values()]
+        return [h.update for h in self._held.values()]
 
     def brokers(self) -> list[str]:
-        return list(self._by_broker)
+        return sorted({broker for broker, _ in self._held})
 
     def users(self) -> list[dict[str, object]]:
         out = []
-        for broker, held in self._by_broker.items():
+        for (broker, _), held in self._held.items():
             for e in held.presence.users:
                 out.append(
                     {

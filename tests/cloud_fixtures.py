@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 import zmq
@@ -21,6 +22,7 @@ from tits.broker.signer import BrokerSigner, BrokerVerifier
 from tits.identity import Identity
 
 ZAP_DOMAIN = "tits"
+T = TypeVar("T")
 
 
 class RecordingHost:
@@ -139,18 +141,22 @@ class MeshNode:
         with self._lock:
             self.calls.append(fn)
 
-    def status(self) -> dict:
-        box: list[dict] = []
+    def run(self, fn: Callable[[], T]) -> T:
+        """`fn()` on the node's own thread, waited for."""
+        box: list[T] = []
         done = threading.Event()
 
         def grab() -> None:
-            box.append(self.cloud.status())
+            box.append(fn())
             done.set()
 
         self.call(grab)
-        if not done.wait(5):
+        if not done.wait(10):
             raise TimeoutError("node did not answer")
         return box[0]
+
+    def status(self) -> dict:
+        return self.run(self.cloud.status)
 
     def stop(self, graceful: bool = False) -> None:
         """graceful=False is a crash as peers see it: no goodbye, the sockets just vanish."""

@@ -285,11 +285,13 @@ class PresenceEntry(Struct, forbid_unknown_fields=False, array_like=True):
 
 
 class Presence(Struct, forbid_unknown_fields=False):
-    """Who is online at one broker: the whole list, replaced as a unit (newest `seq` wins)."""
+    """Who is online at one broker, one `shard` of its list (the users whose fingerprint
+    starts with that hex digit), replaced as a unit (newest `seq` wins)."""
 
     broker: Fingerprint
     seq: U64
     users: Annotated[list[PresenceEntry], Meta(max_length=100_000)] = []
+    shard: Annotated[int, Meta(ge=0, le=15)] = 0
 
 
 class PresenceUpdate(_Msg, tag="presence"):
@@ -301,7 +303,8 @@ class PresenceUpdate(_Msg, tag="presence"):
 
 
 class Snapshot(_Msg, tag="snapshot"):
-    """The answer to a SnapshotRequest: every advert and presence list the sender holds."""
+    """The answer to a SnapshotRequest: every advert and presence list the sender holds, in
+    as many of these (pages) as it takes."""
 
     adverts: Annotated[list[SignedAdvert], Meta(max_length=4096)] = []
     seq: U64 = 0

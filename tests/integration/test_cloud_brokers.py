@@ -113,14 +113,17 @@ def test_relays_pass_messages_on_without_storing_them(cloud6: Cloud, people: Peo
     ks = cloud6.local.keyserver
     bob = Messenger(people.bob, broker=cloud6.by_id[b]["url"], keyserver=ks)
     bob.connection()
-
-    def bob_is_at() -> set[str]:
-        users = (_status(cloud6.by_id[a]["http"]) or {}).get("users", [])
-        return {u["broker"] for u in users if u["fingerprint"] == people.bob.fingerprint}
-
-    # only at b: were he still listed where an earlier test left him, copies would go there
-    wait_for(lambda: bob_is_at() == {b}, 10, "bob's presence at alice's broker")
     alice = Messenger(people.alice, broker=cloud6.by_id[a]["url"], keyserver=ks)
+    alice.connection()
+
+    def at(fp: str) -> set[str]:
+        users = (_status(cloud6.by_id[a]["http"]) or {}).get("users", [])
+        return {u["broker"] for u in users if u["fingerprint"] == fp}
+
+    # each only where they are now: were one still listed where an earlier test left them,
+    # copies would go there (Alice's for her other devices, too) and be stored there
+    wait_for(lambda: at(people.bob.fingerprint) == {b} and at(people.alice.fingerprint) == {a},
+             10, "bob's and alice's presence at alice's broker")  # fmt: skip
     sent = [alice.send_text([people.bob.fingerprint], f"經過 {i}") for i in range(10)]
     got: list[Message] = []
     bob.receive(got.append, timeout=20, until=lambda: set(sent) <= {m.id for m in got})

@@ -4,6 +4,7 @@ joins and after crashes, as each broker's own status shows; messages take the sh
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -169,3 +170,19 @@ def test_status_shows_measured_round_trip_times_not_routing_costs(cloud) -> None
                     for link in nodes[0].status()["links"]),
         10, "loopback RTTs under the price of a hop",
     )  # fmt: skip
+
+
+def test_a_big_presence_list_reaches_a_joining_broker_in_pages(cloud) -> None:
+    """30,000 users online at one broker: more than a peer frame may carry in one snapshot."""
+    start, nodes, _ = cloud
+    first = start("b0")
+    users = sorted(hashlib.sha1(b"%d" % k).hexdigest().upper() for k in range(30_000))
+    entries = [wire.PresenceEntry(fp, ["0123456789abcdef"], f"用戶 {fp[-5:]}") for fp in users]
+    first.run(lambda: first.cloud.set_local_users(entries))
+    pages = first.run(first.cloud._snapshot_pages)
+    assert len(pages) > 1 and sum(len(p.presence) for p in pages) == 16
+    assert all(len(wire.encode(p)) < wire.PEER_DECODER.limit for p in pages)
+    late = start("b1", [first.peer_url])
+    wait_for(lambda: len(late.run(late.cloud.directory.users)) == len(users), 20, "every user")
+    where = late.run(lambda: late.cloud.where(users[12_345]))
+    assert where == {first.fp: ["0123456789abcdef"]}
