@@ -75,7 +75,7 @@ class Route(Enum):
 
 class CloudHost(Protocol):
     def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None: ...
-    def cloud_forward_acked(self, msg_id: bytes, token: bytes) -> None: ...
+    def cloud_forward_acked(self, peer: str, msg_id: bytes, token: bytes) -> None: ...
     def cloud_presence_changed(self, fingerprints: set[str]) -> None: ...
 
 
@@ -218,6 +218,11 @@ class Cloud:
             return Route.NO_ROUTE
         return Route.OK if self.peers.queue(hop, fwd, body) else Route.FULL
 
+    def forward_via(self, fwd: wire.Forward, body: bytes) -> str | None:
+        """Queue `fwd` to its next hop; that hop's id, or None if it could not go now."""
+        hop = self.topology.next_hop(fwd.target)
+        return hop if hop is not None and self.peers.queue(hop, fwd, body) else None
+
     def ack(self, peer: str, msg_id: bytes, token: bytes) -> None:
         self.peers.queue(peer, wire.ForwardAck(id=msg_id, token=token))
 
@@ -335,7 +340,7 @@ class Cloud:
                     return
                 self.host.cloud_forward_arrived(peer.id, msg, body)
             case wire.ForwardAck(id=msg_id, token=token):
-                self.host.cloud_forward_acked(msg_id, token)
+                self.host.cloud_forward_acked(peer.id, msg_id, token)
             case wire.SnapshotRequest():
                 now = time.monotonic()
                 if now - self._snapshot_sent.get(peer.id, -1e9) < SNAPSHOT_MIN_GAP:
@@ -453,9 +458,8 @@ class Cloud:
         self.gossip.publish(signed)
 
     def _signed_presence(self) -> list[wire.PresenceUpdate]:
-        """Our list, every shard of it, as last signed (re-signed only when it changes)."""
-        if self._presence_dirty:
-            self._sign_presence()
+        """Our list, every shard of it, as last published. (Signing changed shards here would
+        clear them as dirty, and `_publish_presence` would then not send them.)"""
         return self._presence_signed
 
     def _sign_presence(self) -> list[wire.PresenceUpdate]:

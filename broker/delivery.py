@@ -188,9 +188,6 @@ class Delivery:
                         break
         return resent
 
-    def pending_bytes(self) -> int:
-        return sum(len(d.inflight) for ds in self.online.values() for d in ds.values())
-
     # -- internals ----------------------------------------------------------------------------
 
     def _room(self, dev: Device) -> int:
@@ -202,8 +199,8 @@ class Delivery:
     def _transmit(self, dev: Device, seq: int, msg_id: bytes, env: bytes, body: bytes) -> bool:
         result = self._send(dev, env, body)
         if result is SendResult.OK:
-            if msg_id not in dev.inflight:
-                dev.inflight_bytes += len(body)
+            old = dev.inflight.get(msg_id)
+            dev.inflight_bytes += len(body) - (len(old[3]) if old is not None else 0)
             dev.inflight[msg_id] = (seq, time.monotonic(), env, body)
             dev.sent_upto = seq
             self.delivered += 1

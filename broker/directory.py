@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from tits import wire
 
 SHARDS = 16
-SHARD_MAX = 25_000  # users in one part (~2.5 MB): fingerprints chosen to fill one part get no more
+SHARD_BYTES = 2 << 20  # one part's entries, encoded: well inside a gossip frame and a snapshot
+# page; users whose fingerprints were made to crowd one part get no more than that
 
 
 def shard_of(fingerprint: str) -> int:
@@ -27,10 +28,13 @@ def shard_of(fingerprint: str) -> int:
 def split(entries: list[wire.PresenceEntry]) -> list[list[wire.PresenceEntry]]:
     """A broker's users by shard (a list for every shard, empty ones too)."""
     parts: list[list[wire.PresenceEntry]] = [[] for _ in range(SHARDS)]
+    sizes = [0] * SHARDS
     for e in entries:
-        part = parts[shard_of(e.fingerprint)]
-        if len(part) < SHARD_MAX:
-            part.append(e)
+        k = shard_of(e.fingerprint)
+        n = 48 + 18 * len(e.devices) + len(e.name.encode())  # ≥ its msgpack size
+        if sizes[k] + n <= SHARD_BYTES:
+            parts[k].append(e)
+            sizes[k] += n
     return parts
 
 

@@ -41,7 +41,10 @@ HELLO_TIMEOUT = 1.5  # a dialed broker that says nothing this long is taken for 
 RTT_SAMPLES = 8
 BASE_RTT_SAMPLES = 50  # 10 s of heartbeats
 MAX_PEER_FRAME = 8 << 20
-OUTBOX_MAX = 8192  # queued forwards and acks per peer before `queue` reports it full
+OUTBOX_MAX = 8192  # queued forwards per peer before `queue` reports it full...
+OUTBOX_BYTES = 32 << 20  # ... or this many bytes of them (acknowledgements always go)
+PEER_HWM = 128  # frames queued in ZeroMQ per link: batches of up to ~2 MiB each, so a slow
+# peer backs up into the outbox (bounded above) and then into `Route.FULL`, not into RAM
 
 
 _ENDPOINT = re.compile(r"^tcp://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})\Z")
@@ -96,6 +99,7 @@ class Peer:
     last_beat: float = 0.0
     rtts_ms: deque[float] = field(default_factory=lambda: deque(maxlen=BASE_RTT_SAMPLES))
     outbox: list[tuple[wire.Forward | wire.ForwardAck, bytes]] = field(default_factory=list)
+    outbox_bytes: int = 0  # bodies of the forwards in `outbox`
 
     @property
     def rtt_ms(self) -> float | None:
@@ -110,6 +114,36 @@ class Peer:
         traffic to the idle brokers, which makes them the busy ones, and routes swing back and
         forth (the cloud benchmark saw all ten other brokers carry a 3-hop pair's traffic)."""
         return min(self.rtts_ms) if self.rtts_ms else None
+
+
+def envelope_size(msg: wire.Forward | wire.ForwardAck) -> int:
+    """A bound on the encoded size of `msg` (without encoding it): fixed fields, then 42 bytes
+    a recipient. A batch is cut by this, so a group's forwards cannot outgrow a frame."""
+    if isinstance(msg, wire.Forward):
+        return 400 + len(msg.token) + 42 * (len(msg.to) + len(msg.deliver_to))
+    return 64 + len(msg.token)
+
+
+def batch_of(
+    outbox: list[tuple[wire.Forward | wire.ForwardAck, bytes]],
+) -> tuple[wire.PeerBatch, int]:
+    """The next batch from the front of `outbox`, and how many items it took: at most
+    BATCH_MAX, and at most BATCH_BYTES unless its one item is bigger. So a batch is under
+    BATCH_BYTES + the biggest item (MAX_BODY and 256 recipients' envelope): well inside
+    what a peer decodes."""
+    batch, size, taken = wire.PeerBatch(), 0, 0
+    for msg, body in outbox:
+        n = envelope_size(msg) + len(body)
+        if taken and (taken >= wire.BATCH_MAX or size + n > wire.BATCH_BYTES):
+            break
+        if isinstance(msg, wire.Forward):
+            batch.fwds.append(msg)
+            batch.bodies.append(body)
+        else:
+            batch.acks.append(msg)
+        size += n
+        taken += 1
+    return batch, taken
 
 
 @dataclass
@@ -147,8 +181,8 @@ class PeerLinks:
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.router.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
-        self.router.setsockopt(zmq.SNDHWM, 100_000)
-        self.router.setsockopt(zmq.RCVHWM, 100_000)
+        self.router.setsockopt(zmq.SNDHWM, PEER_HWM)
+        self.router.setsockopt(zmq.RCVHWM, PEER_HWM)
         self.port = bind_endpoint(self.router, bind)
         self.peers: dict[str, Peer] = {}
         self.dials: dict[zmq.Socket, _Dial] = {}
@@ -190,7 +224,8 @@ class PeerLinks:
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
-        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.setsockopt(zmq.SNDHWM, PEER_HWM)
+        sock.setsockopt(zmq.RCVHWM, PEER_HWM)
         sock.curve_serverkey = server_key
         sock.curve_publickey, sock.curve_secretkey = self._curve
         try:
@@ -344,10 +379,15 @@ class PeerLinks:
 
     def queue(self, peer_id: str, msg: wire.Forward | wire.ForwardAck, body: bytes = b"") -> bool:
         """Put a forward (with its body) or an acknowledgement in the peer's next batch.
-        False when the peer is gone, or so far behind that its outbox is full."""
+        False when the peer is gone, or so far behind that its outbox is full (an
+        acknowledgement is always taken: it is small, and it lets the other side let go)."""
         peer = self.peers.get(peer_id)
-        if peer is None or not peer.up or len(peer.outbox) >= OUTBOX_MAX:
+        if peer is None or not peer.up:
             return False
+        if isinstance(msg, wire.Forward):
+            if len(peer.outbox) >= OUTBOX_MAX or peer.outbox_bytes >= OUTBOX_BYTES:
+                return False
+            peer.outbox_bytes += len(body)
         peer.outbox.append((msg, body))
         self._queued.add(peer_id)
         return True
@@ -362,28 +402,13 @@ class PeerLinks:
                 self._queued.discard(peer_id)
                 continue
             while peer.outbox:
-                taken = self._batch(peer.outbox)
-                if not self._transmit(peer, [wire.encode(taken)]):
+                batch, taken = batch_of(peer.outbox)
+                if not self._transmit(peer, [wire.encode(batch)]):
                     break
-                del peer.outbox[: len(taken.fwds) + len(taken.acks)]
+                del peer.outbox[:taken]
+                peer.outbox_bytes -= sum(map(len, batch.bodies))
             if not peer.outbox:
                 self._queued.discard(peer_id)
-
-    @staticmethod
-    def _batch(outbox: list[tuple[wire.Forward | wire.ForwardAck, bytes]]) -> wire.PeerBatch:
-        batch, size = wire.PeerBatch(), 0
-        for msg, body in outbox:
-            if len(batch.fwds) + len(batch.acks) >= wire.BATCH_MAX:
-                break
-            if isinstance(msg, wire.Forward):
-                if batch.fwds and size + len(body) > wire.BATCH_BODY_BYTES:
-                    break
-                batch.fwds.append(msg)
-                batch.bodies.append(body)
-                size += len(body)
-            else:
-                batch.acks.append(msg)
-        return batch
 
     def _transmit(self, peer: Peer, frames: list[bytes]) -> bool:
         try:

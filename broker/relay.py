@@ -55,8 +55,13 @@ def remote_device(broker: str) -> str:
     return "@" + broker
 
 
-def _dedup_user(user: str, env: bytes) -> str:
-    return user + env.hex() if env else user
+def transit_user(fwd: wire.Forward) -> str:
+    """The pseudo user a relay stores a forward under: one per target broker *and* list of
+    users to deliver to there. One message for two users there travels as two forwards with
+    the same id; under one pseudo user they would share one device's in-flight entry (keyed
+    by id), and one acknowledgement would have let go of both."""
+    users = wire.sha256(",".join(fwd.deliver_to).encode()).hex()[:16]
+    return f"@{fwd.target}/{users}"
 
 
 def is_relay_device(dev: Device) -> bool:
@@ -94,7 +99,7 @@ class Relay:
     def start(self, cloud: Cloud) -> None:
         """Re-attach relays with mail still waiting (after a restart)."""
         self.cloud = cloud
-        self.transit = Transit(lambda f, b: cloud.send_forward(f, b) is Route.OK, cloud.ack)
+        self.transit = Transit(cloud.forward_via, cloud.ack)
         for user in self.store.relay_users():
             self._attach(user, HOP_DEVICE)
 
@@ -118,11 +123,11 @@ class Relay:
                 wire.Deliver(id=fwd.id, sender=fwd.sender, to=fwd.to, group=fwd.group, ts=fwd.ts)
             )
         else:
-            users = ["@" + fwd.target]
+            users = [transit_user(fwd)]
             env = wire.encode(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=b""))
         ts = fwd.ts // 1000 or int(time.time())
         for user in users:
-            if self._known(fwd.id, user, env if user.startswith("@") else b""):
+            if self._known(fwd.id, user):
                 continue
             seq = self.store.allocate()
             self._pending.rows.append((seq, user, fwd.id, fwd.sender, env, body, ts))
@@ -131,10 +136,10 @@ class Relay:
                 self._attach(user, HOP_DEVICE)
         self._pending.acks.append((peer, fwd.id, fwd.token))
 
-    def cloud_forward_acked(self, msg_id: bytes, token: bytes) -> None:
+    def cloud_forward_acked(self, peer: str, msg_id: bytes, token: bytes) -> None:
         if Transit.owns(token):
             if self.transit is not None:
-                self.transit.acked(msg_id, token)
+                self.transit.acked(peer, msg_id, token)
             return
         try:
             user, device = _tokens.decode(token)
@@ -162,9 +167,8 @@ class Relay:
 
         def done(ok: bool) -> None:
             if not ok:
-                for _seq, user, msg_id, _sender, env, *_rest in pending.rows:
-                    transit = env if user.startswith("@") else b""
-                    self._seen.pop((msg_id, _dedup_user(user, transit)), None)
+                for _seq, user, msg_id, *_rest in pending.rows:
+                    self._seen.pop((msg_id, user), None)
                 return  # not acknowledged: the previous hop sends them again
             self.arrived += len(pending.rows)
             assert self.cloud is not None
@@ -227,11 +231,10 @@ class Relay:
             self.delivery.attach(Device(user, device, b"", window=RELAY_WINDOW))
             self.committer.register_device(user, device)
 
-    def _known(self, msg_id: bytes, user: str, env: bytes = b"") -> bool:
-        """Seen lately? In transit, one message may pass as several forwards to one target
-        (one per recipient there): those differ in their envelope, so it is part of the key.
-        What was stored before a restart is sorted out at `flush`, in one query."""
-        key = (msg_id, _dedup_user(user, env))
+    def _known(self, msg_id: bytes, user: str) -> bool:
+        """Seen lately? What was stored before a restart is sorted out at `flush`, in one
+        query for the whole batch."""
+        key = (msg_id, user)
         if key in self._seen:
             return True
         self._seen[key] = None
@@ -240,16 +243,10 @@ class Relay:
         return False
 
     def _drop_stored(self, pending: _Pending) -> None:
-        """Take out of `pending` the rows the store holds already (for transit rows: with
-        that very envelope)."""
+        """Take out of `pending` the rows the store holds already."""
         present = self.store.stored_already([(row[2], row[1]) for row in pending.rows])
         if not present:
             return
-        keep = [
-            k
-            for k, (_seq, user, msg_id, _sender, env, *_rest) in enumerate(pending.rows)
-            if (msg_id, user) not in present
-            or (user.startswith("@") and env not in present[(msg_id, user)])
-        ]
+        keep = [k for k, row in enumerate(pending.rows) if (row[2], row[1]) not in present]
         pending.rows = [pending.rows[k] for k in keep]
         pending.fanout = [pending.fanout[k] for k in keep]

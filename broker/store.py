@@ -114,22 +114,24 @@ class Store:
         (top,) = self.db.execute("SELECT max(id) FROM mail WHERE seq<?", (oldest,)).fetchone()
         return [(bytes(i), s) for _, i, s in reversed(rows)], bytes(top) if top else None
 
-    def stored_already(self, keys: list[tuple[bytes, str]]) -> dict[tuple[bytes, str], set[bytes]]:
-        """Of these (message id, user) pairs, the ones stored before, with their envelopes:
-        forwards seen before a restart. One query for a whole batch: a query per forward was
-        a sixth of a receiving broker's time."""
-        ids = list({msg_id for msg_id, _ in keys})
+    def stored_already(self, keys: list[tuple[bytes, str]]) -> set[tuple[bytes, str]]:
+        """Of these (message id, user) pairs, the ones stored before: forwards seen before a
+        restart. One query for a whole batch (a query per forward was a sixth of a receiving
+        broker's time), narrowed by user too, so a group's many rows of one id stay cheap."""
         wanted = set(keys)
-        out: dict[tuple[bytes, str], set[bytes]] = {}
-        for k in range(0, len(ids), 500):
-            chunk = ids[k : k + 500]
-            marks = ",".join("?" * len(chunk))
-            for msg_id, user, env in self.db.execute(
-                f"SELECT id, user, env FROM mail WHERE id IN ({marks})", chunk
-            ):
-                key = (bytes(msg_id), user)
-                if key in wanted:
-                    out.setdefault(key, set()).add(bytes(env))
+        ids = list({msg_id for msg_id, _ in wanted})
+        users = list({user for _, user in wanted})
+        out: set[tuple[bytes, str]] = set()
+        for i in range(0, len(ids), 400):
+            for j in range(0, len(users), 400):
+                chunk_ids, chunk_users = ids[i : i + 400], users[j : j + 400]
+                query = (
+                    f"SELECT id, user FROM mail WHERE id IN ({','.join('?' * len(chunk_ids))}) "
+                    f"AND user IN ({','.join('?' * len(chunk_users))})"
+                )
+                for msg_id, user in self.db.execute(query, [*chunk_ids, *chunk_users]):
+                    if (key := (bytes(msg_id), user)) in wanted:
+                        out.add(key)
         return out
 
     def relay_users(self) -> list[str]:

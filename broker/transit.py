@@ -31,13 +31,14 @@ MAX_PASSING = 50_000  # forwards in memory awaiting the next hop; beyond this th
 MAX_PASSING_BYTES = 256 << 20  # ... or beyond this many bytes of bodies
 TOKEN_PREFIX = b"\x00transit"  # never the msgpack (user, device) of a relay device's token
 
-SendOn = Callable[[wire.Forward, bytes], bool]
+SendOn = Callable[[wire.Forward, bytes], str | None]  # the next hop it was queued to
 AckUp = Callable[[str, bytes, bytes], None]
 
 
 @dataclass(slots=True)
 class Passing:
     upstream: str  # the peer that sent it to us, to acknowledge
+    downstream: str  # the peer we sent it on to: only its acknowledgement counts
     fwd: wire.Forward  # as it came (its token is the upstream's)
     body: bytes
     sent: float
@@ -67,9 +68,10 @@ class Transit:
         if len(self._passing) >= self.limit or self._bytes >= self.limit_bytes or fwd.hops <= 0:
             return False
         token = TOKEN_PREFIX + next(self._counter).to_bytes(8, "big")
-        if not self._send_on(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=token), body):
+        hop = self._send_on(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=token), body)
+        if hop is None:
             return False
-        self._passing[token] = Passing(upstream, fwd, body, self._clock())
+        self._passing[token] = Passing(upstream, hop, fwd, body, self._clock())
         self._bytes += len(body)
         return True
 
@@ -77,11 +79,11 @@ class Transit:
     def owns(token: bytes) -> bool:
         return token.startswith(TOKEN_PREFIX)
 
-    def acked(self, msg_id: bytes, token: bytes) -> None:
+    def acked(self, peer: str, msg_id: bytes, token: bytes) -> None:
         """The next hop has it (stored, or acknowledged by the hop after): so does upstream."""
         passing = self._passing.get(token)
-        if passing is None or passing.fwd.id != msg_id:
-            return  # late (already kept by us), a stranger's token, or garbage
+        if passing is None or passing.fwd.id != msg_id or passing.downstream != peer:
+            return  # late (already kept by us), another peer's guess, or garbage
         del self._passing[token]
         self._bytes -= len(passing.body)
         self.passed += 1

@@ -45,7 +45,7 @@ class RecordingHost:
             cloud.send_forward(onward, body)
         cloud.ack(peer, fwd.id, fwd.token)
 
-    def cloud_forward_acked(self, msg_id: bytes, token: bytes) -> None:
+    def cloud_forward_acked(self, peer: str, msg_id: bytes, token: bytes) -> None:
         self.acked.append((msg_id, token))
 
     def cloud_presence_changed(self, fingerprints: set[str]) -> None:

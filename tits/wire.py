@@ -223,7 +223,7 @@ class ForwardAck(_Msg, tag="forward-ack"):
 
 
 BATCH_MAX = 1024  # forwards (and acks) in one `PeerBatch`
-BATCH_BODY_BYTES = 1 << 20  # a batch's bodies stop growing past this (one may be MAX_BODY)
+BATCH_BYTES = 1 << 20  # a batch stops growing past this (its one item may be bigger: MAX_BODY)
 
 
 class PeerBatch(_Msg, tag="batch"):

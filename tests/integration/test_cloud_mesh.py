@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,8 @@ def test_a_big_presence_list_reaches_a_joining_broker_in_pages(cloud) -> None:
     users = sorted(hashlib.sha1(b"%d" % k).hexdigest().upper() for k in range(30_000))
     entries = [wire.PresenceEntry(fp, ["0123456789abcdef"], f"用戶 {fp[-5:]}") for fp in users]
     first.run(lambda: first.cloud.set_local_users(entries))
+    # (once published: a snapshot carries what the broker has published)
+    pages = wait_for(lambda: first.run(first.cloud._snapshot_pages)[1:], 5, "published pages")
     pages = first.run(first.cloud._snapshot_pages)
     assert len(pages) > 1 and sum(len(p.presence) for p in pages) == 16
     assert all(len(wire.encode(p)) < wire.PEER_DECODER.limit for p in pages)
@@ -186,3 +189,23 @@ def test_a_big_presence_list_reaches_a_joining_broker_in_pages(cloud) -> None:
     wait_for(lambda: len(late.run(late.cloud.directory.users)) == len(users), 20, "every user")
     where = late.run(lambda: late.cloud.where(users[12_345]))
     assert where == {first.fp: ["0123456789abcdef"]}
+
+
+def test_a_login_reaches_the_cloud_at_once_even_when_a_snapshot_is_asked_for_meanwhile(
+    cloud,
+) -> None:
+    start, nodes, _ = cloud
+    first = start("b0")
+    second = start("b1", [first.peer_url])
+    wait_for(lambda: len(first.cloud.peers.up_peers()) == 1, 10, "two linked brokers")
+    alice = "A" * 40
+    entry = wire.PresenceEntry(alice, ["0123456789abcdef"], "Alice")
+
+    def login_then_snapshot() -> None:
+        first.cloud.set_local_users([entry])  # published after a 20 ms debounce...
+        first.cloud._snapshot_pages()  # ...unless answering a snapshot meanwhile ate it
+
+    time.sleep(0.3)  # past the first start-up publication
+    first.run(login_then_snapshot)
+    # well before the 5 s refresh would have brought it
+    wait_for(lambda: second.run(lambda: second.cloud.where(alice)), 2, "alice at b1")

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tits import wire
-from tits.broker.directory import SHARDS, Directory, shard_of, split
+from tits.broker.directory import SHARD_BYTES, SHARDS, Directory, shard_of, split
 
 BROKERS = ["A" * 40, "B" * 40, "C" * 40]
 USERS = [f"{d}{k}".ljust(40, "0") for d in "0123456789ABCDEF" for k in range(3)]
@@ -81,3 +81,17 @@ def test_where_matches_a_recomputation_after_any_sequence(steps: list[tuple]) ->
     for u in USERS:
         expect = {b for (b, _), (_, users) in newest.items() if u in users}
         assert set(d.where(u)) == expect, u
+
+
+def test_a_crowded_shard_is_cut_to_what_a_frame_carries() -> None:
+    """Fingerprints made to share a first digit, with long names and many devices: the
+    shard keeps what fits in SHARD_BYTES, and its encoding stays under that."""
+    name = "名" * 200
+    crowd = [
+        wire.PresenceEntry(f"7{k:039X}", [f"{d:016x}" for d in range(8)], name)
+        for k in range(30_000)
+    ]
+    part = split(crowd)[7]
+    assert 0 < len(part) < len(crowd)
+    encoded = wire.encode(wire.Presence(broker=BROKERS[0], seq=1, users=part, shard=7))
+    assert len(encoded) <= SHARD_BYTES
