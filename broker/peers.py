@@ -43,8 +43,9 @@ BASE_RTT_SAMPLES = 50  # 10 s of heartbeats
 MAX_PEER_FRAME = 8 << 20
 OUTBOX_MAX = 8192  # queued forwards per peer before `queue` reports it full...
 OUTBOX_BYTES = 32 << 20  # ... or this many bytes of them (acknowledgements always go)
-PEER_HWM = 128  # frames queued in ZeroMQ per link: batches of up to ~2 MiB each, so a slow
-# peer backs up into the outbox (bounded above) and then into `Route.FULL`, not into RAM
+PEER_HWM = 2000  # frames queued in ZeroMQ per link (each a batch, typically a few kB). Not
+# much lower: heartbeats share the pipe, and at 128 a busy link lost them behind data, was
+# declared dead, and the cloud re-planned under load (3-hop throughput fell to 14 %)
 
 
 _ENDPOINT = re.compile(r"^tcp://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})\Z")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tits.broker.store import Job, Store, Writer
+from tits.broker.store import STORED_SQL, Job, Store, Writer
 
 
 def rows(store: Store, user: str, n: int, ts: int = 0) -> list[tuple]:
@@ -70,4 +70,22 @@ def test_cursor_upsert_never_goes_back_and_prune(tmp_path: Path) -> None:
         (3).to_bytes(16, "big"): "S" * 40
     }
     writer.close()
+    store.close()
+
+
+def test_stored_already_finds_pairs_by_message_id_not_by_reading_mailboxes(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "mail.db")
+    writer = Writer(tmp_path / "mail.db", "normal", lambda: None)
+    ids = [n.to_bytes(16, "big") for n in range(300)]
+    rows = [(n + 1, "U" * 40, i, "S" * 40, b"env", b"body", 0) for n, i in enumerate(ids)]
+    writer.submit(Job(rows=rows))
+    writer.close()
+    got = store.stored_already([(ids[5], "U" * 40), (ids[6], "V" * 40), (b"n" * 16, "U" * 40)])
+    assert got == {(ids[5], "U" * 40)}
+    # SQLite left to itself reads the users' whole mailboxes (mail_user): by id it must go
+    query = STORED_SQL.format(ids="?,?", users="?")
+    plan = str(store.db.execute("EXPLAIN QUERY PLAN " + query, (ids[0], ids[1], "U")).fetchall())
+    assert "INDEX mail_id" in plan, plan
     store.close()
