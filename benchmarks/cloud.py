@@ -518,7 +518,7 @@ def main() -> None:
     ap.add_argument("--max-brokers", type=int, default=24, help="... but no more than this")
     ap.add_argument("--pairs", type=int, default=4, help="sender → receiver pairs")
     ap.add_argument("--messages", type=int, default=40_000, help="messages per throughput round")
-    ap.add_argument("--rounds", type=int, default=3, help="throughput rounds per workload")
+    ap.add_argument("--rounds", type=int, default=5, help="throughput rounds per workload")
     ap.add_argument("--window", type=int, default=500, help="unacknowledged sends per sender")
     ap.add_argument("--rate", type=float, default=1000.0, help="msgs/s for the latency phase")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of the latency phase")

@@ -114,6 +114,11 @@ class Relay:
     def _keep(self, peer: str, fwd: wire.Forward, body: bytes) -> None:
         """Store `fwd` (for its users here, or to send on), acknowledged after the commit."""
         if fwd.target == self.me or fwd.hops == 0:
+            if not all(map(wire.is_fingerprint, [fwd.sender, *fwd.to, *fwd.deliver_to])):
+                # relays pass fingerprints on unchecked: here is where they are checked
+                log.warning("forward.bad_fingerprint", id=fwd.id.hex(), peer=peer[:16])
+                self._pending.acks.append((peer, fwd.id, fwd.token))  # refused: not resent
+                return
             if fwd.target != self.me:
                 # out of hops (routes disagreed for a while): not dropped but kept here for its
                 # users, whose relay devices carry it on with a fresh hop count

@@ -147,3 +147,23 @@ def test_two_forwards_of_one_message_kept_at_a_relay_are_sent_and_acked_apart(
     relay.cloud_forward_acked(PREV, first.id, first.token)  # only the first is acknowledged
     devices = [d for ds in delivery.online.values() for d in ds.values()]
     assert sorted(len(d.inflight) for d in devices) == [0, 1]
+
+
+def test_a_forward_for_us_with_a_malformed_fingerprint_is_refused_not_stored(
+    tmp_path: Path,
+) -> None:
+    """Forwards' fingerprints are only sized on the wire (relays pass them on); the broker
+    that would store them checks them."""
+    relay, committer, cloud, _ = make(tmp_path)
+    bad = "g" * 40
+    for fwd in (
+        forward(target=ME, sender=bad),
+        forward(target=ME, to=[U1, bad], deliver_to=[U1]),
+        forward(target=ME, to=[U1, U2], deliver_to=["a" * 40]),
+    ):
+        relay.cloud_forward_arrived(PREV, fwd, b"body")
+    relay.flush()
+    assert committer.rows == [] and len(cloud.acks) == 3  # acknowledged: not sent again
+    relay.cloud_forward_arrived(PREV, forward(target=ME, id=b"k" * 16), b"body")
+    relay.flush()
+    assert [r[1] for r in committer.rows] == [U1]  # a good one still goes in
