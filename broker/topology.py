@@ -30,6 +30,7 @@ class Topology:
         self._seq = time.time_ns() // 1000  # µs since the epoch: increases across restarts
         self._routes: dict[str, str] | None = None
         self.dirty = False  # needs saving
+        self._saved_shape: tuple[tuple[str, str, bool, tuple[str, ...]], ...] | None = None
         if self.path.exists():
             try:
                 self.db = LinkStateDB.restore(self.path.read_bytes(), time.monotonic())
@@ -90,8 +91,22 @@ class Topology:
                 out.append(wire.GOSSIP_DECODER.decode(blob))
         return out
 
+    def _shape(self) -> tuple[tuple[str, str, bool, tuple[str, ...]], ...]:
+        """What a restart needs: who, where, linked to whom. (Every broker re-advertises every
+        2 s with a new seq, so "changed" alone meant an fsync a second at every broker.)"""
+        out = []
+        for broker in sorted(self.db):
+            a = self.db.get(broker)
+            if a is not None:
+                out.append((broker, a.address, a.alive, tuple(sorted(x.peer for x in a.links))))
+        return tuple(out)
+
     def save(self) -> None:
         if not self.dirty:
+            return
+        shape = self._shape()
+        if shape == self._saved_shape:
+            self.dirty = False
             return
         tmp = self.path.with_suffix(".tmp")
         try:
@@ -104,6 +119,7 @@ class Topology:
             log.error("topology.save_failed", error=str(exc))
             return
         self.dirty = False
+        self._saved_shape = shape
 
     # -- graph and routes --------------------------------------------------------------------
 

@@ -230,3 +230,23 @@ def test_an_admitted_peers_malformed_batches_are_refused_and_good_ones_still_pas
     finally:
         node.stop()
         kill_agent(node.data / "gnupg")
+
+
+def test_topology_is_written_when_its_shape_changes_not_on_every_refresh(
+    brokers, tmp_path: Path
+) -> None:
+    a, b, c = brokers
+    topo = Topology(c.fp, tmp_path, c.signer, BrokerVerifier(Identity(tmp_path / "v")))
+    topo.accept(a.signer.sign_advert(a.advert(10, [wire.Link(b.fp, 100)])), time.monotonic())
+    topo.save()
+    path = tmp_path / "topology.bin"
+    first = path.read_bytes()
+    # a refresh: new seq, same links (every broker sends one every 2 s)
+    topo.accept(a.signer.sign_advert(a.advert(11, [wire.Link(b.fp, 100)])), time.monotonic())
+    topo.save()
+    assert path.read_bytes() == first and not topo.dirty
+    # a new link is worth a write
+    links = [wire.Link(b.fp, 100), wire.Link(c.fp, 100)]
+    topo.accept(a.signer.sign_advert(a.advert(12, links)), time.monotonic())
+    topo.save()
+    assert path.read_bytes() != first
