@@ -226,10 +226,13 @@ class Cloud:
     def ack(self, peer: str, msg_id: bytes, token: bytes) -> None:
         self.peers.queue(peer, wire.ForwardAck(id=msg_id, token=token))
 
-    def flush(self) -> None:
-        """Send what this pass of the loop queued for each peer (the broker calls it once a
-        pass, so forwards and acknowledgements go in batches)."""
-        self.peers.flush()
+    def flush(self, now: float | None = None) -> None:
+        """Send what the loop queued for each peer (the broker calls it once a pass, so
+        forwards and acknowledgements go in batches; with `now`, busy links coalesce)."""
+        self.peers.flush(now)
+
+    def flush_due(self) -> float | None:
+        return self.peers.flush_due()
 
     def set_local_users(self, entries: list[wire.PresenceEntry]) -> None:
         parts = split(entries)

@@ -42,6 +42,9 @@ RTT_SAMPLES = 8
 BASE_RTT_SAMPLES = 50  # 10 s of heartbeats
 MAX_PEER_FRAME = 8 << 20
 OUTBOX_MAX = 8192  # queued forwards per peer before `queue` reports it full...
+COALESCE_S = 0.001  # a busy link gets a batch a millisecond at most: each batch costs the peer
+# a pass of its loop (a poll of every socket, a send), and tiny ones made that most of a
+# relay's time (31 % in poll alone); a link quiet for that long sends at once
 OUTBOX_BYTES = 32 << 20  # ... or this many bytes of them (acknowledgements always go)
 PEER_HWM = 2000  # frames queued in ZeroMQ per link (each a batch, typically a few kB). Not
 # much lower: heartbeats share the pipe, and at 128 a busy link lost them behind data, was
@@ -101,6 +104,7 @@ class Peer:
     rtts_ms: deque[float] = field(default_factory=lambda: deque(maxlen=BASE_RTT_SAMPLES))
     outbox: list[tuple[wire.Forward | wire.ForwardAck, bytes]] = field(default_factory=list)
     outbox_bytes: int = 0  # bodies of the forwards in `outbox`
+    last_flush: float = 0.0  # when a batch last went to it
 
     @property
     def rtt_ms(self) -> float | None:
@@ -393,15 +397,21 @@ class PeerLinks:
         self._queued.add(peer_id)
         return True
 
-    def flush(self) -> None:
-        """Send every outbox as batches. What the peer's queue has no room for stays for the
-        next flush; an outbox lost with its link is retried by whoever sent into it (nothing
-        in it is acknowledged to anyone yet)."""
+    def flush(self, now: float | None = None) -> None:
+        """Send outboxes as batches. With `now`, a peer sent a batch less than COALESCE_S ago
+        waits until then (its next batch grows meanwhile; `flush_due` says when); a quiet
+        link's batch goes at once. What the peer's queue has no room for stays for the next
+        flush; an outbox lost with its link is retried by whoever sent into it (nothing in it
+        is acknowledged to anyone yet)."""
         for peer_id in list(self._queued):
             peer = self.peers.get(peer_id)
             if peer is None or not peer.up:
                 self._queued.discard(peer_id)
                 continue
+            if now is not None:
+                if now - peer.last_flush < COALESCE_S and len(peer.outbox) < wire.BATCH_MAX:
+                    continue
+                peer.last_flush = now
             while peer.outbox:
                 batch, taken = batch_of(peer.outbox)
                 if not self._transmit(peer, [wire.encode(batch)]):
@@ -410,6 +420,11 @@ class PeerLinks:
                 peer.outbox_bytes -= sum(map(len, batch.bodies))
             if not peer.outbox:
                 self._queued.discard(peer_id)
+
+    def flush_due(self) -> float | None:
+        """When the next held-back batch is due (monotonic), or None when nothing waits."""
+        due = [p.last_flush + COALESCE_S for i in self._queued if (p := self.peers.get(i))]
+        return min(due) if due else None
 
     def _transmit(self, peer: Peer, frames: list[bytes]) -> bool:
         try:

@@ -14,6 +14,7 @@ frame's ``User-Id``), never to the routing id, which a client can choose.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import subprocess
@@ -224,7 +225,11 @@ class Broker(Sessions, Dedup):
         next_prune = next_house + 10.0
         client, wake, cloud = self.client, self._wake_r, self.cloud
         while not self._stop.is_set():
-            events = dict(self.poller.poll(int(TICK_S * 1000)))
+            due = cloud.flush_due()
+            wait_ms = TICK_S * 1000
+            if due is not None:
+                wait_ms = min(wait_ms, max(1.0, (due - time.monotonic()) * 1000))
+            events = dict(self.poller.poll(math.ceil(wait_ms)))
             if client in events:
                 self._drain_client()
             if wake in events:
@@ -256,7 +261,7 @@ class Broker(Sessions, Dedup):
                 if now >= next_prune:
                     next_prune = now + PRUNE_S
                     self._prune()
-            self._guard(cloud.flush)  # what this pass queued for peers, one batch each
+            self._guard(cloud.flush, time.monotonic())  # what this pass queued, in batches
 
     def _drain_wake(self) -> None:
         try:
