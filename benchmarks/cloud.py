@@ -44,119 +44,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import zmq
 from rich.table import Table
 
-from tits import wire
 from tits.keyclient import KeyClient
 from tits.localcloud import _status, graph_of, hop_counts
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cloudfleet import Fleet, bench, console, diagnose, log_events, say, sys_busy  # noqa: E402
+from _cloudload import STALL_S, CountingLoad  # noqa: E402
 
 TARGET_RATIO = 0.5  # throughput over the farthest pair ≥ 50 % of one broker's
 TARGET_REPAIR_S = 3.0
 TARGET_CONVERGE_S = 5.0  # 30 brokers
 CONVERGE_TIMEOUT = 60.0
 REPAIR_TIMEOUT = 45.0
-STALL_S = 12.0  # a run with no new delivery this long has lost messages (retry_s is 5 s)
 ms = 1000.0
 
 
 # -- 1. throughput and latency over the farthest pair vs one broker ---------------------------
-
-
-class Stalled(Exception):
-    pass
-
-
-class CountingLoad(bench.Load):
-    """`Load` that knows which ids it sent: it counts duplicates, ignores strays from an
-    earlier run, and notes when the last new delivery came (for a run that stalls)."""
-
-    def __init__(self, senders: list[zmq.Socket], receivers: list[zmq.Socket]) -> None:
-        super().__init__(senders, receivers, "broker")
-        self.expected: set[bytes] = set()
-        self.seen: set[bytes] = set()
-        self.dups = self.strays = self.acked = 0
-        self.last_new = 0.0
-
-    def _acks(self, frames: list[bytes]) -> list[bytes]:
-        got = super()._acks(frames)
-        self.acked += len(got)
-        return got
-
-    def _delivered(self, frames: list[bytes]) -> bytes | None:
-        got = super()._delivered(frames)
-        if got is None:
-            return None
-        if got not in self.expected:
-            self.strays += 1
-            return None
-        if got in self.seen:
-            self.dups += 1
-        else:
-            self.seen.add(got)
-            self.last_new = time.perf_counter()
-        return got
-
-    def drain(self) -> None:
-        """Take (and acknowledge) whatever earlier runs left on the sockets."""
-        for sock in self.senders + self.receivers:
-            ids = []
-            while sock.poll(50 if sock in self.receivers else 0):
-                frames = sock.recv_multipart()
-                msg = wire.SERVER_DECODER.decode(frames[0])
-                if isinstance(msg, wire.Deliver):
-                    ids.append(msg.id)
-            for k in range(0, len(ids), wire.RECEIVED_MAX):
-                sock.send(wire.encode(wire.Received(ids=ids[k : k + wire.RECEIVED_MAX])))
-
-    def measure(
-        self,
-        work: list[list[tuple[bytes, bytes, bytes]]],
-        window: int,
-        cpu: Callable[[], float],
-        **kw: Any,
-    ) -> dict[str, Any]:
-        """`run`, except that a run with no new delivery for STALL_S ends as stalled. `cpu`:
-        the brokers' CPU seconds so far, read at the start and at the last progress."""
-        self.drain()
-        self.expected = {m[0] for w in work for m in w}
-        n = len(self.expected)
-        cpu0 = cpu()
-        state = {"seen": -1, "acked": -1, "since": time.monotonic(), "cpu": cpu0}
-
-        def _check(signum: int, frame: object) -> None:
-            now = time.monotonic()
-            if (len(self.seen), self.acked) != (state["seen"], state["acked"]):
-                state.update(seen=len(self.seen), acked=self.acked, since=now, cpu=cpu())
-            elif now - state["since"] > STALL_S:
-                raise Stalled
-
-        old = signal.signal(signal.SIGALRM, _check)
-        signal.setitimer(signal.ITIMER_REAL, 1.0, 1.0)
-        start = time.perf_counter()
-        stalled = False
-        try:
-            _, dt = self.run(work, window, **kw)
-            cpu1 = cpu()
-        except Stalled:
-            stalled = True
-            dt = self.last_new - start if self.seen else float("nan")
-            cpu1 = state["cpu"]  # up to a second after the last progress
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
-        got = len(self.seen)
-        return {
-            "n": n, "got": got, "lost": n - got, "dt": dt, "rate": got / dt if dt > 0 else 0.0,
-            "stalled": stalled, "cpu_us": (cpu1 - cpu0) / max(got, 1) * 1e6,
-        }  # fmt: skip
 
 
 def _role(i: int, tput: dict[str, Any]) -> str:
