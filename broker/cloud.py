@@ -77,6 +77,7 @@ class CloudHost(Protocol):
     def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None: ...
     def cloud_forward_acked(self, peer: str, msg_id: bytes, token: bytes) -> None: ...
     def cloud_presence_changed(self, fingerprints: set[str]) -> None: ...
+    def cloud_link_down(self, peer: str) -> None: ...
 
 
 class Cloud:
@@ -323,6 +324,7 @@ class Cloud:
         self._soon_advert()
         if peer.lost:
             self._presumed_dead(peer.id)
+        self.host.cloud_link_down(peer.id)  # after the routes changed: resends take new ones
 
     def on_dial_failed(self, url: str, expect: str | None) -> None:
         if expect is not None:

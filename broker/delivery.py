@@ -167,13 +167,21 @@ class Delivery:
             elif self.device(dev.user, dev.device) is not dev:
                 self.behind.discard(dev)
 
-    def retry(self, now: float | None = None) -> int:
-        """Send again what has waited longer than `retry_s` for an acknowledgement."""
+    def retry(
+        self,
+        now: float | None = None,
+        wait_s: float | None = None,
+        only: Callable[[Device], bool] | None = None,
+    ) -> int:
+        """Send again what has waited longer than `wait_s` (default `retry_s`) for an
+        acknowledgement, on every device or on those `only` picks."""
         now = time.monotonic() if now is None else now
-        limit = now - self.retry_s
+        limit = now - (self.retry_s if wait_s is None else wait_s)
         resent = 0
         for devices in list(self.online.values()):
             for dev in list(devices.values()):
+                if only is not None and not only(dev):
+                    continue
                 for msg_id, (seq, sent, env, body) in list(dev.inflight.items()):
                     if sent > limit:
                         continue

@@ -154,6 +154,19 @@ class Relay:
         if dev is not None and is_relay_device(dev):  # a peer never acks for a real device
             self.delivery.acked(dev, [msg_id])
 
+    def cloud_link_down(self, peer: str) -> None:
+        """Forwards in flight over that link will not be acknowledged: ours (relay devices)
+        go again now on the new routes, not after the retry timer (5 s); those passing
+        through are kept, so this broker retries them."""
+        self.delivery.retry(wait_s=0.0, only=is_relay_device)
+        if self.transit is not None:
+            lost = self.transit.lost(peer)
+            for passing in lost:
+                self._keep(passing.upstream, passing.fwd, passing.body)
+            if lost:
+                log.info("transit.kept", count=len(lost), reason="link down")
+                self.flush()
+
     def cloud_presence_changed(self, fingerprints: set[str]) -> None:
         for fp in fingerprints:
             self.sync_remote(fp)

@@ -89,6 +89,14 @@ class Transit:
         self.passed += 1
         self._ack_up(passing.upstream, msg_id, passing.fwd.token)
 
+    def lost(self, peer: str) -> list[Passing]:
+        """The forwards sent on to `peer`, whose link just went down, taken out of the table
+        (the caller stores them: it need not wait ACK_WAIT_S to know)."""
+        tokens = [t for t, p in self._passing.items() if p.downstream == peer]
+        taken = [self._passing.pop(t) for t in tokens]
+        self._bytes -= sum(len(p.body) for p in taken)
+        return taken
+
     def overdue(self) -> list[Passing]:
         """Forwards the next hop has left unacknowledged for `ACK_WAIT_S`, taken out of the
         table: the caller stores them (a late acknowledgement is then ignored)."""

@@ -51,6 +51,9 @@ class RecordingHost:
     def cloud_presence_changed(self, fingerprints: set[str]) -> None:
         self.presence.append(fingerprints)
 
+    def cloud_link_down(self, peer: str) -> None:
+        pass
+
 
 class MeshNode:
     """One broker's cloud half in a thread. Keys persist in `data`, so a node can restart."""

@@ -195,3 +195,15 @@ def test_bodies_in_flight_are_bounded_in_bytes(
     world.delivery.pump()
     assert world.net.take() == [("d1", b"body3"), ("d1", b"body4")]
     world.close()
+
+
+def test_retry_at_once_for_the_devices_picked(world: World) -> None:
+    """A link went down: what relay devices have in flight goes again now, not in 5 s."""
+    phone, relay = Device(BOB, "d1", b"route"), Device(BOB, "@far", b"")
+    world.delivery.attach(phone)
+    world.delivery.attach(relay)
+    world.message(BOB, 1)
+    assert sorted(world.net.take()) == [("@far", b"body1"), ("d1", b"body1")]
+    assert world.delivery.retry() == 0  # nothing has waited retry_s yet
+    assert world.delivery.retry(wait_s=0.0, only=lambda d: d.device.startswith("@")) == 1
+    assert world.net.take() == [("@far", b"body1")]

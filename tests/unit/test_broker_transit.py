@@ -172,3 +172,33 @@ def test_bodies_in_memory_are_bounded_in_bytes_too() -> None:
     first = w.sent[0]
     transit.acked(NEXT, first.id, first.token)
     assert transit.pass_on(PREV, forward(id=b"3" * 16), b"x")  # room again
+
+
+def test_when_a_link_goes_down_its_forwards_come_back_at_once() -> None:
+    sent_to: list[str] = []
+    hops = iter(["D" * 40, "E" * 40, "D" * 40])
+
+    def send_on(fwd: wire.Forward, body: bytes) -> str:
+        sent_to.append(next(hops))
+        return sent_to[-1]
+
+    w = Wire()
+    transit = Transit(send_on, w.ack)
+    for n in (1, 2, 3):
+        transit.pass_on(PREV, forward(id=bytes([n]) * 16), b"x" * 10)
+    lost = transit.lost("D" * 40)
+    assert sorted(p.fwd.id[0] for p in lost) == [1, 3] and len(transit) == 1
+    assert transit.lost("D" * 40) == []
+    assert transit._bytes == 10  # only the one still passing over E
+
+
+def test_a_relay_keeps_what_was_passing_over_a_link_that_went_down(tmp_path: Path) -> None:
+    relay, committer, cloud = relay_with(tmp_path)
+    relay.cloud_forward_arrived(PREV, forward(token=b"up"), b"body")
+    assert committer.rows == [] and len(cloud.sent) == 1
+    relay.cloud_link_down(NEXT)
+    assert len(committer.rows) == 1  # kept: this broker retries it from now on
+    assert cloud.acks == [(PREV, b"i" * 16, b"up")]
+    out = cloud.sent[0]
+    relay.cloud_forward_acked(NEXT, out.id, out.token)  # the late ack changes nothing
+    assert len(cloud.acks) == 1
