@@ -11,7 +11,7 @@ socket.
 
 1. throughput and latency: a cloud of `--brokers` (more are added, up to `--max-brokers`,
    until two brokers are `--hops` apart); senders on broker A and receivers on a broker B
-   farthest from it (the greatest hop count in the cloud's graph), against the same workload
+   exactly `--hops` from it (a cloud can come out wider), against the same workload
    with senders and receivers both on A, in the same run, rounds interleaved. The receivers log
    in first, and the clock starts only once A's status page lists them at B. A message counts
    when A has stored it (`Accepted`) and its receiver has got it. A run in which nothing new
@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cloudfleet import Fleet, bench, console, diagnose, log_events, say, sys_busy  # noqa: E402
 from _cloudload import STALL_S, CountingLoad  # noqa: E402
 
-TARGET_RATIO = 0.5  # throughput over the farthest pair ≥ 50 % of one broker's
+TARGET_RATIO = 0.5  # throughput over --hops (3) hops ≥ 50 % of one broker's
 TARGET_REPAIR_S = 3.0
 TARGET_CONVERGE_S = 5.0  # 30 brokers
 CONVERGE_TIMEOUT = 60.0
@@ -65,7 +65,7 @@ REPAIR_TIMEOUT = 45.0
 ms = 1000.0
 
 
-# -- 1. throughput and latency over the farthest pair vs one broker ---------------------------
+# -- 1. throughput and latency over --hops hops vs one broker ----------------------------------
 
 
 def _role(i: int, tput: dict[str, Any]) -> str:
@@ -98,13 +98,16 @@ def bench_throughput(args: argparse.Namespace, root: Path, fleets: list[Fleet]) 
             break
         say(f"cloud of {len(fleet.brokers)} brokers is only {hops} hops across; adding a broker")
         fleet.start_broker(len(fleet.brokers))
+    # a pair exactly --hops apart, as the issue asks (a cloud may be wider: then say so)
+    diameter = hops
+    hops = min(hops, args.hops)
     a, b = min((x, y) for x in dist for y in dist[x] if dist[x][y] == hops)
     idx = {br["id"]: i for i, br in enumerate(fleet.brokers)}
     broker_a, broker_b = fleet.brokers[idx[a]], fleet.brokers[idx[b]]
-    diameter_pairs = sum(1 for x in dist for y in dist[x] if x < y and dist[x][y] == hops)
+    pairs = sum(1 for x in dist for y in dist[x] if x < y and dist[x][y] == hops)
     say(
-        f"cloud of {len(fleet.brokers)} brokers, {len(status['links'])} links; farthest pair: "
-        f"broker{idx[a]} → broker{idx[b]}, {hops} hops ({diameter_pairs} pairs that far)"
+        f"cloud of {len(fleet.brokers)} brokers, {len(status['links'])} links, {diameter} hops "
+        f"across; the pair: broker{idx[a]} → broker{idx[b]}, {hops} hops ({pairs} pairs that far)"
     )
 
     p = args.pairs
@@ -460,7 +463,7 @@ def main() -> None:
     try:
         if args.only != "cloud":
             say(
-                f"== 1. throughput and latency: farthest pair vs one broker "
+                f"== 1. throughput and latency: {args.hops} hops apart vs one broker "
                 f"({args.brokers}+ brokers)"
             )
             tput = bench_throughput(args, root, fleets)
