@@ -104,6 +104,20 @@ def test_gossip_from_outside_the_cloud_is_refused() -> None:
     assert ours.open_gossip(ours.seal_gossip(b"x")) == b"x"
 
 
+def raw_peer(peer_url: str) -> tuple[zmq.Context, zmq.Socket, str]:
+    """A bare CURVE DEALER on a broker's peer port, dialing as an outsider (or an insider
+    holding the secret) would: (context, socket, its CURVE public key)."""
+    endpoint, server_key = parse_url(peer_url)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger, sock.rcvtimeo = 0, 3000
+    public, secret_key = zmq.curve_keypair()
+    sock.curve_serverkey = server_key
+    sock.curve_publickey, sock.curve_secretkey = public, secret_key
+    sock.connect(endpoint)
+    return ctx, sock, public.decode()
+
+
 def test_hostile_peer_frames_get_errors_and_the_cloud_keeps_working(tmp_path: Path) -> None:
     secret = os.urandom(32)
     nodes = [MeshNode(tmp_path / "n0", secret, [])]
@@ -111,14 +125,7 @@ def test_hostile_peer_frames_get_errors_and_the_cloud_keeps_working(tmp_path: Pa
         for i in range(1, 4):
             nodes.append(MeshNode(tmp_path / f"n{i}", secret, [nodes[0].peer_url]))
         wait_for(lambda: len(nodes[0].cloud.peers.up_peers()) == 3, 20, "four linked brokers")
-        endpoint, server_key = parse_url(nodes[0].peer_url)
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.rcvtimeo = 3000
-        sock.curve_serverkey = server_key
-        sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
-        sock.connect(endpoint)
+        ctx, sock, _ = raw_peer(nodes[0].peer_url)
         fwd = wire.Forward(id=wire.new_msg_id(), origin=nodes[1].fp, sender="A" * 40,
                            to=["B" * 40], target=nodes[0].fp)  # fmt: skip
         hello = wire.PeerHello(broker=nodes[1].fp, address="x", proof=b"\0" * 32)
@@ -155,27 +162,20 @@ def test_the_secret_does_not_let_a_peer_pose_as_another_broker(tmp_path: Path) -
             nodes.append(MeshNode(tmp_path / f"n{i}", secret, [nodes[0].peer_url]))
         wait_for(lambda: len(nodes[0].cloud.peers.up_peers()) == 3, 20, "four linked brokers")
         wait_for(lambda: nodes[0].cloud._known_key(nodes[1].fp), 10, "n1's advert at n0")
-        endpoint, server_key = parse_url(nodes[0].peer_url)
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.linger, sock.rcvtimeo = 0, 3000
-        public, secret_key = zmq.curve_keypair()
-        sock.curve_serverkey = server_key
-        sock.curve_publickey, sock.curve_secretkey = public, secret_key
-        sock.connect(endpoint)
-        proof = Admission(secret).proof(nodes[1].fp, public.decode())  # a valid proof...
+        ctx, sock, public = raw_peer(nodes[0].peer_url)
+        proof = Admission(secret).proof(nodes[1].fp, public)  # a valid proof...
         sock.send(wire.encode(wire.PeerHello(broker=nodes[1].fp, address="x", proof=proof)))
         reply = wire.PEER_DECODER.decode(sock.recv())
         assert isinstance(reply, wire.Error) and reply.code == "not-admitted"  # ...wrong key
         # a new id with the secret is admitted: that is what the secret is for
         fresh = "F" * 40
-        proof = Admission(secret).proof(fresh, public.decode())
+        proof = Admission(secret).proof(fresh, public)
         sock.send(wire.encode(wire.PeerHello(broker=fresh, address="x", proof=proof)))
         assert isinstance(wire.PEER_DECODER.decode(sock.recv()), wire.PeerHello)
         sock.close()
         ctx.term()
         link = next(p for p in nodes[0].cloud.peers.up_peers() if p.id == nodes[1].fp)
-        assert link.in_key != public.decode()  # n1's link was not taken over
+        assert link.in_key != public  # n1's link was not taken over
     finally:
         for n in nodes:
             n.stop()
@@ -195,16 +195,9 @@ def test_an_admitted_peers_malformed_batches_are_refused_and_good_ones_still_pas
     secret = os.urandom(32)
     node = MeshNode(tmp_path / "n0", secret, [])
     try:
-        endpoint, server_key = parse_url(node.peer_url)
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.linger, sock.rcvtimeo = 0, 3000
-        public, secret_key = zmq.curve_keypair()
-        sock.curve_serverkey = server_key
-        sock.curve_publickey, sock.curve_secretkey = public, secret_key
-        sock.connect(endpoint)
+        ctx, sock, public = raw_peer(node.peer_url)
         insider = "E" * 40
-        proof = Admission(secret).proof(insider, public.decode())
+        proof = Admission(secret).proof(insider, public)
         sock.send(wire.encode(wire.PeerHello(broker=insider, address="x", proof=proof)))
         assert isinstance(wire.PEER_DECODER.decode(sock.recv()), wire.PeerHello)
 
