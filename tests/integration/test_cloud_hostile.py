@@ -104,6 +104,22 @@ def test_gossip_from_outside_the_cloud_is_refused() -> None:
     assert ours.open_gossip(ours.seal_gossip(b"x")) == b"x"
 
 
+@pytest.fixture
+def four(tmp_path: Path):
+    """Four brokers' cloud halves, n1–n3 joined to n0 and linked to it; and their secret."""
+    secret = os.urandom(32)
+    nodes = [MeshNode(tmp_path / "n0", secret, [])]
+    try:
+        for i in range(1, 4):
+            nodes.append(MeshNode(tmp_path / f"n{i}", secret, [nodes[0].peer_url]))
+        wait_for(lambda: len(nodes[0].cloud.peers.up_peers()) == 3, 20, "four linked brokers")
+        yield nodes, secret
+    finally:
+        for n in nodes:
+            n.stop()
+            kill_agent(n.data / "gnupg")
+
+
 def raw_peer(peer_url: str) -> tuple[zmq.Context, zmq.Socket, str]:
     """A bare CURVE DEALER on a broker's peer port, dialing as an outsider (or an insider
     holding the secret) would: (context, socket, its CURVE public key)."""
@@ -118,68 +134,54 @@ def raw_peer(peer_url: str) -> tuple[zmq.Context, zmq.Socket, str]:
     return ctx, sock, public.decode()
 
 
-def test_hostile_peer_frames_get_errors_and_the_cloud_keeps_working(tmp_path: Path) -> None:
-    secret = os.urandom(32)
-    nodes = [MeshNode(tmp_path / "n0", secret, [])]
-    try:
-        for i in range(1, 4):
-            nodes.append(MeshNode(tmp_path / f"n{i}", secret, [nodes[0].peer_url]))
-        wait_for(lambda: len(nodes[0].cloud.peers.up_peers()) == 3, 20, "four linked brokers")
-        ctx, sock, _ = raw_peer(nodes[0].peer_url)
-        fwd = wire.Forward(id=wire.new_msg_id(), origin=nodes[1].fp, sender="A" * 40,
-                           to=["B" * 40], target=nodes[0].fp)  # fmt: skip
-        hello = wire.PeerHello(broker=nodes[1].fp, address="x", proof=b"\0" * 32)
-        cases = [
-            [os.urandom(50)],
-            [b"\x81\xa1k\xa7unknown"],
-            [wire.encode(fwd), b"body"],  # a forward before any hello
-            [wire.encode(hello)],  # a hello without the secret
-            [b"a", b"b", b"c"],
-        ]
-        for frames in cases:
-            sock.send_multipart(frames)
-            reply = wire.PEER_DECODER.decode(sock.recv())
-            assert isinstance(reply, wire.Error), frames
-            assert reply.code in {"bad-frame", "not-admitted"}
-        assert not nodes[0].host.arrived
-        sock.close()
-        ctx.term()
-        assert len(nodes[0].cloud.peers.up_peers()) == 3
-        assert nodes[1].fp in {p.id for p in nodes[0].cloud.peers.up_peers()}
-    finally:
-        for n in nodes:
-            n.stop()
-            kill_agent(n.data / "gnupg")
+def test_hostile_peer_frames_get_errors_and_the_cloud_keeps_working(
+    four: tuple[list[MeshNode], bytes],
+) -> None:
+    nodes, secret = four
+    ctx, sock, _ = raw_peer(nodes[0].peer_url)
+    fwd = wire.Forward(id=wire.new_msg_id(), origin=nodes[1].fp, sender="A" * 40,
+                       to=["B" * 40], target=nodes[0].fp)  # fmt: skip
+    hello = wire.PeerHello(broker=nodes[1].fp, address="x", proof=b"\0" * 32)
+    cases = [
+        [os.urandom(50)],
+        [b"\x81\xa1k\xa7unknown"],
+        [wire.encode(fwd), b"body"],  # a forward before any hello
+        [wire.encode(hello)],  # a hello without the secret
+        [b"a", b"b", b"c"],
+    ]
+    for frames in cases:
+        sock.send_multipart(frames)
+        reply = wire.PEER_DECODER.decode(sock.recv())
+        assert isinstance(reply, wire.Error), frames
+        assert reply.code in {"bad-frame", "not-admitted"}
+    assert not nodes[0].host.arrived
+    sock.close()
+    ctx.term()
+    assert len(nodes[0].cloud.peers.up_peers()) == 3
+    assert nodes[1].fp in {p.id for p in nodes[0].cloud.peers.up_peers()}
 
 
-def test_the_secret_does_not_let_a_peer_pose_as_another_broker(tmp_path: Path) -> None:
+def test_the_secret_does_not_let_a_peer_pose_as_another_broker(
+    four: tuple[list[MeshNode], bytes],
+) -> None:
     """Holding the join secret admits a broker, but a known broker id stays bound to the
     CURVE key its signed advert names: an insider cannot take over another's link."""
-    secret = os.urandom(32)
-    nodes = [MeshNode(tmp_path / "n0", secret, [])]
-    try:
-        for i in range(1, 4):
-            nodes.append(MeshNode(tmp_path / f"n{i}", secret, [nodes[0].peer_url]))
-        wait_for(lambda: len(nodes[0].cloud.peers.up_peers()) == 3, 20, "four linked brokers")
-        wait_for(lambda: nodes[0].cloud._known_key(nodes[1].fp), 10, "n1's advert at n0")
-        ctx, sock, public = raw_peer(nodes[0].peer_url)
-        proof = Admission(secret).proof(nodes[1].fp, public)  # a valid proof...
-        sock.send(wire.encode(wire.PeerHello(broker=nodes[1].fp, address="x", proof=proof)))
-        reply = wire.PEER_DECODER.decode(sock.recv())
-        assert isinstance(reply, wire.Error) and reply.code == "not-admitted"  # ...wrong key
-        # a new id with the secret is admitted: that is what the secret is for
-        fresh = "F" * 40
-        proof = Admission(secret).proof(fresh, public)
-        sock.send(wire.encode(wire.PeerHello(broker=fresh, address="x", proof=proof)))
-        assert isinstance(wire.PEER_DECODER.decode(sock.recv()), wire.PeerHello)
-        sock.close()
-        ctx.term()
-        link = next(p for p in nodes[0].cloud.peers.up_peers() if p.id == nodes[1].fp)
-        assert link.in_key != public  # n1's link was not taken over
-    finally:
-        for n in nodes:
-            n.stop()
-            kill_agent(n.data / "gnupg")
+    nodes, secret = four
+    wait_for(lambda: nodes[0].cloud._known_key(nodes[1].fp), 10, "n1's advert at n0")
+    ctx, sock, public = raw_peer(nodes[0].peer_url)
+    proof = Admission(secret).proof(nodes[1].fp, public)  # a valid proof...
+    sock.send(wire.encode(wire.PeerHello(broker=nodes[1].fp, address="x", proof=proof)))
+    reply = wire.PEER_DECODER.decode(sock.recv())
+    assert isinstance(reply, wire.Error) and reply.code == "not-admitted"  # ...wrong key
+    # a new id with the secret is admitted: that is what the secret is for
+    fresh = "F" * 40
+    proof = Admission(secret).proof(fresh, public)
+    sock.send(wire.encode(wire.PeerHello(broker=fresh, address="x", proof=proof)))
+    assert isinstance(wire.PEER_DECODER.decode(sock.recv()), wire.PeerHello)
+    sock.close()
+    ctx.term()
+    link = next(p for p in nodes[0].cloud.peers.up_peers() if p.id == nodes[1].fp)
+    assert link.in_key != public  # n1's link was not taken over
 
 
 def next_of(sock: zmq.Socket, kind: type[T]) -> T:

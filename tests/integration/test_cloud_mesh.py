@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,15 @@ def healthy(nodes: list[MeshNode]) -> bool:
     return True
 
 
+def whole_cloud(start: Callable[..., MeshNode], nodes: list[MeshNode], n: int) -> MeshNode:
+    """Start b0 and n-1 more that join it; wait until they form a healthy cloud."""
+    first = start("b0")
+    for i in range(1, n):
+        start(f"b{i}", [first.peer_url])
+    wait_for(lambda: healthy(nodes), 30, f"{n} brokers in a bridgeless cloud")
+    return first
+
+
 @pytest.fixture
 def cloud(tmp_path: Path):
     secret = os.urandom(32)
@@ -87,10 +97,7 @@ def cloud(tmp_path: Path):
 
 def test_six_brokers_join_and_survive_two_crashes(cloud) -> None:
     start, nodes, _ = cloud
-    first = start("b0")
-    for i in range(1, 6):
-        start(f"b{i}", [first.peer_url])
-    wait_for(lambda: healthy(nodes), 30, "six brokers in a bridgeless cloud")
+    whole_cloud(start, nodes, 6)
     for victim in (nodes[2], nodes[4]):
         victim.stop()  # a crash as the others see it: no goodbye
         nodes.remove(victim)
@@ -100,10 +107,7 @@ def test_six_brokers_join_and_survive_two_crashes(cloud) -> None:
 
 def test_forward_takes_the_shortest_path_hop_by_hop(cloud) -> None:
     start, nodes, _ = cloud
-    first = start("b0")
-    for i in range(1, 7):
-        start(f"b{i}", [first.peer_url])
-    wait_for(lambda: healthy(nodes), 30, "seven brokers")
+    whole_cloud(start, nodes, 7)
     g = view(nodes[0])
     src, dst = max(
         ((a, b) for a in g for b in g if a != b),
@@ -128,10 +132,7 @@ def test_forward_takes_the_shortest_path_hop_by_hop(cloud) -> None:
 
 def test_a_restarted_broker_rejoins_without_a_seed(cloud) -> None:
     start, nodes, secret = cloud
-    first = start("b0")
-    for i in range(1, 5):
-        start(f"b{i}", [first.peer_url])
-    wait_for(lambda: healthy(nodes), 30, "five brokers")
+    whole_cloud(start, nodes, 5)
     victim = nodes.pop(3)
     victim.stop(graceful=True)
     wait_for(lambda: healthy(nodes), 30, "four brokers after a graceful leave")
@@ -143,10 +144,7 @@ def test_a_restarted_broker_rejoins_without_a_seed(cloud) -> None:
 
 def test_a_broker_without_the_cloud_secret_is_not_admitted(cloud, tmp_path: Path) -> None:
     start, nodes, _ = cloud
-    first = start("b0")
-    for i in range(1, 4):
-        start(f"b{i}", [first.peer_url])
-    wait_for(lambda: healthy(nodes), 30, "four brokers")
+    first = whole_cloud(start, nodes, 4)
     intruder = MeshNode(tmp_path / "evil", os.urandom(32), [first.peer_url])
     try:
         wait_for(lambda: intruder.cloud.peers.failed_dials >= 1, 10, "the intruder's dial to fail")
@@ -160,10 +158,7 @@ def test_a_broker_without_the_cloud_secret_is_not_admitted(cloud, tmp_path: Path
 
 def test_status_shows_measured_round_trip_times_not_routing_costs(cloud) -> None:
     start, nodes, _ = cloud
-    first = start("b0")
-    for i in range(1, 4):
-        start(f"b{i}", [first.peer_url])
-    wait_for(lambda: healthy(nodes), 30, "four brokers")
+    whole_cloud(start, nodes, 4)
     # on loopback an RTT settles well under the 20 ms a hop is priced at for routing (the
     # first heartbeats wait behind start-up's GnuPG calls: tens of ms)
     wait_for(
