@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from rich.progress import Progress
 
-    from tits.cli.messenger import Message, Messenger
+    from tits.client.blocking import Message, Messenger
 
     from .home import Home
     from .keyclient import KeyClient

@@ -394,7 +394,39 @@ class KeyBody(Struct, tag="key", tag_field="b", forbid_unknown_fields=False):
     cert_sig: Annotated[bytes, Meta(max_length=8192)] = b""
 
 
-Body = Union[SealedBody, MediaBody, KeyBody]
+class GroupBody(Struct, tag="group", tag_field="b", forbid_unknown_fields=False):
+    """A group's membership log and, for its members, the session key of the new epoch.
+
+    `bundle` is one OpenPGP message, signed by the member who changed the group and encrypted
+    to every recipient at once (plain `gpg --decrypt` opens it: JSON of a `GroupBundle`, see
+    tits/client/groups.py), so neither the group's name nor its members reach a broker."""
+
+    group: GroupId
+    bundle: Annotated[bytes, Meta(max_length=MAX_BODY)]
+    cert: Annotated[bytes, Meta(max_length=4096)] = b""
+    cert_sig: Annotated[bytes, Meta(max_length=8192)] = b""
+
+
+class HistoryItem(Struct, forbid_unknown_fields=False, array_like=True):
+    """An earlier message of a group, as its members received it: the envelope fields its
+    body is bound to and the body itself, still sealed and signed by its own sender."""
+
+    id: MsgId
+    sender: Fingerprint
+    to: Recipients
+    ts: U64
+    body: Annotated[bytes, Meta(max_length=MAX_BODY)]
+
+
+class HistoryBody(Struct, tag="history", tag_field="b", forbid_unknown_fields=False):
+    """Earlier messages passed to a newcomer (`group invite --share-history`); the keys of
+    their epochs come in the `GroupBody` of the invitation."""
+
+    group: GroupId
+    items: Annotated[list[HistoryItem], Meta(max_length=4096)]
+
+
+Body = Union[SealedBody, MediaBody, KeyBody, GroupBody, HistoryBody]
 
 # -- encoders and decoders (built once) -------------------------------------------------------
 
@@ -428,6 +460,7 @@ GOSSIP_DECODER = _Decoder(GossipMsg, "gossip message", 8 << 20)
 ADVERT_DECODER = _Decoder(Advert, "advertisement", 64 << 10)
 PRESENCE_DECODER = _Decoder(Presence, "presence", 8 << 20)
 BODY_DECODER = _Decoder(Body, "body", MAX_BODY + (64 << 10))
+HISTORY_LIMIT = MAX_BODY - (64 << 10)  # a HistoryBody is cut into messages of this size
 SIGNED_DECODER = _Decoder(Signed, "signed body", MAX_BODY + 1024)
 HEADER_PAYLOAD_DECODER = _Decoder(tuple[Header, bytes], "header and payload", MAX_BODY + 1024)
 

@@ -18,7 +18,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     short_tmpdir,
 )
 from tits import wire
-from tits.cli.messenger import Message, Messenger
+from tits.client.blocking import Message, Messenger
 
 
 def still_serves(broker: BrokerProc, people: People, text: str = "still here") -> None:

@@ -20,7 +20,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
 )
 from tits import wire
 from tits.broker.admission import Admission
-from tits.cli.messenger import Message, Messenger
+from tits.client.blocking import Message, Messenger
 from tits.keyclient import KeyClient
 from tits.localcloud import LocalCloud, _status, graph_of, hop_counts, whole
 from tits.router import shortest_path

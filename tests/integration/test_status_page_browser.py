@@ -23,7 +23,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     short_tmpdir,
     wait_for,
 )
-from tits.cli.messenger import Messenger
+from tits.client.blocking import Messenger
 from tits.keyclient import KeyClient
 from tits.localcloud import LocalCloud, _status
 
