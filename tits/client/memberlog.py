@@ -344,9 +344,15 @@ class Member(Struct, frozen=True, kw_only=True):
 
 
 class GroupState(Struct, frozen=True, kw_only=True):
-    """The group after the applied entries. `head` is what a new entry names as `prev`;
-    `heads` are all applied entries no applied entry names (more than one: a fork);
-    `epoch_basis` is the hash of the last applied create/invite/remove/leave."""
+    """The group after the applied entries.
+
+    `head` is what a new entry names as `prev`: the last entry held, in the order, whether it
+    applied or not, so a new entry sorts after everything its maker knew. (Naming the last
+    *applied* one would make the new entry a sibling of any refused entry on the same head,
+    and a grant sorting before it would revive that refused entry.) `heads` are the entries
+    held at the head's height: more than one is a fork nobody has built on yet (the next
+    entry, naming `head`, settles it). `epoch_basis` is the hash of the last applied
+    create/invite/remove/leave: session-key epochs key to it."""
 
     group: str
     name: str
@@ -355,7 +361,7 @@ class GroupState(Struct, frozen=True, kw_only=True):
     members: dict[str, Member]
     admins: list[str]  # sorted
     head: str
-    heads: list[str]  # in applied order; head is the last
+    heads: list[str]  # in the order; `head` is the last
     epoch_basis: str
     closed: bool  # nobody is left: no entry will ever apply again
     size: int  # number of applied entries
@@ -378,6 +384,7 @@ class Applied(Struct, frozen=True, kw_only=True):
     hash: str
     entry: Entry
     index: int  # place in the applied list
+    height: int  # distance from the create along `prev`
     added: list[str] = []  # create: the creator; invite: the invitees
     removed: list[str] = []  # remove: the targets; leave: the actor
     new_admins: list[str] = []  # create, admin, and a successor made when the last admin left
@@ -530,7 +537,7 @@ class _Tally:
         self.closed = False
         self.epoch_basis = ""
 
-    def apply(self, h: str, entry: Entry, index: int) -> Applied:
+    def apply(self, h: str, entry: Entry, index: int, height: int) -> Applied:
         op, actor = entry.op, entry.actor
         added: list[str] = []
         removed: list[str] = []
@@ -570,6 +577,7 @@ class _Tally:
             hash=h,
             entry=entry,
             index=index,
+            height=height,
             added=added,
             removed=removed,
             new_admins=new_admins,
@@ -804,12 +812,12 @@ class MemberLog:
             except GroupError as exc:
                 rejected[h] = Refusal(hash=h, reason=exc.message, code=exc.code, entry=entry)
                 continue
-            applied.append(tally.apply(h, entry, len(applied)))
+            applied.append(tally.apply(h, entry, len(applied), self._known[h].height))
         self._applied, self._rejected = applied, rejected
         if not applied:
             self._state = None
             return
-        named = {a.entry.prev for a in applied}
+        top = self._known[self._order[-1]].height
         self._state = GroupState(
             group=self.group,
             name=tally.name,
@@ -817,8 +825,8 @@ class MemberLog:
             creator=tally.creator,
             members=dict(sorted(tally.members.items())),
             admins=sorted(fp for fp, m in tally.members.items() if m.role == "admin"),
-            head=applied[-1].hash,
-            heads=[a.hash for a in applied if a.hash not in named],
+            head=self._order[-1],
+            heads=[h for h in self._order if self._known[h].height == top],
             epoch_basis=tally.epoch_basis,
             closed=tally.closed,
             size=len(applied),
