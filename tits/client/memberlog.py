@@ -32,8 +32,8 @@ Rights (checked at each entry's place in the order):
 - `admin`: admins only; the targets must be members and not admins yet.
 - `rename`: any member in a normal group; only admins in a secure group.
 - When the last admin leaves, the member who has been in the group longest (the earliest
-  applied entry that added them; ties by fingerprint) becomes admin, so a group with members
-  always has an admin. A re-invited member (the creator too) comes back as a plain member.
+  applied entry that last added them; ties by fingerprint) becomes admin, so a group with
+  members always has an admin. A re-invited member (the creator too) comes back as a plain member.
 - When the last member leaves, the log is closed: every later entry is refused.
 
 Names: 1–64 characters, not blank, no control characters (Unicode Cc), no bidi controls, no
@@ -339,7 +339,7 @@ Role = Literal["admin", "member"]
 class Member(Struct, frozen=True, kw_only=True):
     fingerprint: str
     role: Role
-    since: int  # index (in the applied list) of the entry that added them
+    since: int  # index (in the applied list) of the entry that last added them
     added_by: str  # who made that entry (the creator adds themselves)
 
 
@@ -397,8 +397,8 @@ class Applied(Struct, frozen=True, kw_only=True):
 
 class Refusal(Struct, frozen=True, kw_only=True):
     hash: str | None  # None: the bytes were too big to be worth hashing
-    reason: str
-    code: str
+    reason: str  # English, for `recv` and `group log`
+    code: str  # one of GroupErrorCode
     entry: Entry | None = None
 
 
@@ -501,7 +501,11 @@ def make_entry(
     ts: int,
 ) -> Entry:
     """Make the next entry of `state` (None: only a `create`), checked before anything signs
-    it; raise `GroupError` with a clear message and a `code` if it would be refused."""
+    it; raise `GroupError` with a clear message and a `code` if it would be refused.
+
+    Fingerprints must already be normalised (40 upper-case hex: `normalise_fingerprint`);
+    `prev` is `state.head`. Sign it with `sign_entry` and take it in with `MemberLog.add_own`.
+    """
     _check_group_id(group)
     if state is not None and state.group != group:
         raise GroupError(f"this log is group {state.group}, not {group}", code="wrong-group")
@@ -731,13 +735,18 @@ class MemberLog:
             size = len(raw) if isinstance(raw, bytes) else 0
             return Refusal(hash=None, reason=f"entry too big ({size} bytes)", code="malformed")
         h = entry_hash(raw)
-        if h in self._known or h in batch:
+        if h in self._known:
             return Refusal(
                 hash=h,
                 reason="this entry is in the log already (a replay)",
                 code="duplicate",
-                entry=self._known[h].entry if h in self._known else batch[h][1],
+                entry=self._known[h].entry,
             )
+        if h in batch:  # the first copy is the one checked
+            return Refusal(
+                hash=h, reason="this entry came twice in one batch", code="duplicate",
+                entry=batch[h][1],
+            )  # fmt: skip
         if not isinstance(signed.signature, str) or len(signed.signature) > MAX_SIGNATURE:
             return Refusal(
                 hash=h, reason="the signature is missing or too big", code="bad-signature"
