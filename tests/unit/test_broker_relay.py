@@ -51,7 +51,7 @@ def make(tmp_path: Path) -> tuple[Relay, Committer, Cloud, Delivery]:
 
 def forward(**kw: object) -> wire.Forward:
     base = wire.Forward(id=b"i" * 16, origin=PREV, sender=SENDER, to=[U1, U2], target=TARGET,
-                        hops=5, deliver_to=[U1], token=b"t")  # fmt: skip
+                        hops=5, deliver_to=[U1], ts=0, token=b"t")  # fmt: skip
     return msgspec.structs.replace(base, **kw)
 
 
