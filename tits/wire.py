@@ -56,6 +56,8 @@ Recipients = Annotated[list[Fingerprint], Meta(max_length=MAX_RECIPIENTS)]
 # decode, paid at every hop (msgspec runs `re.search` for each).
 HopFingerprint = Annotated[str, Meta(min_length=40, max_length=40)]
 HopRecipients = Annotated[list[HopFingerprint], Meta(max_length=MAX_RECIPIENTS)]
+BrokerUrl = Annotated[str, Meta(max_length=256)]
+MAX_WELCOME_BROKERS = 64
 _HEX_UPPER = frozenset("0123456789ABCDEF")
 
 
@@ -188,6 +190,9 @@ class Welcome(_Msg, tag="welcome"):
     # in a cloud, mail held at other brokers follows this login within moments (presence
     # gossip, then forwarding): a client draining its mailbox should listen this much longer
     settle_ms: U64 = 0
+    # the client URLs (tcp://HOST:PORT#KEYHEX) of the cloud's brokers this one knows, itself
+    # first: where a client whose broker stops answering tries next
+    brokers: Annotated[list[BrokerUrl], Meta(max_length=MAX_WELCOME_BROKERS)] = []
 
 
 class Accepted(_Msg, tag="accepted"):

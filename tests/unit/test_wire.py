@@ -28,7 +28,13 @@ SAMPLES = {
     ],
     wire.SERVER_DECODER: [
         wire.Challenge(nonce=b"n" * 32, broker=FP_A, expires=10, key=b"k"),
-        wire.Welcome(fingerprint=FP_A, device="0123456789abcdef", broker=FP_B, pending=0),
+        wire.Welcome(
+            fingerprint=FP_A,
+            device="0123456789abcdef",
+            broker=FP_B,
+            pending=0,
+            brokers=["tcp://127.0.0.1:1#" + "00" * 32],
+        ),
         wire.Accepted(id=MID),
         wire.Deliver(id=MID, sender=FP_A, to=[FP_B], group=None, ts=7),
         wire.Error(code="bad-frame", message="無法解碼", ref=MID),
