@@ -212,6 +212,9 @@ class Deliver(_Msg, tag="deliver", kw_only=True):
     to: Recipients
     group: GroupId | None = None
     ts: U64  # when the broker accepted it, Unix milliseconds
+    # the sender's device it came from. The sender's other devices are sent it too (with
+    # `sender` and `to` as they were): a `Deliver` whose sender is you is your own message.
+    device: DeviceId | None = None
 
 
 class Error(_Msg, tag="error"):
@@ -262,8 +265,9 @@ class Forward(_Msg, tag="forward", kw_only=True):
     group: GroupId | None = None
     target: HopFingerprint  # broker that should deliver
     hops: Hops = DEFAULT_TTL
-    deliver_to: HopRecipients  # the users of `to` to deliver to at `target`
+    deliver_to: HopRecipients  # the users of `to` (or the sender) to deliver to at `target`
     ts: U64  # when the origin broker accepted it, Unix milliseconds
+    device: Annotated[str, Meta(max_length=16)] = ""  # the sending device: not sent it back
     token: Annotated[bytes, Meta(max_length=128)] = b""  # echoed in the ForwardAck
 
 
