@@ -35,8 +35,6 @@ class LoginVerifier:
 
     def verify(self, login: wire.Login, nonce: bytes, curve_key: bytes) -> LoginOk:
         """Raise a `TitsError` unless `login` answers `nonce` on the connection `curve_key`."""
-        if login.fingerprint is None:
-            raise VerificationError("login names no fingerprint")
         fp = normalise_fingerprint(login.fingerprint)
         name = self._ensure_key(fp, login.pubkey)
         plain = self.identity.decrypt_from(login.blob, expected_signer=fp)
@@ -87,7 +85,7 @@ class LoginVerifier:
         self.identity.import_public(text)
 
 
-def describe(exc: BaseException) -> tuple[str, str]:
+def describe(exc: BaseException) -> tuple[wire.ErrorCode, str]:
     """(error code, message) for a failed login, for the client's `Error`."""
     if isinstance(exc, TitsError):
         return "login-refused", exc.message[:200]

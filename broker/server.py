@@ -302,14 +302,22 @@ class Broker(ClientPort, Sessions, Dedup):
         fanout = []
         encode = wire.encode
         Deliver = wire.Deliver  # noqa: N806
-        for _conn, msg, body in batch:
+        for conn, msg, body in batch:
+            device = conn.device.device if conn.device is not None else ""
             env = encode(
-                Deliver(id=msg.id, sender=msg.sender, to=msg.to, group=msg.group, ts=ts_ms)
-            )
-            for user in dict.fromkeys(msg.to) if len(msg.to) > 1 else msg.to:
+                Deliver(
+                    id=msg.id, sender=msg.sender, to=msg.to, group=msg.group, ts=ts_ms,
+                    device=device or None,
+                )
+            )  # fmt: skip
+            # one row per mailbox: the recipients', and the sender's for their other devices
+            # (the sending device skips it); the body is stored once for all of them
+            sender = msg.sender
+            for user in dict.fromkeys([*msg.to, sender]):
                 seq = store.allocate()
-                rows.append((seq, user, msg.id, msg.sender, env, body, ts_s))
-                fanout.append((user, seq, msg.id, env, body))
+                skip = device if user == sender else ""
+                rows.append((seq, user, msg.id, sender, env, body, ts_s, skip))
+                fanout.append((user, seq, msg.id, env, body, skip))
         self._moves_due = False
         self.writer.submit(
             Job(rows=rows, cursors=self.delivery.cursor_moves(), token=(batch, dups, fanout))

@@ -243,7 +243,7 @@ def test_a_forward_with_a_forged_sender_is_refused_not_shown(cloud6: Cloud, peop
     for send, body in items:
         fwd = wire.Forward(
             id=send.id, origin=fake, sender=people.alice.fingerprint, to=send.to,
-            target=target["id"], deliver_to=[people.bob.fingerprint], token=b"x",
+            target=target["id"], deliver_to=[people.bob.fingerprint], ts=0, token=b"x",
         )  # fmt: skip
         sock.send_multipart([wire.encode(fwd), body])
         forged.append(send.id)

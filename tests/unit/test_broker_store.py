@@ -9,10 +9,12 @@ from tits.broker.store import STORED_SQL, Job, Store, Writer
 
 
 def rows(store: Store, user: str, n: int, ts: int = 0) -> list[tuple]:
-    return [
-        (store.allocate(), user, i.to_bytes(16, "big"), "S" * 40, b"e", b"b%d" % i, ts)
-        for i in range(n)
-    ]
+    """`n` messages for `user`, each with its own id (the id is its seq)."""
+    out = []
+    for _ in range(n):
+        seq = store.allocate()
+        out.append((seq, user, seq.to_bytes(16, "big"), "S" * 40, b"e", b"b%d" % seq, ts, ""))
+    return out
 
 
 def test_jobs_commit_in_order_and_seq_survives_restart(tmp_path: Path) -> None:
@@ -66,8 +68,8 @@ def test_cursor_upsert_never_goes_back_and_prune(tmp_path: Path) -> None:
     writer.submit(Job(prune=(time.time(), 10.0, 100_000.0)))
     assert writer.done.get(timeout=10).pruned == 3
     assert [r[0] for r in store.fetch("U" * 40, 0, 10)] == [4]
-    assert store.senders_of([(3).to_bytes(16, "big"), b"x" * 16]) == {
-        (3).to_bytes(16, "big"): "S" * 40
+    assert store.senders_of([(4).to_bytes(16, "big"), b"x" * 16]) == {
+        (4).to_bytes(16, "big"): "S" * 40
     }
     writer.close()
     store.close()
@@ -79,7 +81,7 @@ def test_stored_already_finds_pairs_by_message_id_not_by_reading_mailboxes(
     store = Store(tmp_path / "mail.db")
     writer = Writer(tmp_path / "mail.db", "normal", lambda: None)
     ids = [n.to_bytes(16, "big") for n in range(300)]
-    rows = [(n + 1, "U" * 40, i, "S" * 40, b"env", b"body", 0) for n, i in enumerate(ids)]
+    rows = [(n + 1, "U" * 40, i, "S" * 40, b"env", b"body", 0, "") for n, i in enumerate(ids)]
     writer.submit(Job(rows=rows))
     writer.close()
     got = store.stored_already([(ids[5], "U" * 40), (ids[6], "V" * 40), (b"n" * 16, "U" * 40)])
@@ -87,5 +89,5 @@ def test_stored_already_finds_pairs_by_message_id_not_by_reading_mailboxes(
     # SQLite left to itself reads the users' whole mailboxes (mail_user): by id it must go
     query = STORED_SQL.format(ids="?,?", users="?")
     plan = str(store.db.execute("EXPLAIN QUERY PLAN " + query, (ids[0], ids[1], "U")).fetchall())
-    assert "INDEX mail_id" in plan, plan
+    assert "INDEX mail_id_user" in plan, plan
     store.close()
