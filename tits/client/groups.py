@@ -261,10 +261,11 @@ class Groups:
     # -- changes that come in -------------------------------------------------------------------
 
     def receive(
-        self, env: wire.Deliver, body: wire.GroupBody
+        self, env: wire.Deliver, body: wire.GroupBody, need_key: Callable[[str], None]
     ) -> tuple[list[GroupChanged | Refused], bool]:
-        """Apply a group message; (events, whether we should rekey the group now)."""
-        self.ensure_key(env.sender)
+        """Apply a group message; (events, whether we should rekey the group now).
+        `need_key(fp)` raises (`NotYet`) for a signer whose public key we lack."""
+        need_key(env.sender)
         try:
             plain = self.keyring.unwrap(body.bundle, env.sender)
             bundle = _BUNDLE.decode(plain)
@@ -277,11 +278,16 @@ class Groups:
         before = log.state
         was_member = before is not None and before.is_member(self.me)
 
+        for signed in bundle.log:  # every new entry's signer, before any gpg run
+            h = ml.entry_hash(signed.raw)
+            if h not in log:
+                try:
+                    actor = ml.decode_entry(signed.raw).actor
+                except ml.GroupError:
+                    continue  # merge refuses it with its reason
+                need_key(actor)
+
         def verify(data: bytes, sig: str, fp: str) -> None:
-            try:
-                self.ensure_key(fp)
-            except TitsError as exc:
-                raise VerificationError(f"no key for {fp[:16]}: {exc.message}") from None
             self.identity.verify_detached(data, sig, fp)
 
         result = log.merge(bundle.log, verify)

@@ -125,8 +125,9 @@ class Inbox:
             self._direct_key(env, body)
             return None
         if isinstance(body, wire.GroupBody):
+            self._need_key(env.sender)
+            events, rekey = self.groups.receive(env, body, self._need_key)
             self._learn_cert(env.sender, body.cert, body.cert_sig)
-            events, rekey = self.groups.receive(env, body)
             out.events.extend(events)
             if rekey:
                 out.rekey.append(body.group)
@@ -186,10 +187,7 @@ class Inbox:
         conv = conversation_of(env, self.me)
         if env.group is not None or body.group != conv:
             raise VerificationError("a session key for another conversation")
-        if not self.identity.has_key(env.sender):
-            if env.sender in self.unfindable:
-                raise VerificationError(f"no public key for {env.sender[:16]} to check it with")
-            raise NotYet("pubkey", f"looking up the key of {env.sender[:16]}", identity=env.sender)
+        self._need_key(env.sender)
         key = SessionKey.from_json(self.keyring.unwrap(body.wrapped, env.sender))
         if key.conversation != conv or key.epoch != body.epoch:
             raise VerificationError("the wrapped key does not match its message")
@@ -197,6 +195,13 @@ class Inbox:
             raise VerificationError("a session key for a conversation we are not in")
         self._learn_cert(env.sender, body.cert, body.cert_sig)
         self.keyring.accept(key, env.sender, self.clock(), current=False)
+
+    def _need_key(self, fp: str) -> None:
+        """A public key we must have to check a signature: looked up off the receive path."""
+        if not self.identity.has_key(fp):
+            if fp in self.unfindable:
+                raise VerificationError(f"no public key for {fp[:16]} to check it with")
+            raise NotYet("pubkey", f"looking up the key of {fp[:16]}", identity=fp)
 
     def _learn_cert(self, identity: str, cert: bytes, sig: bytes) -> None:
         if cert:
