@@ -2,7 +2,7 @@
 
     GET  /pks/lookup?op=get|index|vindex&search=…[&options=mr]   HKP, as stock gpg speaks it
     POST /pks/add            form field `keytext`: one ASCII-armored public key
-    POST /tits/devices       {"certificate": base64, "signature": armored}
+    POST /tits/devices       {"certificate": base64, "signature": armored, "proof": base64}
     GET  /tits/devices/<FP>  {"identity": FP, "devices": [{..., "revoked": bool}]}
     POST /tits/revocations   {"revocation": base64, "signature": armored}
     GET  /tits/status        counts, for operators and `tits cloud up`

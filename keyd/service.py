@@ -17,8 +17,12 @@ Policy, decided here and documented for operators:
   merged by GnuPG: only that key's own new self-signatures, user ids, subkeys and revocations
   can be added; nothing is ever removed.
 * Device certificates are accepted only with a detached signature by the identity they name,
-  whose key keyd already holds; a revocation is accepted only when signed by that identity,
-  and is permanent: a revoked device stays revoked and is served marked so.
+  whose key keyd already holds, and with a proof of possession: the device key's signature
+  over the certificate (`tits.device`), so nobody can certify someone else's device public
+  key as their own (no proof: 400 `no-proof`; a wrong one: 403 `bad-proof`). Devices stored
+  before proofs existed are served with `"proof": null` until their owner publishes again.
+  A revocation is accepted only when signed by that identity, and is permanent: a revoked
+  device stays revoked and is served marked so.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 
 import structlog
 
-from tits.device import Certificate, Revocation
+from tits.device import PROOF_BYTES, Certificate, Revocation
 from tits.errors import VerificationError
 from tits.log import sanitise
 
@@ -286,6 +290,14 @@ class KeyService:
             raise KeydError(400, "expected a JSON object")
         data = _b64(body.get("certificate"), "certificate", MAX_CERTIFICATE_BYTES)
         signature = _signature(body.get("signature"))
+        if body.get("proof") is None:
+            raise KeydError(
+                400,
+                "a device certificate needs a proof of possession (the device key's signature "
+                "over it); upgrade the client and publish again",
+                "no-proof",
+            )
+        proof = _b64(body.get("proof"), "proof", PROOF_BYTES)
         try:
             cert = Certificate.parse(data)
         except VerificationError as exc:
@@ -295,6 +307,15 @@ class KeyService:
             raise KeydError(422, "device certificate has expired", "expired")
         if cert.created > now + CLOCK_SKEW or cert.expires <= cert.created:
             raise KeydError(422, "device certificate dates are impossible", "bad-certificate")
+        try:
+            cert.check_proof(proof)  # before gpg: it costs ~50 µs
+        except VerificationError as exc:
+            log.warning("device.unproven", identity=cert.identity, device=cert.device)
+            raise KeydError(
+                403,
+                f"{exc.message}: only the holder of a device key can publish it",
+                "bad-proof",
+            ) from None
         armored = self._identity_key(cert.identity)
         try:
             await self.validator.verify_signed(armored, data, signature, cert.identity)
@@ -310,8 +331,9 @@ class KeyService:
             if known is not None and known > cert.created:
                 raise KeydError(409, "a newer certificate for this device is stored", "stale")
             self.store.put_device(
-                cert.identity, cert.device, data, signature, cert.name, cert.created, cert.expires
-            )
+                cert.identity, cert.device, data, signature, cert.name, cert.created,
+                cert.expires, proof,
+            )  # fmt: skip
         log.info("device.published", identity=cert.identity, device=cert.device)
         revoked = self.store.is_revoked(cert.identity, cert.device)
         return {"identity": cert.identity, "device": cert.device, "revoked": revoked}
@@ -352,6 +374,7 @@ class KeyService:
                     "expires": d.expires,
                     "certificate": base64.b64encode(d.certificate).decode("ascii"),
                     "signature": d.signature,
+                    "proof": base64.b64encode(d.proof).decode("ascii") if d.proof else None,
                     "revoked": d.revocation is not None,
                     "revocation": (
                         base64.b64encode(d.revocation).decode("ascii") if d.revocation else None
