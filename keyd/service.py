@@ -4,7 +4,10 @@ Policy, decided here and documented for operators:
 
 * Searches are exact: `0x` + 40-hex fingerprint, `0x` + 16-hex long key id (primary or subkey),
   or an email address (with or without `<>`, case-insensitive). `op=index` also takes a piece of
-  a user id (at least 3 characters, at most 100 keys answered). Short key ids, wildcards (`*`),
+  a user id: at least 3 characters (shorter Latin text is enumeration), or 1–2 CJK ideographs,
+  since most Chinese names are 2–3 of them (`林`, `王小明`); at most 100 keys answered, at most
+  20 for a 1–2 ideograph search (a common surname matches many). Searches are budgeted per
+  client (see below). Short key ids, wildcards (`*`),
   empty searches, searches over 256 characters and control characters are refused (400).
 * Each client address (an IPv6 client: its /64) has a budget of uploads and of searches
   (`op=index`/`op=vindex`; `op=get` is free), token buckets set in the config; over it: 429
@@ -32,6 +35,7 @@ import base64
 import binascii
 import re
 import time
+import unicodedata
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +54,7 @@ from .validate import KeyValidator, ValidationError, email_of
 MAX_SEARCH = 256
 MIN_TEXT_SEARCH = 3
 MAX_RESULTS = 100
+MAX_SHORT_RESULTS = 20  # for a search of 1–2 CJK ideographs
 MAX_DEVICES_PER_IDENTITY = 64
 MAX_REVOCATIONS_PER_IDENTITY = 1024
 MAX_CERTIFICATE_BYTES = 1024
@@ -113,9 +118,18 @@ def parse_search(raw: str | None, exact: bool) -> Search:
         return Search("email", m.group(1).lower())
     if exact:
         raise KeydError(400, "op=get takes a fingerprint, a long key id or an email address")
-    if len(text) < MIN_TEXT_SEARCH:
-        raise KeydError(400, f"search at least {MIN_TEXT_SEARCH} characters of a user id")
+    if len(text) < MIN_TEXT_SEARCH and not all(is_ideograph(c) for c in text):
+        raise KeydError(
+            400, f"search at least {MIN_TEXT_SEARCH} characters of a user id (or a Chinese name)"
+        )
     return Search("text", text)
+
+
+def is_ideograph(char: str) -> bool:
+    """A CJK (unified or compatibility) ideograph: 林, 王, 𠀋 — not kana, hangul or punctuation."""
+    return unicodedata.name(char, "").startswith(
+        ("CJK UNIFIED IDEOGRAPH-", "CJK COMPATIBILITY IDEOGRAPH-")
+    )
 
 
 def parse_fingerprint(value: str) -> str:
@@ -171,7 +185,8 @@ class KeyService:
             return self.store.by_keyid(search.value)
         if search.kind == "email":
             return self.store.by_email(search.value, MAX_RESULTS)
-        return self.store.by_text(search.value, MAX_RESULTS)
+        short = len(search.value) < MIN_TEXT_SEARCH
+        return self.store.by_text(search.value, MAX_SHORT_RESULTS if short else MAX_RESULTS)
 
     async def find(self, search: Search) -> list[str]:
         found = self._find(search)
