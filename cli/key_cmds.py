@@ -53,7 +53,7 @@ def publish(ctx: typer.Context, keyserver: KeyserverOpt = None, as_json: JsonOpt
     kc = _client(home, keyserver)
     key = kc.publish_key(home.identity.export_public(fp))
     cert, cert_bytes, sig = home.certificate
-    dev = kc.publish_device(cert_bytes, sig)
+    dev = kc.publish_device(cert_bytes, sig, home.device.prove(cert_bytes))  # see tits.device
     if as_json:
         emit_json(
             {

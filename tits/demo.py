@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                      keyserver=kinfo["url"])  # fmt: skip
             kc.publish_key(h.identity.export_public(h.fingerprint))
             _, cert_bytes, sig = h.certificate
-            kc.publish_device(cert_bytes, sig)
+            kc.publish_device(cert_bytes, sig, h.device.prove(cert_bytes))
             homes[who] = h
             console.print(f"  {name}: [bold]{h.fingerprint}[/] @ broker {where[who]['id'][:16]}…")
         people = {who: Messenger(h) for who, h in homes.items()}
