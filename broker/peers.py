@@ -38,6 +38,7 @@ HEARTBEAT_INTERVAL = 0.2
 HEARTBEAT_LIVENESS = 5
 HEARTBEAT_EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
 HELLO_TIMEOUT = 1.5  # a dialed broker that says nothing this long is taken for dead
+LAG_LOGGED = 0.25  # a gap between our own ticks this much over a heartbeat is logged
 RTT_SAMPLES = 8
 BASE_RTT_SAMPLES = 50  # 10 s of heartbeats
 MAX_PEER_FRAME = 8 << 20
@@ -98,6 +99,7 @@ class Peer:
     in_key: str | None = None  # the CURVE key its inbound connection authenticated with
     up: bool = False
     lost: bool = False  # went down by silence or unreachability, not by a goodbye
+    redial: bool = False  # went down without a goodbye (lost, or it forgot us): dial it again
     since: float = 0.0
     last_heard: float = 0.0
     last_beat: float = 0.0
@@ -193,6 +195,8 @@ class PeerLinks:
         self.dials: dict[zmq.Socket, _Dial] = {}
         self._rid_owner: dict[bytes, str] = {}
         self._queued: set[str] = set()  # peers with a non-empty outbox
+        self._last_tick: float | None = None
+        self.lag_s = 0.0  # the longest stall of our own loop seen (status page, tests)
 
     # -- sockets the broker polls ----------------------------------------------------------
 
@@ -339,7 +343,7 @@ class PeerLinks:
     def _on_message(self, peer: Peer, msg: object, body: bytes | None, now: float) -> None:
         if isinstance(msg, wire.Error):
             if msg.code == "not-admitted":  # it has forgotten us (it restarted, or dropped us)
-                self.drop(peer.id, reason="peer no longer knows us", say_bye=False)
+                self.drop(peer.id, reason="peer no longer knows us", say_bye=False, redial=True)
             else:
                 self.events.on_peer_message(peer, msg, body)
             return  # an error is no sign of a working link: it does not count as heard
@@ -452,6 +456,7 @@ class PeerLinks:
     # -- time --------------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
+        self._own_lag(now)
         for peer in list(self.peers.values()):
             if not peer.up:
                 continue
@@ -466,13 +471,40 @@ class PeerLinks:
                 self._close_dial(sock)
                 self.events.on_dial_failed(dial.url, dial.expect)
 
+    def _own_lag(self, now: float) -> None:
+        """Silence is counted only over the time our own loop ran on schedule: a gap between
+        two of our ticks beyond a heartbeat interval (our loop stalled: GC, a slow disk, the
+        process stopped, a starved CPU) is added to every peer's last-heard time and every
+        dial's start, so a broker that lagged does not blame its peers for its own gap. A loop
+        that is merely slow (passes of 0.3 s) still notices a dead peer, later (1.5 s)."""
+        last, self._last_tick = self._last_tick, now
+        if last is None:
+            return
+        excess = now - last - HEARTBEAT_INTERVAL
+        if excess <= 0:
+            return
+        self.lag_s = max(self.lag_s, now - last)
+        if excess > LAG_LOGGED:
+            log.info("peer.own_loop_lagged", gap_ms=round((now - last) * 1000))
+        for peer in self.peers.values():
+            peer.last_heard = min(now, peer.last_heard + excess)
+        for dial in self.dials.values():
+            dial.started = min(now, dial.started + excess)
+
     def _close_dial(self, sock: zmq.Socket) -> None:
         if self.dials.pop(sock, None) is not None:
             self.failed_dials += 1
         sock.close(0)
         self.changed = True
 
-    def drop(self, peer_id: str, reason: str, say_bye: bool = True, lost: bool = False) -> None:
+    def drop(
+        self,
+        peer_id: str,
+        reason: str,
+        say_bye: bool = True,
+        lost: bool = False,
+        redial: bool = False,
+    ) -> None:
         peer = self.peers.get(peer_id)
         if peer is None:
             return
@@ -483,6 +515,7 @@ class PeerLinks:
                 return  # the send found it unreachable and dropped it already
         del self.peers[peer_id]
         peer.lost = lost
+        peer.redial = lost or redial
         if peer.out is not None:
             peer.out.close(0)
             self.changed = True
