@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 import zmq
@@ -293,9 +293,9 @@ class Cloud:
 
     # -- status --------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, list[dict[str, object]]]:
+    def status(self) -> dict[str, Any]:
         graph = self.topology.planning_graph()
-        brokers = []
+        brokers: list[dict[str, Any]] = []
         for bid in self.topology.db:
             adv = self.topology.advert(bid)
             if adv is None:
@@ -425,7 +425,10 @@ class Cloud:
                 page = wire.Snapshot(seq=page.seq)
                 pages.append(page)
                 size = 0
-            (page.adverts if isinstance(item, wire.SignedAdvert) else page.presence).append(item)
+            if isinstance(item, wire.SignedAdvert):
+                page.adverts.append(item)
+            else:
+                page.presence.append(item)
             size += n
         return pages
 

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import structlog
 import zmq
+from zmq.utils import z85
 
 from tits import wire
 from tits.errors import WireError
@@ -66,7 +67,7 @@ def parse_url(url: str) -> tuple[str, bytes]:
     m = _ENDPOINT.match(endpoint)
     if m is None or not 0 < int(m.group(2)) < 65536 or len(raw) != 32:
         raise WireError(f"not a broker URL (tcp://HOST:PORT#CURVEKEY): {sanitise(url)}")
-    return endpoint, zmq.utils.z85.encode(raw)
+    return endpoint, z85.encode(raw)
 
 
 def bind_endpoint(sock: zmq.Socket, endpoint: str) -> int:
@@ -74,11 +75,11 @@ def bind_endpoint(sock: zmq.Socket, endpoint: str) -> int:
     if endpoint.endswith(":0"):
         endpoint = endpoint[:-2] + ":*"
     sock.bind(endpoint)
-    return int(sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
+    return int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
 
 
 def make_url(endpoint: str, curve_public_z85: bytes) -> str:
-    return f"{endpoint}#{zmq.utils.z85.decode(curve_public_z85).hex()}"
+    return f"{endpoint}#{z85.decode(curve_public_z85).hex()}"
 
 
 class PeerEvents(Protocol):
@@ -228,7 +229,7 @@ class PeerLinks:
             return False
         endpoint, server_key = parse_url(url)
         known = self._known_key(expect) if expect else None
-        if known is not None and known != server_key.decode():
+        if expect and known is not None and known != server_key.decode():
             raise WireError(f"{url[:40]}… is not the CURVE key {expect[:16]} advertises")
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
@@ -280,15 +281,15 @@ class PeerLinks:
             peer.out = sock
             self._came_up(peer, msg, now)
             return
-        peer = next((p for p in self.peers.values() if p.out is sock), None)
-        if peer is not None:
-            self._on_message(peer, msg, body, now)
+        linked = next((p for p in self.peers.values() if p.out is sock), None)
+        if linked is not None:
+            self._on_message(linked, msg, body, now)
 
     def _from_router(self, frames: list[zmq.Frame], now: float) -> None:
         if len(frames) < 2:
             return
         rid = frames[0].bytes
-        user = frames[1].get("User-Id")
+        user = str(frames[1].get("User-Id"))
         msg, body = self._decode(frames[1:])
         if msg is None:
             self._reply(rid, wire.Error(code="bad-frame", message="undecodable peer frame"))
