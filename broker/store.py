@@ -95,6 +95,13 @@ class Store:
         ).fetchone()
         return int(row[0]) if row is not None else 0
 
+    def known_cursor(self, user: str, device: str) -> int | None:
+        """The device's cursor, or None if this broker has never seen the device."""
+        row = self.db.execute(
+            "SELECT cursor FROM cursors WHERE user=? AND device=?", (user, device)
+        ).fetchone()
+        return int(row[0]) if row is not None else None
+
     def last_seq(self, user: str) -> int:
         (last,) = self.db.execute(
             "SELECT coalesce(max(seq), 0) FROM mail WHERE user=?", (user,)
