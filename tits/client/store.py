@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from tits.session import SessionKey
+from tits.session import SessionKey, direct_conversation_id
 
 from .model import Message, Prepared
 
@@ -80,7 +80,18 @@ MIGRATIONS: list[str] = [
         fp TEXT PRIMARY KEY, subkeys TEXT NOT NULL, at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: the first release's messages under their conversation (2 left `conv` NULL, so no
+    # conversation view showed them); a direct one's pair is its sender and its one recipient
+    """
+    UPDATE messages SET conv = grp WHERE conv IS NULL AND grp IS NOT NULL;
+    UPDATE messages SET conv = tits_direct_conv(sender, recipients) WHERE conv IS NULL;
+    """,
 ]
+
+
+def _direct_conv(sender: str, recipients: str) -> bytes:
+    return direct_conversation_id(sender, recipients.split(",")[0])
+
 
 _MSG_COLS = (
     "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read"
@@ -139,6 +150,7 @@ class LocalStore:
         # what the user typed must survive a power cut, not only a crash
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.create_function("tits_direct_conv", 2, _direct_conv, deterministic=True)
         self.migrate()
 
     @property
