@@ -338,7 +338,7 @@ def outbox(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 Text.assemble(
                     mark,
                     f" {_clock(int(item.created * 1000))} → {item.target[:16]}: ",
-                    safe(row["text"] or f"[{item.mime}]"),
+                    safe(str(row["text"] or f"[{item.mime}]")),
                     (f"  {safe(item.reason)}" if item.reason else "", "dim"),
                 )
             )
@@ -427,18 +427,8 @@ def _chat_event(m: Messenger, ev: Event, conv: bytes, others: dict[bytes, int]) 
             m.store.mark_read([msg.id])
         else:
             others[msg.conv] = others.get(msg.conv, 0) + 1
-            where = (
-                (
-                    "#"
-                    + (
-                        m.client.groups.state(msg.group).name
-                        if msg.group and m.client.groups.state(msg.group)
-                        else "?"
-                    )
-                )
-                if msg.group
-                else _name(m, msg.sender)
-            )
+            gstate = m.client.groups.state(msg.group) if msg.group else None
+            where = "#" + gstate.name if gstate else ("#?" if msg.group else _name(m, msg.sender))
             err_console.print(
                 Text.assemble(
                     ("● ", "yellow"),

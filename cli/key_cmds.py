@@ -217,7 +217,7 @@ def contact_remove(
 def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List your contacts."""
     home = State.of(ctx).home
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pet, fp in Contacts(home.path).list():
         info = home.identity.key_info(fp) if (home.path / "gnupg").exists() else None
         rows.append(

@@ -196,7 +196,8 @@ class Client:
             self._tasks.append(asyncio.create_task(self._process(), name="tits-process"))
         await self._apply(self.link.start(time.monotonic()))
         ready = asyncio.ensure_future(self._ready.wait())
-        done, _ = await asyncio.wait({ready, self._down}, return_when=asyncio.FIRST_COMPLETED)
+        waiters: set[asyncio.Future[Any]] = {ready, self._down}
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if ready not in done:
             ready.cancel()
             down = self._down.result()

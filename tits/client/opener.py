@@ -39,7 +39,8 @@ class Refuse(VerificationError):
 
 
 class GroupView(Protocol):
-    secure: bool
+    @property
+    def secure(self) -> bool: ...
 
     def is_member(self, fp: str) -> bool: ...
 

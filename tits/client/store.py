@@ -20,6 +20,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -99,17 +100,17 @@ _MSG_COLS = (
 _MSG_MARKS = ",".join("?" * 13)
 
 
-def _message(r: Sequence[object]) -> Message:
+def _message(r: Sequence[Any]) -> Message:
     return Message(
-        id=bytes(r[0]),  # type: ignore[arg-type]
-        conv=bytes(r[1]) if r[1] is not None else b"",  # type: ignore[arg-type]
+        id=bytes(r[0]),
+        conv=bytes(r[1]) if r[1] is not None else b"",
         sender=str(r[2]),
         to=str(r[3]).split(",") if r[3] else [],
-        group=bytes(r[4]) if r[4] is not None else None,  # type: ignore[arg-type]
+        group=bytes(r[4]) if r[4] is not None else None,
         kind="media" if r[5] == "media" else "text",
         text=r[6] if r[6] is None else str(r[6]),
         verified=bool(r[7]),
-        ts=int(r[8]),  # type: ignore[call-overload]
+        ts=int(r[8]),
         outgoing=bool(r[9]),
         mime=str(r[10]),
         file=r[11] if r[11] is None else str(r[11]),
@@ -286,13 +287,13 @@ class LocalStore:
         return [self._epoch_row(r) for r in self.db.execute(q, (conv,))]
 
     @staticmethod
-    def _epoch_row(r: Sequence[object]) -> EpochRow:
+    def _epoch_row(r: Sequence[Any]) -> EpochRow:
         return EpochRow(
-            key=SessionKey.from_json(bytes(r[0])),  # type: ignore[arg-type]
+            key=SessionKey.from_json(bytes(r[0])),
             creator=str(r[1]),
-            created=float(r[2]),  # type: ignore[arg-type]
-            superseded=None if r[3] is None else float(r[3]),  # type: ignore[arg-type]
-            sent=int(r[4]),  # type: ignore[call-overload]
+            created=float(r[2]),
+            superseded=None if r[3] is None else float(r[3]),
+            sent=int(r[4]),
         )
 
     def supersede(self, conv: bytes, except_epoch: int, when: float) -> None:
@@ -353,21 +354,21 @@ class LocalStore:
         return self._out_row(row) if row else None
 
     @staticmethod
-    def _out_row(r: Sequence[object]) -> OutboxItem:
+    def _out_row(r: Sequence[Any]) -> OutboxItem:
         prepared = None
         if r[8] is not None:
-            prepared = msgspec.msgpack.decode(bytes(r[8]), type=Prepared)  # type: ignore[arg-type]
+            prepared = msgspec.msgpack.decode(bytes(r[8]), type=Prepared)
         return OutboxItem(
-            id=bytes(r[0]),  # type: ignore[arg-type]
+            id=bytes(r[0]),
             target=str(r[1]),
             kind=str(r[2]),
-            payload=bytes(r[3]),  # type: ignore[arg-type]
+            payload=bytes(r[3]),
             mime=str(r[4]),
-            created=float(r[5]),  # type: ignore[arg-type]
+            created=float(r[5]),
             state=str(r[6]),
             reason=str(r[7]),
             prepared=prepared,
-            attempts=int(r[9]),  # type: ignore[call-overload]
+            attempts=int(r[9]),
         )
 
     def outbox_prepared(self, item_id: bytes, prepared: Prepared) -> None:
