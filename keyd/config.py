@@ -9,6 +9,7 @@
     upload_burst = 60         # --upload-burst: ... after a burst of this many (else 429)
     search_rate = 5.0         # --search-rate: op=index/vindex searches a second per client ...
     search_burst = 60         # --search-burst: ... after a burst of this many (else 429)
+    trusted_proxies = []      # --trusted-proxy ADDR (repeatable): whose X-Forwarded-For counts
     log_level = "info"        # --log-level
     log_json = false          # --log-json
 
@@ -17,6 +18,7 @@ An unknown key or a value of the wrong type is an error, not a warning.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -49,6 +51,7 @@ class KeydConfig:
     upload_burst: int = 60
     search_rate: float = 5.0
     search_burst: int = 60
+    trusted_proxies: list[str] = field(default_factory=list)
     log_level: str = "info"
     log_json: bool = False
 
@@ -77,6 +80,14 @@ class KeydConfig:
             if not 1 <= burst <= MAX_BURST:
                 raise ConfigError(f"{what}_burst must be between 1 and {MAX_BURST}")
             setattr(self, f"{what}_rate", float(rate))
+        if not isinstance(self.trusted_proxies, list) or not all(
+            isinstance(a, str) for a in self.trusted_proxies
+        ):
+            raise ConfigError("trusted_proxies must be a list of IP addresses")
+        try:
+            self.trusted_proxies = [str(ipaddress.ip_address(a)) for a in self.trusted_proxies]
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies: {exc}") from None
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if not isinstance(self.log_json, bool):

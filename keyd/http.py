@@ -35,7 +35,7 @@ from aiohttp import web
 
 from tits.log import sanitise
 
-from .limits import RateLimiter, client_key
+from .limits import RateLimiter, client_address, client_key
 from .service import KeydError, KeyService
 
 MAX_JSON_BODY = 64 * 1024
@@ -48,6 +48,7 @@ class Limits:
     uploads: RateLimiter
     searches: RateLimiter
     upload_slots: asyncio.Semaphore
+    trusted_proxies: frozenset[str] = frozenset()
 
 
 SERVICE_KEY: web.AppKey[KeyService] = web.AppKey("service", KeyService)
@@ -104,7 +105,9 @@ def _service(request: web.Request) -> KeyService:
 
 
 def _spend(request: web.Request, limiter: RateLimiter, what: str) -> None:
-    wait = limiter.take(client_key(request.remote))
+    trusted = request.app[LIMITS_KEY].trusted_proxies
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+    wait = limiter.take(client_key(address))
     if wait:
         raise KeydError(
             429, f"too many {what} from your address; retry in {math.ceil(wait)} s",
@@ -238,6 +241,7 @@ def make_app(
     max_upload: int,
     uploads: RateLimiter | None = None,
     searches: RateLimiter | None = None,
+    trusted_proxies: frozenset[str] = frozenset(),
 ) -> web.Application:
     app = web.Application(client_max_size=max_upload, middlewares=[_errors])
     app[SERVICE_KEY] = service
@@ -245,6 +249,7 @@ def make_app(
         RateLimiter(1.0, 60) if uploads is None else uploads,
         RateLimiter(5.0, 60) if searches is None else searches,
         asyncio.Semaphore(UPLOAD_WORKERS),
+        trusted_proxies,
     )
     app.router.add_get("/", root)
     app.router.add_get("/pks/lookup", lookup)

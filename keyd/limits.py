@@ -6,6 +6,10 @@ tokens that refills at `rate` tokens a second; a request spends one. A client wi
 told how long to wait (HTTP 429 with Retry-After). At most `max_clients` buckets are kept, the
 least recently used forgotten first: a forgotten client starts again with a full bucket, which
 needs more addresses than `max_clients` to exploit.
+
+Behind a reverse proxy every request comes from the proxy's address, which would put every
+user on one budget: `trusted_proxies` names the proxies whose `X-Forwarded-For` is believed
+(its rightmost address that is not itself a trusted proxy). Nobody else's is.
 """
 
 from __future__ import annotations
@@ -31,6 +35,23 @@ def client_key(remote: str | None) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def client_address(
+    remote: str | None, forwarded_for: str | None, trusted_proxies: frozenset[str]
+) -> str | None:
+    """The address a request is budgeted by: its peer's, or, from a trusted proxy, the
+    client's as that proxy reports it."""
+    if not forwarded_for or remote is None or remote not in trusted_proxies:
+        return remote
+    for field in reversed(forwarded_for.split(",")):
+        try:
+            hop = str(ipaddress.ip_address(field.strip()))
+        except ValueError:
+            return remote  # a proxy that writes garbage: budget the proxy
+        if hop not in trusted_proxies:
+            return hop
+    return remote
 
 
 class RateLimiter:

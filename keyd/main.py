@@ -34,6 +34,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--upload-burst", type=int, help="uploads a client may make at once [60]")
     p.add_argument("--search-rate", type=float, help="searches a second per client [5.0]")
     p.add_argument("--search-burst", type=int, help="searches a client may make at once [60]")
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDR",
+        help="reverse proxy whose X-Forwarded-For names the client; repeatable",
+    )
     p.add_argument("--log-level", choices=keyd_config.LOG_LEVELS, help="[info]")
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines to stderr")
     return p
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             upload_burst=args.upload_burst,
             search_rate=args.search_rate,
             search_burst=args.search_burst,
+            trusted_proxies=args.trusted_proxy,
             log_level=args.log_level,
             log_json=args.log_json,
         )

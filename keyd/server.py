@@ -65,6 +65,7 @@ class KeyServer:
             self.config.max_upload,
             uploads=RateLimiter(self.config.upload_rate, self.config.upload_burst),
             searches=RateLimiter(self.config.search_rate, self.config.search_burst),
+            trusted_proxies=frozenset(self.config.trusted_proxies),
         )
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT

@@ -197,6 +197,27 @@ def test_uploads_are_rate_limited_per_client(strict_keyd: KeydProcess) -> None:
     assert strict_keyd.lookup(op="get", search="0x" + "A" * 40)[0] == 404
 
 
+def test_behind_a_trusted_proxy_each_client_has_its_own_budget() -> None:
+    root = kf.short_tmpdir("kx")
+    server = KeydProcess(
+        root / "data", "--upload-burst", "1", "--upload-rate", "0.01",
+        "--trusted-proxy", "127.0.0.1",
+    ).start()  # fmt: skip
+    try:
+
+        def post(client: str) -> int:
+            headers = {"Content-Type": FORM, "X-Forwarded-For": client}
+            return server.request("POST", "/pks/add", body=b"keytext=x", headers=headers)[0]
+
+        assert [post("192.0.2.1"), post("192.0.2.1"), post("192.0.2.2")] == [400, 429, 400]
+        # a client's own X-Forwarded-For, passed on by the proxy, does not buy a new budget
+        assert post("203.0.113.5, 192.0.2.1") == 429
+    finally:
+        rc = server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert rc == 0
+
+
 def test_searches_are_rate_limited_but_gets_are_not(strict_keyd: KeydProcess) -> None:
     for _ in range(2):
         assert strict_keyd.lookup(op="index", options="mr", search="nobody here")[0] == 404

@@ -8,7 +8,7 @@ import pytest
 
 from tits.errors import ConfigError
 from tits.keyd.config import load
-from tits.keyd.limits import RateLimiter, client_key
+from tits.keyd.limits import RateLimiter, client_address, client_key
 
 
 class Clock:
@@ -73,3 +73,23 @@ def test_settings(tmp_path: Path) -> None:
         cfg.write_text(text)
         with pytest.raises(ConfigError):
             load(cfg)
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path: Path) -> None:
+    proxies = frozenset({"127.0.0.1", "10.0.0.2"})
+    assert client_address("192.0.2.1", "198.51.100.7", proxies) == "192.0.2.1"  # not a proxy
+    assert client_address("127.0.0.1", None, proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", "198.51.100.7", proxies) == "198.51.100.7"
+    # the rightmost hop that is not a trusted proxy: what the client wrote itself is ignored
+    assert client_address("127.0.0.1", "6.6.6.6, 198.51.100.7, 10.0.0.2", proxies) == (
+        "198.51.100.7"
+    )
+    assert client_address("127.0.0.1", "2001:DB8::0001", proxies) == "2001:db8::1"
+    assert client_address("127.0.0.1", "not an address", proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", "10.0.0.2", proxies) == "127.0.0.1"
+    cfg = tmp_path / "k.toml"
+    cfg.write_text('trusted_proxies = ["::0001", "127.0.0.1"]\n')
+    assert load(cfg).trusted_proxies == ["::1", "127.0.0.1"]
+    cfg.write_text('trusted_proxies = ["localhost"]\n')
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load(cfg)
