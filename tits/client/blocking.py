@@ -87,7 +87,9 @@ class Messenger:
             self._close_async_link()
             url = self.client.candidates()[0]
             _, cert, sig = self.home.certificate
-            raw = Connection(url, self.client.identity, self.me, cert, sig)
+            raw = Connection(
+                url, self.client.identity, self.me, cert, sig, listed=self.client.listed
+            )
             try:
                 raw.login(timeout)
             except BaseException:

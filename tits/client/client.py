@@ -73,14 +73,13 @@ class Client:
         self.store = LocalStore(home.path)
         _, cert_bytes, cert_sig = home.certificate
         self.certificate = (cert_bytes, cert_sig)
+        self.card = (cert_bytes, cert_sig, home.device.prove(cert_bytes))  # what key messages carry
         self.keyring = Keyring(self.store, self.identity, self.me)
         self.devices = DeviceChecker(self.store, self.identity, self.me, self.certificate)
         ensure = require_key(self.identity, self._fetch_key if self.keyserver else None)
-        self.groups = Groups(
-            self.store, self.identity, self.me, self.keyring, self.certificate, ensure
-        )
+        self.groups = Groups(self.store, self.identity, self.me, self.keyring, self.card, ensure)
         self.composer = Composer(
-            self.store, self.me, home.device, self.certificate, self.keyring, self.groups,
+            self.store, self.me, home.device, self.card, self.keyring, self.groups,
             ensure, self.sendable,
         )  # fmt: skip
         self.inbox = Inbox(
@@ -508,7 +507,8 @@ class Client:
                 if d.get("revoked") and d.get("revocation"):
                     continue
                 if d.get("device") == device and not d.get("revoked"):
-                    self.devices.learn(who, base64.b64decode(d["certificate"]), d["signature"])
+                    cert = base64.b64decode(d["certificate"])
+                    self.devices.learn(who, cert, d["signature"], None)  # keyd checked its proof
                     hit = True
             except (TitsError, KeyError, ValueError, TypeError):
                 continue

@@ -24,7 +24,7 @@ class Composer:
         store: LocalStore,
         me: str,
         device: DeviceKey,
-        certificate: tuple[bytes, str],
+        certificate: tuple[bytes, str, bytes],
         keyring: Keyring,
         groups: Groups,
         ensure_key: Callable[[str], None],
@@ -66,6 +66,7 @@ class Composer:
                 secure=False,
                 cert=self.cert[0],
                 cert_sig=self.cert[1].encode(),
+                cert_proof=self.cert[2],
             )
             send = wire.Send(id=wire.new_msg_id(), sender=self.me, to=[peer])
             frames.append((wire.encode(send), wire.encode(kb)))

@@ -65,7 +65,7 @@ class Groups:
         identity: Identity,
         me: str,
         keyring: Keyring,
-        certificate: tuple[bytes, str],
+        certificate: tuple[bytes, str, bytes],
         ensure_key: Callable[[str], None],
     ) -> None:
         self.store = store
@@ -227,7 +227,11 @@ class Groups:
             raise ConfigError("this group's log has grown too big to send in one message")
         body = wire.encode(
             wire.GroupBody(
-                group=group, bundle=sealed, cert=self.cert[0], cert_sig=self.cert[1].encode()
+                group=group,
+                bundle=sealed,
+                cert=self.cert[0],
+                cert_sig=self.cert[1].encode(),
+                cert_proof=self.cert[2],
             )
         )
         out = []

@@ -127,7 +127,7 @@ class Inbox:
         if isinstance(body, wire.GroupBody):
             self._need_key(env.sender)
             events, rekey = self.groups.receive(env, body, self._need_key)
-            self._learn_cert(env.sender, body.cert, body.cert_sig)
+            self._learn_cert(env.sender, body.cert, body.cert_sig, body.cert_proof)
             out.events.extend(events)
             if rekey:
                 out.rekey.append(body.group)
@@ -193,7 +193,7 @@ class Inbox:
             raise VerificationError("the wrapped key does not match its message")
         if key.members and (self.me not in key.members or env.sender not in key.members):
             raise VerificationError("a session key for a conversation we are not in")
-        self._learn_cert(env.sender, body.cert, body.cert_sig)
+        self._learn_cert(env.sender, body.cert, body.cert_sig, body.cert_proof)
         self.keyring.accept(key, env.sender, self.clock(), current=False)
 
     def _need_key(self, fp: str) -> None:
@@ -203,9 +203,9 @@ class Inbox:
                 raise VerificationError(f"no public key for {fp[:16]} to check it with")
             raise NotYet("pubkey", f"looking up the key of {fp[:16]}", identity=fp)
 
-    def _learn_cert(self, identity: str, cert: bytes, sig: bytes) -> None:
+    def _learn_cert(self, identity: str, cert: bytes, sig: bytes, proof: bytes) -> None:
         if cert:
-            self.devices.learn(identity, cert, sig.decode("ascii", "replace"))
+            self.devices.learn(identity, cert, sig.decode("ascii", "replace"), proof)
 
 
 def events_for_json(ev: Event, name: Callable[[str], str]) -> dict[str, object] | None:
