@@ -2,8 +2,10 @@
 
 Key and group messages of a batch are handled before its texts (a text may come in the same
 batch as its key). Whatever cannot be decided yet (`NotYet`: no key, no certificate, no group)
-is *held*: not acknowledged, kept in memory and tried again when what it needs arrives or has
-been looked up; one held longer than `KEY_WAIT_S` is refused. Everything here may run gpg:
+is *held*: kept in the local store and acknowledged (so the broker's window never fills with
+it), tried again when what it needs arrives or has been looked up; one held longer than
+`KEY_WAIT_S` is refused, and one sender may have at most `HELD_PER_SENDER` held.
+Everything here may run gpg:
 the client calls `process` off the event loop, one batch at a time.
 """
 
@@ -27,6 +29,10 @@ from .opener import NotYet, conversation_of, open_body
 from .store import LocalStore
 
 KEY_WAIT_S = 120.0  # how long a text may wait for its key, its group or its certificate
+# What one sender may have waiting here for a key it has not sent: beyond it, their messages
+# are refused (and acknowledged), so a sender who floods mutes themselves, not the inbox.
+HELD_PER_SENDER = 200
+HELD_BYTES_PER_SENDER = 16 << 20
 
 
 @dataclass
@@ -60,6 +66,10 @@ class Inbox:
         self.keep_media = keep_media
         self.clock = clock
         self.held: dict[bytes, Incoming] = {}
+        for env, body in store.held():
+            d = wire.SERVER_DECODER.decode(env)
+            if isinstance(d, wire.Deliver):
+                self.held[d.id] = Incoming(d, body)
         self.unfindable: set[str] = set()  # public keys no key server can give us
 
     def process(self, deliveries: list[Incoming]) -> Batch:
@@ -72,7 +82,8 @@ class Inbox:
                 continue
             ids.add(i)
             if self.store.seen(i):
-                self.held.pop(i, None)
+                if self.held.pop(i, None) is not None:
+                    self.store.unhold([i])
                 out.ack.append(i)
                 continue
             try:
@@ -94,11 +105,18 @@ class Inbox:
                 shown = self._one(env, body, out)
             except NotYet as exc:
                 if self.clock() * 1000 - env.ts < KEY_WAIT_S * 1000:
-                    self.held[env.id] = inc
                     out.needs.append(exc)
-                    if inc in deliveries:
+                    if env.id in self.held:
+                        continue
+                    n, size = self.store.held_by(env.sender)
+                    if n < HELD_PER_SENDER and size + len(inc.body) <= HELD_BYTES_PER_SENDER:
+                        self.store.hold(env.id, env.sender, wire.encode(env), inc.body)
+                        self.held[env.id] = inc
+                        out.ack.append(env.id)  # safe on our disk now
                         out.events.append(Held(id=env.id, sender=env.sender, reason=exc.message))
-                    continue
+                        continue
+                    exc = NotYet(exc.need, f"{env.sender[:16]} has {n} messages waiting for "
+                                 "a key they never sent: refused")  # fmt: skip
                 out.events.append(Refused(id=env.id, sender=env.sender, reason=exc.message))
                 shown = None
             except (TitsError, ValueError) as exc:
@@ -106,7 +124,8 @@ class Inbox:
                 out.events.append(Refused(id=env.id, sender=env.sender, reason=reason,
                                           group=env.group))  # fmt: skip
                 shown = None
-            self.held.pop(env.id, None)
+            if self.held.pop(env.id, None) is not None:
+                self.store.unhold([env.id])
             if shown is None:
                 seen_only.append(env.id)
             else:

@@ -87,6 +87,15 @@ MIGRATIONS: list[str] = [
     UPDATE messages SET conv = grp WHERE conv IS NULL AND grp IS NOT NULL;
     UPDATE messages SET conv = tits_direct_conv(sender, recipients) WHERE conv IS NULL;
     """,
+    # 4: deliveries waiting for their key, kept here and acknowledged (issue 15: held in
+    # memory unacknowledged, 1,000 of them from one sender froze the inbox for two minutes)
+    """
+    CREATE TABLE held (
+        id BLOB PRIMARY KEY, sender TEXT NOT NULL, envelope BLOB NOT NULL, body BLOB NOT NULL,
+        since REAL NOT NULL
+    );
+    CREATE INDEX held_sender ON held(sender);
+    """,
 ]
 
 
@@ -263,6 +272,28 @@ class LocalStore:
         passes to a newcomer."""
         q = f"SELECT {_MSG_COLS}, raw FROM messages WHERE conv=? AND raw IS NOT NULL ORDER BY ts"
         return [(_message(r), bytes(r[13])) for r in self.db.execute(q, (conv,))]
+
+    # -- deliveries held for their key ------------------------------------------------------------
+
+    def hold(self, msg_id: bytes, sender: str, envelope: bytes, body: bytes) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO held VALUES (?,?,?,?,?)",
+            (msg_id, sender, envelope, body, time.time()),
+        )
+
+    def held(self) -> list[tuple[bytes, bytes]]:
+        """(envelope, body) of every held delivery, oldest first."""
+        q = "SELECT envelope, body FROM held ORDER BY since"
+        return [(bytes(e), bytes(b)) for e, b in self.db.execute(q)]
+
+    def held_by(self, sender: str) -> tuple[int, int]:
+        """How many deliveries, and how many bytes, one sender has waiting here."""
+        q = "SELECT count(*), coalesce(sum(length(body)), 0) FROM held WHERE sender=?"
+        n, size = self.db.execute(q, (sender,)).fetchone()
+        return int(n), int(size)
+
+    def unhold(self, ids: Iterable[bytes]) -> None:
+        self.db.executemany("DELETE FROM held WHERE id=?", [(i,) for i in ids])
 
     # -- session keys -----------------------------------------------------------------------------
 
