@@ -166,6 +166,7 @@ def _sniff(data: bytes, name: str) -> str:
 
 
 def _report_links(m: Messenger) -> None:
+    m.take_events()
     for ev in m.events:
         if isinstance(ev, LinkEvent) and ev.state == "unreachable":
             err_console.print(

@@ -303,5 +303,18 @@ class Messenger:
             if isinstance(ev, Shown):
                 on_message(ev.message)
 
+    def take_events(self) -> list[Event]:
+        """Events that came while nobody was receiving (link changes, stored, refusals)."""
+
+        async def drain() -> list[Event]:
+            out = []
+            while (ev := self.client.next_event_nowait()) is not None:
+                out.append(ev)
+            return out
+
+        got = self._run(drain())
+        self._absorb(got)
+        return got
+
     def failures(self) -> list[SendFailed]:
         return [e for e in self.events if isinstance(e, SendFailed)]
