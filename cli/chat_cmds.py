@@ -18,7 +18,16 @@ from rich.text import Text
 
 from tits import wire
 from tits.client.blocking import Messenger
-from tits.client.model import Event, GroupChanged, Held, LinkEvent, Message, Refused, Shown
+from tits.client.model import (
+    Event,
+    GroupChanged,
+    Held,
+    LinkEvent,
+    Message,
+    Refused,
+    Shown,
+    Skipped,
+)
 from tits.client.store import LocalStore
 from tits.errors import BrokerError, ConfigError
 from tits.log import configure
@@ -168,6 +177,19 @@ def _sniff(data: bytes, name: str) -> str:
 def _report_links(m: Messenger) -> None:
     m.take_events()
     for ev in m.events:
+        if isinstance(ev, Skipped):
+            names = ", ".join(safe(_name(m, fp)) for fp in ev.members)
+            err_console.print(
+                Text.assemble(
+                    ("! ", "yellow"),
+                    t(
+                        f"沒有傳給 {names}：尚未確認，或金鑰在確認後變更了（請再核對指紋，"
+                        "然後執行 tits contact confirm）",
+                        f"not sent to {names}: not confirmed, or their key changed since "
+                        "(compare fingerprints again, then `tits contact confirm`)",
+                    ),
+                )
+            )
         if isinstance(ev, LinkEvent) and ev.state == "unreachable":
             err_console.print(
                 Text.assemble(

@@ -216,10 +216,15 @@ def contact_remove(
 @contact_app.command("list")
 def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List your contacts."""
+    from tits.client.store import LocalStore
+
     home = State.of(ctx).home
     rows: list[dict[str, Any]] = []
+    store = LocalStore(home.path) if home.initialised else None
     for pet, fp in Contacts(home.path).list():
         info = home.identity.key_info(fp) if (home.path / "gnupg").exists() else None
+        seen = store.confirmation(fp) if store is not None else None
+        changed = seen is not None and info is not None and seen != home.identity.subkeys(fp)
         rows.append(
             {
                 "name": pet,
@@ -227,8 +232,12 @@ def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 "uid_name": info.name if info else None,
                 "email": info.email if info else None,
                 "have_key": info is not None,
+                "confirmed": seen is not None and not changed,
+                "key_changed": changed,
             }
         )
+    if store is not None:
+        store.close()
     if as_json:
         emit_json({"contacts": rows})
         return
@@ -245,6 +254,10 @@ def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             if r["have_key"]
             else t("（未匯入）", "(not imported)")
         )
+        if r["key_changed"]:
+            uid += t("  ⚠ 金鑰已變更", "  ⚠ key changed")
+        elif r["confirmed"]:
+            uid += t("  ✓ 已確認", "  ✓ confirmed")
         table.add_row(Text("@" + r["name"]), r["fingerprint"], Text(uid))
     console.print(table)
 

@@ -39,7 +39,7 @@ from .devices import DeviceChecker
 from .groups import Groups, require_key
 from .inbox import Batch, Inbox
 from .keyring import Keyring
-from .model import Event, GroupChanged, LinkEvent, Refused, SendFailed, Stored
+from .model import Event, GroupChanged, LinkEvent, Refused, SendFailed, Skipped, Stored
 from .opener import NotYet
 from .outbox import Outbox
 from .store import LocalStore, OutboxItem
@@ -352,6 +352,8 @@ class Client:
                 await self._events.put(ev)
                 continue
             await self.work(self.outbox.prepared, item, prepared)
+            if prepared.skipped:
+                await self._events.put(Skipped(id=item.id, members=prepared.skipped))
         if self.link is not None and self.link.state is L.State.READY:
             for env, body in self.outbox.due(time.monotonic()):
                 await self._send_frames([env, body])

@@ -81,10 +81,15 @@ class Composer:
         others = sorted(set(state.members) - {self.me})
         if not others:
             raise ConfigError("nobody else is in this group yet: invite someone first")
+        skipped: list[str] = []
         if state.secure:
-            others = [fp for fp in others if self.sendable(fp)]
+            skipped = [fp for fp in others if not self.sendable(fp)]
+            others = [fp for fp in others if fp not in skipped]
             if not others:
-                raise ConfigError("no confirmed member to send to: confirm them first")
+                raise ConfigError(
+                    "no member of this secure group is confirmed with an unchanged key: "
+                    "compare fingerprints, then `tits contact confirm`"
+                )
         key = self.keyring.for_sending(group, list(state.members), time.time())
         frames: list[tuple[bytes, bytes]] = []
         if key is None:  # after a leave, a fork or a rotation: a key for the members now
@@ -95,7 +100,8 @@ class Composer:
         frames += self._bodies(item, key, others, group)
         if key.secure:
             self.keyring.sent_with(key)
-        return Prepared(frames=frames, message=self._message(item, group, others, group))
+        message = self._message(item, group, others, group)
+        return Prepared(frames=frames, message=message, skipped=skipped)
 
     def _bodies(
         self, item: OutboxItem, key: SessionKey, to: list[str], group: bytes | None

@@ -53,6 +53,7 @@ class Prepared(msgspec.Struct, kw_only=True):
 
     frames: list[tuple[bytes, bytes]]  # (envelope, body): key or log messages first
     message: Message | None = None
+    skipped: list[str] = []  # secure group members not sent to (unconfirmed, or key changed)
 
 
 # -- events out of the inbox, the outbox and the link ------------------------------------------
@@ -127,6 +128,14 @@ class SendFailed(msgspec.Struct, tag="send-failed"):
     reason: str
 
 
+class Skipped(msgspec.Struct, tag="skipped"):
+    """A secure group's message did not go to these members: never confirmed, or their key
+    changed since they were (compare fingerprints again, then `tits contact confirm`)."""
+
+    id: bytes
+    members: list[str]
+
+
 class LinkEvent(msgspec.Struct, tag="link"):
     """The connection changed: `state` is "ready", "unreachable", "refused" or "closed"."""
 
@@ -135,4 +144,4 @@ class LinkEvent(msgspec.Struct, tag="link"):
     detail: str = ""
 
 
-Event = Shown | Refused | Held | GroupChanged | Stored | SendFailed | LinkEvent
+Event = Shown | Refused | Held | GroupChanged | Stored | SendFailed | Skipped | LinkEvent
