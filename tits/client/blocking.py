@@ -196,11 +196,13 @@ class Messenger:
         targets: list[str],
         share_history: bool = False,
         timeout: float = 60.0,
+        name: str = "",
     ) -> GroupChanged | None:
         self.connect(timeout)
         before = {i.id for i in self.store.outbox("pending")}
         ev = self._run(
-            self.client.group_change(group, op, targets, share_history=share_history), timeout
+            self.client.group_change(group, op, targets, share_history=share_history, name=name),
+            timeout,
         )
         items = [i.id for i in self._run(self.client.work(self.store.outbox, "pending"))]
         self.flush_and_wait([i for i in items if i not in before], timeout)

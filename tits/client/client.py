@@ -401,11 +401,17 @@ class Client:
         return await self.work(self.groups.create, name, secure)
 
     async def group_change(
-        self, group: bytes, op: str, targets: list[str], *, share_history: bool = False
+        self,
+        group: bytes,
+        op: str,
+        targets: list[str],
+        *,
+        share_history: bool = False,
+        name: str = "",
     ) -> GroupChanged | None:
         change = await self.work(
             self.groups.change, group, op, targets,  # type: ignore[arg-type]
-            share_history=share_history, confirmed=self.sendable,
+            share_history=share_history, confirmed=self.sendable, name=name,
         )  # fmt: skip
         if change.frames:
             await self.queue_frames("#" + group.hex(), change.frames)

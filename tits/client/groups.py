@@ -300,6 +300,12 @@ class Groups:
             for r in result.refused
             if r.code != "duplicate"
         ]
+        # a late entry placed before ones already applied can take a right away from them:
+        # say which changes no longer hold (every member's client undoes the same ones)
+        events += [
+            Refused(id=env.id, sender=env.sender, reason=f"undone: {r.reason}", group=body.group)
+            for r in result.reverted
+        ]
         state = log.state
         if state is None:
             raise VerificationError("a group log without its create")
