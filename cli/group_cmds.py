@@ -84,6 +84,7 @@ def _change(
     as_json: bool,
     timeout: float,
     share_history: bool = False,
+    name: str = "",
 ) -> None:
     with _messenger(ctx, broker, keyserver) as m:
         gid = m.client.groups.find(group)
