@@ -194,7 +194,9 @@ class Inbox:
                 if not isinstance(inner, wire.SealedBody | wire.MediaBody):
                     continue
                 msg = self._open(old, inner, history=True)
-            except NotYet:
+            except NotYet as exc:
+                if exc.need in ("cert", "pubkey"):
+                    raise  # hold the whole batch while its sender's device is looked up
                 continue  # an epoch not shared with us: that part of the past stays closed
             except (TitsError, ValueError):
                 continue

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tits import wire
 
-from .model import Prepared
+from .model import Message, Prepared
 from .store import LocalStore, OutboxItem
 
 RESEND_S = 3.0
@@ -109,7 +109,7 @@ class Outbox:
                 del self._waiting[item_id]
                 self._sent_at.pop(item_id, None)
                 message = item.prepared.message if item.prepared else None
-                self.store.outbox_done(item.id, message)
+                self.store.outbox_done(item.id, message, _sealed_body(item, message))
                 done.append(Done(item))
         return done
 
@@ -129,3 +129,14 @@ class Outbox:
     def waiting(self, item_ids: set[bytes]) -> set[bytes]:
         """Which of these items are still in flight (tracked, not yet stored)."""
         return {i for i in item_ids if i in self._items}
+
+
+def _sealed_body(item: OutboxItem, message: Message | None) -> bytes | None:
+    """A group text's sealed body as the members got it, kept like a received one's so
+    `--share-history` can pass on what we sent too (the first part carries the item's id)."""
+    if message is None or message.group is None or message.kind != "text" or not item.prepared:
+        return None
+    for env, body in item.prepared.frames:
+        if wire.CLIENT_DECODER.decode(env).id == message.id:
+            return body
+    return None

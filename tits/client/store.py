@@ -411,18 +411,20 @@ class LocalStore:
     def outbox_note(self, item_id: bytes, state: str, reason: str) -> None:
         self.db.execute("UPDATE outbox SET state=?, reason=? WHERE id=?", (state, reason, item_id))
 
-    def outbox_done(self, item_id: bytes, message: Message | None) -> None:
+    def outbox_done(
+        self, item_id: bytes, message: Message | None, raw: bytes | None = None
+    ) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
             db.execute("DELETE FROM outbox WHERE id=?", (item_id,))
             if message is not None:
                 db.execute(
-                    f"INSERT OR IGNORE INTO messages ({_MSG_COLS}) VALUES ({_MSG_MARKS})",
+                    f"INSERT OR IGNORE INTO messages ({_MSG_COLS}, raw) VALUES ({_MSG_MARKS},?)",
                     (
                         message.id, message.conv, message.sender, ",".join(message.to),
                         message.group, message.kind, message.text, int(message.verified),
-                        message.ts, int(message.outgoing), message.mime, message.file, 1,
+                        message.ts, int(message.outgoing), message.mime, message.file, 1, raw,
                     ),
                 )  # fmt: skip
             db.execute("COMMIT")
