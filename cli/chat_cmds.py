@@ -24,9 +24,11 @@ from tits.client.model import (
     Held,
     LinkEvent,
     Message,
+    Receipt,
     Refused,
     Shown,
     Skipped,
+    Unsent,
 )
 from tits.client.store import LocalStore
 from tits.errors import BrokerError, ConfigError
@@ -78,6 +80,9 @@ def send(
         Path | None, typer.Option("--file", help="Send a file (signed, not encrypted; ≤ 1 MiB).")
     ] = None,
     sticker: Annotated[str | None, typer.Option("--sticker", help="Send a sticker by id.")] = None,
+    reply_to: Annotated[
+        str | None, typer.Option("--reply-to", help="Answer this message (its id).", metavar="ID")
+    ] = None,
     broker: BrokerOpt = None,
     keyserver: KeyserverOpt = None,
     timeout: Annotated[
@@ -86,6 +91,7 @@ def send(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a text (or a file, a sticker); exits 0 once a broker has stored it."""
+    answering = _msg_id(reply_to) if reply_to else None
     configure("warning")
     state = State.of(ctx)
     text = _text_arg(text)
@@ -104,7 +110,7 @@ def send(
         target = _target(m, who)
         items = []
         if text:
-            items.append(m.enqueue(target, text.encode(), "text", "text/plain"))
+            items.append(m.enqueue(target, text.encode(), "text", "text/plain", answering))
         for data, mime in media:
             if len(data) > wire.MAX_BODY - 4096:
                 raise ConfigError(t("檔案太大（最多約 1 MiB）", "the file is too big (max ~1 MiB)"))
@@ -144,6 +150,40 @@ def send(
                         ("✓ ", "green"), t("已傳送", "sent"), f" → {shown}  ", (i.hex(), "dim")
                     )
                 )
+
+
+def _msg_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise ConfigError(
+            t(
+                "訊息 ID 是 32 位十六進位數字",
+                "a message id is 32 hex digits (recv --json shows it)",
+            )
+        )
+    return raw
+
+
+def unsend(
+    ctx: typer.Context,
+    msg_id: Annotated[str, typer.Argument(help="The id of your message (32 hex digits).")],
+    broker: BrokerOpt = None,
+    keyserver: KeyserverOpt = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Give up after this many seconds.")
+    ] = 30.0,
+) -> None:
+    """Take back (收回) a message you sent, within 24 hours: it disappears from every member's
+    device, replaced by a notice."""
+    configure("warning")
+    state = State.of(ctx)
+    raw = _msg_id(msg_id)
+    with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
+        m.unsend(raw, timeout)
+        console.print(Text.assemble(("✓ ", "green"), t("已收回訊息", "message taken back")))
 
 
 def _who(m: Messenger, target: str) -> str:
@@ -224,7 +264,22 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
     else:
         line.append(f" ? {t('未驗證', 'not verified')}", style="bold yellow")
     line.append(": ")
+    if msg.unsent:
+        who = t("你", "you") if msg.outgoing else safe(_name(m, msg.sender))
+        line.append(t(f"{who} 已收回訊息", f"{who} took this message back"), style="dim italic")
+        return line
+    if msg.reply_to is not None:
+        quoted = m.store.message(msg.reply_to)
+        quote = safe((quoted.text or "")[:30]) if quoted and not quoted.unsent else "…"
+        line.append(f"↩ {quote} | ", style="dim")
     line.append(safe(msg.text) if msg.text is not None else f"[{msg.mime}] {msg.file or ''}")
+    if msg.outgoing and msg.read_by:
+        seen = (
+            t("已讀", "read")
+            if msg.group is None
+            else t(f"已讀 {msg.read_by}", f"read by {msg.read_by}")
+        )
+        line.append(f"  {seen}", style="dim green")
     return line
 
 
@@ -288,6 +343,42 @@ def recv(
                     line = render_event(m, ev)
                     if line is not None:
                         console.print(line)
+            elif isinstance(ev, Receipt):
+                if as_json:
+                    emit_json(
+                        {
+                            "kind": "receipt",
+                            "conversation": ev.conv.hex(),
+                            "from": ev.reader,
+                            "ids": [i.hex() for i in ev.ids],
+                        }
+                    )
+                else:
+                    console.print(
+                        Text.assemble(
+                            ("✓✓ ", "green"),
+                            safe(_name(m, ev.reader)),
+                            " ",
+                            t(f"已讀 {len(ev.ids)} 則", f"read {len(ev.ids)}"),
+                        )
+                    )
+            elif isinstance(ev, Unsent):
+                if as_json:
+                    emit_json(
+                        {
+                            "kind": "unsend",
+                            "id": ev.id.hex(),
+                            "from": ev.by,
+                            "conversation": ev.conv.hex(),
+                        }
+                    )
+                else:
+                    who = safe(_name(m, ev.by))
+                    console.print(
+                        Text(
+                            t(f"{who} 已收回訊息", f"{who} took a message back"), style="dim italic"
+                        )
+                    )
             elif isinstance(ev, Refused):
                 if as_json:
                     emit_json(
@@ -320,7 +411,13 @@ def recv(
             m.receive(show, follow=follow, timeout=timeout, on_event=on_event)
         except KeyboardInterrupt:
             pass
-        m.store.mark_read(shown_ids)
+        shown_msgs = [x for x in (m.store.message(i) for i in shown_ids) if x is not None]
+        try:
+            m.read(shown_msgs)  # 已讀: one receipt per chat, unless receipts are off
+        except BrokerError as exc:
+            err_console.print(
+                f"[dim]{t('已讀回條未送出', 'read receipts not sent')}: {safe(exc.message)}[/]"
+            )
         held = [e for e in m.events if isinstance(e, Held)]
         if held and not as_json:
             n = len(held)
@@ -447,7 +544,7 @@ def _chat_event(m: Messenger, ev: Event, conv: bytes, others: dict[bytes, int]) 
         msg = ev.message
         if msg.conv == conv:
             console.print(render(m, msg, label=False))
-            m.store.mark_read([msg.id])
+            asyncio.ensure_future(m.client.read([msg]))  # 已讀, off this loop's way
         else:
             others[msg.conv] = others.get(msg.conv, 0) + 1
             gstate = m.client.groups.state(msg.group) if msg.group else None

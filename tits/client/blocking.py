@@ -130,9 +130,27 @@ class Messenger:
     # -- sending -------------------------------------------------------------------------------
 
     def enqueue(
-        self, target: str, payload: bytes, kind: str = "text", mime: str = "text/plain"
+        self,
+        target: str,
+        payload: bytes,
+        kind: str = "text",
+        mime: str = "text/plain",
+        reply_to: bytes | None = None,
     ) -> bytes:
-        return self._run(self.client.work(self.client.outbox.add, target, kind, payload, mime))
+        return self._run(
+            self.client.work(self.client.outbox.add, target, kind, payload, mime, reply_to)
+        )
+
+    def read(self, messages: list[Message], timeout: float = 15.0) -> None:
+        """Mark read and send the receipts (已讀), waiting until a broker stored them."""
+        items = self._run(self.client.read(messages))
+        if items:
+            self.flush_and_wait(items, timeout)
+
+    def unsend(self, msg_id: bytes, timeout: float = 30.0) -> None:
+        self.connect(timeout)
+        item = self._run(self.client.unsend(msg_id))
+        self.flush_and_wait([item], timeout)
 
     def send_text(
         self, to: list[str] | str, text: str, group: bytes | None = None, timeout: float = 30.0

@@ -111,8 +111,11 @@ class Composer:
             # the first part carries the item's id: the message the user sees
             msg_id = item.id if i == 0 else wire.new_msg_id()
             env = Envelope(msg_id, self.me, part, group)
-            if item.kind == "text":
-                body = seal(key, self.device, env, item.payload, serial=self._next_serial())
+            if item.kind != "media":  # texts, and receipts and unsends (sealed like texts)
+                body = seal(
+                    key, self.device, env, item.payload, serial=self._next_serial(),
+                    mime=item.mime, reply_to=item.reply_to,
+                )  # fmt: skip
             else:
                 body = sign_media(
                     self.device, env, item.payload, item.mime, serial=self._next_serial()
@@ -123,10 +126,13 @@ class Composer:
 
     def _message(
         self, item: OutboxItem, conv: bytes, to: list[str], group: bytes | None
-    ) -> Message:
+    ) -> Message | None:
+        if item.kind not in ("text", "media"):
+            return None  # a receipt or an unsend: nothing to show
         text = item.payload.decode("utf-8", "replace") if item.kind == "text" else None
         return Message(
             id=item.id, conv=conv, sender=self.me, to=to, group=group,
             kind="text" if item.kind == "text" else "media", text=text, verified=True,
             ts=int(item.created * 1000), outgoing=True, mime=item.mime, read=True,
+            reply_to=item.reply_to,
         )  # fmt: skip
