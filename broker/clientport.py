@@ -7,6 +7,7 @@ delivery; it uses the broker's connections, limits, dedup and counters.
 
 from __future__ import annotations
 
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,12 @@ log = structlog.get_logger("titsd")
 BATCH = 2048  # messages drained per turn before a group commit
 MAX_CONNS = 100_000
 MAX_FANOUT_BYTES = 16 << 20  # one message stored once per recipient: bound the product
+MAX_STRIKES = 100_000  # CURVE keys whose garbage count outlives their connection
 _MORE_NB = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's flag enums cost µs per send
 _NOBLOCK = int(zmq.NOBLOCK)
+_SRCFD = int(zmq.SRCFD)
+_ACCEPTED, _DISCONNECTED = int(zmq.EVENT_ACCEPTED), int(zmq.EVENT_DISCONNECTED)
+MONITOR_EVENTS = _ACCEPTED | _DISCONNECTED
 
 
 class ClientPort:
@@ -81,6 +86,7 @@ class ClientPort:
         head = frames[0]
         try:
             curve = head.get("User-Id")
+            fd = head.get(_SRCFD)  # which TCP connection: its disconnect ends the binding
         except zmq.ZMQError:  # no ZAP verdict: never serve a connection we cannot bind
             log.error("conn.no_user_id")
             return False
@@ -89,14 +95,13 @@ class ClientPort:
         if conn is None:
             if len(self.conns) >= MAX_CONNS:
                 return False
-            conn = Conn(curve, route, now, self.limits.burst, now)
+            conn = Conn(curve, b"", now, self.limits.burst, now)
+            conn.garbage = self.strikes.pop(curve, 0)  # the budget is the key's, not the session's
             self.conns[curve] = conn
         elif conn.banned:
             return False
-        if conn.route != route:
-            conn.route = route
-            if conn.device is not None:
-                conn.device.route = route
+        if (conn.route != route or conn.fd != fd) and not self._bind_route(conn, route, fd):
+            return False
         conn.last_seen = now
         if conn.device is not None and not conn.attached:
             self._attach(conn)
@@ -168,11 +173,70 @@ class ClientPort:
         elif type(msg) is wire.Login:
             self._login(conn, msg, now)
         elif type(msg) is wire.Bye:
-            self._logout(conn)
-            self.conns.pop(conn.curve, None)
+            self._logout(conn)  # the key's garbage count stays (a Bye does not reset it)
         else:  # a kind this channel does not take
             self._garbage(conn, "bad-kind", f"{type(msg).__name__} is not for this port")
         return False
+
+    # -- which connection holds which routing id ----------------------------------------------
+
+    def _bind_route(self: Broker, conn: Conn, route: bytes, fd: int) -> bool:
+        """Bind `conn` (a CURVE key) to the routing id and TCP connection its frame came on.
+
+        A client may pick its own routing id, and ROUTER sends to whatever connection holds it
+        now. libzmq lets one live connection at a time hold an id, so a *second key* on an id
+        means the first key's link is gone: deliveries to it stop at once (they would reach
+        the newcomer), and the newcomer is refused for as long as the first key's session
+        lasts. Delivery resumes when the first key is heard from again, on its own link."""
+        owner = self.routes.get(route)
+        if owner is not None and owner is not conn:
+            if owner.route == route:
+                self._unbind(owner, "route taken")
+            log.warning("conn.route_in_use", curve=conn.curve[:12], owner=owner.curve[:12])
+            self.counters["refused"] += 1
+            self._reply(route, wire.Error(code="route-in-use", message="routing id in use"))
+            return False
+        if self.routes.get(conn.route) is conn and conn.route != route:
+            del self.routes[conn.route]
+        if self.by_fd.get(conn.fd) is conn:
+            del self.by_fd[conn.fd]
+        stale = self.by_fd.get(fd)
+        if stale is not None and stale is not conn:
+            self._unbind(stale, "fd reused")  # its disconnect was not seen: it is gone
+        conn.route, conn.fd, conn.link_lost = route, fd, 0.0
+        self.routes[route] = conn
+        self.by_fd[fd] = conn
+        if conn.device is not None:
+            conn.device.route = route
+        return True
+
+    def _unbind(self: Broker, conn: Conn, why: str) -> None:
+        """`conn`'s link is gone: nothing more is sent to its routing id (whoever holds it
+        next). Its session stays for `session_timeout`, and resumes on its next frame."""
+        if self.by_fd.get(conn.fd) is conn:
+            del self.by_fd[conn.fd]
+        conn.fd = -1
+        conn.link_lost = time.monotonic()
+        if conn.device is not None and conn.attached:
+            self.delivery.detach(conn.device)
+            conn.attached = False
+            log.info("conn.link_lost", curve=conn.curve[:12], why=why)
+
+    def _drain_monitor(self: Broker) -> None:
+        """Connections accepted and lost on the client port (libzmq's socket monitor)."""
+        mon = self.client_monitor
+        while True:
+            try:
+                frames = mon.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 1 or len(frames[0]) < 6:
+                continue
+            event, fd = struct.unpack("=HI", frames[0][:6])
+            conn = self.by_fd.get(fd)
+            if conn is not None and event & (_DISCONNECTED | _ACCEPTED):
+                # a disconnect; or a new connection on the fd of one whose disconnect we missed
+                self._unbind(conn, "disconnected")
 
     def _take_token(self: Broker, conn: Conn, now: float) -> bool:
         """Token bucket: a frame costs one token; False (and refused) when there is none."""

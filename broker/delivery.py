@@ -83,7 +83,9 @@ class Delivery:
         if old is not None:
             self.detach(old)
         stored = self.store.device_cursor(dev.user, dev.device)
-        cursor = max(stored, floor)
+        left = self._left.get((dev.user, dev.device))
+        # back soon after it went: where its acknowledgements had got to, not yet on disk
+        cursor = max(stored, floor, left.cursor if left is not None else 0)
         dev.sent_upto = cursor
         dev.inflight.clear()
         dev.ids.clear()

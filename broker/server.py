@@ -32,7 +32,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from tits import wire
 
 from .admission import Admission, load_or_create_secret
-from .clientport import _MORE_NB, ClientPort
+from .clientport import _MORE_NB, MAX_STRIKES, MONITOR_EVENTS, ClientPort
 from .cloud import Cloud
 from .config import BrokerConfig
 from .dedup import MAX_RECENT, Dedup
@@ -64,6 +64,9 @@ class Broker(ClientPort, Sessions, Dedup):
         self.limits = cfg.limits
         self._stop = threading.Event()
         self.conns: dict[str, Conn] = {}
+        self.routes: dict[bytes, Conn] = {}  # routing id → the key bound to it
+        self.by_fd: dict[int, Conn] = {}  # TCP connection (its fd) → the key on it
+        self.strikes: dict[str, int] = {}  # garbage counts of keys whose Conn was dropped
         self.by_device: dict[tuple[str, str], Conn] = {}
         self.recent: dict[bytes, tuple[str, float]] = {}  # msg id → (sender, accepted at)
         # ids whose time (their first 48 bits) is at or below this were, or may have been,
@@ -117,6 +120,7 @@ class Broker(ClientPort, Sessions, Dedup):
         # the backend's send, without the sugar layer's per-call checks (routing_id, group)
         self._send = super(zmq.Socket, self.client).send
         self.client.maxmsgsize = self.limits.max_frame
+        self.client_monitor = self.client.get_monitor_socket(MONITOR_EVENTS)
         self.client.sndhwm = 50_000
         self.client.rcvhwm = 50_000
         self.client_port = self._bind(self.client, cfg.client_port)
@@ -142,6 +146,7 @@ class Broker(ClientPort, Sessions, Dedup):
 
         self.poller = zmq.Poller()
         self.poller.register(self.client, zmq.POLLIN)
+        self.poller.register(self.client_monitor, zmq.POLLIN)
         self.poller.register(self._wake_r, zmq.POLLIN)
         self._cloud_socks: set[zmq.Socket] = set()
         self._sync_poller()
@@ -195,6 +200,8 @@ class Broker(ClientPort, Sessions, Dedup):
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.http.stop()
         self.cloud.close()  # a goodbye advert, so the others repair without waiting
+        self.client.disable_monitor()
+        self.client_monitor.close(linger=0)
         self.client.close(linger=0)
         self.auth.stop()
         self.ctx.term()
@@ -220,19 +227,22 @@ class Broker(ClientPort, Sessions, Dedup):
     def run(self) -> None:
         next_tick = next_house = next_snap = time.monotonic()
         next_prune = next_house + 10.0
-        client, wake, cloud = self.client, self._wake_r, self.cloud
+        client, wake, cloud, monitor = self.client, self._wake_r, self.cloud, self.client_monitor
         while not self._stop.is_set():
             due = cloud.flush_due()
             wait_ms = TICK_S * 1000
             if due is not None:
                 wait_ms = min(wait_ms, max(1.0, (due - time.monotonic()) * 1000))
             events = dict(self.poller.poll(math.ceil(wait_ms)))
+            if monitor in events:  # first: a lost link is unbound before anything is sent
+                self._drain_monitor()
             if client in events:
                 self._drain_client()
             if wake in events:
                 self._drain_wake()
             now = time.monotonic()
-            if len(events) > (client in events) + (wake in events):
+            ours = (client in events) + (wake in events) + (monitor in events)
+            if len(events) > ours:
                 for sock in events:
                     if sock in self._cloud_socks:
                         self._guard(cloud.handle, sock, now)
@@ -417,10 +427,25 @@ class Broker(ClientPort, Sessions, Dedup):
         if self._moves_due:
             self._moves_due = False
             self.writer.submit(Job(cursors=self.delivery.cursor_moves()))
-        expired = [c for c in self.conns.values() if c.last_seen < now - self.cfg.session_timeout]
+        # A session lasts while its connection does, however quiet (libzmq's heartbeats find
+        # a dead peer, and the monitor says so): it ends `session_timeout` after the link went.
+        # A key that never logged in is forgotten once idle that long.
+        limit = now - self.cfg.session_timeout
+        expired = [
+            c
+            for c in self.conns.values()
+            if (c.link_lost and c.link_lost < limit) or (c.device is None and c.last_seen < limit)
+        ]
         for conn in expired:
             self._logout(conn)
+            self._unbind(conn, "expired")
+            if self.routes.get(conn.route) is conn:
+                del self.routes[conn.route]
             del self.conns[conn.curve]
+            if conn.garbage and not conn.banned:
+                if len(self.strikes) >= MAX_STRIKES:
+                    del self.strikes[next(iter(self.strikes))]
+                self.strikes[conn.curve] = conn.garbage
         self._forget_ids(now)
 
     def _prune(self) -> None:

@@ -54,6 +54,8 @@ class Conn:
     user: LoginOk | None = None
     attached: bool = False
     listed: bool = True  # may status pages show the user's name
+    fd: int = -1  # the TCP connection its frames come on (-1: none now)
+    link_lost: float = 0.0  # when that connection went (0: it is there)
 
 
 def cloud_client_urls(cloud: Cloud, limit: int = wire.MAX_WELCOME_BROKERS) -> list[str]:
