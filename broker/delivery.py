@@ -19,7 +19,7 @@ window. A send that fails (peer gone, or its queue full) is never counted as sen
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -151,6 +151,36 @@ class Delivery:
             else:
                 self.behind.add(dev)
 
+    def stored_many(
+        self,
+        items: Iterable[tuple[str, int, bytes, bytes, bytes, str]],
+        absent: Callable[[str], None] = lambda user: None,
+    ) -> None:
+        """`stored` for a commit's worth of (user, seq, id, env, body, skip), in seq order: a
+        group message is one row per member, so this is the fan-out's inner loop (the checks
+        of `stored` and `_room` inlined). `absent(user)` is called first for a user with no
+        device here (the relay may give it one: a device at another broker)."""
+        last, online, behind, window = self.last, self.online, self.behind, self.window
+        now = time.monotonic()
+        for user, seq, msg_id, env, body, skip in items:
+            if user not in online:
+                absent(user)
+            prev = last.get(user)
+            if prev is None or seq <= prev:
+                continue
+            last[user] = seq
+            for dev in tuple(online[user].values()):
+                if dev.sent_upto != prev or dev in behind:
+                    behind.add(dev)
+                elif dev.device == skip:
+                    dev.sent_upto = seq
+                elif dev.inflight_bytes >= WINDOW_BYTES or len(dev.inflight) >= (
+                    dev.window or window
+                ):
+                    behind.add(dev)
+                else:
+                    self._transmit(dev, seq, msg_id, env, body, now)
+
     def acked(self, dev: Device, ids: list[bytes]) -> None:
         inflight, by_id = dev.inflight, dev.ids
         for msg_id in ids:
@@ -240,7 +270,9 @@ class Delivery:
             return 0
         return (dev.window or self.window) - len(dev.inflight)
 
-    def _transmit(self, dev: Device, seq: int, msg_id: bytes, env: bytes, body: bytes) -> bool:
+    def _transmit(
+        self, dev: Device, seq: int, msg_id: bytes, env: bytes, body: bytes, now: float = 0.0
+    ) -> bool:
         result = self._send(dev, env, body)
         if result is SendResult.OK:
             earlier = dev.ids.get(msg_id)
@@ -250,7 +282,7 @@ class Delivery:
                 gone = dev.inflight.pop(earlier)
                 dev.inflight_bytes -= len(gone[3])
             dev.inflight_bytes += len(body)
-            dev.inflight[seq] = (msg_id, time.monotonic(), env, body)
+            dev.inflight[seq] = (msg_id, now or time.monotonic(), env, body)
             dev.ids[msg_id] = seq
             dev.sent_upto = seq
             self.delivered += 1

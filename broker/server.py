@@ -371,11 +371,9 @@ class Broker:
         self._fan_out(fanout)
 
     def _fan_out(self, fanout: Fanout) -> None:
-        online, stored, sync = self.delivery.online, self.delivery.stored, self.relay.sync_remote
-        for item in fanout:
-            if item[0] not in online:
-                sync(item[0])  # online at another broker: a relay device takes it there
-            stored(*item)
+        # a user with no device here may be online at another broker: a relay device takes
+        # it there
+        self.delivery.stored_many(fanout, self.relay.sync_remote)
 
     def _send_to(self, dev: Device, env: bytes, body: bytes) -> SendResult:
         if not dev.route:  # a relay device: the user is at another broker, or in transit
