@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import structlog
 import zmq
 
@@ -40,6 +41,12 @@ Dups = list[tuple[Conn, bytes]]
 Commit = Callable[[Batch, Dups], None]
 
 
+class _DeliveriesOut(msgspec.Struct, tag="deliveries", tag_field="k"):
+    """`wire.Deliveries` made of envelopes already encoded (as stored): no re-encoding."""
+
+    items: list[msgspec.Raw]
+
+
 class Replies:
     """Sending on the client ROUTER (`ROUTER_MANDATORY`, never blocking): answers, and the
     deliveries to devices. A send that fails is never counted as done."""
@@ -58,6 +65,24 @@ class Replies:
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 return False
+            raise
+
+    def deliver_many(self, route: bytes, envs: list[bytes], bodies: list[bytes]) -> SendResult:
+        """One `Deliveries` message: [route, envelopes, body 1, ..., body n]."""
+        frame = wire.encode(_DeliveriesOut(items=[msgspec.Raw(e) for e in envs]))
+        try:
+            send = self._send
+            send(route, _MORE_NB)
+            send(frame, _MORE)
+            for body in bodies[:-1]:
+                send(body, _MORE)
+            send(bodies[-1], 0)
+            return SendResult.OK
+        except zmq.Again:
+            return SendResult.FULL
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return SendResult.GONE
             raise
 
     def deliver(self, route: bytes, env: bytes, body: bytes) -> SendResult:

@@ -99,7 +99,9 @@ class Broker:
         self.client.sndhwm = 50_000
         self.client.rcvhwm = 50_000
         self.replies = Replies(self.client)
-        self.delivery = Delivery(self.store, self._send_to, cfg.limits.window, cfg.retry_s)
+        self.delivery = Delivery(
+            self.store, self._send_to, cfg.limits.window, cfg.retry_s, self._send_many
+        )
         self.sessions = Sessions(
             fingerprint=self.fingerprint, armored=self.keys.armored.encode(),
             limits=self.limits, session_timeout=cfg.session_timeout,
@@ -374,6 +376,9 @@ class Broker:
         # a user with no device here may be online at another broker: a relay device takes
         # it there
         self.delivery.stored_many(fanout, self.relay.sync_remote)
+
+    def _send_many(self, dev: Device, envs: list[bytes], bodies: list[bytes]) -> SendResult:
+        return self.replies.deliver_many(dev.route, envs, bodies)  # (real devices only)
 
     def _send_to(self, dev: Device, env: bytes, body: bytes) -> SendResult:
         if not dev.route:  # a relay device: the user is at another broker, or in transit

@@ -63,6 +63,7 @@ class Conn:
     user: LoginOk | None = None
     attached: bool = False
     listed: bool = True  # may status pages show the user's name
+    batch: bool = False  # its client takes `wire.Deliveries`
     fd: int = -1  # the TCP connection its frames come on (-1: none now)
     link_lost: float = 0.0  # when that connection went (0: it is there)
 
@@ -303,6 +304,7 @@ class Sessions:
         conn.logins.append(now)
         conn.login_busy = True
         conn.listed = msg.listed
+        conn.batch = msg.batch
         self.logins_inflight += 1
         curve_raw = z85.decode(conn.curve.encode())
         self.pool.submit(self._verify, conn.curve, msg, nonce, curve_raw)
@@ -348,7 +350,9 @@ class Sessions:
         if other is not None and other is not conn:
             self.logout(other)  # the same device on a new connection replaces the old one
         conn.user = result
-        conn.device = Device(result.fingerprint, result.device, conn.route, result.name)
+        conn.device = Device(
+            result.fingerprint, result.device, conn.route, result.name, batch=conn.batch
+        )
         self.by_device[key] = conn
         self.presence_due = True
         pending = self.attach(conn, welcome=True)

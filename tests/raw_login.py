@@ -11,7 +11,7 @@ from tits.home import Home
 from tits.login import build_blob
 
 
-def raw_login(raw: RawClient, home: Home) -> wire.Welcome | wire.Error:
+def raw_login(raw: RawClient, home: Home, batch: bool = False) -> wire.Welcome | wire.Error:
     raw.send_msg(wire.Hello())
     ch = raw.recv_msg(10)
     if not isinstance(ch, wire.Challenge):
@@ -23,7 +23,7 @@ def raw_login(raw: RawClient, home: Home) -> wire.Welcome | wire.Error:
         cert, sig,
     )  # fmt: skip
     pubkey = home.identity.export_public(home.fingerprint).encode()
-    raw.send_msg(wire.Login(blob=blob, fingerprint=home.fingerprint, pubkey=pubkey))
+    raw.send_msg(wire.Login(blob=blob, fingerprint=home.fingerprint, pubkey=pubkey, batch=batch))
     while True:
         msg = raw.recv_msg(15)
         if isinstance(msg, wire.Welcome | wire.Error) or msg is None:
