@@ -94,7 +94,7 @@ class Crowd:
         for home in self.homes.values():
             kc.publish_key(home.identity.export_public(home.fingerprint))
             _, cert, sig = home.certificate
-            kc.publish_device(cert, sig)
+            kc.publish_device(cert, sig, home.device.prove(cert))
 
     def messenger(self, name: str, broker: str, keyserver: str | None = None) -> Messenger:
         m = Messenger(self.homes[name], broker=broker, keyserver=keyserver)
