@@ -409,6 +409,10 @@ class Broker:
 
     def register_device(self, user: str, device: str) -> None:
         self.writer.submit(Job(devices=[(user, device)]))
+        # a device logging in here may be the user's second, with the first at another
+        # broker: what reaches this mailbox must go there too (the relay device toward it
+        # was not made when the other's presence came, if the user was then unknown here)
+        self.relay.sync_remote(user)
 
     # -- housekeeping -------------------------------------------------------------------------
 
