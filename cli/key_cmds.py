@@ -21,7 +21,7 @@ from tits.identity import normalise_fingerprint
 from tits.keyclient import KeyClient
 
 from .context import State
-from .output import console, emit_json, err_console, t
+from .output import console, emit_json, err_console, safe, t
 
 key_app = typer.Typer(help="Publish your key, fetch others' keys (ω IM key server).")
 contact_app = typer.Typer(help="Your contacts: petnames for fingerprints.")
@@ -80,7 +80,7 @@ def publish(ctx: typer.Context, keyserver: KeyserverOpt = None, as_json: JsonOpt
 def _candidate_line(c: dict[str, Any]) -> str:
     uids = ", ".join(c.get("uids") or []) or "?"
     flags = " [revoked]" if c.get("revoked") else ""
-    return f"{c['fingerprint']}  {uids}{flags}"
+    return safe(f"{c['fingerprint']}  {uids}{flags}")
 
 
 def _choose(kc: KeyClient, who: str, as_json: bool) -> str:
@@ -174,14 +174,14 @@ def fetch(
         )  # fmt: skip
         return
     console.print(
-        f"[bold green]✓[/] {t('已匯入', 'imported')} [bold]{escape(key_name)}[/] "
-        f"<{escape(email)}>  {fp}",
+        f"[bold green]✓[/] {t('已匯入', 'imported')} [bold]{escape(safe(key_name))}[/] "
+        f"<{escape(safe(email))}>  {fp}",
         soft_wrap=True,
     )
     if petname:
         console.print(f"  {t('聯絡人', 'contact')}: @{petname}")
     if note:
-        console.print(f"[bold yellow]![/] {escape(note)}", soft_wrap=True)
+        console.print(f"[bold yellow]![/] {escape(safe(note))}", soft_wrap=True)
 
 
 @contact_app.command("add")
@@ -258,7 +258,7 @@ def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             uid += t("  ⚠ 金鑰已變更", "  ⚠ key changed")
         elif r["confirmed"]:
             uid += t("  ✓ 已確認", "  ✓ confirmed")
-        table.add_row(Text("@" + r["name"]), r["fingerprint"], Text(uid))
+        table.add_row(Text("@" + r["name"]), r["fingerprint"], Text(safe(uid)))
     console.print(table)
 
 
