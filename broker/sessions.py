@@ -164,8 +164,8 @@ class Sessions:
         None if the frame is not to be served (a dropped key, a full table, a taken id)."""
         conn = self.conns.get(curve)
         if conn is None:
-            if len(self.conns) >= MAX_CONNS:
-                return None
+            if len(self.conns) >= MAX_CONNS or curve in self.banned:
+                return None  # (a dropped key's connection may outlive its Conn)
             conn = Conn(curve, b"", now, self.limits.burst, now)
             conn.garbage = self.strikes.pop(curve, 0)  # the budget is the key's, not the session's
             self.conns[curve] = conn

@@ -172,3 +172,13 @@ def test_another_version_is_answered_and_not_counted(world: World) -> None:
         ]
         world.port.on_frames(frames, 0, 0.0, [], [], [])  # type: ignore[arg-type]
     assert set(world.codes()) == {"version"} and world.sessions.conns[K1].garbage == 0
+
+
+def test_a_dropped_key_stays_dropped_after_its_conn_is_forgotten(world: World) -> None:
+    for _ in range(world.limits.garbage + 1):
+        world.port.on_frames([Frame(b"r1", K1, 7, True), Frame(b"\xc1")], 0, 0.0, [], [], [])  # type: ignore[list-item]
+    assert world.codes()[-1] == "dropped" and K1 in world.sessions.banned
+    world.sessions.expire(1000.0)
+    assert K1 not in world.sessions.conns
+    world.frame(K1, b"r1", 7, wire.Ping(t=1))  # its connection is still open: still refused
+    assert not isinstance(world.replies[-1][1], wire.Pong)
