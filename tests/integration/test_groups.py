@@ -34,8 +34,10 @@ from tits.session import SessionKey
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cloud1() -> Iterator[ProcCloud]:
+    """A broker (and keyd) per test: the users are the same in every test, so a shared
+    broker would hand one test's mail to the next."""
     cloud = ProcCloud(1)
     yield cloud
     cloud.close()
