@@ -241,3 +241,17 @@ def test_a_member_renames_the_group(cloud1: ProcCloud, crowd: Crowd) -> None:
     gid = group_of(crowd, rs, ["bob"])
     rs["alice"].m.group_change(gid, "rename", [], name="新名字")  # type: ignore[call-arg]
     rs["bob"].until(lambda r: r.m.client.groups.state(gid).name == "新名字", 60, "the rename")
+
+
+def test_an_invitee_whose_key_is_not_here_is_fetched_from_the_key_server(
+    cloud1: ProcCloud, crowd: Crowd
+) -> None:
+    rs = join(cloud1, crowd, "alice", "bob", "carol")
+    alice = rs["alice"].m
+    carol = crowd.fp("carol")
+    assert str(alice.client.identity.gpg.delete_keys(carol)) == "ok"
+    assert not alice.client.identity.has_key(carol)
+    gid = group_of(crowd, rs, ["bob", "carol"])  # keys checked in one listing, then keyd
+    assert alice.client.identity.has_key(carol)
+    text = alice.send_text([], "鑰匙從伺服器來", group=gid)
+    rs["carol"].until(lambda r: _has(r, text), 60, "the text")
