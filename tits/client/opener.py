@@ -39,7 +39,8 @@ class Refuse(VerificationError):
 
 
 class GroupView(Protocol):
-    secure: bool
+    @property
+    def secure(self) -> bool: ...  # read-only, so a frozen GroupState fits
 
     def is_member(self, fp: str) -> bool: ...
 

@@ -101,11 +101,11 @@ _MSG_MARKS = ",".join("?" * 13)
 
 def _message(r: Sequence[object]) -> Message:
     return Message(
-        id=bytes(r[0]),  # type: ignore[arg-type]
-        conv=bytes(r[1]) if r[1] is not None else b"",  # type: ignore[arg-type]
+        id=bytes(r[0]),  # type: ignore[call-overload]
+        conv=bytes(r[1]) if r[1] is not None else b"",  # type: ignore[call-overload]
         sender=str(r[2]),
         to=str(r[3]).split(",") if r[3] else [],
-        group=bytes(r[4]) if r[4] is not None else None,  # type: ignore[arg-type]
+        group=bytes(r[4]) if r[4] is not None else None,  # type: ignore[call-overload]
         kind="media" if r[5] == "media" else "text",
         text=r[6] if r[6] is None else str(r[6]),
         verified=bool(r[7]),
@@ -288,7 +288,7 @@ class LocalStore:
     @staticmethod
     def _epoch_row(r: Sequence[object]) -> EpochRow:
         return EpochRow(
-            key=SessionKey.from_json(bytes(r[0])),  # type: ignore[arg-type]
+            key=SessionKey.from_json(bytes(r[0])),  # type: ignore[call-overload]
             creator=str(r[1]),
             created=float(r[2]),  # type: ignore[arg-type]
             superseded=None if r[3] is None else float(r[3]),  # type: ignore[arg-type]
@@ -356,12 +356,12 @@ class LocalStore:
     def _out_row(r: Sequence[object]) -> OutboxItem:
         prepared = None
         if r[8] is not None:
-            prepared = msgspec.msgpack.decode(bytes(r[8]), type=Prepared)  # type: ignore[arg-type]
+            prepared = msgspec.msgpack.decode(bytes(r[8]), type=Prepared)  # type: ignore[call-overload]
         return OutboxItem(
-            id=bytes(r[0]),  # type: ignore[arg-type]
+            id=bytes(r[0]),  # type: ignore[call-overload]
             target=str(r[1]),
             kind=str(r[2]),
-            payload=bytes(r[3]),  # type: ignore[arg-type]
+            payload=bytes(r[3]),  # type: ignore[call-overload]
             mime=str(r[4]),
             created=float(r[5]),  # type: ignore[arg-type]
             state=str(r[6]),
