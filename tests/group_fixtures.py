@@ -170,6 +170,18 @@ class Received:
 # -- what a hostile or stale client puts on the wire ------------------------------------------
 
 
+def state_of(m: Messenger, group: bytes) -> ml.GroupState:
+    state = m.client.groups.state(group)
+    assert state is not None, "this client does not know the group"
+    return state
+
+
+def log_entries(m: Messenger, group: bytes) -> ml.MemberLog:
+    log = m.client.groups.log(group)
+    assert log is not None, "this client does not know the group"
+    return log
+
+
 def group_members(m: Messenger, group: bytes) -> list[str]:
     state = m.client.groups.state(group)
     assert state is not None

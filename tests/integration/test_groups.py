@@ -22,6 +22,7 @@ from tests.group_fixtures import (
     group_bundle_frame,
     sealed_text_frame,
     send_raw,
+    state_of,
 )
 from tests.proc_cloud import ProcCloud
 from tits.client import inbox as inbox_mod
@@ -178,7 +179,7 @@ def test_a_500_member_invite_list_is_a_clear_error_at_once(cloud1: ProcCloud, cr
     rs = join(cloud1, crowd, "alice")
     alice = rs["alice"].m
     gid = alice.group_create("大群")
-    head = alice.client.groups.state(gid).head
+    head = state_of(alice, gid).head
     many = [f"{i:040X}" for i in range(1, 501)]  # fingerprints nobody has keys for
     t = time.monotonic()
     with pytest.raises(ml.GroupError) as err:
@@ -186,7 +187,7 @@ def test_a_500_member_invite_list_is_a_clear_error_at_once(cloud1: ProcCloud, cr
     assert err.value.code == "too-many-targets"
     assert "at most 100" in err.value.message
     assert time.monotonic() - t < 30  # not 500 key-server look-ups first
-    assert alice.client.groups.state(gid).head == head
+    assert state_of(alice, gid).head == head
     assert alice.store.outbox() == []
 
 
@@ -240,7 +241,7 @@ def test_a_member_renames_the_group(cloud1: ProcCloud, crowd: Crowd) -> None:
     rs = join(cloud1, crowd, "alice", "bob")
     gid = group_of(crowd, rs, ["bob"])
     rs["alice"].m.group_change(gid, "rename", [], name="新名字")  # type: ignore[call-arg]
-    rs["bob"].until(lambda r: r.m.client.groups.state(gid).name == "新名字", 60, "the rename")
+    rs["bob"].until(lambda r: state_of(r.m, gid).name == "新名字", 60, "the rename")
 
 
 def test_an_invitee_whose_key_is_not_here_is_fetched_from_the_key_server(

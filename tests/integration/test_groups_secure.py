@@ -18,8 +18,10 @@ from tests.group_fixtures import (
     Received,
     entry_by,
     group_bundle_frame,
+    log_entries,
     sealed_text_frame,
     send_raw,
+    state_of,
 )
 from tests.proc_cloud import ProcCloud
 from tits import wire
@@ -88,11 +90,11 @@ def test_only_confirmed_people_may_be_invited(cloud1: ProcCloud, crowd: Crowd) -
     carol = crowd.fp("carol")
     alice.store.db.execute("DELETE FROM confirmed WHERE fp=?", (carol,))  # never confirmed
     gid = alice.group_create("只限確認", secure=True)
-    head = alice.client.groups.state(gid).head
+    head = state_of(alice, gid).head
     with pytest.raises(ConfigError) as err:
         alice.group_change(gid, "invite", [crowd.fp("bob"), carol])
     assert carol in err.value.message and "tits contact confirm" in err.value.message
-    assert alice.client.groups.state(gid).head == head  # nothing made, nothing sent
+    assert state_of(alice, gid).head == head  # nothing made, nothing sent
     assert alice.store.outbox() == []
 
     # a confirmed contact whose key then changes is not sent to until confirmed again
@@ -179,7 +181,7 @@ def test_forged_membership_entries_are_refused_with_a_reason(
     gid = secure_group(crowd, rs, ["bob", "mallory"])
     mallory = rs["mallory"].m
     members = _members(rs["alice"].m, gid)
-    head = rs["alice"].m.client.groups.state(gid).head
+    head = state_of(rs["alice"].m, gid).head
 
     # 1. signed by Mallory, naming Alice as the one who removes Bob
     forged = entry_by(mallory, gid, "remove", crowd.fp("alice"), [crowd.fp("bob")])
@@ -195,9 +197,9 @@ def test_forged_membership_entries_are_refused_with_a_reason(
         reasons = {x.id: x.reason for x in r.refused}
         assert reasons[f1[0].id].startswith("bad-signature:"), reasons[f1[0].id]
         assert reasons[f2[0].id].startswith("not-allowed:"), reasons[f2[0].id]
-        state = r.m.client.groups.state(gid)
+        state = state_of(r.m, gid)
         assert set(state.members) == members  # nobody removed, nobody added
-        applied = [a.hash for a in r.m.client.groups.log(gid).applied()]
+        applied = [a.hash for a in log_entries(r.m, gid).applied()]
         assert head in applied and len(applied) == 2  # create, invite: nothing else applied
 
     # and the group goes on: Alice's next change and text reach everyone
