@@ -22,15 +22,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from tits import wire
 from tits.client import Incoming
@@ -228,8 +229,7 @@ def bench_open(root: Path, count: int) -> dict[str, float]:
 
 def bench_e2e(root: Path, n: int, rounds: int) -> list[float]:
     """Membership change → every member's client holds the new key, with a real broker."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from broker import start_broker
+    start_broker = broker_bench().start_broker
 
     homes = [make_home(root / f"e{i}", f"E{i}") for i in range(n)]
     armored = "".join(h.identity.export_public(h.fingerprint) for h in homes)
@@ -239,6 +239,8 @@ def bench_e2e(root: Path, n: int, rounds: int) -> list[float]:
     clients: list[Messenger] = []
     try:
         clients = [Messenger(h, broker=info["url"]) for h in homes]
+        for m in clients:  # one at a time: the broker's first logins import keys
+            m.connect(60)
         admin = clients[0]
         gid = admin.group_create("端到端")
         admin.group_change(gid, "invite", [h.fingerprint for h in homes[1:]])
@@ -291,11 +293,18 @@ def wait_until(pred: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.005)
 
 
-def fanout() -> str:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import broker as broker_bench
+def broker_bench() -> ModuleType:
+    """benchmarks/broker.py, by path (`import broker` may find the repository's broker/)."""
+    path = Path(__file__).resolve().parent / "broker.py"
+    spec = importlib.util.spec_from_file_location("bench_broker", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    run = getattr(broker_bench, "run_fanout", None)
+
+def fanout() -> str:
+    run = getattr(broker_bench(), "run_fanout", None)
     if run is None:
         return "fan-out: benchmarks/broker.py has no run_fanout yet (branch broker-core adds it)"
     return f"fan-out (benchmarks/broker.py run_fanout): {run()}"
