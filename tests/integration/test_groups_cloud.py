@@ -268,9 +268,11 @@ def test_two_admins_changing_membership_at_once_converge(cloud4: ProcCloud, crow
 
 
 BROKER_TWO_BROKERS = (
-    "broker bug (broker/relay.py, not the client): with Alice's phone at broker 0 and her "
-    "tablet at broker 1, a message to Alice sent at broker 1 is delivered to the tablet only "
-    "and never to the phone"
+    "broker bug, not the client: with Alice's phone at broker 0 and her tablet at broker 1, a "
+    "message to Alice sent at broker 1 reaches the tablet only. relay.sync_remote (run on "
+    "presence changes) attaches the @broker0 relay device only if Alice is online at broker 1 "
+    "or has mail there, and server._fan_out calls it only for users not online locally; the "
+    "phone's presence came before the tablet's login, and that login does not sync"
 )
 
 
