@@ -80,7 +80,7 @@ class ClientPort:
         """Handle one client message; True if it acknowledged deliveries."""
         head = frames[0]
         try:
-            curve = head.get("User-Id")
+            curve = str(head.get("User-Id"))  # ZAP set it: the CURVE key, z85 text
         except zmq.ZMQError:  # no ZAP verdict: never serve a connection we cannot bind
             log.error("conn.no_user_id")
             return False

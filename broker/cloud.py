@@ -17,9 +17,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 import zmq
@@ -32,7 +33,7 @@ from .admission import Admission
 from .directory import SHARDS, Directory, split
 from .gossip import Gossip
 from .peers import Peer, PeerLinks, make_url, parse_url
-from .signer import BrokerSigner, BrokerVerifier
+from .signer import BrokerSigner, BrokerVerifier, CertPending
 from .topology import Topology
 
 log = structlog.get_logger("tits.broker.cloud")
@@ -45,6 +46,11 @@ SNAPSHOT_EVERY = 15.0
 REPAIR_EVERY = 0.25
 REPAIR_GRACE = 1.5
 SEED_RETRY = 2.0
+REDIAL_FIRST = 0.3  # a broker lost without a goodbye is dialed again after this long ...
+REDIAL_MAX = 30.0  # ... then twice as long each time, up to this ...
+REDIAL_FOR = 600.0  # ... for this long, then it is given up (it would have advertised by now)
+MAX_REDIAL = 256
+JOIN_WAIT = 5.0  # a joining broker plans once every advert of the snapshot is checked, or this
 SAVE_EVERY = 1.0
 HOP_COST_US = 20_000  # a hop costs a relay's CPU (and, when it is stuck, a store); on a LAN an
 # RTT mostly measures how busy the other broker is, and detours through idle brokers cost more
@@ -65,6 +71,18 @@ def link_cost(bucket: int) -> int:
     saw 4.1 hops travelled for a 3-hop pair, over 10 relays), so RTTs count only by powers of
     two, and a detour must save more than a hop's own price."""
     return min(HOP_COST_US + bucket, 60_000_000)
+
+
+@dataclass
+class _Redial:
+    """A broker we lost without a goodbye (silence, unreachable, it forgot us): where it was,
+    and when to try it again. A stall or a partition heals by this: nothing else dials a
+    broker that every side has presumed dead."""
+
+    address: str
+    since: float
+    due: float
+    backoff: float = REDIAL_FIRST
 
 
 class Route(Enum):
@@ -151,6 +169,10 @@ class Cloud:
         self._planned: set[str] = set()
         self._seed_ids: set[str] = set()
         self._next_seed_try = now
+        self._join_asked: float | None = None  # when a snapshot came while joining
+        self._join_waits: set[str] = set()  # brokers of that snapshot whose adverts wait
+        self._redial: dict[str, _Redial] = {}
+        self._resnapshot_due = 0.0  # when gossip was dropped by a budget: ask again after
 
     # -- what the broker's loop uses --------------------------------------------------------
 
@@ -187,7 +209,15 @@ class Cloud:
 
     def tick(self, now: float) -> None:
         self.peers.tick(now)
-        if not self.joined and now >= self._next_seed_try:
+        for item in self.verifier.ready():  # certificates the worker has checked meanwhile
+            self._on_gossip(item)
+        if self.verifier.dropped and now >= self._resnapshot_due:
+            self._resnapshot(now)
+        if not self.joined:
+            self._maybe_join(now)
+        isolated = self.joined and not self.peers.up_peers() and not self.peers.dials
+        if (not self.joined or isolated) and now >= self._next_seed_try:
+            # joining; or every link is gone and nothing is being dialed: the seeds again
             self._next_seed_try = now + SEED_RETRY
             for url in self.seeds:
                 try:
@@ -195,6 +225,8 @@ class Cloud:
                         self.sockets_changed = True
                 except TitsError as exc:  # a persisted neighbour's address gone bad
                     log.warning("cloud.bad_seed", error=exc.message)
+        if self.joined and self._redial:
+            self._redial_lost(now)
         if now >= self._advert_due:
             self._advertise(now)
         if now >= self._presence_due or now >= self._presence_refresh:
@@ -251,6 +283,7 @@ class Cloud:
 
     def close(self) -> None:
         """A graceful leave: tell everyone, so survivors repair without waiting for silence."""
+        self.verifier.close()
         advert = self._my_advert(alive=False)
         self.gossip.publish(self.signer.sign_advert(advert))
         self.topology.save()
@@ -260,9 +293,9 @@ class Cloud:
 
     # -- status --------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, list[dict[str, object]]]:
+    def status(self) -> dict[str, Any]:
         graph = self.topology.planning_graph()
-        brokers = []
+        brokers: list[dict[str, Any]] = []
         for bid in self.topology.db:
             adv = self.topology.advert(bid)
             if adv is None:
@@ -311,6 +344,7 @@ class Cloud:
     def on_link_up(self, peer: Peer) -> None:
         self.sockets_changed = True
         self._unlinked_since.pop(peer.id, None)
+        self._redial.pop(peer.id, None)
         self.gossip.follow(peer.id, peer.pub)
         self.peers.send(peer.id, wire.SnapshotRequest())
         self._soon_advert()
@@ -322,6 +356,8 @@ class Cloud:
         self._buckets.pop(peer.id, None)
         self.gossip.unfollow(peer.id)
         self._soon_advert()
+        if peer.redial and peer.address:
+            self._lost(peer.id, peer.address)
         if peer.lost:
             self._presumed_dead(peer.id)
         self.host.cloud_link_down(peer.id)  # after the routes changed: resends take new ones
@@ -356,9 +392,19 @@ class Cloud:
                         break  # its queue is full: it asks again
             case wire.Snapshot(adverts=adverts, presence=presence):
                 for item in [*adverts, *presence]:
-                    self._on_gossip(item)  # what is new to us may be new to our neighbours
+                    # what is new to us may be new to our neighbours
+                    self._on_gossip(item, source=peer.id)
                 if not self.joined:
-                    self._join(time.monotonic())
+                    if self._join_asked is None:
+                        self._join_asked = time.monotonic()
+                    for signed in adverts:  # the plan waits for these to be checked
+                        try:
+                            broker = wire.ADVERT_DECODER.decode(signed.advert).broker
+                        except WireError:
+                            continue  # refused (and logged) above
+                        if self.verifier.is_pending(broker):
+                            self._join_waits.add(broker)
+                    self._maybe_join(time.monotonic())
             case wire.Error(code=code, message=text):
                 log.info("peer.error", peer=peer.id[:16], code=code, message=text[:200])
             case _:
@@ -379,22 +425,36 @@ class Cloud:
                 page = wire.Snapshot(seq=page.seq)
                 pages.append(page)
                 size = 0
-            (page.adverts if isinstance(item, wire.SignedAdvert) else page.presence).append(item)
+            if isinstance(item, wire.SignedAdvert):
+                page.adverts.append(item)
+            else:
+                page.presence.append(item)
             size += n
         return pages
 
     # -- gossip --------------------------------------------------------------------------------
 
-    def _on_gossip(self, msg: object, republish: bool = True) -> None:
+    def _on_gossip(self, msg: object, republish: bool = True, source: str = "gossip") -> None:
+        """An advert or a presence update, from the SUB or a peer's snapshot (`source`: whose
+        budget pays if its certificate must be checked)."""
         now = time.monotonic()
         if isinstance(msg, wire.SignedAdvert):
-            advert = self.topology.accept(msg, now)
+            try:
+                advert = self.topology.accept(msg, now)
+            except CertPending:
+                self._hold(msg, source)
+                return
             if advert is None:
                 return
             if republish:
                 self.gossip.publish(msg)
             if not advert.alive:
+                self._redial.pop(advert.broker, None)  # it said goodbye: do not call it back
                 self._broker_gone(advert.broker)
+            elif advert.broker in self._redial and self.topology.planning_graph().get(
+                advert.broker
+            ):
+                del self._redial[advert.broker]  # back, and linked to others: repair decides
         elif isinstance(msg, wire.PresenceUpdate):
             try:
                 claimed = wire.PRESENCE_DECODER.decode(msg.presence)
@@ -402,7 +462,11 @@ class Cloud:
                     claimed.broker, claimed.shard, claimed.seq
                 ):
                     return  # our own, come back; or a repeat: no signature to check
-                presence = self.verifier.presence(msg)
+                try:
+                    presence = self.verifier.presence(msg)
+                except CertPending:
+                    self.verifier.hold(msg, source)
+                    return
                 if self.directory.misfiled(presence):
                     raise WireError(f"users in the wrong shard {presence.shard}")
             except Exception as exc:  # noqa: BLE001 - any bad update is refused and logged
@@ -415,6 +479,22 @@ class Cloud:
                 self.gossip.publish(msg)
             if changed:
                 self.host.cloud_presence_changed(changed)
+
+    def _hold(self, msg: wire.SignedAdvert, source: str) -> None:
+        try:
+            self.verifier.hold(msg, source)
+        except TitsError as exc:
+            log.warning("gossip.advert_refused", error=exc.message[:200])
+
+    def _resnapshot(self, now: float) -> None:
+        """Gossip that a budget dropped is asked for again, once the worker has caught up."""
+        if self.verifier.pending:
+            return
+        self.verifier.dropped = 0
+        self._resnapshot_due = now + SNAPSHOT_MIN_GAP * 2
+        ups = self.peers.up_peers()
+        if ups:
+            self.peers.send(random.choice(ups).id, wire.SnapshotRequest())
 
     def _broker_gone(self, broker: str) -> None:
         changed = self.directory.drop_broker(broker)
@@ -495,6 +575,16 @@ class Cloud:
 
     # -- join and repair -----------------------------------------------------------------------
 
+    def _maybe_join(self, now: float) -> None:
+        """Plan the join once a snapshot came and its adverts are checked (a plan from half of
+        them would pick peers from half the cloud), or JOIN_WAIT after it came."""
+        if self._join_asked is None:
+            return
+        self._join_waits = {b for b in self._join_waits if self.verifier.is_pending(b)}
+        if self._join_waits and now - self._join_asked < JOIN_WAIT:
+            return
+        self._join(now)
+
     def _join(self, now: float) -> None:
         graph = self.topology.planning_graph()
         others = {b: {p: c for p, c in nbrs.items() if p != self.me} for b, nbrs in graph.items()}
@@ -520,6 +610,36 @@ class Cloud:
         except TitsError as exc:  # an admitted broker advertised an unusable address
             log.warning("cloud.bad_address", broker=broker[:16], error=exc.message)
             self._presumed_dead(broker)
+
+    def _lost(self, broker: str, address: str) -> None:
+        """`broker` went without a goodbye: dial it again with backoff until it is back."""
+        now = time.monotonic()
+        held = self._redial.get(broker)
+        if held is not None:
+            held.address = address
+            return
+        if len(self._redial) >= MAX_REDIAL:
+            oldest = min(self._redial, key=lambda b: self._redial[b].since)
+            del self._redial[oldest]
+        first = REDIAL_FIRST * random.uniform(0.5, 1.5)
+        self._redial[broker] = _Redial(address, now, now + first)
+
+    def _redial_lost(self, now: float) -> None:
+        for broker, lost in list(self._redial.items()):
+            if self.peers.is_up(broker) or now - lost.since > REDIAL_FOR:
+                del self._redial[broker]
+                continue
+            if now < lost.due:
+                continue
+            lost.backoff = min(lost.backoff * 2, REDIAL_MAX)
+            lost.due = now + lost.backoff * random.uniform(0.75, 1.25)
+            try:
+                if self.peers.dial(lost.address, expect=broker, now=now):
+                    self.sockets_changed = True
+                    log.info("cloud.redial", broker=broker[:16], backoff_s=round(lost.backoff, 2))
+            except TitsError as exc:
+                log.warning("cloud.bad_address", broker=broker[:16], error=exc.message)
+                del self._redial[broker]
 
     def _repair(self, now: float) -> None:
         # let go of seeds that the join plan did not name, once the planned links are up

@@ -70,17 +70,20 @@ class Delivery:
         self.last: dict[str, int] = {}  # newest stored seq of each online user
         self.behind: set[Device] = set()
         self._dirty: dict[Device, int] = {}  # device → cursor last persisted
+        self._left: dict[tuple[str, str], Device] = {}  # detached, cursor not yet persisted
         self.delivered = 0
         self.on_gone: Callable[[Device], None] = lambda dev: None
 
     # -- devices come and go ---------------------------------------------------------------
 
-    def attach(self, dev: Device) -> int:
-        """A device logged in: returns how many stored messages it has yet to acknowledge."""
+    def attach(self, dev: Device, floor: int = 0) -> int:
+        """A device logged in: returns how many stored messages it has yet to acknowledge.
+        `floor`: where its cursor is at least (rows known to be acknowledged otherwise)."""
         old = self.online.get(dev.user, {}).get(dev.device)
         if old is not None:
             self.detach(old)
-        cursor = self.store.device_cursor(dev.user, dev.device)
+        stored = self.store.device_cursor(dev.user, dev.device)
+        cursor = max(stored, floor)
         dev.sent_upto = cursor
         dev.inflight.clear()
         dev.ids.clear()
@@ -89,7 +92,7 @@ class Delivery:
         if not devices:
             self.last[dev.user] = self.store.last_seq(dev.user)
         devices[dev.device] = dev
-        self._dirty.setdefault(dev, cursor)
+        self._dirty.setdefault(dev, stored)
         last = self.last[dev.user]
         pending = self.store.count_after(dev.user, cursor, dev.device) if last > cursor else 0
         if last > cursor and not pending:
@@ -107,11 +110,21 @@ class Delivery:
             del self.online[dev.user]
             self.last.pop(dev.user, None)
         self.behind.discard(dev)
+        if dev in self._dirty:
+            self._left[(dev.user, dev.device)] = dev
         # its cursor stays where acknowledgements put it; the in-flight rest is sent again
         # at its next login
 
     def device(self, user: str, device: str) -> Device | None:
         return self.online.get(user, {}).get(device)
+
+    def cursor_of(self, user: str, device: str) -> int | None:
+        """The device's cursor as it is now (online, or left and not yet persisted, or as
+        stored); None for a device this broker has never seen."""
+        dev = self.device(user, device) or self._left.get((user, device))
+        if dev is not None:
+            return dev.cursor
+        return self.store.known_cursor(user, device)
 
     # -- messages and acknowledgements --------------------------------------------------------
 
@@ -155,6 +168,7 @@ class Delivery:
             if cursor != before:
                 out.append((cursor, dev.user, dev.device))
         self._dirty.clear()
+        self._left.clear()
         return out
 
     def pump(self, now: float | None = None) -> None:

@@ -13,6 +13,7 @@ to a sharded directory (rendezvous hashing over brokers) without touching routin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tits import wire
 
@@ -106,7 +107,7 @@ class Directory:
     def brokers(self) -> list[str]:
         return sorted({broker for broker, _ in self._held})
 
-    def users(self) -> list[dict[str, object]]:
+    def users(self) -> list[dict[str, Any]]:
         out = []
         for (broker, _), held in self._held.items():
             for e in held.presence.users:

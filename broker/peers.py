@@ -25,6 +25,7 @@ from typing import Protocol
 
 import structlog
 import zmq
+from zmq.utils import z85
 
 from tits import wire
 from tits.errors import WireError
@@ -38,6 +39,7 @@ HEARTBEAT_INTERVAL = 0.2
 HEARTBEAT_LIVENESS = 5
 HEARTBEAT_EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
 HELLO_TIMEOUT = 1.5  # a dialed broker that says nothing this long is taken for dead
+LAG_LOGGED = 0.25  # a gap between our own ticks this much over a heartbeat is logged
 RTT_SAMPLES = 8
 BASE_RTT_SAMPLES = 50  # 10 s of heartbeats
 MAX_PEER_FRAME = 8 << 20
@@ -65,7 +67,7 @@ def parse_url(url: str) -> tuple[str, bytes]:
     m = _ENDPOINT.match(endpoint)
     if m is None or not 0 < int(m.group(2)) < 65536 or len(raw) != 32:
         raise WireError(f"not a broker URL (tcp://HOST:PORT#CURVEKEY): {sanitise(url)}")
-    return endpoint, zmq.utils.z85.encode(raw)
+    return endpoint, z85.encode(raw)
 
 
 def bind_endpoint(sock: zmq.Socket, endpoint: str) -> int:
@@ -73,11 +75,11 @@ def bind_endpoint(sock: zmq.Socket, endpoint: str) -> int:
     if endpoint.endswith(":0"):
         endpoint = endpoint[:-2] + ":*"
     sock.bind(endpoint)
-    return int(sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
+    return int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
 
 
 def make_url(endpoint: str, curve_public_z85: bytes) -> str:
-    return f"{endpoint}#{zmq.utils.z85.decode(curve_public_z85).hex()}"
+    return f"{endpoint}#{z85.decode(curve_public_z85).hex()}"
 
 
 class PeerEvents(Protocol):
@@ -98,6 +100,7 @@ class Peer:
     in_key: str | None = None  # the CURVE key its inbound connection authenticated with
     up: bool = False
     lost: bool = False  # went down by silence or unreachability, not by a goodbye
+    redial: bool = False  # went down without a goodbye (lost, or it forgot us): dial it again
     since: float = 0.0
     last_heard: float = 0.0
     last_beat: float = 0.0
@@ -193,6 +196,8 @@ class PeerLinks:
         self.dials: dict[zmq.Socket, _Dial] = {}
         self._rid_owner: dict[bytes, str] = {}
         self._queued: set[str] = set()  # peers with a non-empty outbox
+        self._last_tick: float | None = None
+        self.lag_s = 0.0  # the longest stall of our own loop seen (status page, tests)
 
     # -- sockets the broker polls ----------------------------------------------------------
 
@@ -224,7 +229,7 @@ class PeerLinks:
             return False
         endpoint, server_key = parse_url(url)
         known = self._known_key(expect) if expect else None
-        if known is not None and known != server_key.decode():
+        if expect and known is not None and known != server_key.decode():
             raise WireError(f"{url[:40]}… is not the CURVE key {expect[:16]} advertises")
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
@@ -276,15 +281,15 @@ class PeerLinks:
             peer.out = sock
             self._came_up(peer, msg, now)
             return
-        peer = next((p for p in self.peers.values() if p.out is sock), None)
-        if peer is not None:
-            self._on_message(peer, msg, body, now)
+        linked = next((p for p in self.peers.values() if p.out is sock), None)
+        if linked is not None:
+            self._on_message(linked, msg, body, now)
 
     def _from_router(self, frames: list[zmq.Frame], now: float) -> None:
         if len(frames) < 2:
             return
         rid = frames[0].bytes
-        user = frames[1].get("User-Id")
+        user = str(frames[1].get("User-Id"))
         msg, body = self._decode(frames[1:])
         if msg is None:
             self._reply(rid, wire.Error(code="bad-frame", message="undecodable peer frame"))
@@ -339,7 +344,7 @@ class PeerLinks:
     def _on_message(self, peer: Peer, msg: object, body: bytes | None, now: float) -> None:
         if isinstance(msg, wire.Error):
             if msg.code == "not-admitted":  # it has forgotten us (it restarted, or dropped us)
-                self.drop(peer.id, reason="peer no longer knows us", say_bye=False)
+                self.drop(peer.id, reason="peer no longer knows us", say_bye=False, redial=True)
             else:
                 self.events.on_peer_message(peer, msg, body)
             return  # an error is no sign of a working link: it does not count as heard
@@ -452,6 +457,7 @@ class PeerLinks:
     # -- time --------------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
+        self._own_lag(now)
         for peer in list(self.peers.values()):
             if not peer.up:
                 continue
@@ -466,13 +472,40 @@ class PeerLinks:
                 self._close_dial(sock)
                 self.events.on_dial_failed(dial.url, dial.expect)
 
+    def _own_lag(self, now: float) -> None:
+        """Silence is counted only over the time our own loop ran on schedule: a gap between
+        two of our ticks beyond a heartbeat interval (our loop stalled: GC, a slow disk, the
+        process stopped, a starved CPU) is added to every peer's last-heard time and every
+        dial's start, so a broker that lagged does not blame its peers for its own gap. A loop
+        that is merely slow (passes of 0.3 s) still notices a dead peer, later (1.5 s)."""
+        last, self._last_tick = self._last_tick, now
+        if last is None:
+            return
+        excess = now - last - HEARTBEAT_INTERVAL
+        if excess <= 0:
+            return
+        self.lag_s = max(self.lag_s, now - last)
+        if excess > LAG_LOGGED:
+            log.info("peer.own_loop_lagged", gap_ms=round((now - last) * 1000))
+        for peer in self.peers.values():
+            peer.last_heard = min(now, peer.last_heard + excess)
+        for dial in self.dials.values():
+            dial.started = min(now, dial.started + excess)
+
     def _close_dial(self, sock: zmq.Socket) -> None:
         if self.dials.pop(sock, None) is not None:
             self.failed_dials += 1
         sock.close(0)
         self.changed = True
 
-    def drop(self, peer_id: str, reason: str, say_bye: bool = True, lost: bool = False) -> None:
+    def drop(
+        self,
+        peer_id: str,
+        reason: str,
+        say_bye: bool = True,
+        lost: bool = False,
+        redial: bool = False,
+    ) -> None:
         peer = self.peers.get(peer_id)
         if peer is None:
             return
@@ -483,6 +516,7 @@ class PeerLinks:
                 return  # the send found it unreachable and dropped it already
         del self.peers[peer_id]
         peer.lost = lost
+        peer.redial = lost or redial
         if peer.out is not None:
             peer.out.close(0)
             self.changed = True

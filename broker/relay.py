@@ -235,7 +235,8 @@ class Relay:
         """Make (user, "@"+broker) devices match where `fp` is online elsewhere now."""
         if self.cloud is None or fp.startswith("@"):
             return
-        remote = {b for b in self.cloud.where(fp) if b != self.me}
+        where = self.cloud.where(fp)
+        remote = {b for b in where if b != self.me}
         online = self.delivery.online.get(fp, {})
         for device, dev in list(online.items()):
             if device.startswith("@") and device[1:] not in remote:
@@ -243,7 +244,20 @@ class Relay:
         if remote and (fp in self.delivery.online or self.store.last_seq(fp) > 0):
             for broker in remote:
                 if remote_device(broker) not in online:
-                    self._attach(fp, remote_device(broker))
+                    self._attach(fp, remote_device(broker), self._floor(fp, where[broker]))
+
+    def _floor(self, user: str, devices: list[str]) -> int:
+        """Where a relay device toward the broker `devices` are online at may start: what all
+        of them acknowledged here (when they were here) need not cross the cloud again, so
+        a user who moves is sent the unread mail, not the mailbox. A device never seen here
+        has acknowledged nothing here: then there is no floor."""
+        floor: int | None = None
+        for device in set(devices):
+            cursor = self.delivery.cursor_of(user, device)
+            if cursor is None:
+                return 0
+            floor = cursor if floor is None else min(floor, cursor)
+        return floor or 0
 
     def send(self, dev: Device, env: bytes, body: bytes) -> SendResult:
         """Delivery's send for relay devices: a Forward to the next hop."""
@@ -274,9 +288,9 @@ class Relay:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _attach(self, user: str, device: str) -> None:
+    def _attach(self, user: str, device: str, floor: int = 0) -> None:
         if self.delivery.device(user, device) is None:
-            self.delivery.attach(Device(user, device, b"", window=RELAY_WINDOW))
+            self.delivery.attach(Device(user, device, b"", window=RELAY_WINDOW), floor)
             self.committer.register_device(user, device)
 
     def _known(self, msg_id: bytes, user: str) -> bool:

@@ -38,7 +38,7 @@ from .config import BrokerConfig
 from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
-from .login import LoginOk, LoginVerifier
+from .login import LoginOk, LoginVerifier, close_login_home, login_home
 from .relay import Fanout, Relay
 from .sessions import Conn, Sessions, ZapPolicy
 from .signer import BrokerSigner, BrokerVerifier
@@ -102,7 +102,8 @@ class Broker(ClientPort, Sessions, Dedup):
         self.dedup_floor_ms = max(
             int((now - dedup_s) * 1000), wire.msg_id_time_ms(left_out) if left_out else 0
         )
-        self.verifier = LoginVerifier(self.keys, cfg.keyserver)
+        self.login_identity = login_home(self.keys, cfg.data)
+        self.verifier = LoginVerifier(self.keys, cfg.keyserver, self.login_identity)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="titsd-login")
 
         self.ctx = zmq.Context()
@@ -206,6 +207,8 @@ class Broker(ClientPort, Sessions, Dedup):
             capture_output=True,
             timeout=10,
         )
+        if self.login_identity is not self.keys.identity:
+            close_login_home(self.login_identity.home)
         try:
             Path(self.ready_path).unlink()
         except OSError:

@@ -147,9 +147,12 @@ class Sessions:
             return
         conn.login_busy = False
         if not isinstance(result, LoginOk):
-            code, message = describe(result)
-            log.warning("login.refused", curve=curve[:12], why=sanitise(message))
-            self._garbage(conn, code, message)
+            code, message, client_fault = describe(result)
+            log.warning("login.refused", curve=curve[:12], code=code, why=sanitise(message))
+            if client_fault:
+                self._garbage(conn, code, message)
+            else:  # the broker's own trouble: the client may try again, unpunished
+                self._error(conn, code, message)
             return
         self._logout(conn)
         key = (result.fingerprint, result.device)

@@ -95,6 +95,13 @@ class Store:
         ).fetchone()
         return int(row[0]) if row is not None else 0
 
+    def known_cursor(self, user: str, device: str) -> int | None:
+        """The device's cursor, or None if this broker has never seen the device."""
+        row = self.db.execute(
+            "SELECT cursor FROM cursors WHERE user=? AND device=?", (user, device)
+        ).fetchone()
+        return int(row[0]) if row is not None else None
+
     def last_seq(self, user: str) -> int:
         (last,) = self.db.execute(
             "SELECT coalesce(max(seq), 0) FROM mail WHERE user=?", (user,)
@@ -181,6 +188,8 @@ class Store:
 def migrate(db: sqlite3.Connection) -> None:
     """Create the schema, or bring a version-1 mailbox (env and body in every row) to it."""
     (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version == SCHEMA_VERSION:
+        return  # nothing to write (a full disk must not stop a start)
     columns = {row[1] for row in db.execute("PRAGMA table_info(mail)")}
     if version < SCHEMA_VERSION and "body" in columns:
         db.execute("BEGIN IMMEDIATE")
@@ -262,6 +271,11 @@ class Writer:
         # WAL checkpoints run on their own connection and thread: copying a big WAL into the
         # database (and its fsync) must not hold up the commits behind it
         self._ckpt_db = connect(path, durability)
+        # set when a commit failed (a full disk, most likely) and at start (what a crash left
+        # in the WAL): the checkpoint thread then truncates the WAL as soon as it can, so the
+        # space it holds comes back once there is room to copy it into the database
+        self.shrink_wal = threading.Event()
+        self.shrink_wal.set()
         self._ckpt_stop = threading.Event()
         self._ckpt = threading.Thread(target=self._checkpoints, name="titsd-ckpt", daemon=True)
         self._ckpt.start()
@@ -352,6 +366,7 @@ class Writer:
                 pass
             for job in group:
                 job.error = exc
+            self.shrink_wal.set()
 
     def _insert(self, rows: Sequence[Row]) -> None:
         """One `bodies` row per message (consecutive rows sharing env and body objects), one
@@ -383,7 +398,10 @@ class Writer:
 
     def _checkpoints(self) -> None:
         while not self._ckpt_stop.wait(self.CHECKPOINT_S):
+            mode = "TRUNCATE" if self.shrink_wal.is_set() else "PASSIVE"
             try:
-                self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                (busy, _, _) = self._ckpt_db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
             except sqlite3.Error:
-                pass
+                continue
+            if mode == "TRUNCATE" and not busy:
+                self.shrink_wal.clear()

@@ -15,7 +15,7 @@ from tits.errors import TitsError
 from tits.log import sanitise
 from tits.router import Graph, LinkStateDB, next_hops
 
-from .signer import BrokerSigner, BrokerVerifier
+from .signer import BrokerSigner, BrokerVerifier, CertPending
 
 log = structlog.get_logger("tits.broker.topology")
 
@@ -48,18 +48,21 @@ class Topology:
     # -- adverts -----------------------------------------------------------------------------
 
     def accept(self, signed: wire.SignedAdvert, now: float) -> wire.Advert | None:
-        """Verify and store; the advert if it was new, None if stale or refused."""
+        """Verify and store; the advert if it was new, None if stale or refused. Raises
+        `CertPending` when its certificate has not been checked yet (the caller holds it)."""
         try:
             claimed = wire.ADVERT_DECODER.decode(signed.advert)
+            if claimed.broker == self.me:
+                return None  # our own advert, echoed back by the flood (or forged: ignored)
             held = self.db.get(claimed.broker)
             if held is not None and claimed.seq <= held.seq:
                 return None  # stale or a repeat (most flooded copies): no signature to check
             advert = self.verifier.advert(signed)
+        except CertPending:
+            raise
         except TitsError as exc:
             log.warning("gossip.advert_refused", error=sanitise(exc.message))
             return None
-        if advert.broker == self.me:
-            return None  # our own advert, echoed back by the flood
         if not self.db.apply(advert, now, wire.encode(signed)):
             return None
         self._changed()

@@ -61,7 +61,9 @@ class SessionKey:
     def __post_init__(self) -> None:
         if len(self.key) != 32 or self.alg not in ALGORITHMS:
             raise DecryptionError("unusable session key")
-        self._aead = ALGORITHMS[self.alg](self.key)
+        self._aead: AESGCM | ChaCha20Poly1305 = (
+            AESGCM(self.key) if self.alg == "aes256gcm" else ChaCha20Poly1305(self.key)
+        )
 
     @classmethod
     def generate(

@@ -435,6 +435,9 @@ class KeyBody(Struct, tag="key", tag_field="b", forbid_unknown_fields=False):
     # member can check the texts that follow without asking a key server
     cert: Annotated[bytes, Meta(max_length=4096)] = b""
     cert_sig: Annotated[bytes, Meta(max_length=8192)] = b""
+    # the device key's proof of possession (tits/device.py): without it anyone could pass
+    # off someone else's device public key as a device of their own
+    cert_proof: Annotated[bytes, Meta(max_length=64)] = b""
 
 
 class GroupBody(Struct, tag="group", tag_field="b", forbid_unknown_fields=False):
@@ -448,6 +451,7 @@ class GroupBody(Struct, tag="group", tag_field="b", forbid_unknown_fields=False)
     bundle: Annotated[bytes, Meta(max_length=MAX_BODY)]
     cert: Annotated[bytes, Meta(max_length=4096)] = b""
     cert_sig: Annotated[bytes, Meta(max_length=8192)] = b""
+    cert_proof: Annotated[bytes, Meta(max_length=64)] = b""  # see KeyBody
 
 
 class HistoryItem(Struct, forbid_unknown_fields=False, array_like=True):

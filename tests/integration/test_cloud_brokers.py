@@ -73,7 +73,7 @@ def publish(people: People, keyserver: str) -> None:
     for home in people.all:
         client.publish_key(home.identity.export_public(home.fingerprint))
         _, cert, sig = home.certificate
-        client.publish_device(cert, sig)
+        client.publish_device(cert, sig, home.device.prove(cert))
 
 
 def test_offline_mail_reaches_the_user_at_another_broker(cloud6: Cloud, people: People) -> None:

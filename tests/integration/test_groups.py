@@ -232,17 +232,10 @@ def test_a_group_with_nobody_else_is_a_clear_error(cloud1: ProcCloud, crowd: Cro
     assert item.state == "failed" and "nobody else" in item.reason
 
 
-RENAME_NO_NAME = (
-    "client.py/blocking.py: Client.group_change and Messenger.group_change take no name, so "
-    "op='rename' always fails with bad-name ('a group needs a name')"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=RENAME_NO_NAME)
 def test_a_member_renames_the_group(cloud1: ProcCloud, crowd: Crowd) -> None:
     rs = join(cloud1, crowd, "alice", "bob")
     gid = group_of(crowd, rs, ["bob"])
-    rs["alice"].m.group_change(gid, "rename", [], name="新名字")  # type: ignore[call-arg]
+    rs["alice"].m.group_change(gid, "rename", [], name="新名字")
     rs["bob"].until(lambda r: state_of(r.m, gid).name == "新名字", 60, "the rename")
 
 

@@ -57,9 +57,12 @@ class DeviceChecker:
         self.store.put_cert(identity, device, row[0], row[1])
         return True
 
-    def learn(self, identity: str, cert_bytes: bytes, signature: str) -> str:
-        """A certificate from a key message or the key server: checked (gpg), then kept."""
-        cert = self.certs.add(cert_bytes, signature, expected_identity=identity)
+    def learn(self, identity: str, cert_bytes: bytes, signature: str, proof: bytes | None) -> str:
+        """A certificate from a key message (with its proof of possession, required) or the
+        key server (which checked the proof): checked with gpg, then kept."""
+        if proof is not None and not proof:
+            raise VerificationError("a device certificate without its proof of possession")
+        cert = self.certs.add(cert_bytes, signature, expected_identity=identity, proof=proof)
         self.store.put_cert(identity, cert.device, cert_bytes, signature)
         self._missing.discard((identity, cert.device))
         return cert.device

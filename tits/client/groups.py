@@ -65,7 +65,7 @@ class Groups:
         identity: Identity,
         me: str,
         keyring: Keyring,
-        certificate: tuple[bytes, str],
+        certificate: tuple[bytes, str, bytes],
         ensure_key: Callable[[str], None],
     ) -> None:
         self.store = store
@@ -239,7 +239,11 @@ class Groups:
             raise ConfigError("this group's log has grown too big to send in one message")
         body = wire.encode(
             wire.GroupBody(
-                group=group, bundle=sealed, cert=self.cert[0], cert_sig=self.cert[1].encode()
+                group=group,
+                bundle=sealed,
+                cert=self.cert[0],
+                cert_sig=self.cert[1].encode(),
+                cert_proof=self.cert[2],
             )
         )
         out = []
@@ -273,10 +277,11 @@ class Groups:
     # -- changes that come in -------------------------------------------------------------------
 
     def receive(
-        self, env: wire.Deliver, body: wire.GroupBody
+        self, env: wire.Deliver, body: wire.GroupBody, need_key: Callable[[str], None]
     ) -> tuple[list[GroupChanged | Refused], bool]:
-        """Apply a group message; (events, whether we should rekey the group now)."""
-        self.ensure_key(env.sender)
+        """Apply a group message; (events, whether we should rekey the group now).
+        `need_key(fp)` raises (`NotYet`) for a signer whose public key we lack."""
+        need_key(env.sender)
         try:
             plain = self.keyring.unwrap(body.bundle, env.sender)
             bundle = _BUNDLE.decode(plain)
@@ -289,11 +294,16 @@ class Groups:
         before = log.state
         was_member = before is not None and before.is_member(self.me)
 
+        for signed in bundle.log:  # every new entry's signer, before any gpg run
+            h = ml.entry_hash(signed.raw)
+            if h not in log:
+                try:
+                    actor = ml.decode_entry(signed.raw).actor
+                except ml.GroupError:
+                    continue  # merge refuses it with its reason
+                need_key(actor)
+
         def verify(data: bytes, sig: str, fp: str) -> None:
-            try:
-                self.ensure_key(fp)
-            except TitsError as exc:
-                raise VerificationError(f"no key for {fp[:16]}: {exc.message}") from None
             self.identity.verify_detached(data, sig, fp)
 
         result = log.merge(bundle.log, verify)
@@ -301,6 +311,12 @@ class Groups:
             Refused(id=env.id, sender=env.sender, reason=f"{r.code}: {r.reason}", group=body.group)
             for r in result.refused
             if r.code != "duplicate"
+        ]
+        # a late entry placed before ones already applied can take a right away from them:
+        # say which changes no longer hold (every member's client undoes the same ones)
+        events += [
+            Refused(id=env.id, sender=env.sender, reason=f"undone: {r.reason}", group=body.group)
+            for r in result.reverted
         ]
         state = log.state
         if state is None:

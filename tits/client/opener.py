@@ -40,7 +40,7 @@ class Refuse(VerificationError):
 
 class GroupView(Protocol):
     @property
-    def secure(self) -> bool: ...  # read-only, so a frozen GroupState fits
+    def secure(self) -> bool: ...
 
     def is_member(self, fp: str) -> bool: ...
 

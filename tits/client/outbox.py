@@ -46,9 +46,11 @@ class Outbox:
         self._items: dict[bytes, OutboxItem] = {}
         self._sent_at: dict[bytes, float] = {}
 
-    def add(self, target: str, kind: str, payload: bytes, mime: str) -> bytes:
+    def add(
+        self, target: str, kind: str, payload: bytes, mime: str, reply_to: bytes | None = None
+    ) -> bytes:
         item_id = wire.new_msg_id()
-        self.store.outbox_add(item_id, target, kind, payload, mime)
+        self.store.outbox_add(item_id, target, kind, payload, mime, reply_to)
         return item_id
 
     def pending(self) -> list[OutboxItem]:
