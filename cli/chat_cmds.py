@@ -498,9 +498,24 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     loop.add_reader(sys.stdin.fileno(), lambda: lines.put_nowait(sys.stdin.readline() or None))
     others: dict[bytes, int] = {}
+    reads: list[asyncio.Future[list[bytes]]] = []
+    closed_at = 0.0
+
+    def busy() -> bool:
+        """After Ctrl-D: what was typed is stored, what waited has come, receipts have gone
+        (at most 20 s more)."""
+        if time.monotonic() - closed_at > 20:
+            return False
+        welcome = c.welcome
+        return bool(
+            c.outbox.waiting(set(c.outbox._items))
+            or any(not r.done() for r in reads)
+            or (welcome is not None and c.received < welcome.pending)
+        )
+
     try:
         stdin_open = True
-        while stdin_open or c.outbox.waiting(set(c.outbox._items)):
+        while stdin_open or busy():
             get_line = asyncio.ensure_future(lines.get()) if stdin_open else None
             get_event = asyncio.ensure_future(c._events.get())
             waiting = {f for f in (get_line, get_event) if f is not None}
@@ -510,11 +525,14 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
             for f in pending:
                 f.cancel()
             if get_event in done:
-                _chat_event(m, get_event.result(), conv, others)
+                read = _chat_event(m, get_event.result(), conv, others)
+                if read is not None:
+                    reads.append(read)
             if get_line is not None and get_line in done:
                 line = get_line.result()
                 if line is None or line.strip() in ("/quit", "/exit", "/q"):
                     stdin_open = False
+                    closed_at = time.monotonic()
                     loop.remove_reader(sys.stdin.fileno())
                     continue
                 text = line.rstrip("\n")
@@ -530,7 +548,7 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
                         )
                     )
                     del item
-            if not stdin_open and not c.outbox.waiting(set(c.outbox._items)):
+            if not stdin_open and not busy():
                 break
     finally:
         try:
@@ -539,12 +557,15 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
             pass
 
 
-def _chat_event(m: Messenger, ev: Event, conv: bytes, others: dict[bytes, int]) -> None:
+def _chat_event(
+    m: Messenger, ev: Event, conv: bytes, others: dict[bytes, int]
+) -> asyncio.Future[list[bytes]] | None:
+    """Show what belongs to this chat; count what does not. Returns the receipt being sent."""
     if isinstance(ev, Shown):
         msg = ev.message
         if msg.conv == conv:
             console.print(render(m, msg, label=False))
-            asyncio.ensure_future(m.client.read([msg]))  # 已讀, off this loop's way
+            return asyncio.ensure_future(m.client.read([msg]))  # 已讀, off this loop's way
         else:
             others[msg.conv] = others.get(msg.conv, 0) + 1
             gstate = m.client.groups.state(msg.group) if msg.group else None
