@@ -119,6 +119,25 @@ class Groups:
                 return members
         return None
 
+    @staticmethod
+    def members_on_path(log: ml.MemberLog, basis: str) -> set[str] | None:
+        """The members as the maker of an entry saw them: the applied entries from the
+        create to `basis` along their `prev` links only."""
+        by_hash = {a.hash: a for a in log.applied()}
+        chain: list[ml.Applied] = []
+        h: str | None = basis
+        while h is not None:
+            a = by_hash.get(h)
+            if a is None:
+                return None  # an entry on the way was refused: no view to match
+            chain.append(a)
+            h = a.entry.prev
+        members: set[str] = set()
+        for a in reversed(chain):
+            members.update(a.added)
+            members.difference_update(a.removed)
+        return members
+
     def _save(self, group: bytes, log: ml.MemberLog) -> None:
         state = log.state
         assert state is not None
@@ -352,9 +371,13 @@ class Groups:
             at = self.members_at(log, key.basis)
             if at is None:
                 raise VerificationError("a key for a membership entry we do not have")
-            if set(key.members) != at:
-                raise VerificationError("a key wrapped for other members than the group had")
             current = key.basis == state.epoch_basis
+            if set(key.members) != at:
+                # after a fork the order puts the other branch's entry before this key's:
+                # its maker saw only the entries along its own `prev` links
+                if set(key.members) != self.members_on_path(log, key.basis):
+                    raise VerificationError("a key wrapped for other members than the group had")
+                current = False  # the lowest admin makes one for the group as it now is
             if self.keyring.accept(key, env.sender, time.time(), current=current) and current:
                 events.append(
                     GroupChanged(
