@@ -58,12 +58,12 @@ class Side:
         self.store = LocalStore(home.path)
         self.keyring = Keyring(self.store, home.identity, self.me)
         _, cert, sig = home.certificate
-        self.cert = (cert, sig)
+        card = (cert, sig, home.device.prove(cert))  # what key messages carry
         self.groups = Groups(
-            self.store, home.identity, self.me, self.keyring, self.cert,
+            self.store, home.identity, self.me, self.keyring, card,
             require_key(home.identity, None),
         )  # fmt: skip
-        self.devices = DeviceChecker(self.store, home.identity, self.me, self.cert)
+        self.devices = DeviceChecker(self.store, home.identity, self.me, (cert, sig))
 
     def inbox(self) -> Inbox:
         return Inbox(
@@ -124,7 +124,7 @@ def member_takes(member: Side, frames: list[tuple[bytes, bytes]]) -> None:
     for d, body in deliveries(frames, member.me):
         decoded = wire.BODY_DECODER.decode(body)
         assert isinstance(decoded, wire.GroupBody)
-        member.groups.receive(d, decoded)
+        member.groups.receive(d, decoded, require_key(member.home.identity, None))
 
 
 def bench_rekey(n: int, root: Path, rounds: int) -> dict[str, float]:

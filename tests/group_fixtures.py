@@ -94,7 +94,7 @@ class Crowd:
         for home in self.homes.values():
             kc.publish_key(home.identity.export_public(home.fingerprint))
             _, cert, sig = home.certificate
-            kc.publish_device(cert, sig)
+            kc.publish_device(cert, sig, home.device.prove(cert))
 
     def messenger(self, name: str, broker: str, keyserver: str | None = None) -> Messenger:
         m = Messenger(self.homes[name], broker=broker, keyserver=keyserver)
@@ -214,7 +214,10 @@ def group_bundle_frame(
         to = [fp for fp in group_members(m, group) if fp != m.me]
     sealed = m.client.keyring.wrap(msgspec.json.encode(bundle), to)
     _, cert, sig = m.home.certificate
-    body = wire.GroupBody(group=group, bundle=sealed, cert=cert, cert_sig=sig.encode())
+    body = wire.GroupBody(
+        group=group, bundle=sealed, cert=cert, cert_sig=sig.encode(),
+        cert_proof=m.home.device.prove(cert),
+    )  # fmt: skip
     return wire.Send(id=wire.new_msg_id(), sender=m.me, to=to, group=group), wire.encode(body)
 
 
