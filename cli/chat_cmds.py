@@ -597,3 +597,4 @@ def _chat_event(
                 f" ({safe(ev.detail)})",
             )
         )
+    return None
