@@ -241,7 +241,7 @@ def test_share_history_gives_a_newcomer_the_past_and_its_absence_does_not(
     assert held and not (held & old_epochs)
 
 
-def test_nobody_to_send_to_and_a_leaver_cannot_rejoin_alone(
+def test_an_empty_secure_group_and_a_plain_member_inviting_are_clear_errors(
     cloud1: ProcCloud, crowd: Crowd
 ) -> None:
     rs = join(cloud1, crowd, "alice", "bob")
