@@ -170,6 +170,18 @@ class Received:
 # -- what a hostile or stale client puts on the wire ------------------------------------------
 
 
+def state_of(m: Messenger, group: bytes) -> ml.GroupState:
+    state = m.client.groups.state(group)
+    assert state is not None, "this client does not know the group"
+    return state
+
+
+def log_entries(m: Messenger, group: bytes) -> ml.MemberLog:
+    log = m.client.groups.log(group)
+    assert log is not None, "this client does not know the group"
+    return log
+
+
 def group_members(m: Messenger, group: bytes) -> list[str]:
     state = m.client.groups.state(group)
     assert state is not None
@@ -202,7 +214,10 @@ def group_bundle_frame(
         to = [fp for fp in group_members(m, group) if fp != m.me]
     sealed = m.client.keyring.wrap(msgspec.json.encode(bundle), to)
     _, cert, sig = m.home.certificate
-    body = wire.GroupBody(group=group, bundle=sealed, cert=cert, cert_sig=sig.encode())
+    body = wire.GroupBody(
+        group=group, bundle=sealed, cert=cert, cert_sig=sig.encode(),
+        cert_proof=m.home.device.prove(cert),
+    )  # fmt: skip
     return wire.Send(id=wire.new_msg_id(), sender=m.me, to=to, group=group), wire.encode(body)
 
 

@@ -20,10 +20,13 @@ from tests.group_fixtures import (
     Crowd,
     Received,
     group_bundle_frame,
+    log_entries,
     sealed_text_frame,
     send_raw,
+    state_of,
 )
 from tests.proc_cloud import ProcCloud
+from tits import wire
 from tits.client import inbox as inbox_mod
 from tits.client import keyring as keyring_mod
 from tits.client import memberlog as ml
@@ -34,8 +37,10 @@ from tits.session import SessionKey
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cloud1() -> Iterator[ProcCloud]:
+    """A broker (and keyd) per test: the users are the same in every test, so a shared
+    broker would hand one test's mail to the next."""
     cloud = ProcCloud(1)
     yield cloud
     cloud.close()
@@ -176,7 +181,7 @@ def test_a_500_member_invite_list_is_a_clear_error_at_once(cloud1: ProcCloud, cr
     rs = join(cloud1, crowd, "alice")
     alice = rs["alice"].m
     gid = alice.group_create("大群")
-    head = alice.client.groups.state(gid).head
+    head = state_of(alice, gid).head
     many = [f"{i:040X}" for i in range(1, 501)]  # fingerprints nobody has keys for
     t = time.monotonic()
     with pytest.raises(ml.GroupError) as err:
@@ -184,7 +189,7 @@ def test_a_500_member_invite_list_is_a_clear_error_at_once(cloud1: ProcCloud, cr
     assert err.value.code == "too-many-targets"
     assert "at most 100" in err.value.message
     assert time.monotonic() - t < 30  # not 500 key-server look-ups first
-    assert alice.client.groups.state(gid).head == head
+    assert state_of(alice, gid).head == head
     assert alice.store.outbox() == []
 
 
@@ -231,4 +236,46 @@ def test_a_member_renames_the_group(cloud1: ProcCloud, crowd: Crowd) -> None:
     rs = join(cloud1, crowd, "alice", "bob")
     gid = group_of(crowd, rs, ["bob"])
     rs["alice"].m.group_change(gid, "rename", [], name="新名字")
-    rs["bob"].until(lambda r: r.m.client.groups.state(gid).name == "新名字", 60, "the rename")
+    rs["bob"].until(lambda r: state_of(r.m, gid).name == "新名字", 60, "the rename")
+
+
+def test_an_invitee_whose_key_is_not_here_is_fetched_from_the_key_server(
+    cloud1: ProcCloud, crowd: Crowd
+) -> None:
+    rs = join(cloud1, crowd, "alice", "bob", "carol")
+    alice = rs["alice"].m
+    carol = crowd.fp("carol")
+    assert str(alice.client.identity.gpg.delete_keys(carol)) == "ok"
+    assert not alice.client.identity.has_key(carol)
+    gid = group_of(crowd, rs, ["bob", "carol"])  # keys checked in one listing, then keyd
+    assert alice.client.identity.has_key(carol)
+    text = alice.send_text([], "鑰匙從伺服器來", group=gid)
+    rs["carol"].until(lambda r: _has(r, text), 60, "the text")
+
+
+def test_an_entry_after_an_unknown_one_and_a_forwarded_bundle_are_refused(
+    cloud1: ProcCloud, crowd: Crowd
+) -> None:
+    rs = join(cloud1, crowd, "alice", "bob", "carol")
+    gid = group_of(crowd, rs, ["bob", "carol"])
+    bob, alice = rs["bob"].m, rs["alice"].m
+    before = [e.raw for e in log_entries(alice, gid).entries()]
+
+    # an entry naming a predecessor nobody has (signed by Bob, a member who may invite)
+    entry = ml.Entry(
+        group=gid.hex(), prev="ab" * 32, op="invite", actor=bob.me, targets=[crowd.fp("dave")],
+        ts=time.time_ns() // 1_000_000,
+    )  # fmt: skip
+    raw = ml.encode_entry(entry)
+    orphan = ml.SignedEntry(raw=raw, signature=bob.client.identity.sign_detached(raw, bob.me))
+    f1 = group_bundle_frame(bob, gid, [orphan])
+    # a group message of Alice's (signed by her), sent again by Bob as if it were his
+    hers, body = group_bundle_frame(alice, gid)
+    f2 = (wire.Send(id=wire.new_msg_id(), sender=bob.me, to=hers.to, group=gid), body)
+    send_raw(bob, [f1, f2])
+
+    carol = rs["carol"]
+    assert refused_reason(carol, f1[0].id).startswith("unknown-prev:")
+    assert "expected " + bob.me in refused_reason(carol, f2[0].id)  # not signed by its sender
+    assert [e.raw for e in log_entries(carol.m, gid).entries()] == before
+    assert crowd.fp("dave") not in _members(carol.m, gid)

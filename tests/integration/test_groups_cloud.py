@@ -14,12 +14,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
 from tests.broker_fixtures import connect, wait_for
-from tests.group_fixtures import NAMES, Crowd, Received
+from tests.group_fixtures import NAMES, Crowd, Received, state_of
 from tests.integration.test_broker_own_devices import send
 from tests.proc_cloud import ProcCloud
 from tits import wire
@@ -112,7 +113,7 @@ def test_ten_members_on_four_brokers_get_every_message_once(
             text = f"{n} 說 #{k}"
             sent[rs[n].m.send_text([], text, group=gid)] = (n, text)
 
-    def have_all(me: str) -> object:
+    def have_all(me: str) -> Callable[[Received], bool]:
         return lambda r: (
             {m.id for m in r.messages if m.group == gid}
             >= {i for i, (who, _) in sent.items() if who != me}
@@ -199,12 +200,12 @@ def test_two_admins_changing_membership_at_once_converge(cloud4: ProcCloud, crow
     gid = make_group(crowd, rs, names)
     alice, bob = rs["alice"].m, rs["bob"].m  # Alice at broker 0, Bob at broker 1
     alice.group_change(gid, "admin", [crowd.fp("bob")])
-    rs["bob"].until(lambda r: crowd.fp("bob") in (r.m.client.groups.state(gid).admins), 90,
+    rs["bob"].until(lambda r: crowd.fp("bob") in (state_of(r.m, gid).admins), 90,
                     "bob to be admin")  # fmt: skip
     newcomer = NAMES[N]
     rs[newcomer] = Received(crowd.messenger(newcomer, cloud4.url(2), cloud4.local.keyserver))
-    head = alice.client.groups.state(gid).head
-    assert rs["bob"].m.client.groups.state(gid).head == head
+    head = state_of(alice, gid).head
+    assert state_of(rs["bob"].m, gid).head == head
 
     # A fork, for certain: each admin makes a change on the same head before seeing the
     # other's (their clients are offline: the change goes into the outbox), then both send
@@ -289,7 +290,7 @@ def test_a_user_on_two_brokers_gets_what_is_sent_at_either(cloud4: ProcCloud, cr
         fp = crowd.fp("alice")
         both = {cloud4.brokers[0]["id"], cloud4.brokers[1]["id"]}
         for i in (0, 1):
-            wait_for(lambda i=i: cloud4.where(i, fp) == both, 30, "both devices in presence")
+            wait_for(partial(lambda i: cloud4.where(i, fp) == both, i), 30, "both in presence")
         x = send(bob, [crowd.fp("alice")], b"bob at 0 to alice")
         y = send(carol, [crowd.fp("alice")], b"carol at 1 to alice")
         # (a device that does not acknowledge in time is sent a message again, and a new device
