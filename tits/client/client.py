@@ -63,6 +63,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 ANSWER_S = 4.0  # a broker silent this long is reported at once, and the next one tried
 MAX_LEARNT_BROKERS = 16
+# a login refused for the broker's own trouble, not ours: try the next broker, then again
+_TRY_ANOTHER = frozenset({"timeout", "unreachable", "busy", "login-unavailable", "rate-limited"})
 
 
 class Client:
@@ -176,7 +178,7 @@ class Client:
                     tried.append(f"{BrokerURL.parse(url).address} ({exc.message})")
                     await self._events.put(LinkEvent(state="unreachable", broker_url=url,
                                                      detail=exc.message))  # fmt: skip
-                    if exc.code not in ("timeout", "unreachable"):
+                    if exc.code not in _TRY_ANOTHER:
                         raise
                 if time.monotonic() >= deadline:
                     raise BrokerError(
