@@ -34,7 +34,7 @@ from tits import wire
 from .admission import Admission, load_or_create_secret
 from .clientport import _MORE_NB, ClientPort
 from .cloud import Cloud
-from .config import BrokerConfig
+from .config import BrokerConfig, url_host
 from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
@@ -120,11 +120,11 @@ class Broker(ClientPort, Sessions, Dedup):
         self.client.sndhwm = 50_000
         self.client.rcvhwm = 50_000
         self.client_port = self._bind(self.client, cfg.client_port)
-        self.url = self.keys.url(cfg.host, self.client_port)
+        self.url = self.keys.url(url_host(cfg.public_host), self.client_port)
 
-        self.http = StatusServer(cfg.host, cfg.http_port, self.snapshot, self.keys.armored)
+        self.http = StatusServer(cfg.bind, cfg.http_port, self.snapshot, self.keys.armored)
         self.http_port = self.http.port
-        self.http_url = f"http://{cfg.host}:{self.http_port}"
+        self.http_url = f"http://{url_host(cfg.public_host)}:{self.http_port}"
 
         secret = load_or_create_secret(cfg.cloud_secret or cfg.data / "cloud.secret")
         self.relay = Relay(self.fingerprint, self.store, self.delivery, self)
@@ -133,7 +133,8 @@ class Broker(ClientPort, Sessions, Dedup):
             BrokerSigner(self.keys.identity, self.fingerprint, cfg.data),
             BrokerVerifier(self.keys.identity), Admission(secret),
             (self.keys.curve_public, self.keys.curve_secret), self._server_socket, self.relay,
-            cfg.host, cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join, cfg.name,
+            url_host(cfg.bind), cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join,
+            cfg.name, public_host=cfg.public_host,
         )  # fmt: skip
         self.relay.start(self.cloud)
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
@@ -160,6 +161,7 @@ class Broker(ClientPort, Sessions, Dedup):
     def _server_socket(self, kind: int) -> zmq.Socket:
         s = self.ctx.socket(kind)
         s.linger = 0
+        s.ipv6 = ":" in self.cfg.bind  # before bind: libzmq ignores it after
         s.curve_server = True
         s.curve_secretkey = self.keys.curve_secret
         s.curve_publickey = self.keys.curve_public
@@ -171,8 +173,8 @@ class Broker(ClientPort, Sessions, Dedup):
 
     def _bind(self, sock: zmq.Socket, port: int) -> int:
         if port == 0:
-            return sock.bind_to_random_port(f"tcp://{self.cfg.host}")
-        sock.bind(f"tcp://{self.cfg.host}:{port}")
+            return sock.bind_to_random_port(f"tcp://{url_host(self.cfg.bind)}")
+        sock.bind(f"tcp://{url_host(self.cfg.bind)}:{port}")
         return port
 
     def stop(self) -> None:
