@@ -1,5 +1,7 @@
 """`tits cloud up`: a whole local cloud on loopback — keyd and N brokers as child processes
-that join one another — until Ctrl-C or SIGTERM."""
+that join one another — until Ctrl-C or SIGTERM, watching it: a broker that dies is reported,
+then the moment the others have repaired around it; `tits cloud kill N [--hard]` and
+`tits cloud restart N` from another terminal act on it (tits/cloudwatch.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from tits.errors import TitsError
+from tits.cloudwatch import CloudWatch, Event, find_cloud, request
 from tits.localcloud import LocalCloud
 
 from .output import console, emit_json, t
@@ -35,7 +37,8 @@ def up(
         Path | None, typer.Option("--data", help="Keep keys and mailboxes here [a temp dir].")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object when whole.")
+        bool,
+        typer.Option("--json", help="One JSON object a line: the summary, then an event a line."),
     ] = False,
 ) -> None:
     """Start keyd and N brokers on 127.0.0.1; print their addresses once the cloud is whole."""
@@ -56,6 +59,7 @@ def up(
             cloud.wait_whole()
             progress.advance(task)
         summary = {
+            "data": str(root),
             "keyserver": cloud.keyserver,
             "brokers": [
                 {"id": b["id"], "url": b["url"], "http": b["http"], "pid": b["pid"]}
@@ -72,10 +76,23 @@ def up(
                 table.add_row(str(i), b["id"][:16] + "…", b["url"], b["http"])
             console.print(table)
             console.print(f"{t('金鑰伺服器', 'key server')}: {cloud.keyserver}   data: {root}")
-            console.print(t("按 Ctrl-C 結束。", "Ctrl-C stops it."))
-        while all(p.poll() is None for p in cloud.procs):
-            time.sleep(0.5)
-        raise TitsError(f"a server exited; logs in {root}")
+            console.print(
+                t(
+                    "按 Ctrl-C 結束。另一個終端機：tits cloud kill N [--hard]、"
+                    f"tits cloud restart N；日誌：tits logs {root}/*/log",
+                    "Ctrl-C stops it. From another terminal: tits cloud kill N [--hard], "
+                    f"tits cloud restart N; logs: tits logs {root}/*/log",
+                ),
+                soft_wrap=True,
+            )
+        watch = CloudWatch(cloud, emit_json if as_json else _say)
+        watch.advertise()
+        try:
+            while True:
+                watch.poll()
+                time.sleep(0.5)
+        finally:
+            watch.withdraw()
     except KeyboardInterrupt:
         if not as_json:
             console.print(t("正在停止…", "stopping…"))
@@ -83,3 +100,62 @@ def up(
         cloud.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _say(e: Event) -> None:
+    """An event as a person reads it."""
+    when = time.strftime("%H:%M:%S", time.localtime(e["time"]))
+    name, i = e["event"], e.get("broker")
+    if name == "broker.died":
+        why = f"signal {-e['code']}" if e["code"] < 0 else f"exit {e['code']}"
+        console.print(
+            f"{when} [bold red]✗[/] broker {i} ({e['id'][:16]}…) {t('死了', 'died')} ({why}); "
+            + t(f"重新啟動：tits cloud restart {i}", f"restart it: tits cloud restart {i}"),
+            soft_wrap=True,
+        )
+    elif name == "broker.killed":
+        how = "SIGKILL" if e["hard"] else "SIGTERM"
+        console.print(f"{when} [yellow]■[/] broker {i} {t('已停止', 'stopped')} ({how})")
+    elif name == "broker.restarted":
+        console.print(
+            f"{when} [cyan]↻[/] broker {i} {t('重新啟動', 'restarted')}: {e['url']}", soft_wrap=True
+        )
+    elif name in ("cloud.repaired", "cloud.whole"):
+        live = ", ".join(map(str, e["live"]))
+        dead = f"; {t('停止', 'down')}: {', '.join(map(str, e['dead']))}" if e["dead"] else ""
+        what = (
+            t("其餘的已修復雲", "the rest repaired")
+            if name == "cloud.repaired"
+            else t("雲又完整了", "whole again")
+        )
+        console.print(
+            f"{when} [bold green]✓[/] {what} ({e['took_s']} s): brokers {live}{dead} — "
+            + t("每個都看到同一個無橋接的圖", "each sees the same bridgeless graph"),
+            soft_wrap=True,
+        )
+    elif name == "keyd.died":
+        console.print(f"{when} [bold red]✗[/] keyd {t('死了', 'died')} (exit {e['code']})")
+
+
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", help="The cloud's --data [the newest cloud up].")
+]
+
+
+@cloud_app.command("kill")
+def kill(
+    n: Annotated[int, typer.Argument(help="The broker's number (0 is the first).")],
+    hard: Annotated[bool, typer.Option("--hard", help="SIGKILL: a crash, no goodbye.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Stop broker N of the running `tits cloud up` (SIGTERM; --hard: kill -9)."""
+    console.print(request(find_cloud(data), "kill", n, hard=hard), soft_wrap=True)
+
+
+@cloud_app.command("restart")
+def restart(
+    n: Annotated[int, typer.Argument(help="The broker's number (0 is the first).")],
+    data: DataOpt = None,
+) -> None:
+    """Start broker N of the running `tits cloud up` again (same id, key and ports)."""
+    console.print(request(find_cloud(data), "restart", n), soft_wrap=True)
