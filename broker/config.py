@@ -20,6 +20,7 @@ import socket
 import stat
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,13 @@ class BrokerConfig:
         return self.public_host
 
     @classmethod
-    def load(cls, path: Path | None, **overrides: Any) -> BrokerConfig:
-        """The file, then `overrides` (flags; None: not given) on top. A bare call with no
-        file and no data directory is refused rather than writing ./var/titsd."""
+    def load(
+        cls, path: Path | None, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> BrokerConfig:
+        """The file, then TITSD_<SETTING> environment variables (TITSD_CLIENT_PORT=5570,
+        TITSD_LIMITS_RATE=500, TITSD_JOIN='["tcp://…"]'; a value is read as TOML, else as a
+        string), then `overrides` (flags; None: not given). A bare call with no file and no
+        data directory is refused rather than writing ./var/titsd."""
         text = ""
         raw: dict[str, Any] = {}
         if path is not None:
@@ -114,6 +119,10 @@ class BrokerConfig:
             if isinstance(host, str):
                 raw.setdefault("bind", host)
                 raw.setdefault("public_host", host)
+        env = _from_env(environ if environ is not None else os.environ, where)
+        if "limits" in env and isinstance(raw.get("limits"), dict):
+            raw["limits"] = {**raw["limits"], **env.pop("limits")}
+        raw.update(env)
         given = {k: v for k, v in overrides.items() if v is not None}
         if "host" in given:  # --host: the old flag sets both
             host = given.pop("host")
@@ -155,6 +164,31 @@ class BrokerConfig:
                 "nobody can dial a wildcard address (the name clients and peers use)"
             )
         return cfg
+
+
+ENV_PREFIX = "TITSD_"
+
+
+def _from_env(environ: Mapping[str, str], where: _Where) -> dict[str, Any]:
+    """TITSD_* variables as settings; an unknown one is refused like an unknown key."""
+    top = {f.name for f in fields(BrokerConfig)} - {"limits", "source", "warnings"} | {"host"}
+    lim = {f.name for f in fields(Limits)}
+    out: dict[str, Any] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("TITSD_PROFILE",):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        try:
+            value: Any = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        if key in top:
+            out[key] = str(Path(value).expanduser()) if key in ("data", "cloud_secret") else value
+        elif key.startswith("limits_") and key[7:] in lim:
+            out.setdefault("limits", {})[key[7:]] = value
+        else:
+            raise ConfigError(f"{name}: unknown setting (see configs/titsd.toml)")
+    return out
 
 
 def _parse(path: Path, text: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -56,6 +57,10 @@ ZAP_DOMAIN = "tits"
 HEARTBEAT_IVL_MS = 10_000
 HEARTBEAT_TIMEOUT_MS = 30_000
 _MORE = int(zmq.SNDMORE)  # a plain int, as _MORE_NB
+
+
+class _StatusServer6(StatusServer):
+    address_family = socket.AF_INET6  # bind = "::" (on Linux it takes IPv4 too)
 
 
 class Broker(ClientPort, Sessions, Dedup):
@@ -122,7 +127,8 @@ class Broker(ClientPort, Sessions, Dedup):
         self.client_port = self._bind(self.client, cfg.client_port)
         self.url = self.keys.url(url_host(cfg.public_host), self.client_port)
 
-        self.http = StatusServer(cfg.bind, cfg.http_port, self.snapshot, self.keys.armored)
+        http_cls = _StatusServer6 if ":" in cfg.bind else StatusServer
+        self.http = http_cls(cfg.bind, cfg.http_port, self.snapshot, self.keys.armored)
         self.http_port = self.http.port
         self.http_url = f"http://{url_host(cfg.public_host)}:{self.http_port}"
 

@@ -277,6 +277,8 @@ def logs(
     if unit:  # journalctl --since does the age
         return _journal(unit, follow, since, Filter(level, grep, None))
     keep = Filter(level, grep, cutoff)
+    if not files and sys.stdin.isatty():
+        raise TitsError("give a log FILE, - for stdin, or --unit titsd@NAME")
     paths = files or [Path("-")]
     readers: list[Reader] = []
     for p in paths:

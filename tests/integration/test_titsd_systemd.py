@@ -124,3 +124,16 @@ def test_without_notify_socket_nothing_is_sent_and_it_still_starts(tmp_path: Pat
         assert b.status()["url"] == b.url
     finally:
         b.cleanup()
+
+
+def test_a_broker_binds_ipv6_everywhere() -> None:
+    root = short_tmpdir("v6")
+    b = BrokerProc(root / "b", "--bind", "::", "--public-host", "::1").start()
+    try:
+        assert b.url.startswith("tcp://[::1]:") and b.http.startswith("http://[::1]:")
+        with socket.create_connection(("::1", b.info["client_port"]), timeout=5):
+            pass
+        assert b.status()["url"] == b.url  # the status page over IPv6
+    finally:
+        b.cleanup()
+        shutil.rmtree(root, ignore_errors=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tits.broker.config import BrokerConfig
+from tits.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 TITSD = [sys.executable, "-m", "tits.broker.main"]
@@ -120,3 +122,24 @@ def test_bind_and_public_host_are_two_settings_and_host_sets_both(tmp_path: Path
     assert (c.bind, c.public_host) == ("0.0.0.0", "h.example")
     c = BrokerConfig.load(None, data=Path("rel"))  # a flag's relative path: the cwd's
     assert c.data == Path("rel")
+
+
+def test_environment_variables_sit_between_the_file_and_the_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('data = "d"\nclient_port = 1000\n[limits]\nrate = 5.0\nburst = 9.0\n')
+    env = {"TITSD_CLIENT_PORT": "2000", "TITSD_LIMITS_RATE": "500", "TITSD_NAME": "b-7",
+           "TITSD_JOIN": '["tcp://h:1#' + "ab" * 32 + '"]', "HOME": "/x"}  # fmt: skip
+    c = BrokerConfig.load(cfg, environ=env)
+    assert (c.client_port, c.limits.rate, c.limits.burst, c.name) == (2000, 500.0, 9.0, "b-7")
+    assert len(c.join) == 1
+    assert BrokerConfig.load(cfg, environ=env, client_port=3000).client_port == 3000  # flags win
+    with pytest.raises(ConfigError, match="TITSD_CLINET_PORT: unknown setting"):
+        BrokerConfig.load(cfg, environ={"TITSD_CLINET_PORT": "1"})
+    with pytest.raises(ConfigError, match="client_port must be an integer"):
+        BrokerConfig.load(cfg, environ={"TITSD_CLIENT_PORT": "many"})
+    res = subprocess.run(
+        [*TITSD, "--check", "--peer-port", "0", "--pub-port", "0", "--http-port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "TITSD_DATA": str(tmp_path / "e"), "TITSD_CLIENT_PORT": "0"},
+    )  # fmt: skip
+    assert res.returncode == 0 and f"data {tmp_path / 'e'}" in res.stdout, res.stderr
