@@ -10,7 +10,9 @@ and age; from files, stdin, or journald (`journalctl -o json`).
 from __future__ import annotations
 
 import json
+import os
 import re
+import selectors
 import shutil
 import subprocess
 import sys
@@ -340,18 +342,29 @@ def _journal(unit: str, follow: bool, since: str | None, keep: Filter) -> None:
     if since:
         argv += ["--since", f"-{since}"]
     tail = Tail(console, keep, 0)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, errors="replace")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    pending = b""
     try:
-        for line in proc.stdout:
-            e = journal_entry(line, unit)
-            if e is not None:
-                tail.add(e)
-                if follow:
-                    tail.flush()
+        while True:
+            if not sel.select(IDLE_FLUSH_S):
+                tail.flush()  # quiet: show what a fold holds back
+                continue
+            chunk = os.read(fd, 1 << 16)  # raw reads: no buffer hides lines from select
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                e = journal_entry(raw.decode("utf-8", "replace"), unit)
+                if e is not None:
+                    tail.add(e)
     except KeyboardInterrupt:
         pass
     finally:
+        sel.close()
         tail.flush()
         proc.terminate()
         proc.wait()

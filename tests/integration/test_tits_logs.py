@@ -174,3 +174,29 @@ def test_unit_with_the_real_journalctl_runs_and_ends() -> None:
     res = tits_logs("--unit", "tits-test-no-such-unit.service")
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_unit_follow_folds_and_shows_lines_when_the_journal_goes_quiet(tmp_path: Path) -> None:
+    line = json.dumps({"event": "peer.down", "level": "info", "reason": "unreachable"})
+    rec = {"MESSAGE": line, "_SYSTEMD_UNIT": "titsd@a.service", "__REALTIME_TIMESTAMP": "1"}
+    _fake_journalctl(tmp_path / "bin", [rec, rec, rec])
+    script = tmp_path / "bin" / "journalctl"  # then stays open, as journalctl --follow does
+    script.write_text(script.read_text() + "sys.stdout.flush()\nimport time\ntime.sleep(120)\n")
+    env = dict(ENV, PATH=f"{tmp_path / 'bin'}:{ENV['PATH']}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tits.cli", "logs", "--unit", "titsd@a", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        assert sel.select(timeout=30), "nothing shown while the journal is quiet"
+        assert (
+            proc.stdout.readline().rstrip().endswith("peer.down              reason=unreachable ×3")
+        )
+        assert "--follow" in (tmp_path / "bin" / "argv").read_text()
+    finally:
+        sel.close()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
