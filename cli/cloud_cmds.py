@@ -10,14 +10,15 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.progress import Progress
 from rich.table import Table
 
 from tits.cloudwatch import CloudWatch, Event, find_cloud, request
-from tits.localcloud import LocalCloud
+from tits.localcloud import LocalCloud, _status, whole
 
 from .output import console, emit_json, t
 
@@ -88,9 +89,17 @@ def up(
         watch = CloudWatch(cloud, emit_json if as_json else _say)
         watch.advertise()
         try:
-            while True:
-                watch.poll()
-                time.sleep(0.5)
+            if as_json:
+                while True:
+                    watch.poll()
+                    time.sleep(0.5)
+            board = Board(cloud)
+            with Live(board.render(), console=console, refresh_per_second=2) as live:
+                while True:  # events print above the board; the board redraws in place
+                    watch.poll()
+                    if board.due():
+                        live.update(board.render())
+                    time.sleep(0.5)
         finally:
             watch.withdraw()
     except KeyboardInterrupt:
@@ -100,6 +109,56 @@ def up(
         cloud.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Board:
+    """The live view: each broker up or down, its links, users online, sessions and the
+    messages a second it accepts, from its /api/status every 2 s; and whether the cloud is
+    whole (every live broker sees the same bridgeless graph of the live ones)."""
+
+    EVERY_S = 2.0
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.next = 0.0
+        self.last: dict[int, tuple[float, int]] = {}  # broker → (when, accepted so far)
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next
+
+    def render(self) -> Table:
+        self.next = time.monotonic() + self.EVERY_S
+        cloud, live = self.cloud, set(self.cloud.live())
+        table = Table(title=t("ω IM 本機雲", "ω IM local cloud"), title_justify="left")
+        cols = ["#", "id", t("狀態", "state"), t("連結", "links"), t("使用者", "users")]
+        cols += [t("連線", "sessions"), t("則/秒", "msg/s"), t("狀態頁", "status page")]
+        for col in cols:
+            table.add_column(col)
+        statuses: dict[int, dict[str, Any] | None] = {}
+        for i, b in enumerate(cloud.brokers):
+            st = _status(b["http"]) if i in live else None
+            statuses[i] = st
+            if st is None:
+                state = "[bold red]down[/]" if i not in live else "[yellow]?[/]"
+                table.add_row(str(i), b["id"][:16] + "…", state, "", "", "", "", b["http"])
+                continue
+            links = sum(1 for link in st.get("links", []) if b["id"] in (link["a"], link["b"]))
+            users = sum(1 for u in st.get("users", []) if u.get("broker") == b["id"])
+            accepted = int(st.get("counters", {}).get("accepted", 0))
+            now = time.monotonic()
+            then, before = self.last.get(i, (now, accepted))
+            rate = (accepted - before) / (now - then) if now > then else 0.0
+            self.last[i] = (now, accepted)
+            table.add_row(
+                str(i), b["id"][:16] + "…", "[green]up[/]", str(links), str(users),
+                str(st.get("sessions", 0)), f"{rate:.0f}", b["http"],
+            )  # fmt: skip
+        ids = {cloud.brokers[i]["id"] for i in live}
+        ok = bool(live) and whole([statuses[i] for i in sorted(live)], ids)
+        table.caption = (
+            t("✓ 雲完整", "✓ whole") if ok else t("… 修復中", "… repairing")
+        ) + f"  {len(live)}/{len(cloud.brokers)} brokers up · {time.strftime('%H:%M:%S')}"
+        return table
 
 
 def _say(e: Event) -> None:
