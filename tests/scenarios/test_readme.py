@@ -1,8 +1,8 @@
 """The README's "Using it" block, run as written, line by line and in order: the cloud in the
 background, Alice and Bob made, their keys published and fetched, texts, a chat, a group, a
 broker killed and restarted, the logs, a backup, a config check. PORT, KEY and KEYD_PORT are
-filled from the cloud's first JSON line; /tmp/ becomes this test's own directory (so runs do
-not share homes), nothing else changes."""
+filled from the cloud's first JSON line, ID from Bob's first `recv --json`; /tmp/ becomes this
+test's own directory (so runs do not share homes); nothing else changes."""
 
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ def test_the_using_it_block_runs_as_written() -> None:
             )  # fmt: skip
             assert res.returncode == 0, f"{raw}\n{res.stdout}\n{res.stderr}"
             outputs.append((raw, res.stdout))
+            if raw.startswith("tits --home /tmp/bob recv") and "ID" not in values:
+                first = next(json.loads(x) for x in res.stdout.splitlines() if '"text"' in x)
+                values["ID"] = first["id"]  # the id of Alice's text, for --reply-to and unsend
         sel.close()
 
         # what the lines did, as a reader expects

@@ -158,6 +158,10 @@ class Groups:
         if log is None or log.state is None:
             raise ConfigError("no such group here")
         before = log.state
+        # every rule that needs no gpg first: a 500-name list is refused before 500 look-ups
+        entry = ml.make_entry(
+            before, op, self.me, group=group.hex(), targets=targets, name=name, ts=_now_ms()
+        )
         if op == "invite":
             for fp in targets:
                 if before.secure and confirmed is not None and not confirmed(fp):
@@ -166,9 +170,6 @@ class Groups:
                         f"`tits contact confirm {fp}` (a secure group takes confirmed people only)"
                     )
                 self.ensure_key(fp)
-        entry = ml.make_entry(
-            before, op, self.me, group=group.hex(), targets=targets, name=name, ts=_now_ms()
-        )
         signed = ml.sign_entry(entry, self.identity.sign_detached)
         result = log.merge([signed], _trusted)
         if result.refused:
@@ -299,6 +300,12 @@ class Groups:
             Refused(id=env.id, sender=env.sender, reason=f"{r.code}: {r.reason}", group=body.group)
             for r in result.refused
             if r.code != "duplicate"
+        ]
+        # a late entry placed before ones already applied can take a right away from them:
+        # say which changes no longer hold (every member's client undoes the same ones)
+        events += [
+            Refused(id=env.id, sender=env.sender, reason=f"undone: {r.reason}", group=body.group)
+            for r in result.reverted
         ]
         state = log.state
         if state is None:
