@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -34,7 +35,7 @@ from tits import wire
 from .admission import Admission, load_or_create_secret
 from .clientport import MONITOR_EVENTS, Batch, ClientPort, Dups, Replies
 from .cloud import Cloud
-from .config import BrokerConfig
+from .config import BrokerConfig, url_host
 from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
@@ -55,6 +56,10 @@ PRUNE_S = 300.0
 ZAP_DOMAIN = "tits"
 HEARTBEAT_IVL_MS = 10_000
 HEARTBEAT_TIMEOUT_MS = 30_000
+
+
+class _StatusServer6(StatusServer):
+    address_family = socket.AF_INET6  # bind = "::" (on Linux it takes IPv4 too)
 
 
 class Broker:
@@ -118,11 +123,12 @@ class Broker:
             domain=ZAP_DOMAIN, credentials_provider=ZapPolicy(self.sessions.banned)
         )
         self.client_port = self._bind(self.client, cfg.client_port)
-        self.url = self.keys.url(cfg.host, self.client_port)
+        self.url = self.keys.url(url_host(cfg.public_host), self.client_port)
 
-        self.http = StatusServer(cfg.host, cfg.http_port, self.snapshot, self.keys.armored)
+        http_cls = _StatusServer6 if ":" in cfg.bind else StatusServer
+        self.http = http_cls(cfg.bind, cfg.http_port, self.snapshot, self.keys.armored)
         self.http_port = self.http.port
-        self.http_url = f"http://{cfg.host}:{self.http_port}"
+        self.http_url = f"http://{url_host(cfg.public_host)}:{self.http_port}"
 
         secret = load_or_create_secret(cfg.cloud_secret or cfg.data / "cloud.secret")
         self.relay = Relay(self.fingerprint, self.store, self.delivery, self)
@@ -131,7 +137,8 @@ class Broker:
             BrokerSigner(self.keys.identity, self.fingerprint, cfg.data),
             BrokerVerifier(self.keys.identity), Admission(secret),
             (self.keys.curve_public, self.keys.curve_secret), self._server_socket, self.relay,
-            cfg.host, cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join, cfg.name,
+            url_host(cfg.bind), cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join,
+            cfg.name, public_host=cfg.public_host,
         )  # fmt: skip
         self.relay.start(self.cloud)
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
@@ -176,6 +183,7 @@ class Broker:
     def _server_socket(self, kind: int) -> zmq.Socket:
         s = self.ctx.socket(kind)
         s.linger = 0
+        s.ipv6 = ":" in self.cfg.bind  # before bind: libzmq ignores it after
         s.curve_server = True
         s.curve_secretkey = self.keys.curve_secret
         s.curve_publickey = self.keys.curve_public
@@ -187,8 +195,8 @@ class Broker:
 
     def _bind(self, sock: zmq.Socket, port: int) -> int:
         if port == 0:
-            return sock.bind_to_random_port(f"tcp://{self.cfg.host}")
-        sock.bind(f"tcp://{self.cfg.host}:{port}")
+            return sock.bind_to_random_port(f"tcp://{url_host(self.cfg.bind)}")
+        sock.bind(f"tcp://{url_host(self.cfg.bind)}:{port}")
         return port
 
     def stop(self) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from tits.errors import TitsError
 
-from . import chat_cmds, cloud_cmds, group_cmds, identity_cmds, key_cmds
+from . import chat_cmds, cloud_cmds, group_cmds, identity_cmds, key_cmds, logs_cmds
 from .context import State
 from .output import fail
 
@@ -46,6 +46,7 @@ app.add_typer(group_cmds.group_app, name="group")
 app.command()(chat_cmds.chat)
 app.command()(chat_cmds.outbox)
 app.command()(chat_cmds.unsend)
+app.command()(logs_cmds.logs)
 
 
 def main() -> None:
