@@ -75,3 +75,17 @@ def test_receipts_batched_and_unsend(broker: BrokerProc, people: People) -> None
     kept = bob.store.message(ids[0])
     assert kept is not None and not kept.unsent and kept.text == "第 0 則"
     bob.close()
+
+
+def test_receipts_off_sends_none(broker: BrokerProc, people: People) -> None:
+    a, b = people.alice, people.bob
+    alice = Messenger(a, broker=broker.url)
+    alice.send_text([b.fingerprint], "看了嗎")
+    alice.close()
+    b.save_config(receipts=False)
+    bob = Messenger(b, broker=broker.url)
+    got = drain(bob)
+    assert [m.text for m in got] == ["看了嗎"]
+    assert bob._run(bob.client.read(got)) == []  # nothing goes out
+    assert bob.store.unread() == []  # and yet they are read here
+    bob.close()
