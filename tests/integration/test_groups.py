@@ -279,3 +279,19 @@ def test_an_entry_after_an_unknown_one_and_a_forwarded_bundle_are_refused(
     assert "expected " + bob.me in refused_reason(carol, f2[0].id)  # not signed by its sender
     assert [e.raw for e in log_entries(carol.m, gid).entries()] == before
     assert crowd.fp("dave") not in _members(carol.m, gid)
+
+
+def test_a_text_sent_before_its_sender_left_still_opens(cloud1: ProcCloud, crowd: Crowd) -> None:
+    """The leave supersedes the epoch when it is applied: what the broker took from the
+    leaver before then opens for the others, though they learn of the leave first."""
+    rs = join(cloud1, crowd, "alice", "bob", "carol")
+    gid = group_of(crowd, rs, ["bob", "carol"])
+    carol = rs["carol"].m
+    text = carol.send_text([], "我先走了", group=gid)
+    carol.group_change(gid, "leave", [])
+    bob = rs["bob"]
+    bob.until(lambda r: crowd.fp("carol") not in _members(r.m, gid), 60, "the leave")
+    bob.until(lambda r: _has(r, text), 60, "the text sent before the leave")
+    # and the group goes on: Alice's next text makes a key for Alice and Bob only
+    after = rs["alice"].m.send_text([], "下次見", group=gid)
+    bob.until(lambda r: _has(r, after), 60, "the text after")

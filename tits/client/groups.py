@@ -347,6 +347,11 @@ class Groups:
         if not was_member and not state.is_member(self.me) and before is None:
             raise VerificationError("a group log for a group we are not in")
         self._save(body.group, log)
+        if any(a.removed for a in result.applied):
+            # someone left or was removed: the epochs they know are superseded now, so what
+            # the broker took from them before this (and within the grace) still opens, what
+            # came later does not, and the next sender makes a key for who is left
+            self.store.supersede(body.group, -1, time.time())
         for a in result.applied:
             events.append(
                 GroupChanged(
