@@ -13,12 +13,14 @@ from __future__ import annotations
 import atexit
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from tests.broker_fixtures import second_device
+from tests.proc_cloud import ProcCloud
 from tests.support import kill_agent, short_tmpdir
 from tits import wire
 from tits.client import memberlog as ml
@@ -243,3 +245,23 @@ def entry_by(
     )  # fmt: skip
     raw = ml.encode_entry(entry)
     return ml.SignedEntry(raw=raw, signature=signer.client.identity.sign_detached(raw, signer.me))
+
+
+# -- fixtures for the one-broker group tests --------------------------------------------
+
+
+@pytest.fixture(name="cloud1")
+def cloud1_fixture() -> Iterator[ProcCloud]:
+    """A broker (and keyd) per test: the users are the same in every test, so a shared
+    broker would hand one test's mail to the next."""
+    cloud = ProcCloud(1)
+    yield cloud
+    cloud.close()
+
+
+@pytest.fixture(name="crowd")
+def crowd_fixture(cloud1: ProcCloud) -> Iterator[Crowd]:
+    c = Crowd(len(NAMES))
+    c.publish(cloud1.local.keyserver)
+    yield c
+    c.close()

@@ -11,14 +11,14 @@ reason (or is a clear error at the sender), nothing of it is applied, and the gr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.group_fixtures import (
-    NAMES,
+from tests.group_fixtures import (  # noqa: F401 - fixtures
     Crowd,
     Received,
+    cloud1_fixture,
+    crowd_fixture,
     group_bundle_frame,
     log_entries,
     sealed_text_frame,
@@ -35,23 +35,6 @@ from tits.errors import BrokerError
 from tits.session import SessionKey
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def cloud1() -> Iterator[ProcCloud]:
-    """A broker (and keyd) per test: the users are the same in every test, so a shared
-    broker would hand one test's mail to the next."""
-    cloud = ProcCloud(1)
-    yield cloud
-    cloud.close()
-
-
-@pytest.fixture
-def crowd(cloud1: ProcCloud) -> Iterator[Crowd]:
-    c = Crowd(len(NAMES))
-    c.publish(cloud1.local.keyserver)
-    yield c
-    c.close()
 
 
 def join(cloud: ProcCloud, crowd: Crowd, *names: str) -> dict[str, Received]:
