@@ -1,4 +1,5 @@
-"""The broker's HTTP side, in its own thread (stdlib `ThreadingHTTPServer`):
+"""The broker's HTTP side: a bounded asyncio server (aiohttp's low-level `web.Server`) in its
+own thread, off the message loop.
 
     GET /            the status page (`statuspage.render`)
     GET /api/status  JSON: id, url, pid, brokers, links, users (fingerprint, name, broker,
@@ -6,83 +7,175 @@
     GET /api/key     the broker's armored OpenPGP public key
 
 It only reads `snapshot()`, a dict the broker thread replaces (never mutates) a few times a
-second, so the message loop never waits for a web request.
+second, so the message loop never waits for a web request; the page and the JSON are rendered
+once per snapshot, however many ask.
+
+Cheap traffic must not cost the broker its place in the cloud: the stdlib's thread per
+connection (no limit, no timeout) let 1,000 idle connections stall the whole process. Here
+one thread serves every connection; at most MAX_CONNECTIONS are open (a new one closes the
+oldest, so a flood of idle sockets cannot lock people out), a connection that sends nothing
+for IDLE_S is closed, and request lines and headers are bounded. A client that hangs up early
+is no error (nothing is logged).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from . import statuspage
 
 if TYPE_CHECKING:
     from .server import Broker
 
+log = structlog.get_logger("tits.broker.status")
 
-class _Handler(BaseHTTPRequestHandler):
-    server: StatusServer
-    protocol_version = "HTTP/1.1"
+MAX_CONNECTIONS = 256
+IDLE_S = 10.0  # a connection that sends no request this long is closed (keep-alive included)
+BACKLOG = 1024
+MAX_LINE = 4096  # request line and each header
+MAX_HEADERS = 64
+_QUIET = logging.getLogger("tits.broker.http")  # aiohttp's own logger: only what is ours
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        path = self.path.split("?", 1)[0]
-        status = self.server.snapshot()
-        if path in ("/", "/index.html"):
-            self._reply(200, "text/html; charset=utf-8", statuspage.render(status).encode())
-        elif path == "/api/status":
-            body = json.dumps(status, ensure_ascii=False, indent=1).encode()
-            self._reply(200, "application/json; charset=utf-8", body)
-        elif path == "/api/key":
-            self._reply(200, "application/pgp-keys", self.server.armored_key.encode())
-        else:
-            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
-
-    def _reply(self, code: int, ctype: str, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass  # requests are not worth a log line each
+Snapshot = Callable[[], dict[str, Any]]
 
 
-class StatusServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _BoundedServer(web.Server):
+    """aiohttp's server, keeping at most `limit` connections: a new one closes the oldest."""
 
-    def __init__(
-        self, host: str, port: int, snapshot: Callable[[], dict[str, Any]], armored_key: str
-    ) -> None:
-        super().__init__((host, port), _Handler)
+    def __init__(self, handler: Any, limit: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limit = limit
+        self.open: dict[RequestHandler, None] = {}  # oldest first
+        self.evicted = 0
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self.open[handler] = None
+        while len(self.open) > self.limit:
+            oldest = next(iter(self.open))
+            del self.open[oldest]
+            oldest.force_close()
+            self.evicted += 1
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self.open.pop(handler, None)
+        super().connection_lost(handler, exc)
+
+
+class StatusServer:
+    def __init__(self, host: str, port: int, snapshot: Snapshot, armored_key: str) -> None:
+        """Binds at once (so `port` is known before `start`); serves from `start` on."""
         self.snapshot = snapshot
-        self.armored_key = armored_key
+        self.armored_key = armored_key.encode()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host.strip("[]"), port))
+        self._sock.listen(BACKLOG)
+        self._sock.setblocking(False)
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._server: _BoundedServer | None = None
+        self._rendered: tuple[dict[str, Any], bytes, bytes] | None = None  # (snapshot, html, json)
 
     @property
     def port(self) -> int:
-        return int(self.server_address[1])
+        return int(self._sock.getsockname()[1])
+
+    @property
+    def connections(self) -> int:
+        return len(self._server.open) if self._server is not None else 0
 
     def start(self) -> None:
+        ready = threading.Event()
         self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="titsd-http"
-        )
-        self._thread.daemon = True
+            target=self._run, args=(ready,), name="titsd-http", daemon=True
+        )  # fmt: skip
         self._thread.start()
+        ready.wait(10)
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._sock.close()
+
+    # -- the HTTP thread --------------------------------------------------------------------
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._serve(ready))
+        finally:
+            loop.close()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stopped = asyncio.Event()
+        self._server = _BoundedServer(
+            self._handle, MAX_CONNECTIONS, keepalive_timeout=IDLE_S, lingering_time=1.0,
+            max_line_size=MAX_LINE, max_field_size=MAX_LINE, max_headers=MAX_HEADERS,
+            logger=_QUIET, access_log=None,
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(self._server, sock=self._sock, backlog=BACKLOG)
+        ready.set()
+        try:
+            await self._stopped.wait()
+        finally:
+            server.close()
+            for handler in list(self._server.open):
+                handler.force_close()
+            await server.wait_closed()
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            return _reply(405, "text/plain; charset=utf-8", b"GET only\n")
+        path = request.path
+        try:
+            if path in ("/", "/index.html"):
+                return _reply(200, "text/html; charset=utf-8", self._render()[0])
+            if path == "/api/status":
+                return _reply(200, "application/json; charset=utf-8", self._render()[1])
+            if path == "/api/key":
+                return _reply(200, "application/pgp-keys", self.armored_key)
+        except Exception:  # noqa: BLE001 - a page that fails to render is a 500, not a crash
+            log.exception("status.render_failed", path=path[:64])
+            return _reply(500, "text/plain; charset=utf-8", b"internal error\n")
+        return _reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _render(self) -> tuple[bytes, bytes]:
+        """The page and the JSON of the current snapshot, rendered once per snapshot."""
+        status = self.snapshot()
+        held = self._rendered
+        if held is None or held[0] is not status:
+            page = statuspage.render(status).encode()
+            doc = json.dumps(status, ensure_ascii=False, indent=1).encode()
+            held = self._rendered = (status, page, doc)
+        return held[1], held[2]
+
+
+def _reply(code: int, ctype: str, body: bytes) -> web.Response:
+    return web.Response(
+        status=code, body=body,
+        headers={"Content-Type": ctype, "Cache-Control": "no-store",
+                 "X-Content-Type-Options": "nosniff"},
+    )  # fmt: skip
 
 
 def build_snapshot(broker: Broker) -> dict[str, Any]:
@@ -116,6 +209,12 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
             passed=transit.passed if transit is not None else 0,
             passing=len(transit) if transit is not None else 0,
         ),
+        "gossip": {  # certificates of other brokers, checked by GnuPG off the loop
+            "certs_checked": broker.cloud.verifier.checked,
+            "certs_pending": broker.cloud.verifier.pending,
+            "certs_over_budget": broker.cloud.verifier.over_budget,
+            "loop_lag_ms_max": round(broker.cloud.peers.lag_s * 1000, 1),
+        },
         "remembered_ids": len(broker.recent),
         "store": {
             "commits": broker.writer.stats["commits"],
