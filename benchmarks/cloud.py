@@ -116,7 +116,7 @@ def bench_throughput(args: argparse.Namespace, root: Path, fleets: list[Fleet]) 
     for h in homes:
         client.publish_key(h.identity.export_public(h.fingerprint))
         _, cert, sig = h.certificate
-        client.publish_device(cert, sig)
+        client.publish_device(cert, sig, h.device.prove(cert))
     far_s, far_r, loc_s, loc_r = (homes[k * p : (k + 1) * p] for k in range(4))
     ctx = zmq.Context()
     try:

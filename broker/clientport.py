@@ -80,7 +80,7 @@ class ClientPort:
         """Handle one client message; True if it acknowledged deliveries."""
         head = frames[0]
         try:
-            curve = head.get("User-Id")
+            curve = str(head.get("User-Id"))  # ZAP set it: the CURVE key, z85 text
         except zmq.ZMQError:  # no ZAP verdict: never serve a connection we cannot bind
             log.error("conn.no_user_id")
             return False
@@ -106,6 +106,11 @@ class ClientPort:
             return False
         try:
             msg = wire.CLIENT_DECODER.decode(frames[1].buffer)
+        except wire.VersionError as exc:
+            # not garbage (a newer client is no attacker), but it still pays for the answer
+            if self._take_token(conn, now):
+                self._error(conn, "version", exc.message)
+            return False
         except WireError as exc:
             self._garbage(conn, "bad-frame", exc.message)
             return False
@@ -113,14 +118,8 @@ class ClientPort:
             # token bucket: a frame costs one token. Acknowledgements are exempt: refusing one
             # makes us deliver again, which costs more — and stalled a receiver in the cloud
             # benchmark until its window filled (garbage has its own budget above)
-            tokens = min(self.limits.burst, conn.tokens + (now - conn.refill_at) * self.limits.rate)
-            conn.refill_at = now
-            if tokens < 1.0:
-                conn.tokens = tokens
-                self.counters["refused"] += 1
-                self._error(conn, "rate-limited", "too many messages; slow down")
+            if not self._take_token(conn, now):
                 return False
-            conn.tokens = tokens - 1.0
         if type(msg) is wire.Send:
             if len(frames) != 3:
                 self._garbage(conn, "bad-frame", "send needs [envelope, body]", msg.id)
@@ -175,6 +174,18 @@ class ClientPort:
             self._garbage(conn, "bad-kind", f"{type(msg).__name__} is not for this port")
         return False
 
+    def _take_token(self: Broker, conn: Conn, now: float) -> bool:
+        """Token bucket: a frame costs one token; False (and refused) when there is none."""
+        tokens = min(self.limits.burst, conn.tokens + (now - conn.refill_at) * self.limits.rate)
+        conn.refill_at = now
+        if tokens < 1.0:
+            conn.tokens = tokens
+            self.counters["refused"] += 1
+            self._error(conn, "rate-limited", "too many messages; slow down")
+            return False
+        conn.tokens = tokens - 1.0
+        return True
+
     # -- replies and refusals -----------------------------------------------------------------
 
     def _reply(self: Broker, route: bytes, msg: Any) -> bool:
@@ -189,11 +200,13 @@ class ClientPort:
                 return False
             raise
 
-    def _error(self: Broker, conn: Conn, code: str, message: str, ref: bytes | None = None) -> None:
+    def _error(
+        self: Broker, conn: Conn, code: wire.ErrorCode, message: str, ref: bytes | None = None
+    ) -> None:
         self._reply(conn.route, wire.Error(code=code, message=message[:1000], ref=ref))
 
     def _garbage(
-        self: Broker, conn: Conn, code: str, message: str, ref: bytes | None = None
+        self: Broker, conn: Conn, code: wire.ErrorCode, message: str, ref: bytes | None = None
     ) -> None:
         conn.garbage += 1
         self.counters["refused"] += 1

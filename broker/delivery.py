@@ -3,9 +3,13 @@
 Pure logic over a `Store` and a `send` callable, so it is tested without sockets. Every stored
 message of a user has a seq (increasing, with gaps between users). Each online device has:
 
-- `sent_upto`: every message of its user with seq <= sent_upto has been sent to it;
-- `inflight`: sent and not yet acknowledged, in seq order (id → seq, time sent, frames);
-- its cursor, which therefore is `min(inflight) - 1`, or `sent_upto` when nothing is in flight.
+- `sent_upto`: every message of its user with seq <= sent_upto has been sent to it (or was
+  sent *from* it: a device is not sent its own message back);
+- `inflight`: sent and not yet acknowledged, by seq in seq order (seq → id, time sent,
+  frames), with `ids` (id → seq) for the acknowledgements, which name ids;
+- its cursor, which therefore is `min(inflight) - 1`, or `sent_upto` when nothing is in flight:
+  it passes only rows that were acknowledged (or whose message is in flight again at a later
+  seq: one acknowledgement of an id answers for both).
 
 A new message goes straight to a device that is caught up and has room in its window; any
 other device is "behind" and is refilled from the store (`pump`) as acknowledgements free its
@@ -36,7 +40,8 @@ class Device:
     route: bytes
     name: str = ""
     sent_upto: int = 0
-    inflight: dict[bytes, tuple[int, float, bytes, bytes]] = field(default_factory=dict)
+    inflight: dict[int, tuple[bytes, float, bytes, bytes]] = field(default_factory=dict)
+    ids: dict[bytes, int] = field(default_factory=dict)
     stalled_until: float = 0.0
     window: int = 0  # deliveries in flight before it must acknowledge; 0: the broker's default
     inflight_bytes: int = 0  # bodies in `inflight`, bounded by WINDOW_BYTES
@@ -44,7 +49,7 @@ class Device:
     @property
     def cursor(self) -> int:
         if self.inflight:
-            return next(iter(self.inflight.values()))[0] - 1
+            return next(iter(self.inflight)) - 1
         return self.sent_upto
 
 
@@ -65,26 +70,33 @@ class Delivery:
         self.last: dict[str, int] = {}  # newest stored seq of each online user
         self.behind: set[Device] = set()
         self._dirty: dict[Device, int] = {}  # device → cursor last persisted
+        self._left: dict[tuple[str, str], Device] = {}  # detached, cursor not yet persisted
         self.delivered = 0
         self.on_gone: Callable[[Device], None] = lambda dev: None
 
     # -- devices come and go ---------------------------------------------------------------
 
-    def attach(self, dev: Device) -> int:
-        """A device logged in: returns how many stored messages it has yet to acknowledge."""
+    def attach(self, dev: Device, floor: int = 0) -> int:
+        """A device logged in: returns how many stored messages it has yet to acknowledge.
+        `floor`: where its cursor is at least (rows known to be acknowledged otherwise)."""
         old = self.online.get(dev.user, {}).get(dev.device)
         if old is not None:
             self.detach(old)
-        cursor = self.store.device_cursor(dev.user, dev.device)
+        stored = self.store.device_cursor(dev.user, dev.device)
+        cursor = max(stored, floor)
         dev.sent_upto = cursor
         dev.inflight.clear()
+        dev.ids.clear()
         dev.inflight_bytes = 0
         devices = self.online.setdefault(dev.user, {})
         if not devices:
             self.last[dev.user] = self.store.last_seq(dev.user)
         devices[dev.device] = dev
-        self._dirty.setdefault(dev, cursor)
-        pending = self.store.count_after(dev.user, cursor) if self.last[dev.user] > cursor else 0
+        self._dirty.setdefault(dev, stored)
+        last = self.last[dev.user]
+        pending = self.store.count_after(dev.user, cursor, dev.device) if last > cursor else 0
+        if last > cursor and not pending:
+            dev.sent_upto = last  # all it has not acknowledged, it sent itself
         if pending:
             self.behind.add(dev)
         return pending
@@ -98,16 +110,29 @@ class Delivery:
             del self.online[dev.user]
             self.last.pop(dev.user, None)
         self.behind.discard(dev)
+        if dev in self._dirty:
+            self._left[(dev.user, dev.device)] = dev
         # its cursor stays where acknowledgements put it; the in-flight rest is sent again
         # at its next login
 
     def device(self, user: str, device: str) -> Device | None:
         return self.online.get(user, {}).get(device)
 
+    def cursor_of(self, user: str, device: str) -> int | None:
+        """The device's cursor as it is now (online, or left and not yet persisted, or as
+        stored); None for a device this broker has never seen."""
+        dev = self.device(user, device) or self._left.get((user, device))
+        if dev is not None:
+            return dev.cursor
+        return self.store.known_cursor(user, device)
+
     # -- messages and acknowledgements --------------------------------------------------------
 
-    def stored(self, user: str, seq: int, msg_id: bytes, env: bytes, body: bytes) -> None:
-        """A message for `user` has been committed at `seq` (called in seq order)."""
+    def stored(
+        self, user: str, seq: int, msg_id: bytes, env: bytes, body: bytes, skip: str = ""
+    ) -> None:
+        """A message for `user` has been committed at `seq` (called in seq order); `skip`:
+        the device that sent it, which is not sent it."""
         prev = self.last.get(user)
         if prev is None:
             return  # nobody online: it waits in the mailbox
@@ -115,16 +140,21 @@ class Delivery:
             return  # a device attached after this commit: its reads of the store include it
         self.last[user] = seq
         for dev in list(self.online[user].values()):
-            if dev.sent_upto == prev and dev not in self.behind and self._room(dev) > 0:
+            if dev.sent_upto != prev or dev in self.behind:
+                self.behind.add(dev)
+            elif dev.device == skip:
+                dev.sent_upto = seq
+            elif self._room(dev) > 0:
                 self._transmit(dev, seq, msg_id, env, body)
             else:
                 self.behind.add(dev)
 
     def acked(self, dev: Device, ids: list[bytes]) -> None:
-        inflight = dev.inflight
+        inflight, by_id = dev.inflight, dev.ids
         for msg_id in ids:
-            gone = inflight.pop(msg_id, None)
-            if gone is not None:
+            seq = by_id.pop(msg_id, None)
+            if seq is not None:
+                gone = inflight.pop(seq)
                 dev.inflight_bytes -= len(gone[3])
         self._dirty.setdefault(dev, -1)
         if dev.sent_upto < self.last.get(dev.user, 0):
@@ -138,6 +168,7 @@ class Delivery:
             if cursor != before:
                 out.append((cursor, dev.user, dev.device))
         self._dirty.clear()
+        self._left.clear()
         return out
 
     def pump(self, now: float | None = None) -> None:
@@ -155,7 +186,10 @@ class Delivery:
                 if not rows:
                     dev.sent_upto = last
                     break
-                for seq, msg_id, env, body in rows:
+                for seq, msg_id, env, body, skip in rows:
+                    if skip == dev.device:
+                        dev.sent_upto = seq  # its own message: not sent back
+                        continue
                     if room <= 0 or not self._transmit(dev, seq, bytes(msg_id), env, body):
                         break
                     room = self._room(dev)
@@ -182,7 +216,7 @@ class Delivery:
             for dev in list(devices.values()):
                 if only is not None and not only(dev):
                     continue
-                for msg_id, (seq, sent, env, body) in list(dev.inflight.items()):
+                for seq, (msg_id, sent, env, body) in list(dev.inflight.items()):
                     if sent > limit:
                         continue
                     result = self._send(dev, env, body)
@@ -190,7 +224,7 @@ class Delivery:
                         self._gone(dev)
                         break
                     if result is SendResult.OK:
-                        dev.inflight[msg_id] = (seq, now, env, body)
+                        dev.inflight[seq] = (msg_id, now, env, body)
                         resent += 1
                     else:
                         break
@@ -207,9 +241,15 @@ class Delivery:
     def _transmit(self, dev: Device, seq: int, msg_id: bytes, env: bytes, body: bytes) -> bool:
         result = self._send(dev, env, body)
         if result is SendResult.OK:
-            old = dev.inflight.get(msg_id)
-            dev.inflight_bytes += len(body) - (len(old[3]) if old is not None else 0)
-            dev.inflight[msg_id] = (seq, time.monotonic(), env, body)
+            earlier = dev.ids.get(msg_id)
+            if earlier is not None:
+                # the same message again at a later seq (a copy that came by another path):
+                # the id's one acknowledgement answers for both, so the later one stands in
+                gone = dev.inflight.pop(earlier)
+                dev.inflight_bytes -= len(gone[3])
+            dev.inflight_bytes += len(body)
+            dev.inflight[seq] = (msg_id, time.monotonic(), env, body)
+            dev.ids[msg_id] = seq
             dev.sent_upto = seq
             self.delivered += 1
             return True

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+from zmq.utils import z85
 
 from tits.config import read_toml, write_toml
 from tits.identity import Identity
@@ -40,7 +41,7 @@ class ServerKeys:
 
     @property
     def curve_hex(self) -> str:
-        return zmq.utils.z85.decode(self.curve_public).hex()
+        return z85.decode(self.curve_public).hex()
 
     def url(self, host: str, port: int) -> str:
         return f"tcp://{host}:{port}#{self.curve_hex}"

@@ -1,19 +1,74 @@
 """Checking a login (see `tits.login` for the protocol). Runs in worker threads: every step
-here is a GnuPG subprocess (milliseconds), which must never stall the message loop."""
+here is a GnuPG subprocess (milliseconds), which must never stall the message loop.
+
+Logins need no free disk: they run in a GnuPG home in RAM (`login_home`), holding a copy of
+the broker's key and the users' public keys, so a full data disk (or one a crash left full)
+does not refuse them. And a login the broker could not check through its own trouble is
+`BrokerFault` ("login-unavailable"), never counted against the client as garbage.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
+import shutil
+import subprocess
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from tits import wire
 from tits.device import Certificate, CertificateCache
 from tits.errors import IdentityError, KeyServerError, TitsError, VerificationError
-from tits.identity import normalise_fingerprint
+from tits.identity import Identity, normalise_fingerprint
 from tits.login import parse_plaintext
 
 from .keys import ServerKeys
+
+RAM_DIRS = ("/dev/shm", "/run/shm")
+HEALTH_S = 10.0  # how long a self-check of the broker's own decryption is believed
+
+
+class BrokerFault(TitsError):
+    """The broker could not check a login through no fault of the client's."""
+
+
+def login_home_path(data: Path) -> Path:
+    """Where the login home of the broker with data directory `data` lives: in RAM where there
+    is a tmpfs (else under `data`), named for `data`, so a restart after a crash finds (and
+    replaces) what the crash left, and a test can stop its gpg-agent."""
+    base = next((d for d in RAM_DIRS if os.path.isdir(d) and os.access(d, os.W_OK)), None)
+    if base is None:
+        return data / "gnupg-login"
+    tag = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:16]
+    return Path(base) / f"titsd-login-{tag}"
+
+
+def login_home(keys: ServerKeys, data: Path) -> Identity:
+    """A GnuPG home for logins holding a copy of the broker's key (see `login_home_path`).
+    Made fresh at each start; `close_login_home` removes it."""
+    home = login_home_path(data)
+    close_login_home(home)
+    home.mkdir(mode=0o700)
+    identity = Identity(home)
+    secret = keys.identity.gpg.export_keys(keys.fingerprint, secret=True, expect_passphrase=False)
+    result = identity.gpg.import_keys(secret)
+    if keys.fingerprint not in {str(f).upper() for f in result.fingerprints}:
+        close_login_home(home)
+        return keys.identity  # no copy: logins use the data disk's home, as before
+    return identity
+
+
+def close_login_home(home: Path) -> None:
+    """Stop the login home's gpg-agent and remove it (the broker's own key stays in data)."""
+    if home.exists():
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+            check=False, capture_output=True, timeout=10,
+        )  # fmt: skip
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -25,21 +80,27 @@ class LoginOk:
 
 
 class LoginVerifier:
-    def __init__(self, keys: ServerKeys, keyserver: str | None = None) -> None:
+    def __init__(
+        self, keys: ServerKeys, keyserver: str | None = None, home: Identity | None = None
+    ) -> None:
         self.keys = keys
-        self.identity = keys.identity
+        self.identity = home or keys.identity
         self.keyserver = keyserver
-        self.certs = CertificateCache(keys.identity)
+        self.certs = CertificateCache(self.identity)
         self._lock = threading.Lock()
         self._known: dict[str, str] = {}  # fingerprint → name, for keys already in the ring
+        self._healthy_until = 0.0
 
     def verify(self, login: wire.Login, nonce: bytes, curve_key: bytes) -> LoginOk:
         """Raise a `TitsError` unless `login` answers `nonce` on the connection `curve_key`."""
-        if login.fingerprint is None:
-            raise VerificationError("login names no fingerprint")
         fp = normalise_fingerprint(login.fingerprint)
         name = self._ensure_key(fp, login.pubkey)
-        plain = self.identity.decrypt_from(login.blob, expected_signer=fp)
+        try:
+            plain = self.identity.decrypt_from(login.blob, expected_signer=fp)
+        except VerificationError:
+            if not self._healthy():
+                raise BrokerFault("the broker cannot decrypt right now; try again") from None
+            raise
         got_nonce, broker, claims = parse_plaintext(plain)
         if not hmac.compare_digest(got_nonce, nonce):
             raise VerificationError("login answers a challenge this broker did not give")
@@ -71,6 +132,8 @@ class LoginVerifier:
         if info is None and pubkey:
             self._import_exactly(fp, pubkey)
             info = self.identity.key_info(fp)
+            if info is None:  # the key was exactly fp, and still is not in the ring
+                raise BrokerFault("the broker could not take the key in; try again")
         if info is None:
             raise VerificationError(f"no public key for {fp} (publish it to the key server)")
         self._known[fp] = info.name
@@ -84,11 +147,38 @@ class LoginVerifier:
         fps = {str(k.get("fingerprint", "")).upper() for k in scanned}
         if fps != {fp}:
             raise VerificationError(f"the key sent is not {fp}")
-        self.identity.import_public(text)
+        try:
+            self.identity.import_public(text)
+        except IdentityError as exc:
+            raise BrokerFault(f"the broker could not take the key in ({exc.message})") from None
+
+    def _healthy(self) -> bool:
+        """Can the broker decrypt what is meant for it? (After a failed decryption: was it
+        the client's blob, or the broker's GnuPG?) Believed for HEALTH_S."""
+        now = time.monotonic()
+        if now < self._healthy_until:
+            return True
+        probe = os.urandom(16)
+        try:
+            blob = self.identity.encrypt_to(probe, self.keys.fingerprint)
+            ok = self.identity.decrypt_from(blob, expected_signer=None) == probe
+        except (TitsError, OSError, ValueError):
+            ok = False
+        if ok:
+            self._healthy_until = now + HEALTH_S
+        return ok
 
 
-def describe(exc: BaseException) -> tuple[str, str]:
-    """(error code, message) for a failed login, for the client's `Error`."""
+def describe(exc: BaseException) -> tuple[wire.ErrorCode, str, bool]:
+    """(error code, message, the client's fault?) for a failed login, for the client's
+    `Error`. Only a login the client got wrong counts as garbage: an OSError (a full disk)
+    or a GnuPG that cannot run is the broker's own failure."""
+    if isinstance(exc, BrokerFault):
+        return "login-unavailable", exc.message[:200], False
     if isinstance(exc, TitsError):
-        return "login-refused", exc.message[:200]
-    return "login-refused", f"login failed ({type(exc).__name__})"
+        return "login-refused", exc.message[:200], True
+    return (
+        "login-unavailable",
+        f"the broker could not check the login ({type(exc).__name__})",
+        False,
+    )

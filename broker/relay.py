@@ -21,6 +21,7 @@ ids they have already shown.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -60,9 +61,11 @@ class _StoredDeliver(msgspec.Struct, tag="deliver", tag_field="k", forbid_unknow
     to: list[str] = []
     group: bytes | None = None
     ts: int = 0
+    device: str | None = None
 
 
 _stored_deliver = msgspec.msgpack.Decoder(_StoredDeliver)
+_DEVICE = re.compile(r"[0-9a-f]{16}")
 
 
 def remote_device(broker: str) -> str:
@@ -82,7 +85,7 @@ def is_relay_device(dev: Device) -> bool:
     return dev.device.startswith("@") or dev.user.startswith("@")
 
 
-Fanout = list[tuple[str, int, bytes, bytes, bytes]]  # user, seq, id, env, body
+Fanout = list[tuple[str, int, bytes, bytes, bytes, str]]  # user, seq, id, env, body, skip
 
 
 class Committer(Protocol):
@@ -138,20 +141,27 @@ class Relay:
                 # out of hops (routes disagreed for a while): not dropped but kept here for its
                 # users, whose relay devices carry it on with a fresh hop count
                 log.warning("forward.hop_limit", id=fwd.id.hex(), target=fwd.target[:16])
-            users = [u for u in (fwd.deliver_to or fwd.to) if u in fwd.to]
+            # its recipients here, and the sender (for their devices here)
+            users = [u for u in (fwd.deliver_to or fwd.to) if u in fwd.to or u == fwd.sender]
+            device = fwd.device if _DEVICE.fullmatch(fwd.device) else ""
             env = wire.encode(
-                wire.Deliver(id=fwd.id, sender=fwd.sender, to=fwd.to, group=fwd.group, ts=fwd.ts)
-            )
+                wire.Deliver(
+                    id=fwd.id, sender=fwd.sender, to=fwd.to, group=fwd.group, ts=fwd.ts,
+                    device=device or None,
+                )
+            )  # fmt: skip
         else:
             users = [transit_user(fwd)]
+            device = ""
             env = wire.encode(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=b""))
         ts = fwd.ts // 1000 or int(time.time())
         for user in users:
             if self._known(fwd.id, user):
                 continue
             seq = self.store.allocate()
-            self._pending.rows.append((seq, user, fwd.id, fwd.sender, env, body, ts))
-            self._pending.fanout.append((user, seq, fwd.id, env, body))
+            skip = device if user == fwd.sender else ""
+            self._pending.rows.append((seq, user, fwd.id, fwd.sender, env, body, ts, skip))
+            self._pending.fanout.append((user, seq, fwd.id, env, body, skip))
             if user.startswith("@"):
                 self._attach(user, HOP_DEVICE)
         self._pending.acks.append((peer, fwd.id, fwd.token))
@@ -225,7 +235,8 @@ class Relay:
         """Make (user, "@"+broker) devices match where `fp` is online elsewhere now."""
         if self.cloud is None or fp.startswith("@"):
             return
-        remote = {b for b in self.cloud.where(fp) if b != self.me}
+        where = self.cloud.where(fp)
+        remote = {b for b in where if b != self.me}
         online = self.delivery.online.get(fp, {})
         for device, dev in list(online.items()):
             if device.startswith("@") and device[1:] not in remote:
@@ -233,7 +244,20 @@ class Relay:
         if remote and (fp in self.delivery.online or self.store.last_seq(fp) > 0):
             for broker in remote:
                 if remote_device(broker) not in online:
-                    self._attach(fp, remote_device(broker))
+                    self._attach(fp, remote_device(broker), self._floor(fp, where[broker]))
+
+    def _floor(self, user: str, devices: list[str]) -> int:
+        """Where a relay device toward the broker `devices` are online at may start: what all
+        of them acknowledged here (when they were here) need not cross the cloud again, so
+        a user who moves is sent the unread mail, not the mailbox. A device never seen here
+        has acknowledged nothing here: then there is no floor."""
+        floor: int | None = None
+        for device in set(devices):
+            cursor = self.delivery.cursor_of(user, device)
+            if cursor is None:
+                return 0
+            floor = cursor if floor is None else min(floor, cursor)
+        return floor or 0
 
     def send(self, dev: Device, env: bytes, body: bytes) -> SendResult:
         """Delivery's send for relay devices: a Forward to the next hop."""
@@ -251,6 +275,7 @@ class Relay:
                 fwd = wire.Forward(
                     id=d.id, origin=self.me, sender=d.sender, to=d.to, group=d.group,
                     target=dev.device[1:], deliver_to=[dev.user], ts=d.ts, token=token,
+                    device=d.device or "",
                 )  # fmt: skip
         except (WireError, msgspec.DecodeError, msgspec.ValidationError, AttributeError) as exc:
             log.error("relay.bad_stored_envelope", error=sanitise(str(exc)))
@@ -263,9 +288,9 @@ class Relay:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _attach(self, user: str, device: str) -> None:
+    def _attach(self, user: str, device: str, floor: int = 0) -> None:
         if self.delivery.device(user, device) is None:
-            self.delivery.attach(Device(user, device, b"", window=RELAY_WINDOW))
+            self.delivery.attach(Device(user, device, b"", window=RELAY_WINDOW), floor)
             self.committer.register_device(user, device)
 
     def _known(self, msg_id: bytes, user: str) -> bool:

@@ -38,7 +38,7 @@ from .config import BrokerConfig
 from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
-from .login import LoginOk, LoginVerifier
+from .login import LoginOk, LoginVerifier, close_login_home, login_home
 from .relay import Fanout, Relay
 from .sessions import Conn, Sessions, ZapPolicy
 from .signer import BrokerSigner, BrokerVerifier
@@ -102,7 +102,8 @@ class Broker(ClientPort, Sessions, Dedup):
         self.dedup_floor_ms = max(
             int((now - dedup_s) * 1000), wire.msg_id_time_ms(left_out) if left_out else 0
         )
-        self.verifier = LoginVerifier(self.keys, cfg.keyserver)
+        self.login_identity = login_home(self.keys, cfg.data)
+        self.verifier = LoginVerifier(self.keys, cfg.keyserver, self.login_identity)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="titsd-login")
 
         self.ctx = zmq.Context()
@@ -206,6 +207,8 @@ class Broker(ClientPort, Sessions, Dedup):
             capture_output=True,
             timeout=10,
         )
+        if self.login_identity is not self.keys.identity:
+            close_login_home(self.login_identity.home)
         try:
             Path(self.ready_path).unlink()
         except OSError:
@@ -302,14 +305,22 @@ class Broker(ClientPort, Sessions, Dedup):
         fanout = []
         encode = wire.encode
         Deliver = wire.Deliver  # noqa: N806
-        for _conn, msg, body in batch:
+        for conn, msg, body in batch:
+            device = conn.device.device if conn.device is not None else ""
             env = encode(
-                Deliver(id=msg.id, sender=msg.sender, to=msg.to, group=msg.group, ts=ts_ms)
-            )
-            for user in dict.fromkeys(msg.to) if len(msg.to) > 1 else msg.to:
+                Deliver(
+                    id=msg.id, sender=msg.sender, to=msg.to, group=msg.group, ts=ts_ms,
+                    device=device or None,
+                )
+            )  # fmt: skip
+            # one row per mailbox: the recipients', and the sender's for their other devices
+            # (the sending device skips it); the body is stored once for all of them
+            sender = msg.sender
+            for user in dict.fromkeys([*msg.to, sender]):
                 seq = store.allocate()
-                rows.append((seq, user, msg.id, msg.sender, env, body, ts_s))
-                fanout.append((user, seq, msg.id, env, body))
+                skip = device if user == sender else ""
+                rows.append((seq, user, msg.id, sender, env, body, ts_s, skip))
+                fanout.append((user, seq, msg.id, env, body, skip))
         self._moves_due = False
         self.writer.submit(
             Job(rows=rows, cursors=self.delivery.cursor_moves(), token=(batch, dups, fanout))

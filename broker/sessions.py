@@ -25,6 +25,7 @@ from .login import LoginOk, describe
 from .store import Job
 
 if TYPE_CHECKING:
+    from .cloud import Cloud
     from .server import Broker
 
 log = structlog.get_logger("titsd")
@@ -53,6 +54,30 @@ class Conn:
     user: LoginOk | None = None
     attached: bool = False
     listed: bool = True  # may status pages show the user's name
+
+
+def cloud_client_urls(cloud: Cloud, limit: int = wire.MAX_WELCOME_BROKERS) -> list[str]:
+    """The client URLs of the brokers `cloud` knows from its topology, this one first, then
+    those it can reach, then the others still advertised alive (a goodbye advert is left out),
+    at most `limit`."""
+    topology = cloud.topology
+    reachable = topology.planning_graph()
+    others = []
+    for bid in topology.db:
+        advert = topology.advert(bid)
+        if bid == cloud.me or advert is None or not advert.alive:
+            continue
+        url = advert.client
+        if url and len(url) <= 256 and url != cloud.client_url:
+            others.append((not reachable.get(bid), bid, url))
+    others.sort()
+    urls = [cloud.client_url]
+    for *_, url in others:
+        if len(urls) >= limit:
+            break
+        if url not in urls:
+            urls.append(url)
+    return urls
 
 
 class ZapPolicy:
@@ -122,9 +147,12 @@ class Sessions:
             return
         conn.login_busy = False
         if not isinstance(result, LoginOk):
-            code, message = describe(result)
-            log.warning("login.refused", curve=curve[:12], why=sanitise(message))
-            self._garbage(conn, code, message)
+            code, message, client_fault = describe(result)
+            log.warning("login.refused", curve=curve[:12], code=code, why=sanitise(message))
+            if client_fault:
+                self._garbage(conn, code, message)
+            else:  # the broker's own trouble: the client may try again, unpunished
+                self._error(conn, code, message)
             return
         self._logout(conn)
         key = (result.fingerprint, result.device)
@@ -161,6 +189,7 @@ class Sessions:
                     broker=self.fingerprint,
                     pending=pending,
                     settle_ms=SETTLE_MS if self.cloud.peers.up_peers() else 0,
+                    brokers=cloud_client_urls(self.cloud),
                 ),
             )
         self.delivery.pump()

@@ -1,8 +1,15 @@
 """The durable mailbox: SQLite in WAL mode, written in group commits by the broker thread.
 
-    mail(seq, user, id, sender, env, body, ts)   one row per recipient, in acceptance order
+    bodies(ref, last, env, body)                 a message's envelope and body, stored once
+                                                 for the rows with seq ref..last
+    mail(seq, user, id, sender, ref, ts, skip)   one row per (message, mailbox), in acceptance
+                                                 order; `skip`: the device that sent it, which
+                                                 is not sent its own message back
     cursors(user, device, cursor)                every message of `user` with seq <= cursor
                                                  has been acknowledged by that device
+
+A message id is in a mailbox at most once (a unique index), whatever path it came by: a
+client's resend at another broker, a forward, a relay's retry.
 
 `seq` is assigned here, in memory, so a batch can be inserted with one `executemany` and the
 caller knows every row's seq without reading back. A message is acknowledged to its sender
@@ -24,18 +31,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+SCHEMA_VERSION = 2
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS bodies (
+    ref INTEGER PRIMARY KEY,
+    last INTEGER NOT NULL,
+    env BLOB NOT NULL,
+    body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS mail (
     seq INTEGER PRIMARY KEY,
     user TEXT NOT NULL,
     id BLOB NOT NULL,
     sender TEXT NOT NULL,
-    env BLOB NOT NULL,
-    body BLOB NOT NULL,
-    ts INTEGER NOT NULL
+    ref INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    skip TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS mail_user ON mail(user, seq);
-CREATE INDEX IF NOT EXISTS mail_id ON mail(id);
+CREATE UNIQUE INDEX IF NOT EXISTS mail_id_user ON mail(id, user);
 CREATE TABLE IF NOT EXISTS cursors (
     user TEXT NOT NULL,
     device TEXT NOT NULL,
@@ -45,7 +59,9 @@ CREATE TABLE IF NOT EXISTS cursors (
 ) WITHOUT ROWID;
 """
 
-Row = tuple[int, str, bytes, str, bytes, bytes, int]  # seq, user, id, sender, env, body, ts
+# seq, user, id, sender, env, body, ts, skip. Consecutive rows that share their env and body
+# objects (one message's recipients) are stored with one `bodies` row.
+Row = tuple[int, str, bytes, str, bytes, bytes, int, str]
 
 
 class Store:
@@ -56,7 +72,11 @@ class Store:
         self.path = path
         self.durability = durability
         self.db = connect(path, durability)
-        self.db.executescript(SCHEMA)
+        migrate(self.db)
+        try:  # what a crash left in the WAL goes into the database now, and the WAL shrinks
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # a full disk: the writer checkpoints again once there is room
         (last,) = self.db.execute("SELECT coalesce(max(seq), 0) FROM mail").fetchone()
         self.next_seq = int(last) + 1
 
@@ -75,22 +95,34 @@ class Store:
         ).fetchone()
         return int(row[0]) if row is not None else 0
 
+    def known_cursor(self, user: str, device: str) -> int | None:
+        """The device's cursor, or None if this broker has never seen the device."""
+        row = self.db.execute(
+            "SELECT cursor FROM cursors WHERE user=? AND device=?", (user, device)
+        ).fetchone()
+        return int(row[0]) if row is not None else None
+
     def last_seq(self, user: str) -> int:
         (last,) = self.db.execute(
             "SELECT coalesce(max(seq), 0) FROM mail WHERE user=?", (user,)
         ).fetchone()
         return int(last)
 
-    def count_after(self, user: str, seq: int) -> int:
+    def count_after(self, user: str, seq: int, device: str = "") -> int:
+        """How many of `user`'s messages after `seq` are for `device` (not sent from it)."""
         (n,) = self.db.execute(
-            "SELECT count(*) FROM mail WHERE user=? AND seq>?", (user, seq)
+            "SELECT count(*) FROM mail WHERE user=? AND seq>? AND skip!=?",
+            (user, seq, device or "-"),  # (a skip is a device id or "")
         ).fetchone()
         return int(n)
 
-    def fetch(self, user: str, after: int, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
-        """(seq, id, env, body) of `user`'s messages after `after`, oldest first."""
+    def fetch(
+        self, user: str, after: int, limit: int
+    ) -> list[tuple[int, bytes, bytes, bytes, str]]:
+        """(seq, id, env, body, skip) of `user`'s messages after `after`, oldest first."""
         return self.db.execute(
-            "SELECT seq, id, env, body FROM mail WHERE user=? AND seq>? ORDER BY seq LIMIT ?",
+            "SELECT m.seq, m.id, b.env, b.body, m.skip FROM mail m JOIN bodies b ON b.ref = m.ref"
+            " WHERE m.user=? AND m.seq>? ORDER BY m.seq LIMIT ?",
             (user, after, limit),
         ).fetchall()
 
@@ -145,11 +177,38 @@ class Store:
 
     def stats(self) -> dict[str, int]:
         (n,) = self.db.execute("SELECT count(*) FROM mail").fetchone()
+        (b,) = self.db.execute("SELECT count(*) FROM bodies").fetchone()
         (d,) = self.db.execute("SELECT count(*) FROM cursors").fetchone()
-        return {"stored": int(n), "devices": int(d)}
+        return {"stored": int(n), "bodies": int(b), "devices": int(d)}
 
     def close(self) -> None:
         self.db.close()
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Create the schema, or bring a version-1 mailbox (env and body in every row) to it."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version == SCHEMA_VERSION:
+        return  # nothing to write (a full disk must not stop a start)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(mail)")}
+    if version < SCHEMA_VERSION and "body" in columns:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ALTER TABLE mail RENAME TO mail_v1")
+        db.execute("DROP INDEX IF EXISTS mail_user")
+        db.execute("DROP INDEX IF EXISTS mail_id")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("INSERT INTO bodies SELECT seq, seq, env, body FROM mail_v1")
+        db.execute(
+            "INSERT OR IGNORE INTO mail SELECT seq, user, id, sender, seq, ts, '' FROM mail_v1"
+        )
+        db.execute("DROP TABLE mail_v1")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
+        return
+    db.executescript(SCHEMA)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def connect(path: Path, durability: str) -> sqlite3.Connection:
@@ -167,15 +226,19 @@ def connect(path: Path, durability: str) -> sqlite3.Connection:
 # by id: SQLite otherwise picks mail_user and reads the users' whole mailboxes (the cloud
 # benchmark's 3-hop rate fell by two thirds within three rounds)
 STORED_SQL = (
-    "SELECT id, user FROM mail INDEXED BY mail_id WHERE id IN ({ids}) AND user IN ({users})"
+    "SELECT id, user FROM mail INDEXED BY mail_id_user WHERE id IN ({ids}) AND user IN ({users})"
 )
 
 _CHUNKS = (512, 128, 32, 8, 1)  # statement sizes, so few distinct statements are cached
 
 
 @functools.cache
-def _insert_sql(rows: int) -> str:
-    return "INSERT INTO mail VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * rows)
+def _insert_sql(table: str, rows: int) -> str:
+    if table == "bodies":
+        return "INSERT INTO bodies VALUES " + ",".join(["(?,?,?,?)"] * rows)
+    # a message already in that mailbox (come by another path) stays as it is, once
+    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
+    return f"INSERT INTO mail VALUES {values} ON CONFLICT(id, user) DO NOTHING"
 
 
 @dataclass
@@ -208,6 +271,11 @@ class Writer:
         # WAL checkpoints run on their own connection and thread: copying a big WAL into the
         # database (and its fsync) must not hold up the commits behind it
         self._ckpt_db = connect(path, durability)
+        # set when a commit failed (a full disk, most likely) and at start (what a crash left
+        # in the WAL): the checkpoint thread then truncates the WAL as soon as it can, so the
+        # space it holds comes back once there is room to copy it into the database
+        self.shrink_wal = threading.Event()
+        self.shrink_wal.set()
         self._ckpt_stop = threading.Event()
         self._ckpt = threading.Thread(target=self._checkpoints, name="titsd-ckpt", daemon=True)
         self._ckpt.start()
@@ -286,6 +354,10 @@ class Writer:
                         "OR ts < ?",
                         (int(t - keep_s), int(t - max_age_s)),
                     ).rowcount
+                    db.execute(
+                        "DELETE FROM bodies WHERE NOT EXISTS "
+                        "(SELECT 1 FROM mail WHERE mail.seq BETWEEN bodies.ref AND bodies.last)"
+                    )
             db.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - reported per job; the writer lives on
             try:
@@ -294,20 +366,42 @@ class Writer:
                 pass
             for job in group:
                 job.error = exc
+            self.shrink_wal.set()
 
     def _insert(self, rows: Sequence[Row]) -> None:
-        """Many rows per statement: each statement releases and retakes the GIL once, where
-        `executemany` would per row (and wait for the busy broker thread each time)."""
-        i, n = 0, len(rows)
+        """One `bodies` row per message (consecutive rows sharing env and body objects), one
+        `mail` row per recipient. Many rows per statement: each statement releases and retakes
+        the GIL once, where `executemany` would per row."""
+        bodies: list[Any] = []
+        mail: list[Any] = []
+        env = body = None
+        ref = last = 0
+        for seq, user, msg_id, sender, e, b, ts, skip in rows:
+            if e is not env or b is not body or seq != last + 1:
+                if env is not None:
+                    bodies.append((ref, last, env, body))
+                env, body, ref = e, b, seq
+            last = seq
+            mail.append((seq, user, msg_id, sender, ref, ts, skip))
+        if env is not None:
+            bodies.append((ref, last, env, body))
+        self._insert_many("bodies", bodies)
+        self._insert_many("mail", mail)
+
+    def _insert_many(self, table: str, items: list[Any]) -> None:
+        i, n = 0, len(items)
         while i < n:
             k = next(size for size in _CHUNKS if size <= n - i)
-            params = [v for row in rows[i : i + k] for v in row]
-            self.db.execute(_insert_sql(k), params)
+            params = [v for item in items[i : i + k] for v in item]
+            self.db.execute(_insert_sql(table, k), params)
             i += k
 
     def _checkpoints(self) -> None:
         while not self._ckpt_stop.wait(self.CHECKPOINT_S):
+            mode = "TRUNCATE" if self.shrink_wal.is_set() else "PASSIVE"
             try:
-                self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                (busy, _, _) = self._ckpt_db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
             except sqlite3.Error:
-                pass
+                continue
+            if mode == "TRUNCATE" and not busy:
+                self.shrink_wal.clear()

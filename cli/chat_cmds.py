@@ -1,58 +1,85 @@
-"""`tits send` and `tits recv`: texts through the broker, sealed and signed on this device."""
+"""`tits send`, `recv`, `chat` and `outbox`: the commands over the client library.
+
+What a person typed goes into the durable outbox first; a broker that does not answer within
+a few seconds is reported at once and the other brokers of the cloud are tried; a text that no
+broker took stays in the outbox (`tits outbox`) and goes with the next command that connects.
+"""
 
 from __future__ import annotations
 
-import mimetypes
+import asyncio
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-import zmq
 from rich.text import Text
 
-from tits.client import Incoming
-from tits.errors import ConfigError
+from tits import wire
+from tits.client.blocking import Messenger
+from tits.client.model import Event, GroupChanged, Held, LinkEvent, Message, Refused, Shown
+from tits.client.store import LocalStore
+from tits.errors import BrokerError, ConfigError
 from tits.log import configure
+from tits.session import direct_conversation_id
 
 from .context import State
-from .messenger import Message, Messenger
-from .output import console, emit_json, err_console, t
-from .store import Shown
+from .output import console, emit_json, err_console, safe, t
 
 STICKER_MIME = "application/x-tits-sticker"
 
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option("--broker", help="Broker URL (default: the one in your config).", metavar="URL"),
+]
+KeyserverOpt = Annotated[
+    str | None, typer.Option("--keyserver", help="Key server URL.", metavar="URL")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one object a line).")]
 
-def _resolve(state: State, who: str) -> tuple[list[str], bytes | None]:
-    if who.startswith("#"):
-        raise ConfigError(t("群組尚未支援", "groups are not supported yet") + f": {who}")
-    from tits.contacts import Contacts
 
-    return [Contacts(state.home.path).resolve(who)], None
+def _text_arg(text: str) -> str:
+    """A command-line text that is not valid UTF-8 (surrogate escapes) is refused clearly."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            t(
+                "文字不是有效的 UTF-8 編碼",
+                "the text is not valid UTF-8: check the terminal's encoding",
+            )
+        ) from None
+    return text
+
+
+def _target(m: Messenger, who: str) -> str:
+    return m.client.resolve(who)
+
+
+def _name(m: Messenger, fp: str) -> str:
+    return m.name_of(fp)
 
 
 def send(
     ctx: typer.Context,
-    who: Annotated[str, typer.Argument(help="@name, fingerprint (or #group).")],
+    who: Annotated[str, typer.Argument(help="@name, fingerprint or #group.")],
     text: Annotated[str, typer.Argument(help="The text to send (a caption with --file).")] = "",
     file: Annotated[
         Path | None, typer.Option("--file", help="Send a file (signed, not encrypted; ≤ 1 MiB).")
     ] = None,
     sticker: Annotated[str | None, typer.Option("--sticker", help="Send a sticker by id.")] = None,
-    broker: Annotated[
-        str | None, typer.Option("--broker", help="Broker URL [the one in your config].")
-    ] = None,
-    keyserver: Annotated[str | None, typer.Option("--keyserver", help="Key server URL.")] = None,
+    broker: BrokerOpt = None,
+    keyserver: KeyserverOpt = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Give up after this many seconds.")
+        float, typer.Option("--timeout", help="Give up waiting after this many seconds.")
     ] = 30.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Send a text (or a file, a sticker); exits 0 once the broker has stored it."""
+    """Send a text (or a file, a sticker); exits 0 once a broker has stored it."""
     configure("warning")
     state = State.of(ctx)
-    to, group = _resolve(state, who)
+    text = _text_arg(text)
     if not text and file is None and sticker is None:
         raise ConfigError(t("沒有內容可傳送", "nothing to send: give a text, --file or --sticker"))
     media: list[tuple[bytes, str]] = []
@@ -61,46 +88,143 @@ def send(
             data = file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{file}: {exc.strerror or exc}") from None
-        mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-        media.append((data, mime))
+        media.append((data, _sniff(data, file.name)))
     if sticker is not None:
         media.append((sticker.encode(), STICKER_MIME))
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
-        ids = []
+        target = _target(m, who)
+        items = []
         if text:
-            ids.append(m.send_text(to, text, group, timeout=timeout))
+            items.append(m.enqueue(target, text.encode(), "text", "text/plain"))
         for data, mime in media:
-            ids.append(m.send_media(to, data, mime, group, timeout=timeout))
+            if len(data) > wire.MAX_BODY - 4096:
+                raise ConfigError(t("檔案太大（最多約 1 MiB）", "the file is too big (max ~1 MiB)"))
+            items.append(m.enqueue(target, data, "media", mime))
+        try:
+            m.connect(min(timeout, 60.0))
+            m.flush_and_wait(items, timeout)
+        except BrokerError as exc:
+            _report_links(m)
+            waiting = len(m.store.outbox("pending"))
+            if waiting and exc.code in ("timeout", "unreachable"):
+                raise BrokerError(
+                    exc.message
+                    + t(
+                        f"；{waiting} 則訊息留在待傳送匣，下次連線時會送出（tits outbox）",
+                        f"; {waiting} message(s) kept in the outbox, sent on the next "
+                        "connection (tits outbox)",
+                    ),
+                    code=exc.code,
+                ) from None
+            raise
+        _report_links(m)
         if as_json:
             emit_json(
                 {
-                    "id": ids[0].hex(),
-                    "ids": [i.hex() for i in ids],
-                    "to": to,
-                    "broker": m.connection().broker,
+                    "id": items[0].hex(),
+                    "ids": [i.hex() for i in items],
+                    "to": target,
+                    "broker": m.client.link.broker if m.client.link else None,
                 }
             )
         else:
-            names = ", ".join(m.name_of(fp) for fp in to)
-            for i in ids:
+            shown = _who(m, target)
+            for i in items:
                 console.print(
-                    f"[green]✓[/] {t('已送達伺服器', 'stored by the broker')} → {names}  "
-                    f"[dim]{i.hex()}[/]"
+                    Text.assemble(
+                        ("✓ ", "green"), t("已傳送", "sent"), f" → {shown}  ", (i.hex(), "dim")
+                    )
                 )
 
 
-def _render(m: Message) -> Text:
-    when = time.strftime("%H:%M:%S", time.localtime(m.ts / 1000))
+def _who(m: Messenger, target: str) -> str:
+    if target.startswith("#"):
+        state = m.client.groups.state(bytes.fromhex(target[1:]))
+        return "#" + safe(state.name if state else target[1:13])
+    return safe(_name(m, target))
+
+
+def _sniff(data: bytes, name: str) -> str:
+    """MIME type from the content, not the name (a name can lie)."""
+    signatures = [
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff", "image/jpeg"),
+        (b"GIF87a", "image/gif"),
+        (b"GIF89a", "image/gif"),
+        (b"%PDF-", "application/pdf"),
+    ]
+    for magic, mime in signatures:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    try:
+        data[:4096].decode("utf-8")
+        return "text/plain" if b"\0" not in data[:4096] else "application/octet-stream"
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+
+
+def _report_links(m: Messenger) -> None:
+    for ev in m.events:
+        if isinstance(ev, LinkEvent) and ev.state == "unreachable":
+            err_console.print(
+                Text.assemble(
+                    ("! ", "yellow"),
+                    t("伺服器沒有回應", "the broker did not answer"),
+                    f": {ev.broker_url.split('#')[0]} ({safe(ev.detail)})",
+                )
+            )
+    m.events = [e for e in m.events if not isinstance(e, LinkEvent)]
+
+
+def _clock(ms: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+
+
+def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
+    """One line for a person: every text from the wire goes through `safe` (no terminal
+    control or bidi character is ever interpreted)."""
     line = Text()
-    line.append(f"{when} ", style="dim")
-    line.append(m.sender_name, style="bold cyan")
-    if m.verified:
+    line.append(f"{_clock(msg.ts)} ", style="dim")
+    if label and msg.group is not None:
+        state = m.client.groups.state(msg.group)
+        line.append(f"#{safe(state.name if state else msg.group.hex()[:8])} ", style="magenta")
+    if msg.outgoing:
+        line.append(t("我", "me"), style="bold green")
+        if msg.to and msg.group is None:
+            line.append(f" → {safe(_name(m, msg.to[0]))}", style="green")
+    else:
+        line.append(safe(_name(m, msg.sender)), style="bold cyan")
+    if msg.verified:
         line.append(" ✓", style="bold green")
     else:
         line.append(f" ? {t('未驗證', 'not verified')}", style="bold yellow")
     line.append(": ")
-    line.append(m.text if m.text is not None else f"[{m.mime}] {m.file or ''}")
+    line.append(safe(msg.text) if msg.text is not None else f"[{msg.mime}] {msg.file or ''}")
     return line
+
+
+def render_event(m: Messenger, ev: Event) -> Text | None:
+    if isinstance(ev, GroupChanged):
+        words = {
+            "create": t("建立了群組", "created the group"),
+            "invite": t("邀請了", "invited"),
+            "remove": t("移除了", "removed"),
+            "leave": t("離開了群組", "left the group"),
+            "admin": t("設為管理員：", "made admin:"),
+            "rename": t("將群組改名為", "renamed the group to"),
+            "rekey": t("更新了群組金鑰", "renewed the group key"),
+        }
+        who = ", ".join(safe(_name(m, fp)) for fp in ev.targets)
+        extra = safe(ev.name) if ev.event == "rename" else who
+        return Text.assemble(
+            (f"{_clock(ev.ts)} ", "dim"),
+            (f"#{safe(ev.name)} ", "magenta"),
+            (safe(_name(m, ev.actor)), "bold cyan"),
+            f" {words[ev.event]} {extra}".rstrip(),
+        )
+    return None
 
 
 def recv(
@@ -111,106 +235,224 @@ def recv(
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="Stop after this many seconds.")
     ] = None,
-    broker: Annotated[
-        str | None, typer.Option("--broker", help="Broker URL [the one in your config].")
-    ] = None,
-    keyserver: Annotated[str | None, typer.Option("--keyserver", help="Key server URL.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+    broker: BrokerOpt = None,
+    keyserver: KeyserverOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Print the messages waiting for you (oldest first) and exit; --follow keeps listening."""
+    """Print your unread messages (oldest first), then what waits at the broker; --follow
+    keeps listening."""
     configure("warning")
     state = State.of(ctx)
     if timeout is None and not follow:
         timeout = 30.0
-
-    def show(msg: Message) -> None:
-        if as_json:
-            emit_json(msg.to_json())
-        else:
-            console.print(_render(msg))
-
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
+        shown_ids: list[bytes] = []
+
+        def show(msg: Message) -> None:
+            if msg.id in shown_ids:
+                return
+            shown_ids.append(msg.id)
+            if as_json:
+                emit_json(msg.to_json(_name(m, msg.sender)))
+            else:
+                console.print(render(m, msg))
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, GroupChanged):
+                if as_json:
+                    emit_json(ev.to_json(_name(m, ev.actor)))
+                else:
+                    line = render_event(m, ev)
+                    if line is not None:
+                        console.print(line)
+            elif isinstance(ev, Refused):
+                if as_json:
+                    emit_json(
+                        {
+                            "kind": "refused",
+                            "id": ev.id.hex(),
+                            "from": ev.sender,
+                            "reason": ev.reason,
+                            "group": ev.group.hex() if ev.group else None,
+                        }
+                    )
+                else:
+                    err_console.print(
+                        Text.assemble(
+                            ("✗ ", "red"),
+                            t("已拒收", "refused"),
+                            f" {ev.id.hex()[:12]} ({ev.sender[:16]}): {safe(ev.reason)}",
+                        )
+                    )
+
+        for msg in m.store.unread():  # left unread by a `chat` with someone else
+            show(msg)
         try:
-            n = m.receive(show, follow=follow, timeout=timeout)
+            m.connect(min(timeout or 30.0, 60.0))
+            m.flush_and_wait([i.id for i in m.store.outbox("pending")], 10.0)
+        except BrokerError:
+            _report_links(m)
+            raise
+        try:
+            m.receive(show, follow=follow, timeout=timeout, on_event=on_event)
         except KeyboardInterrupt:
-            n = -1
-        for r in m.refused:
+            pass
+        m.store.mark_read(shown_ids)
+        held = [e for e in m.events if isinstance(e, Held)]
+        if held and not as_json:
+            n = len(held)
             err_console.print(
-                f"[red]✗[/] {t('已拒收', 'refused')} {r.id.hex()[:12]} "
-                f"({r.sender[:16]}): {r.reason}",
-                soft_wrap=True,
+                f"[dim]{t(f'{n} 則訊息在等金鑰', f'{n} message(s) wait for their key')}[/]"
             )
-        if n == 0 and not as_json:
+        if not shown_ids and not as_json:
             err_console.print(f"[dim]{t('沒有新訊息', 'no new messages')}[/]")
 
 
-def _render_shown(m: Messenger, s: Shown) -> Text:
-    return _render(
-        Message(
-            s.id,
-            s.sender,
-            m.name_of(s.sender),
-            s.recipients,
-            s.group,
-            s.kind,
-            s.text,
-            s.verified,
-            s.ts,
-        )
-    )
+def outbox(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """What waits to be sent (or failed), oldest first."""
+    state = State.of(ctx)
+    state.home.require()
+    store = LocalStore(state.home.path)
+    try:
+        items = store.outbox()
+    finally:
+        store.close()
+    for item in items:
+        if item.kind == "control":
+            continue
+        row = {
+            "id": item.id.hex(),
+            "to": item.target,
+            "kind": item.kind,
+            "text": item.payload.decode("utf-8", "replace") if item.kind == "text" else None,
+            "mime": item.mime,
+            "created": item.created,
+            "state": item.state,
+            "reason": item.reason,
+        }
+        if as_json:
+            emit_json(row)
+        else:
+            mark = ("…", "yellow") if item.state == "pending" else ("✗", "red")
+            console.print(
+                Text.assemble(
+                    mark,
+                    f" {_clock(int(item.created * 1000))} → {item.target[:16]}: ",
+                    safe(str(row["text"] or f"[{item.mime}]")),
+                    (f"  {safe(item.reason)}" if item.reason else "", "dim"),
+                )
+            )
+    if not items and not as_json:
+        err_console.print(f"[dim]{t('待傳送匣是空的', 'the outbox is empty')}[/]")
 
 
 def chat(
     ctx: typer.Context,
-    who: Annotated[str, typer.Argument(help="@name or fingerprint.")],
-    broker: Annotated[
-        str | None, typer.Option("--broker", help="Broker URL [the one in your config].")
-    ] = None,
-    keyserver: Annotated[str | None, typer.Option("--keyserver", help="Key server URL.")] = None,
+    who: Annotated[str, typer.Argument(help="@name, fingerprint or #group.")],
+    broker: BrokerOpt = None,
+    keyserver: KeyserverOpt = None,
     history: Annotated[int, typer.Option("--history", help="Earlier messages to show.")] = 20,
 ) -> None:
-    """Chat with someone: type a line and press Enter to send; /quit or Ctrl-D to leave."""
+    """Chat: type a line and press Enter to send; /quit or Ctrl-D to leave. Only this chat's
+    messages show here; others are counted and stay unread for `tits recv`."""
     configure("warning")
     state = State.of(ctx)
-    to, group = _resolve(state, who)
-    peer = to[0]
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
-        conn = m.connection()
-        pending = conn.welcome.pending if conn.welcome is not None else 0
-        console.rule(f"{m.name_of(peer)}  [dim]{peer}[/]")
-        for s in m.store.history(history, peer):
-            console.print(_render_shown(m, s))
-        poller = zmq.Poller()
-        poller.register(conn.sock, zmq.POLLIN)
-        poller.register(sys.stdin, zmq.POLLIN)
+        target = _target(m, who)
+        if target.startswith("#"):
+            conv = bytes.fromhex(target[1:])
+        else:
+            conv = direct_conversation_id(m.me, target)
+        console.rule(Text.assemble(_who(m, target), "  ", (target.lstrip("#"), "dim")))
+        for msg in m.store.history(conv, history):
+            console.print(render(m, msg, label=False))
+        m.store.mark_read(msg.id for msg in m.store.unread(conv))
+        m.connect(30.0)
+        asyncio.run_coroutine_threadsafe(_chat_loop(m, target, conv), m._loop).result()
+
+
+async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
+    """Runs on the client's loop: stdin and the broker, neither blocking the other."""
+    c = m.client
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    loop.add_reader(sys.stdin.fileno(), lambda: lines.put_nowait(sys.stdin.readline() or None))
+    others: dict[bytes, int] = {}
+    try:
         stdin_open = True
-        received = 0
-        last_ping = time.monotonic()
-        while stdin_open or received < pending:
-            events = dict(poller.poll(1000))
-            if conn.sock in events or conn.inbox:
-                items = [x for x in conn.poll(0) if isinstance(x, Incoming)]
-                if items:
-                    for msg in m.process(items):
-                        console.print(_render(msg))
-                    conn.ack(m.ackable(items))
-                    received += len(items)
-            if stdin_open and sys.stdin.fileno() in events:
-                line = sys.stdin.readline()
-                if not line or line.strip() in ("/quit", "/exit", "/q"):
+        while stdin_open or c.outbox.waiting(set(c.outbox._items)):
+            get_line = asyncio.ensure_future(lines.get()) if stdin_open else None
+            get_event = asyncio.ensure_future(c._events.get())
+            waiting = {f for f in (get_line, get_event) if f is not None}
+            done, pending = await asyncio.wait(
+                waiting, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+            )
+            for f in pending:
+                f.cancel()
+            if get_event in done:
+                _chat_event(m, get_event.result(), conv, others)
+            if get_line is not None and get_line in done:
+                line = get_line.result()
+                if line is None or line.strip() in ("/quit", "/exit", "/q"):
                     stdin_open = False
-                    poller.unregister(sys.stdin)
+                    loop.remove_reader(sys.stdin.fileno())
                     continue
                 text = line.rstrip("\n")
                 if text.strip():
-                    msg_id = m.send_text(to, text, group)
-                    for s in m.store.history(1, peer):
-                        if s.id == msg_id:
-                            console.print(_render_shown(m, s))
-            if time.monotonic() - last_ping > m.ping_s:
-                conn.ping()
-                last_ping = time.monotonic()
-            if not stdin_open and received >= pending:
+                    item = await c.send(target, text.encode())
+                    console.print(
+                        Text.assemble(
+                            (f"{_clock(int(time.time() * 1000))} ", "dim"),
+                            (t("我", "me"), "bold green"),
+                            ": ",
+                            safe(text),
+                            ("  …", "dim"),
+                        )
+                    )
+                    del item
+            if not stdin_open and not c.outbox.waiting(set(c.outbox._items)):
                 break
-        for r in m.refused:
-            err_console.print(f"[red]✗[/] {t('已拒收', 'refused')} ({r.sender[:16]}): {r.reason}")
+    finally:
+        try:
+            loop.remove_reader(sys.stdin.fileno())
+        except (ValueError, OSError):
+            pass
+
+
+def _chat_event(m: Messenger, ev: Event, conv: bytes, others: dict[bytes, int]) -> None:
+    if isinstance(ev, Shown):
+        msg = ev.message
+        if msg.conv == conv:
+            console.print(render(m, msg, label=False))
+            m.store.mark_read([msg.id])
+        else:
+            others[msg.conv] = others.get(msg.conv, 0) + 1
+            gstate = m.client.groups.state(msg.group) if msg.group else None
+            where = "#" + gstate.name if gstate else ("#?" if msg.group else _name(m, msg.sender))
+            err_console.print(
+                Text.assemble(
+                    ("● ", "yellow"),
+                    safe(where),
+                    " ",
+                    t(f"有 {others[msg.conv]} 則未讀訊息", f"{others[msg.conv]} unread"),
+                    (" (tits recv)", "dim"),
+                )
+            )
+    elif isinstance(ev, Refused):
+        err_console.print(
+            Text.assemble(
+                ("✗ ", "red"), t("已拒收", "refused"), f" ({ev.sender[:16]}): {safe(ev.reason)}"
+            )
+        )
+    elif isinstance(ev, GroupChanged) and ev.group == conv:
+        line = render_event(m, ev)
+        if line is not None:
+            console.print(line)
+    elif isinstance(ev, LinkEvent) and ev.state == "unreachable":
+        err_console.print(
+            Text.assemble(
+                ("! ", "yellow"),
+                t("連線中斷，正在重新連線", "link lost, reconnecting"),
+                f" ({safe(ev.detail)})",
+            )
+        )

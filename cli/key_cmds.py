@@ -53,7 +53,7 @@ def publish(ctx: typer.Context, keyserver: KeyserverOpt = None, as_json: JsonOpt
     kc = _client(home, keyserver)
     key = kc.publish_key(home.identity.export_public(fp))
     cert, cert_bytes, sig = home.certificate
-    dev = kc.publish_device(cert_bytes, sig)
+    dev = kc.publish_device(cert_bytes, sig, home.device.prove(cert_bytes))  # see tits.device
     if as_json:
         emit_json(
             {
@@ -217,7 +217,7 @@ def contact_remove(
 def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List your contacts."""
     home = State.of(ctx).home
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pet, fp in Contacts(home.path).list():
         info = home.identity.key_info(fp) if (home.path / "gnupg").exists() else None
         rows.append(
@@ -247,3 +247,42 @@ def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         )
         table.add_row(Text("@" + r["name"]), r["fingerprint"], Text(uid))
     console.print(table)
+
+
+def _grouped(fp: str) -> str:
+    """A fingerprint in groups of four, for reading aloud and comparing."""
+    return " ".join(fp[i : i + 4] for i in range(0, len(fp), 4))
+
+
+@contact_app.command("confirm")
+def contact_confirm(
+    ctx: typer.Context,
+    who: Annotated[str, typer.Argument(help="@name or fingerprint you compared in person.")],
+    yes: Annotated[bool, typer.Option("--yes", help="You already compared it; don't ask.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark a fingerprint as confirmed, after comparing it with its owner (in person or on a
+    call). Secure groups take confirmed people only; if their key changes later, secure groups
+    stop sending to them until you confirm again."""
+    from tits.client.store import LocalStore
+
+    home = State.of(ctx).home
+    home.require()
+    fp = Contacts(home.path).resolve(who)
+    if not home.identity.has_key(fp):
+        raise ConfigError(
+            t(f"還沒有這把金鑰：tits key fetch {fp}", f"no key for {fp} yet: `tits key fetch {fp}`")
+        )
+    if not yes and not as_json:
+        console.print(f"{t('指紋', 'fingerprint')}: [bold]{_grouped(fp)}[/]")
+        if not typer.confirm(t("和對方核對過一樣嗎？", "Is it the same as theirs?"), default=False):
+            raise typer.Exit(1)
+    store = LocalStore(home.path)
+    try:
+        store.confirm(fp, home.identity.subkeys(fp))
+    finally:
+        store.close()
+    if as_json:
+        emit_json({"confirmed": fp})
+    else:
+        console.print(f"[bold green]✓[/] {t('已確認', 'confirmed')} {_grouped(fp)}")

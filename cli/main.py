@@ -9,7 +9,7 @@ import typer
 
 from tits.errors import TitsError
 
-from . import chat_cmds, cloud_cmds, identity_cmds, key_cmds
+from . import chat_cmds, cloud_cmds, group_cmds, identity_cmds, key_cmds
 from .context import State
 from .output import fail
 
@@ -42,7 +42,9 @@ app.add_typer(key_cmds.contact_app, name="contact")
 app.command()(chat_cmds.send)
 app.command()(chat_cmds.recv)
 app.add_typer(cloud_cmds.cloud_app, name="cloud")
+app.add_typer(group_cmds.group_app, name="group")
 app.command()(chat_cmds.chat)
+app.command()(chat_cmds.outbox)
 
 
 def main() -> None:

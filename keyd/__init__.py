@@ -6,6 +6,7 @@ One small module per concern:
     validate.py  GnuPG as the judge of an upload, in throwaway homes; device signature checks
     store.py     SQLite (WAL): armored keys and precomputed lookup rows, device certificates
     service.py   policy: what is searched, accepted, merged, refused (and with which status)
+    limits.py    per-client token buckets for uploads and searches (429 + Retry-After)
     fallback.py  read-only `op=get` to configured public key servers on a miss
     http.py      aiohttp routes: /pks/lookup, /pks/add, /tits/devices, /tits/revocations
     server.py    lifecycle: bind, ready.json, SIGTERM

@@ -5,6 +5,11 @@
     data = "/var/lib/tits-keyd"   # --data: SQLite store, ready.json, throwaway GnuPG homes
     fallback = []             # --fallback URL (repeatable): read-only key servers asked on a miss
     max_upload = 1048576      # --max-upload: bytes accepted by POST /pks/add (else 413)
+    upload_rate = 1.0         # --upload-rate: uploads a second one client address may make ...
+    upload_burst = 60         # --upload-burst: ... after a burst of this many (else 429)
+    search_rate = 5.0         # --search-rate: op=index/vindex searches a second per client ...
+    search_burst = 60         # --search-burst: ... after a burst of this many (else 429)
+    trusted_proxies = []      # --trusted-proxy ADDR (repeatable): whose X-Forwarded-For counts
     log_level = "info"        # --log-level
     log_json = false          # --log-json
 
@@ -13,6 +18,7 @@ An unknown key or a value of the wrong type is an error, not a warning.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,6 +30,8 @@ from tits.errors import ConfigError
 
 DEFAULT_PORT = 11371
 DEFAULT_MAX_UPLOAD = 1024 * 1024
+MAX_RATE = 100_000.0
+MAX_BURST = 1_000_000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -39,6 +47,11 @@ class KeydConfig:
     data: Path = field(default_factory=default_data_dir)
     fallback: list[str] = field(default_factory=list)
     max_upload: int = DEFAULT_MAX_UPLOAD
+    upload_rate: float = 1.0
+    upload_burst: int = 60
+    search_rate: float = 5.0
+    search_burst: int = 60
+    trusted_proxies: list[str] = field(default_factory=list)
     log_level: str = "info"
     log_json: bool = False
 
@@ -56,6 +69,25 @@ class KeydConfig:
             raise ConfigError("max_upload must be an integer")
         if not 1024 <= self.max_upload <= 64 * 1024 * 1024:
             raise ConfigError("max_upload must be between 1024 and 67108864 bytes")
+        for what in ("upload", "search"):
+            rate, burst = getattr(self, f"{what}_rate"), getattr(self, f"{what}_burst")
+            if isinstance(rate, bool) or not isinstance(rate, int | float):
+                raise ConfigError(f"{what}_rate must be a number (per second)")
+            if not 0 < rate <= MAX_RATE:
+                raise ConfigError(f"{what}_rate must be above 0 and at most {MAX_RATE:.0f}")
+            if isinstance(burst, bool) or not isinstance(burst, int):
+                raise ConfigError(f"{what}_burst must be an integer")
+            if not 1 <= burst <= MAX_BURST:
+                raise ConfigError(f"{what}_burst must be between 1 and {MAX_BURST}")
+            setattr(self, f"{what}_rate", float(rate))
+        if not isinstance(self.trusted_proxies, list) or not all(
+            isinstance(a, str) for a in self.trusted_proxies
+        ):
+            raise ConfigError("trusted_proxies must be a list of IP addresses")
+        try:
+            self.trusted_proxies = [str(ipaddress.ip_address(a)) for a in self.trusted_proxies]
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies: {exc}") from None
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if not isinstance(self.log_json, bool):

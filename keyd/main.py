@@ -30,6 +30,16 @@ def parser() -> argparse.ArgumentParser:
         help="read-only key server asked on a miss (hkp://, hkps://); repeatable",
     )
     p.add_argument("--max-upload", type=int, help="largest accepted upload in bytes [1048576]")
+    p.add_argument("--upload-rate", type=float, help="uploads a second per client [1.0]")
+    p.add_argument("--upload-burst", type=int, help="uploads a client may make at once [60]")
+    p.add_argument("--search-rate", type=float, help="searches a second per client [5.0]")
+    p.add_argument("--search-burst", type=int, help="searches a client may make at once [60]")
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDR",
+        help="reverse proxy whose X-Forwarded-For names the client; repeatable",
+    )
     p.add_argument("--log-level", choices=keyd_config.LOG_LEVELS, help="[info]")
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines to stderr")
     return p
@@ -45,6 +55,11 @@ def main(argv: list[str] | None = None) -> None:
             data=args.data,
             fallback=args.fallback,
             max_upload=args.max_upload,
+            upload_rate=args.upload_rate,
+            upload_burst=args.upload_burst,
+            search_rate=args.search_rate,
+            search_burst=args.search_burst,
+            trusted_proxies=args.trusted_proxy,
             log_level=args.log_level,
             log_json=args.log_json,
         )

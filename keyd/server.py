@@ -21,6 +21,7 @@ from aiohttp import web
 from .config import KeydConfig, base_url
 from .fallback import Fallback
 from .http import make_app
+from .limits import RateLimiter
 from .service import KeyService
 from .store import Store
 from .validate import KeyValidator
@@ -59,7 +60,13 @@ class KeyServer:
         self._store = Store(self.data / "keys.sqlite")
         self._fallback = Fallback(self.config.fallback)
         service = KeyService(self._store, KeyValidator(scratch), self._fallback)
-        app = make_app(service, self.config.max_upload)
+        app = make_app(
+            service,
+            self.config.max_upload,
+            uploads=RateLimiter(self.config.upload_rate, self.config.upload_burst),
+            searches=RateLimiter(self.config.search_rate, self.config.search_burst),
+            trusted_proxies=frozenset(self.config.trusted_proxies),
+        )
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
         )

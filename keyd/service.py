@@ -4,8 +4,14 @@ Policy, decided here and documented for operators:
 
 * Searches are exact: `0x` + 40-hex fingerprint, `0x` + 16-hex long key id (primary or subkey),
   or an email address (with or without `<>`, case-insensitive). `op=index` also takes a piece of
-  a user id (at least 3 characters, at most 100 keys answered). Short key ids, wildcards (`*`),
+  a user id: at least 3 characters (shorter Latin text is enumeration), or 1–2 CJK ideographs,
+  since most Chinese names are 2–3 of them (`林`, `王小明`); at most 100 keys answered, at most
+  20 for a 1–2 ideograph search (a common surname matches many). Searches are budgeted per
+  client (see below). Short key ids, wildcards (`*`),
   empty searches, searches over 256 characters and control characters are refused (400).
+* Each client address (an IPv6 client: its /64) has a budget of uploads and of searches
+  (`op=index`/`op=vindex`; `op=get` is free), token buckets set in the config; over it: 429
+  with Retry-After. A malformed upload body (not UTF-8, multipart that does not parse) is 400.
 * One key per upload: stock `gpg --send-keys` sends each key in its own request, so an upload
   holding several keys is refused (400) rather than half-accepted.
 * Uploads are public keys only (a secret key is refused, 422), v4, within the size cap (413).
@@ -14,8 +20,12 @@ Policy, decided here and documented for operators:
   merged by GnuPG: only that key's own new self-signatures, user ids, subkeys and revocations
   can be added; nothing is ever removed.
 * Device certificates are accepted only with a detached signature by the identity they name,
-  whose key keyd already holds; a revocation is accepted only when signed by that identity,
-  and is permanent: a revoked device stays revoked and is served marked so.
+  whose key keyd already holds, and with a proof of possession: the device key's signature
+  over the certificate (`tits.device`), so nobody can certify someone else's device public
+  key as their own (no proof: 400 `no-proof`; a wrong one: 403 `bad-proof`). Devices stored
+  before proofs existed are served with `"proof": null` until their owner publishes again.
+  A revocation is accepted only when signed by that identity, and is permanent: a revoked
+  device stays revoked and is served marked so.
 """
 
 from __future__ import annotations
@@ -25,13 +35,14 @@ import base64
 import binascii
 import re
 import time
+import unicodedata
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from tits.device import Certificate, Revocation
+from tits.device import PROOF_BYTES, Certificate, Revocation
 from tits.errors import VerificationError
 from tits.log import sanitise
 
@@ -43,11 +54,13 @@ from .validate import KeyValidator, ValidationError, email_of
 MAX_SEARCH = 256
 MIN_TEXT_SEARCH = 3
 MAX_RESULTS = 100
+MAX_SHORT_RESULTS = 20  # for a search of 1–2 CJK ideographs
 MAX_DEVICES_PER_IDENTITY = 64
 MAX_REVOCATIONS_PER_IDENTITY = 1024
 MAX_CERTIFICATE_BYTES = 1024
 MAX_SIGNATURE_BYTES = 8192
 CLOCK_SKEW = 300
+PARSE_WORKERS = 2
 
 _FPR_RE = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{40})\Z")
 _KEYID_RE = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{16})\Z")
@@ -59,13 +72,21 @@ log = structlog.get_logger("keyd")
 
 
 class KeydError(Exception):
-    """A request keyd refuses: HTTP status, a short code and a message for the client."""
+    """A request keyd refuses: HTTP status, a short code and a message for the client;
+    `retry_after` (seconds) for a client over its budget (429)."""
 
-    def __init__(self, status: int, message: str, code: str = "bad-request") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str = "bad-request",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -97,9 +118,18 @@ def parse_search(raw: str | None, exact: bool) -> Search:
         return Search("email", m.group(1).lower())
     if exact:
         raise KeydError(400, "op=get takes a fingerprint, a long key id or an email address")
-    if len(text) < MIN_TEXT_SEARCH:
-        raise KeydError(400, f"search at least {MIN_TEXT_SEARCH} characters of a user id")
+    if len(text) < MIN_TEXT_SEARCH and not all(is_ideograph(c) for c in text):
+        raise KeydError(
+            400, f"search at least {MIN_TEXT_SEARCH} characters of a user id (or a Chinese name)"
+        )
     return Search("text", text)
+
+
+def is_ideograph(char: str) -> bool:
+    """A CJK (unified or compatibility) ideograph: 林, 王, 𠀋 — not kana, hangul or punctuation."""
+    return unicodedata.name(char, "").startswith(
+        ("CJK UNIFIED IDEOGRAPH-", "CJK COMPATIBILITY IDEOGRAPH-")
+    )
 
 
 def parse_fingerprint(value: str) -> str:
@@ -137,6 +167,7 @@ class KeyService:
         self.validator = validator
         self.fallback = fallback
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._parsing = asyncio.Semaphore(PARSE_WORKERS)  # dearmoring threads at once
 
     def _lock(self, fp: str) -> asyncio.Lock:
         lock = self._locks.get(fp)
@@ -154,7 +185,8 @@ class KeyService:
             return self.store.by_keyid(search.value)
         if search.kind == "email":
             return self.store.by_email(search.value, MAX_RESULTS)
-        return self.store.by_text(search.value, MAX_RESULTS)
+        short = len(search.value) < MIN_TEXT_SEARCH
+        return self.store.by_text(search.value, MAX_SHORT_RESULTS if short else MAX_RESULTS)
 
     async def find(self, search: Search) -> list[str]:
         found = self._find(search)
@@ -219,7 +251,8 @@ class KeyService:
         if not keytext:
             raise KeydError(400, "missing keytext field")
         try:
-            keys = openpgp.parse_armored_keys(keytext)
+            async with self._parsing:  # 0.28 s a MiB of pure Python: never on the loop
+                keys = await asyncio.to_thread(openpgp.parse_armored_keys, keytext)
         except openpgp.SecretKeyError as exc:
             raise KeydError(422, str(exc), "secret-key") from None
         except openpgp.PacketError as exc:
@@ -272,6 +305,14 @@ class KeyService:
             raise KeydError(400, "expected a JSON object")
         data = _b64(body.get("certificate"), "certificate", MAX_CERTIFICATE_BYTES)
         signature = _signature(body.get("signature"))
+        if body.get("proof") is None:
+            raise KeydError(
+                400,
+                "a device certificate needs a proof of possession (the device key's signature "
+                "over it); upgrade the client and publish again",
+                "no-proof",
+            )
+        proof = _b64(body.get("proof"), "proof", PROOF_BYTES)
         try:
             cert = Certificate.parse(data)
         except VerificationError as exc:
@@ -281,6 +322,15 @@ class KeyService:
             raise KeydError(422, "device certificate has expired", "expired")
         if cert.created > now + CLOCK_SKEW or cert.expires <= cert.created:
             raise KeydError(422, "device certificate dates are impossible", "bad-certificate")
+        try:
+            cert.check_proof(proof)  # before gpg: it costs ~50 µs
+        except VerificationError as exc:
+            log.warning("device.unproven", identity=cert.identity, device=cert.device)
+            raise KeydError(
+                403,
+                f"{exc.message}: only the holder of a device key can publish it",
+                "bad-proof",
+            ) from None
         armored = self._identity_key(cert.identity)
         try:
             await self.validator.verify_signed(armored, data, signature, cert.identity)
@@ -296,8 +346,9 @@ class KeyService:
             if known is not None and known > cert.created:
                 raise KeydError(409, "a newer certificate for this device is stored", "stale")
             self.store.put_device(
-                cert.identity, cert.device, data, signature, cert.name, cert.created, cert.expires
-            )
+                cert.identity, cert.device, data, signature, cert.name, cert.created,
+                cert.expires, proof,
+            )  # fmt: skip
         log.info("device.published", identity=cert.identity, device=cert.device)
         revoked = self.store.is_revoked(cert.identity, cert.device)
         return {"identity": cert.identity, "device": cert.device, "revoked": revoked}
@@ -338,6 +389,7 @@ class KeyService:
                     "expires": d.expires,
                     "certificate": base64.b64encode(d.certificate).decode("ascii"),
                     "signature": d.signature,
+                    "proof": base64.b64encode(d.proof).decode("ascii") if d.proof else None,
                     "revoked": d.revocation is not None,
                     "revocation": (
                         base64.b64encode(d.revocation).decode("ascii") if d.revocation else None

@@ -7,7 +7,8 @@ Tables:
     keys          fingerprint → armored and binary key, pub-row fields, uid rows, vindex text
     keyids        long key id (primary and subkeys) → fingerprint
     uids          fingerprint, user id, lower-case email, case-folded user id (for searches)
-    devices       (identity, device) → certificate bytes, armored signature, created, expires
+    devices       (identity, device) → certificate bytes, armored signature, created, expires,
+                  proof of possession (NULL for rows stored before proofs were required)
     revocations   (identity, device) → revocation bytes, armored signature, revoked time
 """
 
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS devices (
     created     INTEGER NOT NULL,
     expires     INTEGER NOT NULL,
     published   INTEGER NOT NULL,
+    proof       BLOB,
     PRIMARY KEY (identity, device)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS revocations (
@@ -79,6 +81,7 @@ class DeviceRow:
     name: str
     created: int
     expires: int
+    proof: bytes | None
     revocation: bytes | None
     revocation_signature: str | None
     revoked_at: int | None
@@ -98,6 +101,9 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(devices)")}
+        if "proof" not in columns:  # a store from before proofs of possession
+            self.db.execute("ALTER TABLE devices ADD COLUMN proof BLOB")
 
     def close(self) -> None:
         self.db.close()
@@ -194,14 +200,15 @@ class Store:
         name: str,
         created: int,
         expires: int,
+        proof: bytes,
     ) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(
                 "INSERT OR REPLACE INTO devices (identity, device, certificate, signature, name, "
-                "created, expires, published) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created, expires, published, proof) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (identity, device, certificate, signature, name, created, expires,
-                 int(time.time())),
+                 int(time.time()), proof),
             )  # fmt: skip
 
     def device_created(self, identity: str, device: str) -> int | None:
@@ -244,7 +251,7 @@ class Store:
     def devices(self, identity: str) -> list[DeviceRow]:
         rows = self.db.execute(
             "SELECT d.identity, d.device, d.certificate, d.signature, d.name, d.created, "
-            "d.expires, r.revocation, r.signature, r.revoked FROM devices d "
+            "d.expires, d.proof, r.revocation, r.signature, r.revoked FROM devices d "
             "LEFT JOIN revocations r ON r.identity = d.identity AND r.device = d.device "
             "WHERE d.identity = ? ORDER BY d.created, d.device",
             (identity,),

@@ -201,7 +201,7 @@ class KeyValidator:
         )  # fmt: skip
         if rc != 0:
             raise ValidationError(f"GnuPG could not list key {fp}")
-        merged = openpgp.split_keys(binary)
+        merged = await asyncio.to_thread(openpgp.split_keys, binary)  # parsing: off the loop
         if len(merged) != 1 or merged[0].fingerprint != fp:
             raise ValidationError(f"GnuPG returned something other than key {fp}")
         kept_uids = set(merged[0].user_ids)
@@ -217,7 +217,9 @@ class KeyValidator:
                 raise ValidationError(
                     f"subkey {sub} is not bound to {fp} by a valid signature of that key"
                 )
-        return _build(fp, binary, listing.decode("utf-8", "replace"), key.stripped)
+        return await asyncio.to_thread(
+            _build, fp, binary, listing.decode("utf-8", "replace"), key.stripped
+        )
 
     async def verify_signed(
         self, armored_key: str, data: bytes, signature: str, expected: str

@@ -138,8 +138,11 @@ class BrokerProc:
             return resp.status, resp.headers.get("Content-Type", ""), resp.read()
 
     def cleanup(self) -> None:
+        from tits.broker.login import close_login_home, login_home_path
+
         self.stop()
         kill_agent(self.data / "gnupg")
+        close_login_home(login_home_path(self.data))  # left by a kill -9
 
 
 @pytest.fixture(name="broker")

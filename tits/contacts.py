@@ -8,6 +8,7 @@ case-insensitively and are unique that way. `resolve` is what `tits send WHO` ca
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -102,7 +103,7 @@ class Contacts:
         """(name, fingerprint) pairs, sorted by name."""
         return sorted(self._load().items(), key=lambda item: item[0].casefold())
 
-    def names_for(self, fingerprint: str) -> list[str]:
+    def names_for(self, fingerprint: str) -> builtins.list[str]:
         fp = normalise_fingerprint(fingerprint)
         return [n for n, f in self.list() if f == fp]
 

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from rich.progress import Progress
 
-    from tits.cli.messenger import Message, Messenger
+    from tits.client.blocking import Message, Messenger
 
     from .home import Home
     from .keyclient import KeyClient
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                      keyserver=kinfo["url"])  # fmt: skip
             kc.publish_key(h.identity.export_public(h.fingerprint))
             _, cert_bytes, sig = h.certificate
-            kc.publish_device(cert_bytes, sig)
+            kc.publish_device(cert_bytes, sig, h.device.prove(cert_bytes))
             homes[who] = h
             console.print(f"  {name}: [bold]{h.fingerprint}[/] @ broker {where[who]['id'][:16]}…")
         people = {who: Messenger(h) for who, h in homes.items()}
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         def show(msg: Message, listener: Messenger) -> None:
             line = Text()
             line.append(time.strftime("%H:%M:%S ", time.localtime(msg.ts / 1000)), style="dim")
-            line.append(msg.sender_name, style="bold cyan")
+            line.append(listener.name_of(msg.sender), style="bold cyan")
             line.append(" ✓" if msg.verified else " ? 未驗證", style="bold green")
             line.append(f" → {listener.name_of(msg.to[0])}: ", style="dim")
             line.append(msg.text or "")
@@ -99,20 +99,13 @@ def main(argv: list[str] | None = None) -> None:
             to = homes[other[who]].fingerprint
             people[who].send_text([to], text)
             listener = people[other[who]]
-            conn = listener.connection()
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                items = [x for x in conn.poll(0.5) if hasattr(x, "envelope")]
-                if items:
-                    shown = listener.process(items)  # type: ignore[arg-type]
-                    conn.ack(listener.ackable(items))  # type: ignore[arg-type]
-                    for m in shown:
-                        show(m, listener)
-                    if shown:
-                        return
+            got: list[Message] = []
+            listener.receive(got.append, follow=True, timeout=10, until=lambda: bool(got))
+            for m in got:
+                show(m, listener)
 
         for who in people:
-            people[who].connection()  # both online: they show on the status page
+            people[who].connect()  # both online: they show on the status page
         console.print(Panel("Alice 陳 ⇄ Bob 林, across the cloud", expand=False))
         for who, text in SCRIPT:
             say(who, text)

@@ -10,6 +10,14 @@ The certificate is a short canonical text, so anyone can check it with plain
     created: <unix seconds>
     expires: <unix seconds>
 
+Proof of possession: the identity's signature says "this key is my device", but anyone can
+copy a device's *public* key into a certificate of their own. So a certificate travels with a
+proof, the device key's Ed25519 signature over ``PROOF_CONTEXT + certificate bytes``
+(`DeviceKey.prove`, `Certificate.check_proof`): only the holder of the private key can ask to
+be a device of that identity. keyd refuses a certificate without one. The proof is not in the
+certificate, so certificates signed before it existed stay valid: a home re-makes the proof
+from its device key whenever it publishes (the signature is deterministic, ~20 µs).
+
 Per-message signatures use the device key (tens of µs in process); GnuPG is only needed once
 per certificate, and `CertificateCache` remembers certificates already checked. Ed25519 comes
 from PyNaCl (libsodium): its verify is about twice as fast as `cryptography`'s here (54 vs
@@ -36,6 +44,8 @@ from .identity import Identity, normalise_fingerprint
 
 CERT_MAGIC = "tits-device-certificate-v1"
 REVOKE_MAGIC = "tits-device-revocation-v1"
+PROOF_CONTEXT = b"tits-device-proof-v1\n"  # no message a device signs starts so (msgpack)
+PROOF_BYTES = 64
 DEFAULT_LIFETIME = 2 * 365 * 24 * 3600
 _NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}\Z")
 
@@ -74,6 +84,18 @@ class Certificate:
             f"created: {self.created}\n"
             f"expires: {self.expires}\n"
         ).encode()
+
+    def check_proof(self, proof: bytes) -> None:
+        """Raise VerificationError unless `proof` is the certified device key's signature over
+        this certificate: whoever sent it holds that key's private half."""
+        if not isinstance(proof, bytes) or len(proof) != PROOF_BYTES:
+            raise VerificationError(f"device {self.device}: no proof of possession")
+        try:
+            VerifyKey(self.public_key).verify(PROOF_CONTEXT + self.to_bytes(), proof)
+        except (BadSignatureError, NaclValueError, TypeError, ValueError):
+            raise VerificationError(
+                f"device {self.device}: the proof of possession is not by the device key"
+            ) from None
 
     @classmethod
     def parse(cls, data: bytes) -> Certificate:
@@ -154,6 +176,10 @@ class DeviceKey:
     def sign(self, data: bytes) -> bytes:
         return self._private.sign(data).signature
 
+    def prove(self, cert_bytes: bytes) -> bytes:
+        """The proof of possession that goes with a certificate of this key (64 bytes)."""
+        return self.sign(PROOF_CONTEXT + cert_bytes)
+
     def certify(
         self, identity: Identity, fingerprint: str, name: str, lifetime: int = DEFAULT_LIFETIME
     ) -> tuple[Certificate, str]:
@@ -183,8 +209,14 @@ class CertificateCache:
         self._keys: dict[tuple[str, str], VerifyKey] = {}
 
     def add(
-        self, cert_bytes: bytes, signature: str | bytes, expected_identity: str | None = None
+        self,
+        cert_bytes: bytes,
+        signature: str | bytes,
+        expected_identity: str | None = None,
+        proof: bytes | None = None,
     ) -> Certificate:
+        """Check and remember a certificate; with `proof`, also its proof of possession
+        (checked first: it costs no gpg call)."""
         cert = Certificate.parse(cert_bytes)
         if expected_identity is not None and cert.identity != normalise_fingerprint(
             expected_identity
@@ -192,6 +224,8 @@ class CertificateCache:
             raise VerificationError(
                 f"certificate names {cert.identity}, expected {expected_identity}"
             )
+        if proof is not None:
+            cert.check_proof(proof)
         key = (cert.identity, cert.device)
         known = self._certs.get(key)
         if known is None or known.to_bytes() != cert_bytes:

@@ -116,6 +116,15 @@ class Identity:
                 return KeyInfo(fp, name, email, False)
         return None
 
+    def subkeys(self, fingerprint: str) -> list[str]:
+        """The key ids of `fingerprint`'s subkeys: what changes when its owner (or someone
+        pretending to be them) replaces the encryption key under the same fingerprint."""
+        fp = normalise_fingerprint(fingerprint)
+        for k in self.gpg.list_keys(keys=[fp]):
+            if k["fingerprint"] == fp:
+                return sorted(str(s[0]) for s in k.get("subkeys", []))
+        return []
+
     def has_key(self, fingerprint: str) -> bool:
         return self.key_info(fingerprint) is not None
 
@@ -162,12 +171,17 @@ class Identity:
         self._require_signer(result, expected)
 
     @staticmethod
-    def _require_signer(result: gnupg.Verify, expected: str) -> None:
+    def _require_signer(result: gnupg.Verify, expected: str, decrypted: bool = False) -> None:
         signers = {
             (info.get("pubkey_fingerprint") or info.get("fingerprint") or "").upper()
             for info in result.sig_info.values()
         }
-        if not result.valid or result.problems:
+        problems = result.problems
+        if decrypted:
+            # a message to many recipients names every one of them: "no secret key" for
+            # the others' keys is how gpg says it found ours among them
+            problems = [p for p in problems if p.get("status") != "no secret key"]
+        if not result.valid or problems:
             raise VerificationError(f"signature not valid ({result.status or 'no signature'})")
         if signers != {expected} or (result.pubkey_fingerprint or "").upper() != expected:
             raise VerificationError(
@@ -196,6 +210,23 @@ class Identity:
             raise IdentityError(f"GnuPG could not encrypt to {recipient}: {result.status}")
         return str(result)
 
+    def encrypt_to_many(
+        self, data: bytes, recipients: list[str], signer: str, passphrase: str | None = None
+    ) -> str:
+        """One OpenPGP message, signed by `signer`, that each recipient opens with plain
+        `gpg --decrypt`: one gpg process for a whole group instead of one per member."""
+        result = self.gpg.encrypt(
+            data,
+            sorted({normalise_fingerprint(r) for r in recipients}),
+            sign=normalise_fingerprint(signer),
+            always_trust=True,
+            armor=True,
+            passphrase=passphrase,
+        )
+        if not result.ok:
+            raise IdentityError(f"GnuPG could not encrypt to {len(recipients)}: {result.status}")
+        return str(result)
+
     def decrypt_from(
         self, armored: str | bytes, expected_signer: str | None, passphrase: str | None = None
     ) -> bytes:
@@ -204,5 +235,5 @@ class Identity:
         if not result.ok:
             raise VerificationError(f"cannot decrypt: {result.status or 'not an OpenPGP message'}")
         if expected_signer is not None:
-            self._require_signer(result, normalise_fingerprint(expected_signer))
+            self._require_signer(result, normalise_fingerprint(expected_signer), decrypted=True)
         return result.data

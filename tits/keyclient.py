@@ -5,9 +5,11 @@
     kc.search(query) -> list[dict]           {"fingerprint", "uids", "algo", "bits", "created",
                                               "expires", "revoked", "expired"}; [] if none
     kc.publish_key(armored) -> dict          {"fingerprint", "status", "stripped"}
-    kc.publish_device(cert_bytes, signature) -> dict
+    kc.publish_device(cert_bytes, signature, proof) -> dict    proof: `DeviceKey.prove(cert)`
     kc.devices(fp) -> list[dict]             each {"device", "name", "certificate" (base64),
-                                              "signature", "revoked", "created", "expires", ...}
+                                              "signature", "proof", "revoked", "created",
+                                              "expires", ...}: only devices of `fp` whose
+                                              proof of possession checks (or revoked ones)
     kc.revoke_device(rev_bytes, signature) -> dict
 
 It only ever talks to the one server it was given (our own keyd); it has no code path that
@@ -24,7 +26,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from .errors import KeyServerError
+from .device import Certificate
+from .errors import KeyServerError, VerificationError
 from .identity import normalise_fingerprint
 
 DEFAULT_TIMEOUT = 10.0
@@ -173,18 +176,38 @@ class KeyClient:
 
     # -- device certificates -------------------------------------------------------------------
 
-    def publish_device(self, cert_bytes: bytes, signature: str) -> dict[str, Any]:
-        payload = {"certificate": base64.b64encode(cert_bytes).decode(), "signature": signature}
+    def publish_device(self, cert_bytes: bytes, signature: str, proof: bytes) -> dict[str, Any]:
+        """Publish a device certificate with its proof of possession (`DeviceKey.prove`)."""
+        payload = {
+            "certificate": base64.b64encode(cert_bytes).decode(),
+            "signature": signature,
+            "proof": base64.b64encode(proof).decode(),
+        }
         return dict(self._json("POST", "/tits/devices", payload))
 
     def devices(self, fingerprint: str) -> list[dict[str, Any]]:
+        """`fingerprint`'s devices as the server lists them, less any whose certificate names
+        someone else or whose proof of possession does not check (a server that kept one
+        from before proofs, or lies): the identity's signature is still the caller's to
+        check. Revoked devices are kept, so the caller learns they are revoked."""
         fp = normalise_fingerprint(fingerprint)
         result = self._json("GET", f"/tits/devices/{fp}")
         devices = result.get("devices") if isinstance(result, dict) else None
         if not isinstance(devices, list):
             raise KeyServerError(f"key server {self.base_url} sent a malformed device list")
-        return devices
+        return [d for d in devices if isinstance(d, dict) and (_proven(d, fp) or d.get("revoked"))]
 
     def revoke_device(self, rev_bytes: bytes, signature: str) -> dict[str, Any]:
         payload = {"revocation": base64.b64encode(rev_bytes).decode(), "signature": signature}
         return dict(self._json("POST", "/tits/revocations", payload))
+
+
+def _proven(entry: dict[str, Any], fingerprint: str) -> bool:
+    try:
+        cert = Certificate.parse(base64.b64decode(entry["certificate"], validate=True))
+        if cert.identity != fingerprint or cert.device != entry.get("device"):
+            return False
+        cert.check_proof(base64.b64decode(entry["proof"] or "", validate=True))
+    except (KeyError, TypeError, ValueError, VerificationError):
+        return False
+    return True

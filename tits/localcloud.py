@@ -185,3 +185,7 @@ class LocalCloud:
         for home in self.data.glob("*/gnupg"):  # the servers' gpg-agents outlive them
             subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
                            capture_output=True, check=False)  # fmt: skip
+        from tits.broker.login import close_login_home, login_home_path
+
+        for data in self.data.glob("broker*"):  # and a broker's login home in RAM
+            close_login_home(login_home_path(data))

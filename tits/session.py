@@ -30,7 +30,7 @@ def direct_conversation_id(a: str, b: str) -> bytes:
     return wire.sha256(("direct:" + ":".join(sorted((a, b)))).encode())[:16]
 
 
-class _KeyFile(msgspec.Struct):
+class KeyFile(msgspec.Struct):
     """What a wrapped session key holds (JSON, so `gpg --decrypt` shows something legible)."""
 
     conversation: str  # hex
@@ -41,6 +41,8 @@ class _KeyFile(msgspec.Struct):
     expires: float
     secure: bool
     members: list[str] = []
+    creator: str = ""  # the member who made it
+    basis: str = ""  # for a group: the membership-log entry (hash hex) it was made for
 
 
 @dataclass
@@ -53,11 +55,15 @@ class SessionKey:
     expires: float = 0.0  # 0: until membership changes (normal chats)
     secure: bool = False
     members: list[str] = field(default_factory=list)
+    creator: str = ""
+    basis: str = ""
 
     def __post_init__(self) -> None:
         if len(self.key) != 32 or self.alg not in ALGORITHMS:
             raise DecryptionError("unusable session key")
-        self._aead = ALGORITHMS[self.alg](self.key)
+        self._aead: AESGCM | ChaCha20Poly1305 = (
+            AESGCM(self.key) if self.alg == "aes256gcm" else ChaCha20Poly1305(self.key)
+        )
 
     @classmethod
     def generate(
@@ -69,6 +75,8 @@ class SessionKey:
         lifetime: float = 0.0,
         members: list[str] | None = None,
         alg: str = "aes256gcm",
+        creator: str = "",
+        basis: str = "",
     ) -> SessionKey:
         now = time.time()
         return cls(
@@ -80,6 +88,8 @@ class SessionKey:
             now + lifetime if lifetime else 0.0,
             secure,
             sorted(members or []),
+            creator,
+            basis,
         )
 
     def expired(self, now: float | None = None) -> bool:
@@ -87,7 +97,7 @@ class SessionKey:
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(
-            _KeyFile(
+            KeyFile(
                 self.conversation.hex(),
                 self.epoch,
                 self.key,
@@ -96,13 +106,22 @@ class SessionKey:
                 self.expires,
                 self.secure,
                 self.members,
+                self.creator,
+                self.basis,
             )
         )
+
+    def to_file(self) -> KeyFile:
+        return msgspec.json.decode(self.to_json(), type=KeyFile)
+
+    @classmethod
+    def from_file(cls, kf: KeyFile) -> SessionKey:
+        return cls.from_json(msgspec.json.encode(kf))
 
     @classmethod
     def from_json(cls, data: bytes) -> SessionKey:
         try:
-            kf = msgspec.json.decode(data, type=_KeyFile)
+            kf = msgspec.json.decode(data, type=KeyFile)
             return cls(
                 bytes.fromhex(kf.conversation),
                 kf.epoch,
@@ -112,6 +131,8 @@ class SessionKey:
                 kf.expires,
                 kf.secure,
                 kf.members,
+                kf.creator,
+                kf.basis,
             )
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             raise DecryptionError(f"not a session key ({exc})") from None
@@ -121,6 +142,10 @@ class SessionKey:
     def wrap(self, identity: Identity, inviter: str, member: str) -> bytes:
         """An OpenPGP message for `member`, signed by `inviter` (a subprocess: milliseconds)."""
         return identity.encrypt_to(self.to_json(), member, signer=inviter).encode()
+
+    def wrap_for(self, identity: Identity, creator: str, members: list[str]) -> bytes:
+        """One OpenPGP message for every member at once (one gpg process, however many)."""
+        return identity.encrypt_to_many(self.to_json(), members, creator).encode()
 
     @classmethod
     def unwrap(cls, identity: Identity, wrapped: bytes, inviter: str) -> SessionKey:

@@ -4,8 +4,10 @@ A ZeroMQ message is frames: ``[envelope, body?]``. The envelope is msgpack of on
 Structs below; brokers read it. The body is opaque to brokers: a `SealedBody` (text, encrypted
 with the conversation's session key) or a `MediaBody` (signed, never encrypted).
 
-Tags are set explicitly so a class rename never changes the wire. New fields get defaults;
-decoders ignore unknown fields, so newer peers can talk to older ones.
+Tags are set explicitly so a class rename never changes the wire. Core fields have no
+defaults (keyword-only): a `Send` without an `id` is refused, never read as id 0. New fields
+get defaults; decoders ignore unknown fields, so newer peers can talk to older ones. A message
+whose `v` is not `PROTOCOL` is refused with a `VersionError`, whatever else it holds.
 
 Channels and who sends what:
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import msgspec
 from msgspec import Meta, Struct
@@ -54,6 +56,8 @@ Recipients = Annotated[list[Fingerprint], Meta(max_length=MAX_RECIPIENTS)]
 # decode, paid at every hop (msgspec runs `re.search` for each).
 HopFingerprint = Annotated[str, Meta(min_length=40, max_length=40)]
 HopRecipients = Annotated[list[HopFingerprint], Meta(max_length=MAX_RECIPIENTS)]
+BrokerUrl = Annotated[str, Meta(max_length=256)]
+MAX_WELCOME_BROKERS = 64
 _HEX_UPPER = frozenset("0123456789ABCDEF")
 
 
@@ -78,8 +82,40 @@ def new_group_id() -> bytes:
     return os.urandom(16)
 
 
-class _Msg(Struct, tag_field="k", forbid_unknown_fields=False, omit_defaults=True):
+class _Msg(Struct, tag_field="k", forbid_unknown_fields=False, omit_defaults=True, kw_only=True):
+    """Keyword-only, so core fields need no defaults. (msgspec applies `kw_only` to the fields
+    a class defines itself: a kind that puts a required field after an optional one says
+    `kw_only=True` again.)"""
+
     v: int = PROTOCOL
+
+
+class VersionError(WireError):
+    """A message of another protocol version: refused as a whole (`Error(code="version")`)."""
+
+
+# Every code a broker puts in an `Error` (to clients and to peers). A client matches on these,
+# so a new one is added here first.
+ErrorCode = Literal[
+    "bad-frame",  # undecodable, or the wrong frames for its kind
+    "bad-kind",  # a message this port does not take
+    "bad-request",  # well-formed but meaningless (a send with no recipients)
+    "version",  # another protocol version
+    "rate-limited",  # too many messages or logins: slow down
+    "busy",  # too many logins waiting for GnuPG: try again shortly
+    "not-logged-in",  # log in first (a broker restart logs everyone out)
+    "no-challenge",  # a login that answers no challenge
+    "login-refused",  # the login does not check out
+    "login-unavailable",  # the broker could not check a login (its own trouble): try again
+    "forged-sender",  # a send whose sender is not the logged-in user
+    "id-conflict",  # another sender's message already has this id
+    "too-big",  # body × recipients over the limit
+    "storage",  # the broker could not store it: retry
+    "dropped",  # too many bad frames: this key is dropped
+    "route-in-use",  # another live connection holds this routing id
+    "not-admitted",  # a peer link without (valid) admission
+]
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 
 
 # -- client → broker ---------------------------------------------------------------------------
@@ -96,8 +132,8 @@ class Login(_Msg, tag="login"):
     before decrypting; `pubkey` may carry that user's armored public key for a broker that
     cannot reach a key server (used only if its fingerprint is exactly `fingerprint`)."""
 
-    blob: Annotated[bytes, Meta(max_length=64 << 10)] = b""
-    fingerprint: Fingerprint | None = None
+    blob: Annotated[bytes, Meta(max_length=64 << 10)]
+    fingerprint: Fingerprint
     pubkey: Annotated[bytes, Meta(max_length=32 << 10)] = b""
     listed: bool = True  # False: status pages show this user's fingerprint but not the name
 
@@ -105,9 +141,9 @@ class Login(_Msg, tag="login"):
 class Send(_Msg, tag="send"):
     """A message from the logged-in user; the body frame follows."""
 
-    id: MsgId = b"\0" * 16
-    sender: Fingerprint = "0" * 40
-    to: Recipients = []
+    id: MsgId
+    sender: Fingerprint
+    to: Recipients
     group: GroupId | None = None
     ttl: Hops = DEFAULT_TTL
 
@@ -118,11 +154,11 @@ RECEIVED_MAX = 800  # ids in a `Received` or `Accepted`: they must fit in MAX_EN
 class Received(_Msg, tag="received"):
     """This device has stored these deliveries; the broker may advance its cursor."""
 
-    ids: Annotated[list[MsgId], Meta(max_length=RECEIVED_MAX)] = []
+    ids: Annotated[list[MsgId], Meta(max_length=RECEIVED_MAX)]
 
 
 class Ping(_Msg, tag="ping"):
-    t: U64 = 0
+    t: U64
 
 
 class Bye(_Msg, tag="bye"):
@@ -137,48 +173,54 @@ class Challenge(_Msg, tag="challenge"):
     the CURVE link the client opened with the server key from the broker URL, and the client
     still checks that its fingerprint is `broker`. `expires` is in Unix milliseconds."""
 
-    nonce: Nonce = b"\0" * 32
-    broker: Fingerprint = "0" * 40
-    expires: U64 = 0
-    key: Annotated[bytes, Meta(max_length=32 << 10)] = b""
+    nonce: Nonce
+    broker: Fingerprint
+    expires: U64
+    key: Annotated[bytes, Meta(max_length=32 << 10)]
 
 
 class Welcome(_Msg, tag="welcome"):
     """Logged in. `pending`: how many stored messages this device has not yet acknowledged
     (they follow as `Deliver`s, oldest first), so `tits recv` knows when it has drained."""
 
-    fingerprint: Fingerprint = "0" * 40
-    device: DeviceId = "0" * 16
-    broker: Fingerprint = "0" * 40
-    pending: U64 = 0
+    fingerprint: Fingerprint
+    device: DeviceId
+    broker: Fingerprint
+    pending: U64
     # in a cloud, mail held at other brokers follows this login within moments (presence
     # gossip, then forwarding): a client draining its mailbox should listen this much longer
     settle_ms: U64 = 0
+    # the client URLs (tcp://HOST:PORT#KEYHEX) of the cloud's brokers this one knows, itself
+    # first: where a client whose broker stops answering tries next
+    brokers: Annotated[list[BrokerUrl], Meta(max_length=MAX_WELCOME_BROKERS)] = []
 
 
 class Accepted(_Msg, tag="accepted"):
     """The message `id` is durably stored (or taken by the next hop). `ids` carries more ids
     accepted in the same group commit (one frame for a batch)."""
 
-    id: MsgId = b"\0" * 16
+    id: MsgId
     ids: Annotated[list[MsgId], Meta(max_length=RECEIVED_MAX)] = []
 
 
-class Deliver(_Msg, tag="deliver"):
+class Deliver(_Msg, tag="deliver", kw_only=True):
     """A message for this user; the body frame follows. `sender` is what the origin broker
     saw logged in; the body's own signature is what the receiving client trusts."""
 
-    id: MsgId = b"\0" * 16
-    sender: Fingerprint = "0" * 40
-    to: Recipients = []
+    id: MsgId
+    sender: Fingerprint
+    to: Recipients
     group: GroupId | None = None
-    ts: U64 = 0  # when the broker accepted it, Unix milliseconds
+    ts: U64  # when the broker accepted it, Unix milliseconds
+    # the sender's device it came from. The sender's other devices are sent it too (with
+    # `sender` and `to` as they were): a `Deliver` whose sender is you is your own message.
+    device: DeviceId | None = None
 
 
 class Error(_Msg, tag="error"):
     """A typed refusal. `ref` names the message it is about, when there is one."""
 
-    code: Annotated[str, Meta(max_length=64)] = "error"
+    code: ErrorCode
     message: Text = ""
     ref: MsgId | None = None
 
@@ -186,7 +228,7 @@ class Error(_Msg, tag="error"):
 class Pong(_Msg, tag="pong"):
     """`user`: who this connection is logged in as (None: nobody; log in again)."""
 
-    t: U64 = 0
+    t: U64
     user: Fingerprint | None = None
 
 
@@ -213,26 +255,27 @@ class HeartbeatAck(_Msg, tag="heartbeat-ack"):
     t: U64 = 0
 
 
-class Forward(_Msg, tag="forward"):
+class Forward(_Msg, tag="forward", kw_only=True):
     """A client's `Send`, carried between brokers; the body frame follows."""
 
-    id: MsgId = b"\0" * 16
-    origin: HopFingerprint = "0" * 40  # broker where the sender logged in
-    sender: HopFingerprint = "0" * 40
-    to: HopRecipients = []
+    id: MsgId
+    origin: HopFingerprint  # broker where the sender logged in
+    sender: HopFingerprint
+    to: HopRecipients
     group: GroupId | None = None
-    target: HopFingerprint = "0" * 40  # broker that should deliver
+    target: HopFingerprint  # broker that should deliver
     hops: Hops = DEFAULT_TTL
-    deliver_to: HopRecipients = []  # the users of `to` to deliver to at `target`
-    ts: U64 = 0  # when the origin broker accepted it, Unix milliseconds
+    deliver_to: HopRecipients  # the users of `to` (or the sender) to deliver to at `target`
+    ts: U64  # when the origin broker accepted it, Unix milliseconds
+    device: Annotated[str, Meta(max_length=16)] = ""  # the sending device: not sent it back
     token: Annotated[bytes, Meta(max_length=128)] = b""  # echoed in the ForwardAck
 
 
 class ForwardAck(_Msg, tag="forward-ack"):
     """The previous hop may forget the forward: this hop stored it durably."""
 
-    id: MsgId = b"\0" * 16
-    token: Annotated[bytes, Meta(max_length=128)] = b""
+    id: MsgId
+    token: Annotated[bytes, Meta(max_length=128)]
 
 
 BATCH_MAX = 1024  # forwards (and acks) in one `PeerBatch`
@@ -392,9 +435,45 @@ class KeyBody(Struct, tag="key", tag_field="b", forbid_unknown_fields=False):
     # member can check the texts that follow without asking a key server
     cert: Annotated[bytes, Meta(max_length=4096)] = b""
     cert_sig: Annotated[bytes, Meta(max_length=8192)] = b""
+    # the device key's proof of possession (tits/device.py): without it anyone could pass
+    # off someone else's device public key as a device of their own
+    cert_proof: Annotated[bytes, Meta(max_length=64)] = b""
 
 
-Body = Union[SealedBody, MediaBody, KeyBody]
+class GroupBody(Struct, tag="group", tag_field="b", forbid_unknown_fields=False):
+    """A group's membership log and, for its members, the session key of the new epoch.
+
+    `bundle` is one OpenPGP message, signed by the member who changed the group and encrypted
+    to every recipient at once (plain `gpg --decrypt` opens it: JSON of a `GroupBundle`, see
+    tits/client/groups.py), so neither the group's name nor its members reach a broker."""
+
+    group: GroupId
+    bundle: Annotated[bytes, Meta(max_length=MAX_BODY)]
+    cert: Annotated[bytes, Meta(max_length=4096)] = b""
+    cert_sig: Annotated[bytes, Meta(max_length=8192)] = b""
+    cert_proof: Annotated[bytes, Meta(max_length=64)] = b""  # see KeyBody
+
+
+class HistoryItem(Struct, forbid_unknown_fields=False, array_like=True):
+    """An earlier message of a group, as its members received it: the envelope fields its
+    body is bound to and the body itself, still sealed and signed by its own sender."""
+
+    id: MsgId
+    sender: Fingerprint
+    to: Recipients
+    ts: U64
+    body: Annotated[bytes, Meta(max_length=MAX_BODY)]
+
+
+class HistoryBody(Struct, tag="history", tag_field="b", forbid_unknown_fields=False):
+    """Earlier messages passed to a newcomer (`group invite --share-history`); the keys of
+    their epochs come in the `GroupBody` of the invitation."""
+
+    group: GroupId
+    items: Annotated[list[HistoryItem], Meta(max_length=4096)]
+
+
+Body = Union[SealedBody, MediaBody, KeyBody, GroupBody, HistoryBody]
 
 # -- encoders and decoders (built once) -------------------------------------------------------
 
@@ -402,34 +481,64 @@ _encoder = msgspec.msgpack.Encoder()
 encode = _encoder.encode
 
 
-class _Decoder:
-    """A msgspec decoder whose every failure is a `WireError`."""
+class _Version(Struct, forbid_unknown_fields=False):
+    v: int = PROTOCOL
 
-    def __init__(self, type_: Any, name: str, limit: int) -> None:
+
+_version = msgspec.msgpack.Decoder(_Version)
+
+
+def _other_version(data: bytes | memoryview) -> int | None:
+    """The `v` of a message that failed to decode, if it names another protocol (a newer
+    message may well break today's types: the version is what to tell its sender)."""
+    try:
+        v = _version.decode(data).v
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, RecursionError):
+        return None
+    return None if v == PROTOCOL else v
+
+
+class _Decoder:
+    """A msgspec decoder whose every failure is a `WireError` (a `VersionError` for a message
+    of another protocol version, when `versioned`)."""
+
+    def __init__(self, type_: Any, name: str, limit: int, versioned: bool = True) -> None:
         self._dec = msgspec.msgpack.Decoder(type_)
         self.name = name
         self.limit = limit
+        self.versioned = versioned
 
     def decode(self, data: bytes | memoryview) -> Any:
         if len(data) > self.limit:
             raise WireError(f"{self.name}: {len(data)} bytes is over the {self.limit} limit")
         try:
-            return self._dec.decode(data)
+            msg = self._dec.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._check_version(data)
             raise WireError(f"{self.name}: {exc}") from None
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise WireError(f"{self.name}: undecodable ({type(exc).__name__})") from None
+        if self.versioned and msg.v != PROTOCOL:
+            raise VersionError(f"{self.name}: protocol version {msg.v}, this is {PROTOCOL}")
+        return msg
+
+    def _check_version(self, data: bytes | memoryview) -> None:
+        if self.versioned and (v := _other_version(data)) is not None:
+            raise VersionError(f"{self.name}: protocol version {v}, this is {PROTOCOL}")
 
 
 CLIENT_DECODER = _Decoder(ClientMsg, "client message", MAX_ENVELOPE)
 SERVER_DECODER = _Decoder(ServerMsg, "server message", MAX_ENVELOPE)
 PEER_DECODER = _Decoder(PeerMsg, "peer message", MAX_ENVELOPE + (4 << 20))
 GOSSIP_DECODER = _Decoder(GossipMsg, "gossip message", 8 << 20)
-ADVERT_DECODER = _Decoder(Advert, "advertisement", 64 << 10)
-PRESENCE_DECODER = _Decoder(Presence, "presence", 8 << 20)
-BODY_DECODER = _Decoder(Body, "body", MAX_BODY + (64 << 10))
-SIGNED_DECODER = _Decoder(Signed, "signed body", MAX_BODY + 1024)
-HEADER_PAYLOAD_DECODER = _Decoder(tuple[Header, bytes], "header and payload", MAX_BODY + 1024)
+ADVERT_DECODER = _Decoder(Advert, "advertisement", 64 << 10, versioned=False)
+PRESENCE_DECODER = _Decoder(Presence, "presence", 8 << 20, versioned=False)
+BODY_DECODER = _Decoder(Body, "body", MAX_BODY + (64 << 10), versioned=False)
+HISTORY_LIMIT = MAX_BODY - (64 << 10)  # a HistoryBody is cut into messages of this size
+SIGNED_DECODER = _Decoder(Signed, "signed body", MAX_BODY + 1024, versioned=False)
+HEADER_PAYLOAD_DECODER = _Decoder(
+    tuple[Header, bytes], "header and payload", MAX_BODY + 1024, versioned=False
+)
 
 
 def sha256(data: bytes) -> bytes:

@@ -14,8 +14,8 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     wait_for,
 )
 from tits import wire
-from tits.cli.messenger import Messenger
 from tits.client import Incoming
+from tits.client.blocking import Messenger
 
 
 def test_acks_one_by_one_beyond_the_rate_limit(people: People) -> None:
@@ -26,7 +26,7 @@ def test_acks_one_by_one_beyond_the_rate_limit(people: People) -> None:
     try:
         alice = Messenger(people.alice, broker=b.url)
         items, _, _, _ = alice.prepare_text([people.bob.fingerprint], "x")
-        for i in range(25):  # within Alice's burst (each text after the first is one frame)
+        for i in range(28):  # within Alice's burst (the key goes with the first text only)
             more, _, _, _ = alice.prepare_text([people.bob.fingerprint], f"#{i}")
             items += more
         alice.connection().send_and_wait(items[:30], timeout=20)

@@ -13,8 +13,8 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     wait_for,
 )
 from tits import wire
-from tits.cli.messenger import Message, Messenger
 from tits.client import Incoming
+from tits.client.blocking import Message, Messenger
 
 
 def drain(m: Messenger, timeout: float = 20.0) -> list[Message]:

@@ -16,7 +16,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     wait_for,
 )
 from tits import wire
-from tits.cli.messenger import Message, Messenger
+from tits.client.blocking import Message, Messenger
 from tits.session import Envelope, direct_conversation_id, seal
 
 
@@ -45,7 +45,8 @@ def test_offline_then_live_exactly_once_and_second_device(
     assert [m.text for m in got] == texts
     assert [m.id for m in got] == ids
     assert all(m.verified and m.sender == a.fingerprint and m.kind == "text" for m in got)
-    assert got[0].sender_name == "Alice 陳"
+    # no petname: the key's own name, marked as unconfirmed, with part of its fingerprint
+    assert bob.name_of(got[0].sender) == f"~Alice 陳 ({a.fingerprint[:8]})"
     assert bob.refused == []
     bob.close()
 
@@ -125,10 +126,7 @@ def test_duplicates_are_dropped_also_for_ids_older_than_the_memory_window(
     old_items, _, _, _ = alice.prepare_text([b.fingerprint], "an old id")
     send, body = old_items[-1]
     env = Envelope(old_id, a.fingerprint, [b.fingerprint], None)
-    key = alice.store.sending_key(
-        direct_conversation_id(a.fingerprint, b.fingerprint), a.fingerprint
-    )
-    assert key is not None
+    key = alice.store.epochs(direct_conversation_id(a.fingerprint, b.fingerprint))[-1].key
     old = (wire.Send(id=old_id, sender=a.fingerprint, to=[b.fingerprint]),
            seal(key, a.device, env, b"an old id"))  # fmt: skip
     conn = alice.connection()
@@ -171,7 +169,7 @@ def test_a_duplicate_found_only_in_the_store_is_acknowledged_not_stored(
         got = drain(bob)
         assert [(m.id, m.text) for m in got][0] == (first, "once")
         assert [m.text for m in got] == ["once", "twice?"]
-        assert bob.connection().welcome.pending == 3  # type: ignore[union-attr]
+        assert bob.welcome is not None and bob.welcome.pending == 3
         bob.close()
     finally:
         b.cleanup()

@@ -18,7 +18,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     people_fixture,
 )
 from tits import wire
-from tits.cli.messenger import Message, Messenger
+from tits.client.blocking import Message, Messenger
 from tits.device import DeviceKey
 from tits.home import Home
 from tits.login import Claims, login_plaintext

@@ -18,7 +18,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     short_tmpdir,
 )
 from tits import wire
-from tits.cli.messenger import Message, Messenger
+from tits.client.blocking import Message, Messenger
 
 
 def still_serves(broker: BrokerProc, people: People, text: str = "still here") -> None:
@@ -44,7 +44,7 @@ def test_bad_frames_get_typed_errors(broker: BrokerProc, people: People) -> None
         raw.send(b"")
         assert raw.expect(wire.Error).code == "bad-frame"
         # a server kind sent to the server
-        raw.send(wire.encode(wire.Welcome()))
+        raw.send(wire.encode(wire.Pong(t=0)))
         assert raw.expect(wire.Error).code in ("bad-frame", "bad-kind")
         # commands before login
         send = wire.Send(id=wire.new_msg_id(), sender=people.alice.fingerprint, to=["A" * 40])
@@ -69,11 +69,26 @@ def test_bad_frames_get_typed_errors(broker: BrokerProc, people: People) -> None
     still_serves(broker, people)
 
 
+def test_another_protocol_version_gets_a_version_error(broker: BrokerProc, people: People) -> None:
+    with RawClient(broker.url) as raw:
+        for _ in range(40):  # more than the garbage budget: a newer client is not banned
+            raw.send(msgspec.msgpack.encode({"k": "hello", "v": 2}))
+            err = raw.expect(wire.Error)
+            assert err.code in ("version", "rate-limited")
+        raw.send_msg(wire.Hello())
+        assert isinstance(raw.recv_msg(), wire.Challenge | wire.Error)
+    with RawClient(broker.url) as raw:
+        raw.send(msgspec.msgpack.encode({"k": "send", "v": 9, "id": "new shape"}), b"body")
+        err = raw.expect(wire.Error)
+        assert err.code == "version" and "protocol version 9" in err.message
+    still_serves(broker, people)
+
+
 def test_oversized_frame_drops_only_that_connection(broker: BrokerProc, people: People) -> None:
     with RawClient(broker.url) as raw:
         raw.send_msg(wire.Hello())
         raw.expect(wire.Challenge)
-        raw.send(wire.encode(wire.Ping()), b"\0" * (wire.MAX_BODY + (128 << 10)))
+        raw.send(wire.encode(wire.Ping(t=0)), b"\0" * (wire.MAX_BODY + (128 << 10)))
         # libzmq closes a connection whose frame is over ZMQ_MAXMSGSIZE: no answer comes
         assert raw.recv(0.5) is None
     still_serves(broker, people)

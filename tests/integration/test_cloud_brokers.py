@@ -20,7 +20,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
 )
 from tits import wire
 from tits.broker.admission import Admission
-from tits.cli.messenger import Message, Messenger
+from tits.client.blocking import Message, Messenger
 from tits.keyclient import KeyClient
 from tits.localcloud import LocalCloud, _status, graph_of, hop_counts, whole
 from tits.router import shortest_path
@@ -73,7 +73,7 @@ def publish(people: People, keyserver: str) -> None:
     for home in people.all:
         client.publish_key(home.identity.export_public(home.fingerprint))
         _, cert, sig = home.certificate
-        client.publish_device(cert, sig)
+        client.publish_device(cert, sig, home.device.prove(cert))
 
 
 def test_offline_mail_reaches_the_user_at_another_broker(cloud6: Cloud, people: People) -> None:
@@ -243,7 +243,7 @@ def test_a_forward_with_a_forged_sender_is_refused_not_shown(cloud6: Cloud, peop
     for send, body in items:
         fwd = wire.Forward(
             id=send.id, origin=fake, sender=people.alice.fingerprint, to=send.to,
-            target=target["id"], deliver_to=[people.bob.fingerprint], token=b"x",
+            target=target["id"], deliver_to=[people.bob.fingerprint], ts=0, token=b"x",
         )  # fmt: skip
         sock.send_multipart([wire.encode(fwd), body])
         forged.append(send.id)

@@ -158,7 +158,8 @@ def test_hostile_peer_frames_get_errors_and_the_cloud_keeps_working(
     nodes, secret = four
     ctx, sock, _ = raw_peer(nodes[0].peer_url)
     fwd = wire.Forward(id=wire.new_msg_id(), origin=nodes[1].fp, sender="A" * 40,
-                       to=["B" * 40], target=nodes[0].fp)  # fmt: skip
+                       to=["B" * 40], target=nodes[0].fp, deliver_to=["B" * 40],
+                       ts=0)  # fmt: skip
     hello = wire.PeerHello(broker=nodes[1].fp, address="x", proof=b"\0" * 32)
     cases = [
         [os.urandom(50)],
@@ -223,7 +224,8 @@ def test_an_admitted_peers_malformed_batches_are_refused_and_good_ones_still_pas
 
         def fwd(n: int) -> wire.Forward:
             return wire.Forward(id=bytes([n]) * 16, origin=insider, sender="A" * 40,
-                                to=["B" * 40], target=node.fp, token=bytes([n]))  # fmt: skip
+                                to=["B" * 40], target=node.fp, deliver_to=["B" * 40],
+                                ts=0, token=bytes([n]))  # fmt: skip
 
         # a body short: nothing of it is taken (which body goes with which forward?)
         sock.send(wire.encode(wire.PeerBatch(fwds=[fwd(1), fwd(2)], bodies=[b"one"])))

@@ -116,7 +116,7 @@ def test_forward_takes_the_shortest_path_hop_by_hop(cloud) -> None:
     by_fp = {n.fp: n for n in nodes}
     fwd = wire.Forward(
         id=wire.new_msg_id(), origin=src, sender="A" * 40, to=["B" * 40],
-        target=dst, hops=8, deliver_to=["B" * 40], token=b"t1",
+        target=dst, hops=8, deliver_to=["B" * 40], ts=0, token=b"t1",
     )  # fmt: skip
     by_fp[src].call(lambda: by_fp[src].cloud.send_forward(fwd, b"body"))
     wait_for(lambda: by_fp[dst].host.arrived, 10, "the forward to arrive")

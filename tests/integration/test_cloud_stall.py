@@ -20,7 +20,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     wait_for,
 )
 from tests.integration.test_cloud_brokers import Cloud, publish
-from tits.cli.messenger import Message, Messenger
+from tits.client.blocking import Message, Messenger
 from tits.localcloud import LocalCloud, _status, whole
 
 pytestmark = pytest.mark.timeout(300)

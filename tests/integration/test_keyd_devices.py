@@ -25,31 +25,33 @@ def test_publish_list_forge_and_revoke(keyd: KeydProcess, users) -> None:  # typ
     kc = _client(keyd)
     alice, mallory = users.alice, users.mallory
     cert, cert_bytes, sig = alice.certificate
+    proof = alice.device.prove(cert_bytes)
 
     # no identity key on the server yet: refused with a hint
     with pytest.raises(KeyServerError, match="publish the identity key first"):
-        kc.publish_device(cert_bytes, sig)
+        kc.publish_device(cert_bytes, sig, proof)
 
     kc.publish_key(alice.identity.export_public(alice.fingerprint))
     kc.publish_key(mallory.identity.export_public(mallory.fingerprint))
-    assert kc.publish_device(cert_bytes, sig)["device"] == cert.device
+    assert kc.publish_device(cert_bytes, sig, proof)["device"] == cert.device
     (dev,) = kc.devices(alice.fingerprint)
     assert base64.b64decode(dev["certificate"]) == cert_bytes
     assert dev["signature"] == sig and dev["revoked"] is False and dev["name"] == cert.name
+    assert base64.b64decode(dev["proof"]) == proof
 
     # Mallory certifies a device of hers in Alice's name: signed by the wrong key
     evil = DeviceKey.generate()
     now = int(time.time())
     forged = Certificate(alice.fingerprint, evil.public_key, "alice-laptop", now, now + 3600)
     forged_sig = mallory.identity.sign_detached(forged.to_bytes(), mallory.fingerprint)
-    with pytest.raises(KeyServerError, match="403"):
-        kc.publish_device(forged.to_bytes(), forged_sig)
+    with pytest.raises(KeyServerError, match="403.*not signed by"):
+        kc.publish_device(forged.to_bytes(), forged_sig, evil.prove(forged.to_bytes()))
     # Alice's real signature, over other bytes
-    with pytest.raises(KeyServerError, match="403"):
-        kc.publish_device(forged.to_bytes(), sig)
+    with pytest.raises(KeyServerError, match="403.*not signed by"):
+        kc.publish_device(forged.to_bytes(), sig, evil.prove(forged.to_bytes()))
     # a certificate not in canonical form
     with pytest.raises(KeyServerError, match="400"):
-        kc.publish_device(cert_bytes + b"extra: 1\n", sig)
+        kc.publish_device(cert_bytes + b"extra: 1\n", sig, proof)
     assert [d["device"] for d in kc.devices(alice.fingerprint)] == [cert.device]
 
     # Mallory revokes Alice's device: refused
@@ -67,7 +69,7 @@ def test_publish_list_forge_and_revoke(keyd: KeydProcess, users) -> None:  # typ
     assert base64.b64decode(dev["revocation"]) == rev.to_bytes()
     assert dev["revocation_signature"] == rev_sig
     # publishing the certificate again does not un-revoke it
-    assert kc.publish_device(cert_bytes, sig)["revoked"] is True
+    assert kc.publish_device(cert_bytes, sig, proof)["revoked"] is True
     assert kc.devices(alice.fingerprint)[0]["revoked"] is True
 
 
@@ -86,6 +88,8 @@ def test_device_list_of_unknown_or_bad_fingerprint(keyd: KeydProcess) -> None:
         b'{"certificate": "!!!", "signature": "-----BEGIN PGP SIGNATURE-----"}',
         b'{"certificate": "dGl0cw==", "signature": "not armored"}',
         b'{"certificate": "dGl0cw==", "signature": "-----BEGIN PGP SIGNATURE-----"}',
+        b'{"certificate": "dGl0cw==", "signature": "-----BEGIN PGP SIGNATURE-----", "proof": 5}',
+        b'{"certificate": "dGl0cw==", "signature": "-----BEGIN PGP SIGNATURE-----", "proof": "!"}',
         b"not json",
         b"\xff\xfe",
     ],

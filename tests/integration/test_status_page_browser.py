@@ -23,7 +23,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     short_tmpdir,
     wait_for,
 )
-from tits.cli.messenger import Messenger
+from tits.client.blocking import Messenger
 from tits.keyclient import KeyClient
 from tits.localcloud import LocalCloud, _status
 
@@ -128,7 +128,7 @@ def test_status_page_renders_in_chromium(cloud: LocalCloud, people: People) -> N
     for home in (people.alice, people.bob):
         keys.publish_key(home.identity.export_public(home.fingerprint))
         _, cert, sig = home.certificate
-        keys.publish_device(cert, sig)
+        keys.publish_device(cert, sig, home.device.prove(cert))
     page_broker, alice_at, bob_at = cloud.brokers[0], cloud.brokers[1], cloud.brokers[2]
     ids = {b["id"] for b in cloud.brokers}
     alice = Messenger(people.alice, broker=alice_at["url"], keyserver=cloud.keyserver)

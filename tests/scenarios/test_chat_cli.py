@@ -65,14 +65,15 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
         r = tits(homes["alice"], "send", "@bob", text, "--json")
         sent.append(json.loads(r.stdout)["id"])
     r = tits(homes["alice"], "send", "@bob", "plain output")
-    assert "stored by the broker" in r.stdout
+    assert "sent → bob" in r.stdout
 
     r = tits(homes["bob"], "recv", "--json")
     got = [json.loads(line) for line in r.stdout.splitlines()]
     assert [g["text"] for g in got] == ["你好，Bob！", "第二則 — with an emoji 🎉", "plain output"]
     assert [g["id"] for g in got[:2]] == sent
     for g in got:
-        assert g["from"] == fps["alice"] and g["from_name"] == "Alice 陳"
+        # Bob has no petname for her: the key's own name, marked, never bare "Alice 陳"
+        assert g["from"] == fps["alice"] and g["from_name"] == f"~Alice 陳 ({fps['alice'][:8]})"
         assert g["to"] == [fps["bob"]] and g["group"] is None
         assert g["kind"] == "text" and g["verified"] is True and isinstance(g["ts"], int)
 
@@ -111,3 +112,11 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
         "tcp://127.0.0.1:9#" + "00" * 32, "--timeout", "1", ok=False,
     )  # fmt: skip
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip()
+    # ... and the text is not lost: it waits in the outbox, and goes with the next command
+    r = tits(homes["alice"], "outbox", "--json")
+    waiting = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [w["text"] for w in waiting] == ["x"]
+    tits(homes["alice"], "recv", "--timeout", "3")
+    assert tits(homes["alice"], "outbox", "--json").stdout == ""
+    r = tits(homes["bob"], "recv", "--json")
+    assert [json.loads(line)["text"] for line in r.stdout.splitlines()] == ["x"]

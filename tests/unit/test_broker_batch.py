@@ -15,7 +15,7 @@ FPS = [f"{k:040X}" for k in range(wire.MAX_RECIPIENTS)]
 def fwd(n: int, recipients: int) -> wire.Forward:
     to = FPS[:recipients]
     return wire.Forward(id=n.to_bytes(16, "big"), origin=FPS[0], sender=FPS[1], to=to,
-                        target=FPS[2], deliver_to=to, token=b"t" * 128)  # fmt: skip
+                        target=FPS[2], deliver_to=to, ts=0, token=b"t" * 128)  # fmt: skip
 
 
 def drain(outbox: list) -> list[wire.PeerBatch]:
@@ -42,7 +42,7 @@ def test_a_body_of_the_biggest_size_goes_alone_and_still_decodes() -> None:
     outbox = [
         (fwd(1, wire.MAX_RECIPIENTS), big),
         (fwd(2, 1), big),
-        (wire.ForwardAck(id=b"a" * 16), b""),
+        (wire.ForwardAck(id=b"a" * 16, token=b""), b""),
     ]
     batches = drain(outbox)
     assert [(len(b.fwds), len(b.acks)) for b in batches] == [(1, 0), (1, 0), (0, 1)]

@@ -48,7 +48,7 @@ class World:
         seq = self.store.allocate()
         msg_id = n.to_bytes(16, "big")
         body = b"body%d" % n
-        self.commit(Job(rows=[(seq, user, msg_id, ALICE, b"env", body, 0)]))
+        self.commit(Job(rows=[(seq, user, msg_id, ALICE, b"env", body, 0, "")]))
         self.delivery.stored(user, seq, msg_id, b"env", body)
         return seq, msg_id
 
@@ -148,7 +148,7 @@ def test_unacknowledged_deliveries_are_resent(world: World) -> None:
     world.delivery.attach(dev)
     _, msg_id = world.message(BOB, 1)
     world.net.take()
-    sent_at = dev.inflight[msg_id][1]
+    sent_at = dev.inflight[dev.ids[msg_id]][1]
     assert world.delivery.retry(now=sent_at + 1) == 0
     assert world.delivery.retry(now=sent_at + 6) == 1
     assert world.net.take() == [("d1", b"body1")]
@@ -170,7 +170,7 @@ def test_same_device_logging_in_again_replaces_the_old_session(world: World) -> 
 def test_a_commit_reported_after_a_login_is_not_sent_twice(world: World) -> None:
     seq = world.store.allocate()
     msg_id = (7).to_bytes(16, "big")
-    world.commit(Job(rows=[(seq, BOB, msg_id, ALICE, b"env", b"body7", 0)]))
+    world.commit(Job(rows=[(seq, BOB, msg_id, ALICE, b"env", b"body7", 0, "")]))
     dev = Device(BOB, "d1", b"r")
     assert world.delivery.attach(dev) == 1  # the store already shows it
     world.delivery.pump()
@@ -207,3 +207,55 @@ def test_retry_at_once_for_the_devices_picked(world: World) -> None:
     assert world.delivery.retry() == 0  # nothing has waited retry_s yet
     assert world.delivery.retry(wait_s=0.0, only=lambda d: d.device.startswith("@")) == 1
     assert world.net.take() == [("@far", b"body1")]
+
+
+def own(world: World, n: int, skip: str) -> tuple[int, bytes]:
+    """Alice's message `n`, stored in her own mailbox as sent from device `skip`."""
+    seq = world.store.allocate()
+    msg_id = n.to_bytes(16, "big")
+    world.commit(Job(rows=[(seq, ALICE, msg_id, ALICE, b"env", b"own%d" % n, 0, skip)]))
+    world.delivery.stored(ALICE, seq, msg_id, b"env", b"own%d" % n, skip)
+    return seq, msg_id
+
+
+def test_a_device_is_not_sent_its_own_message_and_its_cursor_passes_it(world: World) -> None:
+    phone, tablet = Device(ALICE, "phone", b"r1"), Device(ALICE, "tablet", b"r2")
+    world.delivery.attach(phone)
+    world.delivery.attach(tablet)
+    seq, msg_id = own(world, 1, "phone")
+    assert world.net.take() == [("tablet", b"own1")]
+    assert phone.cursor == seq and tablet.cursor == seq - 1
+    world.delivery.acked(tablet, [msg_id])
+    assert tablet.cursor == seq
+
+
+def test_from_the_store_too_a_device_skips_what_it_sent(world: World) -> None:
+    own(world, 1, "phone")
+    own(world, 2, "tablet")
+    phone = Device(ALICE, "phone", b"r1")
+    assert world.delivery.attach(phone) == 1  # pending counts only what it did not send
+    world.delivery.pump()
+    assert world.net.take() == [("phone", b"own2")]
+    world.delivery.acked(phone, [(2).to_bytes(16, "big")])
+    assert phone.cursor == 2
+    laptop = Device(ALICE, "laptop", b"r3")
+    assert world.delivery.attach(laptop) == 2
+
+
+def test_a_second_copy_of_a_message_never_lets_the_cursor_pass_unacknowledged_rows(
+    world: World,
+) -> None:
+    """Issue 14 hole 1: keyed by id, a later copy took the first's place and the cursor
+    jumped past the rows between, which nobody had acknowledged."""
+    dev = Device(BOB, "d1", b"r")
+    world.delivery.attach(dev)
+    first, dup_id = world.message(BOB, 1)
+    world.message(BOB, 2)
+    world.message(BOB, 3)
+    seq = world.store.allocate()  # message 1 again, at a later seq (as a late forward was)
+    world.delivery.stored(BOB, seq, dup_id, b"env", b"body1")
+    assert dev.cursor == first  # rows 2 and 3 are in flight: the cursor stays before them
+    world.delivery.acked(dev, [dup_id])
+    assert dev.cursor == first
+    world.delivery.acked(dev, [(2).to_bytes(16, "big"), (3).to_bytes(16, "big")])
+    assert dev.cursor == seq

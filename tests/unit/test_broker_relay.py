@@ -51,7 +51,7 @@ def make(tmp_path: Path) -> tuple[Relay, Committer, Cloud, Delivery]:
 
 def forward(**kw: object) -> wire.Forward:
     base = wire.Forward(id=b"i" * 16, origin=PREV, sender=SENDER, to=[U1, U2], target=TARGET,
-                        hops=5, deliver_to=[U1], token=b"t")  # fmt: skip
+                        hops=5, deliver_to=[U1], ts=0, token=b"t")  # fmt: skip
     return msgspec.structs.replace(base, **kw)
 
 
@@ -92,9 +92,10 @@ def test_a_peer_cannot_acknowledge_for_a_real_device(tmp_path: Path) -> None:
     relay, _, _, delivery = make(tmp_path)
     phone = Device(U1, "0123456789abcdef", b"route")
     delivery.attach(phone)
-    phone.inflight[b"m" * 16] = (1, 0.0, b"env", b"body")
+    phone.inflight[1] = (b"m" * 16, 0.0, b"env", b"body")
+    phone.ids[b"m" * 16] = 1
     relay.cloud_forward_acked(PREV, b"m" * 16, wire.encode((U1, "0123456789abcdef")))
-    assert b"m" * 16 in phone.inflight  # only the device itself acknowledges its deliveries
+    assert 1 in phone.inflight  # only the device itself acknowledges its deliveries
     relay.cloud_forward_acked(PREV, b"m" * 16, b"\xff garbage")  # and garbage is ignored
 
 
@@ -140,8 +141,8 @@ def test_two_forwards_of_one_message_kept_at_a_relay_are_sent_and_acked_apart(
     relay.flush()
     writer.submit(Job(rows=committer.rows))
     writer.close()
-    for seq, user, msg_id, _s, env, body, _ts in committer.rows:
-        delivery.stored(user, seq, msg_id, env, body)
+    for seq, user, msg_id, _s, env, body, _ts, skip in committer.rows:
+        delivery.stored(user, seq, msg_id, env, body, skip)
     assert sorted(f.deliver_to[0] for f in sent) == [U1, U2]
     first = sent[0]
     relay.cloud_forward_acked(PREV, first.id, first.token)  # only the first is acknowledged

@@ -114,3 +114,27 @@ def test_device_key_round_trips_through_its_file(tmp_path: Path) -> None:
     dev.save(tmp_path / "k")
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
     assert DeviceKey.load(tmp_path / "k").public_key == dev.public_key
+
+
+def test_proof_of_possession(users) -> None:
+    cert, data, sig = users.alice.certificate
+    proof = users.alice.device.prove(data)
+    assert len(proof) == 64 and proof == users.alice.device.prove(data)  # deterministic
+    cert.check_proof(proof)
+    # the same key over other bytes, another key, a plain signature of the bytes, junk
+    other = Certificate(cert.identity, cert.public_key, "other", cert.created, cert.expires)
+    for bad in (
+        users.alice.device.prove(other.to_bytes()),
+        users.mallory.device.prove(data),
+        users.alice.device.sign(data),
+        b"",
+        bytes(64),
+        proof[:63],
+    ):
+        with pytest.raises(VerificationError, match="proof of possession"):
+            cert.check_proof(bad)
+    cache = CertificateCache(users.bob.identity)
+    with pytest.raises(VerificationError, match="proof of possession"):
+        cache.add(data, sig, proof=users.mallory.device.prove(data))
+    assert cache.get(cert.identity, cert.device) is None
+    assert cache.add(data, sig, proof=proof) == cert

@@ -65,6 +65,9 @@ def test_urls() -> None:
         ("ann@example.org", False, Search("email", "ann@example.org")),
         ("Ann Exa", False, Search("text", "Ann Exa")),
         ("  陳小明 ", False, Search("text", "陳小明")),
+        ("林", False, Search("text", "林")),  # 1–2 CJK ideographs: a Chinese name
+        (" 小明", False, Search("text", "小明")),
+        ("𠀋", False, Search("text", "𠀋")),  # an Extension B ideograph
     ],
 )
 def test_searches(raw: str, exact: bool, expected: Search) -> None:
@@ -76,7 +79,8 @@ def test_searches(raw: str, exact: bool, expected: Search) -> None:
     [
         (None, True), ("", False), ("   ", False), ("*", False), ("ann*", False), ("a?", False),
         ("0x1234ABCD", True), ("0x" + "A" * 32, True), ("x" * 257, False), ("a\x00b", False),
-        ("a\r\nb", False), ("Ann", True), ("an", False),
+        ("a\r\nb", False), ("Ann", True), ("an", False), ("林a", False), ("あい", False),
+        ("한국", False), ("。。", False), ("林", True),
     ],
 )  # fmt: skip
 def test_refused_searches(raw: str | None, exact: bool) -> None:

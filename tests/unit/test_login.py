@@ -128,3 +128,41 @@ def test_a_key_sent_along_must_be_exactly_the_claimed_one(
     bare = wire.Login(blob=msg.blob, fingerprint=a.fingerprint)
     with pytest.raises(VerificationError, match="no public key"):
         LoginVerifier(server).verify(bare, nonce, CURVE)
+
+
+def test_logins_run_in_a_ram_home_that_holds_the_brokers_key(
+    people: People, server: ServerKeys, tmp_path: Path
+) -> None:
+    """Issue 14 hole 3: key imports went to the data disk's GnuPG home, so a full disk
+    refused every new user. The login home is in RAM (where there is a tmpfs)."""
+    from tits.broker.login import close_login_home, login_home, login_home_path
+
+    home = login_home(server, tmp_path / "b")
+    try:
+        assert home.home == login_home_path(tmp_path / "b")
+        if Path("/dev/shm").is_dir():
+            assert str(home.home).startswith("/dev/shm/")
+        nonce = os.urandom(32)
+        ok = LoginVerifier(server, home=home).verify(login(people.bob, server, nonce), nonce, CURVE)
+        assert ok.fingerprint == people.bob.fingerprint
+        assert home.key_info(people.bob.fingerprint) is not None  # imported there, in RAM
+        assert server.identity.key_info(people.bob.fingerprint) is None  # not on the data disk
+    finally:
+        close_login_home(home.home)
+    assert not home.home.exists()
+
+
+def test_only_the_clients_mistakes_count_as_garbage(people: People, server: ServerKeys) -> None:
+    from tits.broker.login import BrokerFault, describe
+
+    assert describe(VerificationError("login answers another challenge"))[2] is True
+    assert describe(BrokerFault("cannot decrypt right now"))[:1] == ("login-unavailable",)
+    assert describe(BrokerFault("x"))[2] is False
+    assert describe(OSError(28, "No space left on device"))[2] is False  # a full disk
+    # a broker whose GnuPG cannot decrypt (its key gone): the client is not blamed
+    verifier = LoginVerifier(server)
+    nonce = os.urandom(32)
+    msg = login(people.alice, server, nonce)
+    server.identity.gpg.delete_keys(server.fingerprint, secret=True, expect_passphrase=False)
+    with pytest.raises(BrokerFault):
+        verifier.verify(msg, nonce, CURVE)

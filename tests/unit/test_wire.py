@@ -20,17 +20,23 @@ ADVERT = wire.SignedAdvert(advert=b"a", signature=b"s")
 SAMPLES = {
     wire.CLIENT_DECODER: [
         wire.Hello(),
-        wire.Login(blob=b"x" * 100),
+        wire.Login(blob=b"x" * 100, fingerprint=FP_A),
         wire.Send(id=MID, sender=FP_A, to=[FP_B], group=GID, ttl=3),
         wire.Received(ids=[MID, MID]),
         wire.Ping(t=5),
         wire.Bye(),
     ],
     wire.SERVER_DECODER: [
-        wire.Challenge(nonce=b"n" * 32, broker=FP_A, expires=10),
-        wire.Welcome(fingerprint=FP_A, device="0123456789abcdef", broker=FP_B),
+        wire.Challenge(nonce=b"n" * 32, broker=FP_A, expires=10, key=b"k"),
+        wire.Welcome(
+            fingerprint=FP_A,
+            device="0123456789abcdef",
+            broker=FP_B,
+            pending=0,
+            brokers=["tcp://127.0.0.1:1#" + "00" * 32],
+        ),
         wire.Accepted(id=MID),
-        wire.Deliver(id=MID, sender=FP_A, to=[FP_B], group=None),
+        wire.Deliver(id=MID, sender=FP_A, to=[FP_B], group=None, ts=7),
         wire.Error(code="bad-frame", message="無法解碼", ref=MID),
         wire.Pong(t=1),
     ],
@@ -38,17 +44,30 @@ SAMPLES = {
         wire.PeerHello(broker=FP_A, address="tcp://127.0.0.1:1"),
         wire.Heartbeat(t=1),
         wire.HeartbeatAck(t=1),
-        wire.Forward(id=MID, origin=FP_A, sender=FP_B, to=[FP_B], target=FP_A, hops=2),
-        wire.ForwardAck(id=MID),
+        wire.Forward(
+            id=MID,
+            origin=FP_A,
+            sender=FP_B,
+            to=[FP_B],
+            target=FP_A,
+            hops=2,
+            deliver_to=[FP_B],
+            ts=1,
+        ),
+        wire.ForwardAck(id=MID, token=b""),
         wire.PeerBatch(
-            fwds=[wire.Forward(id=MID, origin=FP_A, sender=FP_B, to=[FP_B], target=FP_A)],
+            fwds=[
+                wire.Forward(
+                    id=MID, origin=FP_A, sender=FP_B, to=[FP_B], target=FP_A, deliver_to=[], ts=0
+                )
+            ],
             bodies=[b"body"],
             acks=[wire.ForwardAck(id=MID, token=b"t")],
         ),
         wire.SnapshotRequest(),
         wire.PeerBye(),
         wire.Snapshot(adverts=[ADVERT], seq=9),
-        wire.Error(code="x"),
+        wire.Error(code="not-admitted"),
     ],
     wire.GOSSIP_DECODER: [
         ADVERT,
@@ -107,17 +126,17 @@ def test_header_payload_round_trip() -> None:
 def test_channels_do_not_cross() -> None:
     """A server message is not a client message: a client cannot send a Deliver to a broker."""
     with pytest.raises(WireError):
-        wire.CLIENT_DECODER.decode(wire.encode(wire.Deliver(id=MID, sender=FP_A)))
+        wire.CLIENT_DECODER.decode(wire.encode(wire.Deliver(id=MID, sender=FP_A, to=[], ts=0)))
 
 
 @pytest.mark.parametrize(
     "bad",
     [
         wire.Send(id=MID, sender="a" * 40, to=[]),  # lower-case fingerprint
-        wire.Send(id=b"short", sender=FP_A),
+        wire.Send(id=b"short", sender=FP_A, to=[FP_B]),
         wire.Send(id=MID, sender=FP_A, to=[FP_B] * (wire.MAX_RECIPIENTS + 1)),
-        wire.Send(id=MID, sender=FP_A, ttl=65),
-        wire.Challenge(nonce=b"short", broker=FP_A),
+        wire.Send(id=MID, sender=FP_A, to=[FP_B], ttl=65),
+        wire.Challenge(nonce=b"short", broker=FP_A, expires=0, key=b""),
     ],
     ids=["lowercase-fp", "short-id", "too-many-recipients", "ttl", "short-nonce"],
 )
@@ -174,3 +193,85 @@ def test_random_msgpack_raises_only_wire_error(obj: object, which: int) -> None:
         ALL_DECODERS[which].decode(msgspec.msgpack.encode(obj))
     except WireError:
         pass
+
+
+def test_a_send_without_an_id_is_refused_not_read_as_id_zero() -> None:
+    raw = msgspec.msgpack.encode({"k": "send", "sender": FP_A, "to": [FP_B]})
+    with pytest.raises(WireError, match="id"):
+        wire.CLIENT_DECODER.decode(raw)
+    with pytest.raises(TypeError):
+        wire.Send(sender=FP_A, to=[FP_B])  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("decoder", "fields"),
+    [
+        (wire.CLIENT_DECODER, {"k": "send", "id": MID, "to": [FP_B]}),  # no sender
+        (wire.SERVER_DECODER, {"k": "deliver", "id": MID, "sender": FP_A, "to": []}),  # no ts
+        (wire.SERVER_DECODER, {"k": "deliver", "sender": FP_A, "to": [], "ts": 1}),  # no id
+        (wire.SERVER_DECODER, {"k": "accepted"}),
+        (wire.SERVER_DECODER, {"k": "welcome", "fingerprint": FP_A, "broker": FP_B}),
+        (wire.SERVER_DECODER, {"k": "challenge", "broker": FP_A, "expires": 1, "key": b""}),
+        (wire.SERVER_DECODER, {"k": "error", "message": "no code"}),
+        (wire.PEER_DECODER, {"k": "forward-ack", "token": b""}),
+        (wire.PEER_DECODER, {"k": "forward", "id": MID, "sender": FP_A, "to": []}),
+    ],
+    ids=[
+        "send",
+        "deliver-ts",
+        "deliver-id",
+        "accepted",
+        "welcome",
+        "challenge",
+        "error",
+        "forward-ack",
+        "forward",
+    ],  # fmt: skip
+)
+def test_core_fields_are_required(decoder: wire._Decoder, fields: dict) -> None:
+    with pytest.raises(WireError):
+        decoder.decode(msgspec.msgpack.encode(fields))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"k": "send", "v": 2, "id": MID, "sender": FP_A, "to": [FP_B]},  # well-formed
+        {"k": "send", "v": 7, "id": "a newer shape", "to": 3},  # not even today's Send
+        {"k": "ping", "v": 0, "t": 1},
+    ],
+    ids=["v2-send", "v7-other-shape", "v0-ping"],
+)
+def test_an_unknown_protocol_version_is_refused_with_a_typed_error(fields: dict) -> None:
+    with pytest.raises(wire.VersionError, match="protocol version"):
+        wire.CLIENT_DECODER.decode(msgspec.msgpack.encode(fields))
+    assert issubclass(wire.VersionError, WireError)
+
+
+def test_the_current_version_is_implied_when_omitted() -> None:
+    raw = msgspec.msgpack.encode({"k": "ping", "t": 1})
+    assert wire.CLIENT_DECODER.decode(raw) == wire.Ping(t=1)
+    assert wire.CLIENT_DECODER.decode(msgspec.msgpack.encode({"k": "ping", "v": 1, "t": 1}))
+
+
+@pytest.mark.parametrize("code", wire.ERROR_CODES)
+def test_every_error_code_round_trips(code: wire.ErrorCode) -> None:
+    err = wire.Error(code=code, message="m", ref=MID)
+    assert wire.SERVER_DECODER.decode(wire.encode(err)) == err
+    assert wire.PEER_DECODER.decode(wire.encode(err)) == err
+
+
+def test_an_error_code_outside_the_list_is_refused() -> None:
+    with pytest.raises(WireError):
+        wire.SERVER_DECODER.decode(msgspec.msgpack.encode({"k": "error", "code": "made-up"}))
+
+
+def test_every_code_the_broker_emits_is_listed() -> None:
+    """The broker's sources name only codes of `ErrorCode` (a new one is added there first)."""
+    import re
+    from pathlib import Path
+
+    broker = Path(__file__).resolve().parents[2] / "broker"
+    pattern = re.compile(r'(?:_error|_garbage)\(\s*\w+,\s*"([a-z-]+)"|code="([a-z-]+)"')
+    found = {a or b for f in broker.glob("*.py") for a, b in pattern.findall(f.read_text())}
+    assert found and found <= set(wire.ERROR_CODES), found - set(wire.ERROR_CODES)

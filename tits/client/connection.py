@@ -25,10 +25,10 @@ from typing import Any
 import zmq
 from zmq.utils import z85
 
-from . import wire
-from .errors import BrokerError, ConfigError, IdentityError, WireError
-from .identity import Identity
-from .login import build_blob
+from .. import wire
+from ..errors import BrokerError, ConfigError, IdentityError, WireError
+from ..identity import Identity
+from ..login import build_blob
 
 RESEND_S = 2.0  # resend what the broker has not acknowledged after this long
 LOGIN_TIMEOUT_S = 15.0

@@ -1,0 +1,307 @@
+"""A blocking façade over the asyncio `Client`, for the one-shot commands, scripts and tests.
+
+The client runs on an event loop in a thread of its own; each call here waits for its
+coroutine. Nothing here holds logic of its own: sending, opening and verification are the
+client library's (`Client`, `Composer`, `Inbox`), so commands, the app and tests exercise one
+code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from tits import wire
+from tits.errors import BrokerError
+from tits.home import Home
+from tits.session import Envelope, SessionKey
+
+from .client import ANSWER_S, Client
+from .connection import Connection, Incoming
+from .inbox import KEY_WAIT_S
+from .model import Event, GroupChanged, Message, Refused, SendFailed, Shown
+from .store import OutboxItem
+
+T = TypeVar("T")
+
+__all__ = ["KEY_WAIT_S", "Messenger"]
+
+
+class Messenger:
+    def __init__(
+        self,
+        home: Home,
+        broker: str | None = None,
+        keyserver: str | None = None,
+        *,
+        answer_s: float = ANSWER_S,
+    ) -> None:
+        self.home = home
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.client: Client = self._run(self._make(home, broker, keyserver, answer_s))
+        self.me = self.client.me
+        self.store = self.client.store
+        self.refused: list[Refused] = []
+        self.events: list[Event] = []
+        self._closed = False
+        self._raw: Connection | None = None
+        self._ackable: set[bytes] = set()
+
+    @staticmethod
+    async def _make(home: Home, broker: str | None, keyserver: str | None, ans: float) -> Client:
+        return Client(home, broker=broker, keyserver=keyserver, answer_s=ans)
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._raw is not None:
+            self._raw.close()
+        try:
+            self._run(self.client.close(), 30)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
+
+    def __enter__(self) -> Messenger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connection(self, timeout: float = 30.0) -> Connection:
+        """A raw, blocking, logged-in connection for this device (for tests and tools that
+        put their own frames on the wire); the client's own link closes it first."""
+        if self._raw is None:
+            self._close_async_link()
+            url = self.client.candidates()[0]
+            _, cert, sig = self.home.certificate
+            raw = Connection(
+                url, self.client.identity, self.me, cert, sig, listed=self.client.listed
+            )
+            try:
+                raw.login(timeout)
+            except BaseException:
+                raw.close(bye=False)
+                raise
+            self._raw = raw
+        return self._raw
+
+    def _close_async_link(self) -> None:
+        if self.client.link is not None:
+            self._run(self._drop_link())
+
+    async def _drop_link(self) -> None:
+        self.client._close_socket(bye=True)
+        self.client.link = None
+
+    def connect(self, timeout: float = 30.0) -> wire.Welcome:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+        if not self._ready():
+            return self._run(self.client.connect(timeout))
+        assert self.client.welcome is not None
+        return self.client.welcome
+
+    def _ready(self) -> bool:
+        from .link import State
+
+        return self.client.link is not None and self.client.link.state is State.READY
+
+    @property
+    def welcome(self) -> wire.Welcome | None:
+        return self.client.welcome
+
+    def name_of(self, fp: str) -> str:
+        return self.client.name_of(fp)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def enqueue(
+        self, target: str, payload: bytes, kind: str = "text", mime: str = "text/plain"
+    ) -> bytes:
+        return self._run(self.client.work(self.client.outbox.add, target, kind, payload, mime))
+
+    def send_text(
+        self, to: list[str] | str, text: str, group: bytes | None = None, timeout: float = 30.0
+    ) -> bytes:
+        return self._send(to, text.encode(), "text", "text/plain", group, timeout)
+
+    def send_media(
+        self,
+        to: list[str] | str,
+        payload: bytes,
+        mime: str,
+        group: bytes | None = None,
+        timeout: float = 30.0,
+    ) -> bytes:
+        if len(payload) > wire.MAX_BODY - 4096:
+            from tits.errors import ConfigError
+
+            raise ConfigError(f"{len(payload)} bytes is too big to send inline (max ~1 MiB)")
+        return self._send(to, payload, "media", mime, group, timeout)
+
+    def _send(
+        self,
+        to: list[str] | str,
+        payload: bytes,
+        kind: str,
+        mime: str,
+        group: bytes | None,
+        timeout: float,
+    ) -> bytes:
+        target = "#" + group.hex() if group is not None else (to if isinstance(to, str) else to[0])
+        item = self.enqueue(target, payload, kind, mime)
+        self.connect(timeout)
+        self.flush_and_wait([item], timeout)
+        return item
+
+    def flush_and_wait(self, items: list[bytes], timeout: float) -> None:
+        failed = self._run(self.client.flush())
+        for f in failed:
+            if f.id in items:
+                raise BrokerError(f.reason, code=f.code)
+        left = self._run(self.client.wait_stored(items, timeout))
+        self._raise_for(left)
+
+    @staticmethod
+    def _raise_for(left: list[OutboxItem]) -> None:
+        for item in left:
+            if item.state == "failed":
+                code, _, reason = item.reason.partition(": ")
+                raise BrokerError(reason or code, code=code or "refused")
+        if left:
+            why = left[0].reason or "the broker did not acknowledge in time"
+            raise BrokerError(f"{len(left)} message(s) wait in the outbox ({why})", code="timeout")
+
+    def group_create(self, name: str, secure: bool = False) -> bytes:
+        return self._run(self.client.group_create(name, secure))
+
+    def group_change(
+        self,
+        group: bytes,
+        op: str,
+        targets: list[str],
+        share_history: bool = False,
+        timeout: float = 60.0,
+    ) -> GroupChanged | None:
+        self.connect(timeout)
+        before = {i.id for i in self.store.outbox("pending")}
+        ev = self._run(
+            self.client.group_change(group, op, targets, share_history=share_history), timeout
+        )
+        items = [i.id for i in self._run(self.client.work(self.store.outbox, "pending"))]
+        self.flush_and_wait([i for i in items if i not in before], timeout)
+        return ev
+
+    # -- the compatibility surface for tests that build frames themselves ----------------------
+
+    def prepare_text(
+        self, to: list[str], text: str, group: bytes | None = None
+    ) -> tuple[list[tuple[wire.Send, bytes]], list[str], SessionKey, Envelope]:
+        """The frames one text would go as (key messages first), without sending them."""
+        target = "#" + group.hex() if group is not None else to[0]
+        item = OutboxItem(
+            id=wire.new_msg_id(), target=target, kind="text", payload=text.encode(),
+            mime="text/plain", created=time.time(), state="pending", reason="",
+            prepared=None, attempts=0,
+        )  # fmt: skip
+        prepared = self._run(self.client.work(self.client.composer.prepare, item))
+        sends = [(wire.CLIENT_DECODER.decode(e), b) for e, b in prepared.frames]
+        conv = prepared.message.conv if prepared.message else b""
+        text_send = sends[-1][0]
+        body = wire.BODY_DECODER.decode(sends[-1][1])
+        row = self.store.epoch(conv, body.epoch) if isinstance(body, wire.SealedBody) else None
+        key = row.key if row else SessionKey.generate(conv)
+        missing = [s.to[0] for s, b in sends[:-1]]
+        env = Envelope(text_send.id, text_send.sender, list(text_send.to), text_send.group)
+        return sends, missing, key, env
+
+    def process(self, deliveries: list[Incoming]) -> list[Message]:
+        batch = self._run(self.client.work(self.client.inbox.process, deliveries))
+        self._ackable = set(batch.ack)
+        self._absorb(batch.events)
+        return [e.message for e in batch.events if isinstance(e, Shown)]
+
+    def ackable(self, deliveries: list[Incoming]) -> list[bytes]:
+        return [d.envelope.id for d in deliveries if d.envelope.id in self._ackable]
+
+    def _absorb(self, events: list[Event]) -> None:
+        self.events.extend(events)
+        self.refused.extend(e for e in events if isinstance(e, Refused))
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def receive(
+        self,
+        on_message: Callable[[Message], None],
+        *,
+        follow: bool = False,
+        timeout: float | None = None,
+        until: Callable[[], bool] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> int:
+        """Show what waits (or, with `follow`, keep listening); returns how many were shown."""
+        self.connect(timeout or 30.0)
+        start = time.monotonic()
+        deadline = start + timeout if timeout is not None else None
+        shown = 0
+        c = self.client
+        while True:
+            now = time.monotonic()
+            welcome = c.welcome
+            pending = welcome.pending if welcome else 0
+            settle = (welcome.settle_ms / 1000 if welcome else 0.0) + 0.3
+            quiet = now - c.last_delivery >= settle and not c.inbox.held
+            if not follow and c.received >= pending and quiet and self._idle():
+                break
+            if until is not None and until():
+                break
+            if deadline is not None and now >= deadline:
+                break
+            wait = 0.2 if deadline is None else max(0.01, min(0.2, deadline - now))
+            ev = self._run(c.next_event(wait))
+            if ev is None:
+                continue
+            self._absorb([ev])
+            if on_event is not None:
+                on_event(ev)
+            if isinstance(ev, Shown):
+                on_message(ev.message)
+                shown += 1
+        self._drain_events(on_message, on_event)
+        return shown
+
+    def _idle(self) -> bool:
+        return not self.client._incoming and self.client._events.empty()
+
+    def _drain_events(
+        self, on_message: Callable[[Message], None], on_event: Callable[[Event], None] | None
+    ) -> None:
+        async def drain() -> list[Event]:
+            out = []
+            while (ev := self.client.next_event_nowait()) is not None:
+                out.append(ev)
+            return out
+
+        for ev in self._run(drain()):
+            self._absorb([ev])
+            if on_event is not None:
+                on_event(ev)
+            if isinstance(ev, Shown):
+                on_message(ev.message)
+
+    def failures(self) -> list[SendFailed]:
+        return [e for e in self.events if isinstance(e, SendFailed)]

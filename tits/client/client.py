@@ -1,0 +1,566 @@
+"""The asyncio client: one object that the `tits` commands and the full-screen app drive.
+
+    async with Client(home) as c:                 # nothing connects yet
+        item = await c.send("@bob" → fingerprint, "晚安")   # durable in the outbox first
+        await c.connect()                         # tries the brokers of the cloud in turn
+        await c.wait_stored([item], timeout=30)
+        async for ev in c.events(): ...           # Shown, Refused, Held, GroupChanged, ...
+
+Composition: a `Link` (sans-IO connection and login) per broker socket, an `Outbox`, an
+`Inbox`, a `Keyring`, `Groups`, a `Composer`, the `LocalStore`. The event loop only moves
+frames: everything that runs gpg or touches the store runs on one worker thread (so store
+transactions never interleave), key-server look-ups on another (so a slow key server delays
+only the messages waiting for it, never the receive path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import structlog
+import zmq
+import zmq.asyncio
+from zmq.utils import z85
+
+from tits import wire
+from tits.errors import BrokerError, ConfigError, IdentityError, KeyServerError, TitsError
+from tits.home import Home
+from tits.login import build_blob
+
+from . import link as L
+from .compose import Composer
+from .connection import BrokerURL, Incoming
+from .devices import DeviceChecker
+from .groups import Groups, require_key
+from .inbox import Batch, Inbox
+from .keyring import Keyring
+from .model import Event, GroupChanged, LinkEvent, Refused, SendFailed, Stored
+from .opener import NotYet
+from .outbox import Outbox
+from .store import LocalStore, OutboxItem
+
+log = structlog.get_logger("tits.client")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+ANSWER_S = 4.0  # a broker silent this long is reported at once, and the next one tried
+MAX_LEARNT_BROKERS = 16
+
+
+class Client:
+    def __init__(
+        self,
+        home: Home,
+        *,
+        broker: str | None = None,
+        keyserver: str | None = None,
+        answer_s: float = ANSWER_S,
+        listed: bool | None = None,
+    ) -> None:
+        home.require()
+        self.home = home
+        self.me = home.fingerprint
+        self.identity = home.identity
+        self.answer_s = answer_s
+        self.broker_arg = broker
+        self.keyserver = keyserver or home.config.get("keyserver")
+        self.listed = bool(home.config.get("listed", True)) if listed is None else listed
+        self.store = LocalStore(home.path)
+        _, cert_bytes, cert_sig = home.certificate
+        self.certificate = (cert_bytes, cert_sig)
+        self.card = (cert_bytes, cert_sig, home.device.prove(cert_bytes))  # what key messages carry
+        self.keyring = Keyring(self.store, self.identity, self.me)
+        self.devices = DeviceChecker(self.store, self.identity, self.me, self.certificate)
+        ensure = require_key(self.identity, self._fetch_key if self.keyserver else None)
+        self.groups = Groups(self.store, self.identity, self.me, self.keyring, self.card, ensure)
+        self.composer = Composer(
+            self.store, self.me, home.device, self.card, self.keyring, self.groups,
+            ensure, self.sendable,
+        )  # fmt: skip
+        self.inbox = Inbox(
+            self.store, self.identity, self.me, self.keyring, self.groups, self.devices,
+            ensure, self._keep_media,
+        )  # fmt: skip
+        self.outbox = Outbox(self.store)
+        self.outbox.load()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="tits-worker")
+        self._lookups = ThreadPoolExecutor(2, thread_name_prefix="tits-lookup")
+        self._ctx: zmq.asyncio.Context | None = None
+        self._sock: zmq.asyncio.Socket | None = None
+        self.link: L.Link | None = None
+        self.url: BrokerURL | None = None
+        self.welcome: wire.Welcome | None = None
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._incoming: list[Incoming] = []
+        self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._down: asyncio.Future[L.Down] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._looked_up: dict[tuple[str, str], float] = {}
+        self.received = 0  # deliveries since login (for draining)
+        self.last_delivery = 0.0
+        self._names: dict[str, str] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        self._close_socket(bye=True)
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        self._worker.submit(self.store.close).result()
+        self._worker.shutdown(wait=True)
+        self._lookups.shutdown(wait=False, cancel_futures=True)
+
+    async def work(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` on the worker thread (gpg, the store): never on the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, lambda: fn(*args, **kwargs))
+
+    # -- brokers ---------------------------------------------------------------------------------
+
+    def candidates(self) -> list[str]:
+        """The broker to use first (given, or the one in the config), then the others of its
+        cloud that the last welcome named."""
+        first = self.broker_arg or self.home.config.get("broker")
+        learnt = [u for u in self.home.config.get("cloud_brokers", []) if isinstance(u, str)]
+        out = list(dict.fromkeys([u for u in [first, *learnt] if u]))
+        if not out:
+            raise ConfigError(
+                "no broker: give --broker URL, or set one with `tits init --broker URL`"
+            )
+        return out
+
+    async def connect(self, timeout: float = 30.0) -> wire.Welcome:
+        """Log in at the first broker that answers; each silent one is reported (LinkEvent)
+        after `answer_s` and the next tried, round after round until `timeout`."""
+        deadline = time.monotonic() + timeout
+        tried: list[str] = []
+        while True:
+            for url in self.candidates():
+                try:
+                    return await self._login_at(url, max(1.0, deadline - time.monotonic()))
+                except BrokerError as exc:
+                    tried.append(f"{BrokerURL.parse(url).address} ({exc.message})")
+                    await self._events.put(LinkEvent(state="unreachable", broker_url=url,
+                                                     detail=exc.message))  # fmt: skip
+                    if exc.code not in ("timeout", "unreachable"):
+                        raise
+                if time.monotonic() >= deadline:
+                    raise BrokerError(
+                        "no broker answered: " + "; ".join(dict.fromkeys(tried)), code="timeout"
+                    )
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    async def _login_at(self, url_text: str, timeout: float) -> wire.Welcome:
+        self._close_socket(bye=False)
+        url = BrokerURL.parse(url_text)
+        if self._ctx is None:
+            self._ctx = zmq.asyncio.Context()
+        public, secret = zmq.curve_keypair()
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.curve_serverkey = url.server_key
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
+        sock.sndhwm = sock.rcvhwm = 100_000
+        sock.reconnect_ivl = 100
+        sock.reconnect_ivl_max = 2000
+        sock.connect(url.address)
+        self._sock, self.url, self._curve_public = sock, url, public
+        self.link = L.Link(self.me, answer_s=min(self.answer_s, timeout))
+        self._ready.clear()
+        self._down = asyncio.get_running_loop().create_future()
+        self._tasks += [asyncio.create_task(self._read(sock)), asyncio.create_task(self._tick())]
+        if not any(t.get_name() == "tits-process" for t in self._tasks):
+            self._tasks.append(asyncio.create_task(self._process(), name="tits-process"))
+        await self._apply(self.link.start(time.monotonic()))
+        ready = asyncio.ensure_future(self._ready.wait())
+        waiters: set[asyncio.Future[Any]] = {ready, self._down}
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            down = self._down.result()
+            self._close_socket(bye=False)
+            code = "timeout" if down.why == "unreachable" else (down.code or "login-refused")
+            raise BrokerError(down.detail, code=code)
+        assert self.welcome is not None
+        return self.welcome
+
+    def _close_socket(self, bye: bool) -> None:
+        for t in [t for t in self._tasks if t.get_name() != "tits-process"]:
+            t.cancel()
+        self._tasks = [t for t in self._tasks if t.get_name() == "tits-process"]
+        if self._sock is not None:
+            if bye and self.link is not None:
+                for a in self.link.close():
+                    if isinstance(a, L.Transmit):
+                        try:
+                            self._sock.send_multipart(a.frames(), zmq.NOBLOCK)
+                        except zmq.ZMQError:
+                            pass
+            self._sock.close(linger=0)
+            self._sock = None
+
+    async def _read(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            frames = await sock.recv_multipart()
+            if self.link is not None:
+                await self._apply(self.link.received(frames, time.monotonic()))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self.link is None:
+                continue
+            now = time.monotonic()
+            await self._apply(self.link.tick(now))
+            if self.link.state is L.State.READY:
+                for env, body in self.outbox.due(now):
+                    await self._send_frames([env, body])
+                if self.inbox.held:
+                    self._wake.set()  # a held text may have waited out its KEY_WAIT_S
+
+    async def _send_frames(self, frames: list[bytes]) -> None:
+        if self._sock is not None:
+            await self._sock.send_multipart(frames)
+
+    async def _apply(self, actions: list[L.Action]) -> None:
+        for a in actions:
+            if isinstance(a, L.Transmit):
+                await self._send_frames(a.frames())
+            elif isinstance(a, L.Prove):
+                asyncio.create_task(self._prove(a.challenge))
+            elif isinstance(a, L.Up):
+                self.welcome = a.welcome
+                self.received = 0
+                self.last_delivery = time.monotonic()
+                await self.work(self._learn_brokers, a.welcome)
+                self.outbox.resend_now()
+                self._ready.set()
+                await self._events.put(LinkEvent(state="ready", broker_url=str(self.url)))
+            elif isinstance(a, L.Down):
+                if self._down is not None and not self._down.done():
+                    self._down.set_result(a)
+                if self._ready.is_set():
+                    self._ready.clear()
+                    lost = LinkEvent(state="unreachable", broker_url=str(self.url), detail=a.detail)
+                    await self._events.put(lost)
+                    asyncio.create_task(self._failover())
+            elif isinstance(a, L.Delivered):
+                self._incoming.extend(a.items)
+                self.received += len(a.items)
+                self.last_delivery = time.monotonic()
+                self._wake.set()
+            elif isinstance(a, L.Acked):
+                for done in await self.work(self.outbox.acked, a.ids):
+                    broker = self.link.broker if self.link else ""
+                    await self._events.put(Stored(id=done.item.id, broker=broker or ""))
+            elif isinstance(a, L.BrokerRefusal):
+                failed = await self.work(self.outbox.refused, a.ref, a.code, a.message)
+                if failed is not None:
+                    await self._events.put(SendFailed(id=failed.item.id, code=a.code,
+                                                      reason=a.message))  # fmt: skip
+
+    async def _prove(self, challenge: wire.Challenge) -> None:
+        link = self.link
+        try:
+            login = await self.work(self._build_login, challenge)
+        except TitsError as exc:
+            if link is not None:
+                await self._apply(link.prove_failed(exc.message))
+            return
+        if link is self.link and link is not None:
+            await self._apply(link.proved(login, time.monotonic()))
+
+    def _build_login(self, challenge: wire.Challenge) -> wire.Login:
+        broker = challenge.broker
+        if not self.identity.has_key(broker):
+            if not challenge.key:
+                raise BrokerError(f"broker {broker[:16]} sent no key", code="login-refused")
+            scanned = self.identity.gpg.scan_keys_mem(challenge.key.decode("utf-8", "replace"))
+            if {str(k.get("fingerprint", "")).upper() for k in scanned} != {broker}:
+                raise IdentityError("the broker's key does not match its fingerprint")
+            self.identity.import_public(challenge.key)
+        cert, sig = self.certificate
+        blob = build_blob(
+            self.identity, self.me, challenge.nonce, broker, z85.decode(self._curve_public),
+            cert, sig,
+        )  # fmt: skip
+        pubkey = self.identity.export_public(self.me).encode()
+        return wire.Login(blob=blob, fingerprint=self.me, pubkey=pubkey, listed=self.listed)
+
+    def _learn_brokers(self, welcome: wire.Welcome) -> None:
+        urls = [u for u in getattr(welcome, "brokers", [])][:MAX_LEARNT_BROKERS]
+        if urls and urls != self.home.config.get("cloud_brokers"):
+            self.home.save_config(cloud_brokers=urls)
+
+    async def _failover(self) -> None:
+        try:
+            await self.connect(timeout=3600.0)
+        except (BrokerError, ConfigError) as exc:
+            log.warning("client.failover_failed", why=exc.message[:200])
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def resolve(self, who: str) -> str:
+        """`@name`, a fingerprint, or `#group`: the outbox target (a fingerprint or #hex)."""
+        if who.startswith("#"):
+            return "#" + self.groups.find(who).hex()
+        from tits.contacts import Contacts
+
+        return Contacts(self.home.path).resolve(who)
+
+    async def send(
+        self, target: str, payload: bytes, *, kind: str = "text", mime: str = "text/plain"
+    ) -> bytes:
+        """Put a message in the durable outbox, then prepare and send it if a broker is up.
+        Returns the outbox item id (= the message id)."""
+        item_id = await self.work(self.outbox.add, target, kind, payload, mime)
+        await self.flush()
+        return item_id
+
+    async def flush(self) -> list[SendFailed]:
+        """Prepare what waits in the outbox (keys, sealing: on the worker) and send it."""
+        failed: list[SendFailed] = []
+        for item in await self.work(self.outbox.unprepared):
+            try:
+                prepared = await self.work(self.composer.prepare, item)
+            except TitsError as exc:
+                await self.work(self.store.outbox_note, item.id, "failed", exc.message)
+                ev = SendFailed(id=item.id, code=exc.code or "error", reason=exc.message)
+                failed.append(ev)
+                await self._events.put(ev)
+                continue
+            await self.work(self.outbox.prepared, item, prepared)
+        if self.link is not None and self.link.state is L.State.READY:
+            for env, body in self.outbox.due(time.monotonic()):
+                await self._send_frames([env, body])
+        return failed
+
+    async def queue_frames(self, target: str, frames: list[tuple[bytes, bytes]]) -> bytes:
+        """Control messages (group logs and keys) already made: durable, then sent."""
+        from .model import Prepared
+
+        def add() -> bytes:
+            item_id = self.outbox.add(target, "control", b"", "application/x-tits-control")
+            item = self.store.outbox_item(item_id)
+            assert item is not None
+            self.outbox.prepared(item, Prepared(frames=frames, message=None))
+            return item_id
+
+        item_id = await self.work(add)
+        await self.flush()
+        return item_id
+
+    async def wait_stored(self, items: list[bytes], timeout: float) -> list[OutboxItem]:
+        """Wait until a broker stored these items; returns those still waiting or failed."""
+        deadline = time.monotonic() + timeout
+        wanted = set(items)
+        while time.monotonic() < deadline:
+            waiting = self.outbox.waiting(wanted)
+            if not waiting:
+                break
+            await asyncio.sleep(0.05)
+        left = []
+        for i in wanted:
+            item = await self.work(self.store.outbox_item, i)
+            if item is not None:
+                left.append(item)
+        return left
+
+    def sendable(self, fp: str) -> bool:
+        """In a secure group: confirmed, and its keys unchanged since."""
+        seen = self.store.confirmation(fp)
+        return seen is not None and seen == self.identity.subkeys(fp)
+
+    # -- groups ----------------------------------------------------------------------------------
+
+    async def group_create(self, name: str, secure: bool) -> bytes:
+        return await self.work(self.groups.create, name, secure)
+
+    async def group_change(
+        self, group: bytes, op: str, targets: list[str], *, share_history: bool = False
+    ) -> GroupChanged | None:
+        change = await self.work(
+            self.groups.change, group, op, targets,  # type: ignore[arg-type]
+            share_history=share_history, confirmed=self.sendable,
+        )  # fmt: skip
+        if change.frames:
+            await self.queue_frames("#" + group.hex(), change.frames)
+        return change.event
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[Event]:
+        while True:
+            yield await self._events.get()
+
+    def next_event_nowait(self) -> Event | None:
+        try:
+            return self._events.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    async def next_event(self, timeout: float) -> Event | None:
+        try:
+            return await asyncio.wait_for(self._events.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def _process(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            items, self._incoming = self._incoming, []
+            try:
+                batch: Batch = await self.work(self.inbox.process, items)
+            except Exception as exc:  # a bug must not stop receiving: log, keep the items
+                log.error("client.process_failed", error=repr(exc)[:300])
+                self._incoming = items + self._incoming
+                await asyncio.sleep(1.0)
+                continue
+            if batch.ack and self.link is not None:
+                for i in range(0, len(batch.ack), wire.RECEIVED_MAX):
+                    ids = batch.ack[i : i + wire.RECEIVED_MAX]
+                    await self._apply(self.link.transmit(wire.Received(ids=ids)))
+            for ev in batch.events:
+                await self._events.put(ev)
+            for need in batch.needs:
+                self._look_up(need)
+            for group in batch.rekey:
+                asyncio.create_task(self._rekey(group))
+
+    async def _rekey(self, group: bytes) -> None:
+        try:
+            change = await self.work(self.groups.rekey, group)
+            await self.queue_frames("#" + group.hex(), change.frames)
+        except TitsError as exc:
+            log.warning("client.rekey_failed", why=exc.message[:200])
+
+    def _look_up(self, need: NotYet) -> None:
+        """Ask the key server for a certificate or a key, off the receive path; the held
+        deliveries are tried again when the answer is in."""
+        if need.need not in ("cert", "pubkey"):
+            return
+        who = need.what.get("identity", "")
+        if not self.keyserver:  # nobody to ask: decide now instead of after KEY_WAIT_S
+            if need.need == "cert":
+                asyncio.create_task(self._not_found(who, need.what.get("device", "")))
+            else:
+                self.inbox.unfindable.add(who)
+                self._wake.set()
+            return
+        k = (need.need, who)
+        if time.monotonic() - self._looked_up.get(k, -1e9) < 10.0:
+            return
+        self._looked_up[k] = time.monotonic()
+        asyncio.create_task(self._look_up_task(need.need, who, need.what.get("device", "")))
+
+    async def _look_up_task(self, need: str, who: str, device: str) -> None:
+        loop = asyncio.get_running_loop()
+        from tits.keyclient import KeyClient
+
+        kc = KeyClient(str(self.keyserver), timeout=5.0)
+        try:
+            if need == "pubkey":
+                armored = await loop.run_in_executor(self._lookups, kc.get_key, who)
+                await self.work(self.identity.import_public, armored)
+            else:
+                found = await loop.run_in_executor(self._lookups, kc.devices, who)
+                await self.work(self._learn_devices, who, device, found)
+        except (KeyServerError, TitsError, OSError) as exc:
+            log.info("client.lookup_failed", need=need, who=who[:16], why=str(exc)[:120])
+            if need == "cert":
+                await self.work(self.devices.not_found, who, device)
+        self._wake.set()
+
+    async def _not_found(self, who: str, device: str) -> None:
+        await self.work(self.devices.not_found, who, device)
+        self._wake.set()
+
+    def _learn_devices(self, who: str, device: str, found: list[dict[str, Any]]) -> None:
+        import base64
+
+        hit = False
+        for d in found:
+            try:
+                if d.get("revoked") and d.get("revocation"):
+                    continue
+                if d.get("device") == device and not d.get("revoked"):
+                    cert = base64.b64decode(d["certificate"])
+                    self.devices.learn(who, cert, d["signature"], None)  # keyd checked its proof
+                    hit = True
+            except (TitsError, KeyError, ValueError, TypeError):
+                continue
+        if not hit:
+            self.devices.not_found(who, device)
+
+    def _fetch_key(self, fp: str) -> str:
+        from tits.keyclient import KeyClient
+
+        return KeyClient(str(self.keyserver), timeout=5.0).get_key(fp)
+
+    def _keep_media(self, payload: bytes) -> str:
+        folder = self.home.path / "media"
+        folder.mkdir(exist_ok=True)
+        path = folder / wire.sha256(payload).hex()
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(payload)
+            tmp.replace(path)
+        return str(path)
+
+    # -- names -----------------------------------------------------------------------------------
+
+    def name_of(self, fp: str) -> str:
+        """The petname; else the key's own name, marked, with part of the fingerprint (a
+        name from a key is never enough to look like a known contact)."""
+        if fp in self._names:
+            return self._names[fp]
+        from tits.contacts import Contacts
+
+        try:
+            names = Contacts(self.home.path).names_for(fp)
+        except TitsError:
+            names = []
+        if names:
+            name = names[0]
+        elif fp == self.me:
+            name = str(self.home.config.get("name", "")) or fp[:16]
+        else:
+            info = None
+            try:
+                info = self.identity.key_info(fp)
+            except TitsError:
+                pass
+            name = f"~{info.name} ({fp[:8]})" if info and info.name else fp[:16]
+        self._names[fp] = name
+        return name
+
+    @property
+    def path(self) -> Path:
+        return self.home.path
+
+
+def refused_event(ev: Refused) -> dict[str, Any]:
+    return {"id": ev.id.hex(), "from": ev.sender, "reason": ev.reason}

@@ -1,0 +1,126 @@
+"""Turning an outbox item into frames: the session key (made and wrapped if the conversation
+has none for its members), then the sealed text or the signed media, split into Sends of at
+most 256 recipients. May run gpg and the key server: the client calls it off the loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from tits import wire
+from tits.device import DeviceKey
+from tits.errors import ConfigError
+from tits.session import Envelope, SessionKey, direct_conversation_id, seal, sign_media
+
+from .groups import Groups, chunks
+from .keyring import Keyring
+from .model import Message, Prepared
+from .store import LocalStore, OutboxItem
+
+
+class Composer:
+    def __init__(
+        self,
+        store: LocalStore,
+        me: str,
+        device: DeviceKey,
+        certificate: tuple[bytes, str, bytes],
+        keyring: Keyring,
+        groups: Groups,
+        ensure_key: Callable[[str], None],
+        sendable: Callable[[str], bool],
+    ) -> None:
+        self.store = store
+        self.me = me
+        self.device = device
+        self.cert = certificate
+        self.keyring = keyring
+        self.groups = groups
+        self.ensure_key = ensure_key
+        self.sendable = sendable  # may a secure group send to this member now?
+        self._serial = int(time.time() * 1000)
+
+    def _next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def prepare(self, item: OutboxItem) -> Prepared:
+        if item.target.startswith("#"):
+            return self._group(item, bytes.fromhex(item.target[1:]))
+        return self._direct(item, item.target)
+
+    def _direct(self, item: OutboxItem, peer: str) -> Prepared:
+        conv = direct_conversation_id(self.me, peer)
+        members = sorted({self.me, peer})
+        now = time.time()
+        key = self.keyring.for_sending(conv, members, now)
+        if key is None:
+            key = self.keyring.make(conv, members, secure=False, basis="", now=now)
+        frames: list[tuple[bytes, bytes]] = []
+        if peer not in self.store.announced(conv, key.epoch):
+            self.ensure_key(peer)
+            kb = wire.KeyBody(
+                group=conv,
+                epoch=key.epoch,
+                wrapped=self.keyring.wrap(key.to_json(), [peer]),
+                secure=False,
+                cert=self.cert[0],
+                cert_sig=self.cert[1].encode(),
+                cert_proof=self.cert[2],
+            )
+            send = wire.Send(id=wire.new_msg_id(), sender=self.me, to=[peer])
+            frames.append((wire.encode(send), wire.encode(kb)))
+            self.store.mark_announced(conv, key.epoch, [peer])
+        frames += self._bodies(item, key, [peer], None)
+        return Prepared(frames=frames, message=self._message(item, conv, [peer], None))
+
+    def _group(self, item: OutboxItem, group: bytes) -> Prepared:
+        state = self.groups.state(group)
+        if state is None or not state.is_member(self.me):
+            raise ConfigError("you are not a member of this group")
+        others = sorted(set(state.members) - {self.me})
+        if not others:
+            raise ConfigError("nobody else is in this group yet: invite someone first")
+        if state.secure:
+            others = [fp for fp in others if self.sendable(fp)]
+            if not others:
+                raise ConfigError("no confirmed member to send to: confirm them first")
+        key = self.keyring.for_sending(group, list(state.members), time.time())
+        frames: list[tuple[bytes, bytes]] = []
+        if key is None:  # after a leave, a fork or a rotation: a key for the members now
+            change = self.groups.rekey(group)
+            frames += change.frames
+            key = self.keyring.for_sending(group, list(state.members), time.time())
+            assert key is not None
+        frames += self._bodies(item, key, others, group)
+        if key.secure:
+            self.keyring.sent_with(key)
+        return Prepared(frames=frames, message=self._message(item, group, others, group))
+
+    def _bodies(
+        self, item: OutboxItem, key: SessionKey, to: list[str], group: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
+        out = []
+        for i, part in enumerate(chunks(to)):
+            # the first part carries the item's id: the message the user sees
+            msg_id = item.id if i == 0 else wire.new_msg_id()
+            env = Envelope(msg_id, self.me, part, group)
+            if item.kind == "text":
+                body = seal(key, self.device, env, item.payload, serial=self._next_serial())
+            else:
+                body = sign_media(
+                    self.device, env, item.payload, item.mime, serial=self._next_serial()
+                )
+            send = wire.Send(id=msg_id, sender=self.me, to=part, group=group)
+            out.append((wire.encode(send), body))
+        return out
+
+    def _message(
+        self, item: OutboxItem, conv: bytes, to: list[str], group: bytes | None
+    ) -> Message:
+        text = item.payload.decode("utf-8", "replace") if item.kind == "text" else None
+        return Message(
+            id=item.id, conv=conv, sender=self.me, to=to, group=group,
+            kind="text" if item.kind == "text" else "media", text=text, verified=True,
+            ts=int(item.created * 1000), outgoing=True, mime=item.mime, read=True,
+        )  # fmt: skip

@@ -1,0 +1,244 @@
+"""A batch of deliveries → one typed event each, recorded before anything is acknowledged.
+
+Key and group messages of a batch are handled before its texts (a text may come in the same
+batch as its key). Whatever cannot be decided yet (`NotYet`: no key, no certificate, no group)
+is *held*: kept in the local store and acknowledged (so the broker's window never fills with
+it), tried again when what it needs arrives or has been looked up; one held longer than
+`KEY_WAIT_S` is refused, and one sender may have at most `HELD_PER_SENDER` held.
+Everything here may run gpg:
+the client calls `process` off the event loop, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tits import wire
+from tits.errors import TitsError, VerificationError
+from tits.identity import Identity
+from tits.session import SessionKey
+
+from .connection import Incoming
+from .devices import DeviceChecker
+from .groups import Groups
+from .keyring import Keyring
+from .model import Event, GroupChanged, Held, Message, Refused, Shown
+from .opener import NotYet, conversation_of, open_body
+from .store import LocalStore
+
+KEY_WAIT_S = 120.0  # how long a text may wait for its key, its group or its certificate
+# What one sender may have waiting here for a key it has not sent: beyond it, their messages
+# are refused (and acknowledged), so a sender who floods mutes themselves, not the inbox.
+HELD_PER_SENDER = 200
+HELD_BYTES_PER_SENDER = 16 << 20
+
+
+@dataclass
+class Batch:
+    events: list[Event] = field(default_factory=list)
+    ack: list[bytes] = field(default_factory=list)
+    needs: list[NotYet] = field(default_factory=list)
+    rekey: list[bytes] = field(default_factory=list)  # groups this device should rekey now
+
+
+class Inbox:
+    def __init__(
+        self,
+        store: LocalStore,
+        identity: Identity,
+        me: str,
+        keyring: Keyring,
+        groups: Groups,
+        devices: DeviceChecker,
+        ensure_key: Callable[[str], None],
+        keep_media: Callable[[bytes], str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.me = me
+        self.keyring = keyring
+        self.groups = groups
+        self.devices = devices
+        self.ensure_key = ensure_key
+        self.keep_media = keep_media
+        self.clock = clock
+        self.held: dict[bytes, Incoming] = {}
+        for env, body in store.held():
+            d = wire.SERVER_DECODER.decode(env)
+            if isinstance(d, wire.Deliver):
+                self.held[d.id] = Incoming(d, body)
+        self.unfindable: set[str] = set()  # public keys no key server can give us
+
+    def process(self, deliveries: list[Incoming]) -> Batch:
+        out = Batch()
+        fresh: list[tuple[Incoming, wire.Body | None]] = []
+        ids = set()
+        for inc in [*self.held.values(), *deliveries]:
+            i = inc.envelope.id
+            if i in ids:
+                continue
+            ids.add(i)
+            if self.store.seen(i):
+                if self.held.pop(i, None) is not None:
+                    self.store.unhold([i])
+                out.ack.append(i)
+                continue
+            try:
+                fresh.append((inc, wire.BODY_DECODER.decode(inc.body)))
+            except TitsError as exc:
+                fresh.append((inc, None))
+                out.events.append(Refused(id=i, sender=inc.envelope.sender, reason=exc.message))
+        # keys and logs first: a text may come in the same batch as its key
+        fresh.sort(key=lambda p: not isinstance(p[1], (wire.KeyBody, wire.GroupBody)))
+        messages: list[Message] = []
+        raw: dict[bytes, bytes] = {}
+        seen_only: list[bytes] = []
+        for inc, body in fresh:
+            env = inc.envelope
+            if body is None:
+                seen_only.append(env.id)
+                continue
+            try:
+                shown = self._one(env, body, out)
+            except NotYet as exc:
+                if self.clock() * 1000 - env.ts < KEY_WAIT_S * 1000:
+                    out.needs.append(exc)
+                    if env.id in self.held:
+                        continue
+                    n, size = self.store.held_by(env.sender)
+                    if n < HELD_PER_SENDER and size + len(inc.body) <= HELD_BYTES_PER_SENDER:
+                        self.store.hold(env.id, env.sender, wire.encode(env), inc.body)
+                        self.held[env.id] = inc
+                        out.ack.append(env.id)  # safe on our disk now
+                        out.events.append(Held(id=env.id, sender=env.sender, reason=exc.message))
+                        continue
+                    exc = NotYet(exc.need, f"{env.sender[:16]} has {n} messages waiting for "
+                                 "a key they never sent: refused")  # fmt: skip
+                out.events.append(Refused(id=env.id, sender=env.sender, reason=exc.message))
+                shown = None
+            except (TitsError, ValueError) as exc:
+                reason = exc.message if isinstance(exc, TitsError) else str(exc)
+                out.events.append(Refused(id=env.id, sender=env.sender, reason=reason,
+                                          group=env.group))  # fmt: skip
+                shown = None
+            if self.held.pop(env.id, None) is not None:
+                self.store.unhold([env.id])
+            if shown is None:
+                seen_only.append(env.id)
+            else:
+                messages.extend(shown)
+                if env.group is not None and isinstance(body, wire.SealedBody):
+                    raw[env.id] = inc.body
+        messages.sort(key=lambda m: m.ts)
+        self.store.record(messages, seen_only, raw)
+        out.events.extend(Shown(message=m) for m in messages)
+        out.ack.extend(seen_only)
+        out.ack.extend(m.id for m in messages if m.id in ids)
+        return out
+
+    def _one(self, env: wire.Deliver, body: wire.Body, out: Batch) -> list[Message] | None:
+        if isinstance(body, wire.KeyBody):
+            self._direct_key(env, body)
+            return None
+        if isinstance(body, wire.GroupBody):
+            self._need_key(env.sender)
+            events, rekey = self.groups.receive(env, body, self._need_key)
+            self._learn_cert(env.sender, body.cert, body.cert_sig, body.cert_proof)
+            out.events.extend(events)
+            if rekey:
+                out.rekey.append(body.group)
+            return None
+        if isinstance(body, wire.HistoryBody):
+            return self._history(env, body)
+        return [self._open(env, body, history=False)]
+
+    def _open(
+        self, env: wire.Deliver, body: wire.SealedBody | wire.MediaBody, *, history: bool
+    ) -> Message:
+        group = self.groups.state(env.group) if env.group is not None else None
+        opened = open_body(
+            env, body, me=self.me, keys=self.keyring, group=group,
+            check_device=self.devices, history=history,
+        )  # fmt: skip
+        h = opened.header
+        text_like = h.mime.startswith("text/")
+        file = None if text_like else self.keep_media(opened.payload)
+        return Message(
+            id=env.id, conv=opened.conv, sender=env.sender, to=list(env.to), group=env.group,
+            kind="text" if text_like else "media",
+            text=opened.payload.decode("utf-8", "replace") if text_like else None,
+            verified=opened.verified, ts=h.ts_ms, outgoing=env.sender == self.me,
+            mime=h.mime, file=file, read=env.sender == self.me,
+        )  # fmt: skip
+
+    def _history(self, env: wire.Deliver, body: wire.HistoryBody) -> list[Message]:
+        """Earlier messages of a group a member passed on: each still sealed and signed by its
+        own sender, so the one passing them on cannot forge or alter any."""
+        state = self.groups.state(body.group)
+        if state is None:
+            raise NotYet("group", "history for a group we have not joined (yet)")
+        if env.group != body.group or not state.is_member(env.sender):
+            raise VerificationError("history from someone who is not a member")
+        out = []
+        for item in body.items:
+            if self.store.seen(item.id):
+                continue
+            old = wire.Deliver(
+                id=item.id, sender=item.sender, to=item.to, group=body.group, ts=item.ts
+            )
+            try:
+                inner = wire.BODY_DECODER.decode(item.body)
+                if not isinstance(inner, wire.SealedBody | wire.MediaBody):
+                    continue
+                msg = self._open(old, inner, history=True)
+            except NotYet:
+                continue  # an epoch not shared with us: that part of the past stays closed
+            except (TitsError, ValueError):
+                continue
+            msg.read = True
+            out.append(msg)
+        return out
+
+    def _direct_key(self, env: wire.Deliver, body: wire.KeyBody) -> None:
+        conv = conversation_of(env, self.me)
+        if env.group is not None or body.group != conv:
+            raise VerificationError("a session key for another conversation")
+        self._need_key(env.sender)
+        key = SessionKey.from_json(self.keyring.unwrap(body.wrapped, env.sender))
+        if key.conversation != conv or key.epoch != body.epoch:
+            raise VerificationError("the wrapped key does not match its message")
+        if key.members and (self.me not in key.members or env.sender not in key.members):
+            raise VerificationError("a session key for a conversation we are not in")
+        self._learn_cert(env.sender, body.cert, body.cert_sig, body.cert_proof)
+        self.keyring.accept(key, env.sender, self.clock(), current=False)
+
+    def _need_key(self, fp: str) -> None:
+        """A public key we must have to check a signature: looked up off the receive path."""
+        if not self.identity.has_key(fp):
+            if fp in self.unfindable:
+                raise VerificationError(f"no public key for {fp[:16]} to check it with")
+            raise NotYet("pubkey", f"looking up the key of {fp[:16]}", identity=fp)
+
+    def _learn_cert(self, identity: str, cert: bytes, sig: bytes, proof: bytes) -> None:
+        if cert:
+            self.devices.learn(identity, cert, sig.decode("ascii", "replace"), proof)
+
+
+def events_for_json(ev: Event, name: Callable[[str], str]) -> dict[str, object] | None:
+    """What `recv --json` prints for an event (None: nothing for a script)."""
+    if isinstance(ev, Shown):
+        return ev.message.to_json(name(ev.message.sender))
+    if isinstance(ev, GroupChanged):
+        return ev.to_json(name(ev.actor))
+    if isinstance(ev, Refused):
+        return {
+            "kind": "refused",
+            "id": ev.id.hex(),
+            "from": ev.sender,
+            "reason": ev.reason,
+            "group": ev.group.hex() if ev.group else None,
+        }
+    return None

@@ -1,0 +1,138 @@
+"""What the client library hands its users: one `Message` type and the typed events.
+
+A delivery becomes exactly one event (`Inbox.process`); the commands print them, the app
+draws them. `Message` is also what the local store keeps, so history, `recv` and the app read
+the same rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+MessageKind = Literal["text", "media"]
+
+
+class Message(msgspec.Struct, kw_only=True):
+    id: bytes
+    conv: bytes  # the conversation: a group id, or `direct_conversation_id(a, b)`
+    sender: str
+    to: list[str]
+    group: bytes | None
+    kind: MessageKind
+    text: str | None
+    verified: bool
+    ts: int  # Unix ms: the signed header's time (the broker's, when unverifiable)
+    outgoing: bool = False
+    mime: str = "text/plain"
+    file: str | None = None  # media: where its content is kept (HOME/media/<sha256>)
+    read: bool = False
+
+    def to_json(self, sender_name: str = "") -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "id": self.id.hex(),
+            "from": self.sender,
+            "from_name": sender_name,
+            "to": self.to,
+            "group": self.group.hex() if self.group else None,
+            "conversation": self.conv.hex(),
+            "text": self.text,
+            "verified": self.verified,
+            "ts": self.ts,
+            "outgoing": self.outgoing,
+            "mime": self.mime,
+            "file": self.file,
+        }
+
+
+class Prepared(msgspec.Struct, kw_only=True):
+    """An outbox item made ready to send: the exact frames (so a resend is byte-identical and
+    the broker drops the copy by id) and the message to keep once a broker stored them."""
+
+    frames: list[tuple[bytes, bytes]]  # (envelope, body): key or log messages first
+    message: Message | None = None
+
+
+# -- events out of the inbox, the outbox and the link ------------------------------------------
+
+
+class Shown(msgspec.Struct, tag="shown"):
+    """A message to show (and keep): verified, or marked not verified in a normal chat."""
+
+    message: Message
+
+
+class Refused(msgspec.Struct, tag="refused"):
+    """A delivery that was checked and refused; never shown as a message."""
+
+    id: bytes
+    sender: str
+    reason: str
+    group: bytes | None = None
+
+
+class Held(msgspec.Struct, tag="held"):
+    """A delivery waiting for something it needs (its session key, the group's log): it is not
+    acknowledged, so the broker offers it again; refused after `KEY_WAIT_S`."""
+
+    id: bytes
+    sender: str
+    reason: str
+
+
+GroupOp = Literal["create", "invite", "remove", "leave", "admin", "rename", "rekey"]
+
+
+class GroupChanged(msgspec.Struct, tag="group"):
+    """A membership change applied to a group's log (or a new key for its members)."""
+
+    id: bytes
+    group: bytes
+    name: str
+    event: GroupOp
+    actor: str
+    targets: list[str]
+    members: list[str]
+    ts: int
+
+    def to_json(self, actor_name: str = "") -> dict[str, Any]:
+        return {
+            "kind": "group",
+            "id": self.id.hex(),
+            "group": self.group.hex(),
+            "name": self.name,
+            "event": self.event,
+            "who": self.actor,
+            "who_name": actor_name,
+            "targets": self.targets,
+            "members": self.members,
+            "ts": self.ts,
+        }
+
+
+class Stored(msgspec.Struct, tag="stored"):
+    """A broker has durably stored what we sent (outbox item `id`)."""
+
+    id: bytes
+    broker: str
+
+
+class SendFailed(msgspec.Struct, tag="send-failed"):
+    """A broker refused what we sent, for good (the reason is the broker's own)."""
+
+    id: bytes
+    code: str
+    reason: str
+
+
+class LinkEvent(msgspec.Struct, tag="link"):
+    """The connection changed: `state` is "ready", "unreachable", "refused" or "closed"."""
+
+    state: Literal["ready", "unreachable", "refused", "closed"]
+    broker_url: str
+    detail: str = ""
+
+
+Event = Shown | Refused | Held | GroupChanged | Stored | SendFailed | LinkEvent
