@@ -29,7 +29,7 @@ from tits.broker.admission import Admission
 from tits.broker.peers import parse_url
 from tits.broker.signer import LEARN_BURST, LEARN_RATE
 from tits.broker.status import IDLE_S, MAX_CONNECTIONS
-from tits.cli.messenger import Message, Messenger
+from tits.client.blocking import Message, Messenger
 from tits.device import Certificate, DeviceKey
 from tits.localcloud import _status, whole
 
