@@ -337,7 +337,37 @@ class Cloud:
         return round(max(rtts) / 1000, 3) if rtts else None
 
     def problems(self) -> list[str]:
-        return check_invariants(self.topology.planning_graph())
+        """What is wrong with the cloud as this broker sees it, one line each; [] when whole.
+        The invariants are checked on the live graph, which a dead broker has left: so a
+        broker that went without a goodbye is a problem of its own (a 4-broker cloud that
+        lost one is a healthy-looking triangle), for as long as we know of it."""
+        graph = self.topology.planning_graph()
+        now = time.monotonic()
+        out: list[str] = []
+        named: set[str] = set()
+        for bid in sorted(self.topology.db):
+            adv = self.topology.advert(bid)
+            if bid == self.me or adv is None or graph.get(bid):
+                continue
+            label = f"{adv.name} ({bid[:16]})" if adv.name else bid[:16]
+            if adv.alive:
+                out.append(f"broker {label} is linked to no broker (down, or not yet joined)")
+            elif not self.topology.db.blob(bid):  # our tombstone; a goodbye keeps its advert
+                lost = self._redial.get(bid)
+                ago = f" {now - lost.since:.0f} s ago" if lost is not None else ""
+                out.append(f"broker {label} is down: lost{ago} without a goodbye")
+            else:
+                continue  # it left the cloud, saying so
+            named.add(bid)
+        for bid, lost in sorted(self._redial.items()):
+            if bid not in named and not graph.get(bid):  # forgotten by the topology by now
+                out.append(
+                    f"broker {bid[:16]} is down: lost {now - lost.since:.0f} s ago without "
+                    "a goodbye"
+                )
+        if len(graph) > 1 and not graph.get(self.me):
+            out.append("this broker has no link to the cloud")
+        return out + check_invariants(graph)
 
     # -- PeerEvents ----------------------------------------------------------------------------
 

@@ -122,7 +122,9 @@ class Broker(ClientPort, Sessions, Dedup):
         self.client_port = self._bind(self.client, cfg.client_port)
         self.url = self.keys.url(cfg.host, self.client_port)
 
-        self.http = StatusServer(cfg.host, cfg.http_port, self.snapshot, self.keys.armored)
+        self.http = StatusServer(
+            cfg.host, cfg.http_port, self.snapshot, self.keys.armored, token=cfg.status_token
+        )
         self.http_port = self.http.port
         self.http_url = f"http://{cfg.host}:{self.http_port}"
 

@@ -6,6 +6,12 @@ own thread, off the message loop.
                      devices) and counters
     GET /api/key     the broker's armored OpenPGP public key
 
+Two views of the same snapshot. The *full* one (above) is for the operator: a client on
+loopback, or one that shows the `status_token` of the config (`Authorization: Bearer …` or
+`?token=…`). Everyone else gets the *public* one: a user only as far as they chose — listed
+users by name, fingerprint and broker (no devices), unlisted users only as a count per broker
+(`unlisted`), and no pid. `?view=public` asks for the public view from anywhere.
+
 It only reads `snapshot()`, a dict the broker thread replaces (never mutates) a few times a
 second, so the message loop never waits for a web request; the page and the JSON are rendered
 once per snapshot, however many ask.
@@ -21,6 +27,8 @@ is no error (nothing is logged).
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -77,9 +85,17 @@ class _BoundedServer(web.Server):
 
 
 class StatusServer:
-    def __init__(self, host: str, port: int, snapshot: Snapshot, armored_key: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        snapshot: Snapshot,
+        armored_key: str,
+        token: str | None = None,
+    ) -> None:
         """Binds at once (so `port` is known before `start`); serves from `start` on."""
         self.snapshot = snapshot
+        self.token = token or None
         self.armored_key = armored_key.encode()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
@@ -91,7 +107,8 @@ class StatusServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._server: _BoundedServer | None = None
-        self._rendered: tuple[dict[str, Any], bytes, bytes] | None = None  # (snapshot, html, json)
+        # per view: (the snapshot it was rendered from, html, json)
+        self._rendered: dict[bool, tuple[dict[str, Any], bytes, bytes]] = {}
 
     @property
     def port(self) -> int:
@@ -149,9 +166,10 @@ class StatusServer:
         path = request.path
         try:
             if path in ("/", "/index.html"):
-                return _reply(200, "text/html; charset=utf-8", self._render()[0])
+                return _reply(200, "text/html; charset=utf-8", self._render(self._full(request))[0])
             if path == "/api/status":
-                return _reply(200, "application/json; charset=utf-8", self._render()[1])
+                doc = self._render(self._full(request))[1]
+                return _reply(200, "application/json; charset=utf-8", doc)
             if path == "/api/key":
                 return _reply(200, "application/pgp-keys", self.armored_key)
         except Exception:  # noqa: BLE001 - a page that fails to render is a 500, not a crash
@@ -159,15 +177,49 @@ class StatusServer:
             return _reply(500, "text/plain; charset=utf-8", b"internal error\n")
         return _reply(404, "text/plain; charset=utf-8", b"not found\n")
 
-    def _render(self) -> tuple[bytes, bytes]:
-        """The page and the JSON of the current snapshot, rendered once per snapshot."""
+    def _full(self, request: web.BaseRequest) -> bool:
+        """The operator's view: asked with the token, or from loopback (unless `?view=public`)."""
+        if request.query.get("view") == "public":
+            return False
+        if self.token is not None:
+            shown = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            shown = shown or request.query.get("token", "")
+            if shown and hmac.compare_digest(shown.encode(), self.token.encode()):
+                return True
+        if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+            return False  # a proxy on this host relays others: loopback says nothing then
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        try:
+            return peer is not None and ipaddress.ip_address(peer[0]).is_loopback
+        except ValueError:
+            return False
+
+    def _render(self, full: bool) -> tuple[bytes, bytes]:
+        """The page and the JSON of the current snapshot in one view, rendered once each."""
         status = self.snapshot()
-        held = self._rendered
+        held = self._rendered.get(full)
         if held is None or held[0] is not status:
-            page = statuspage.render(status).encode()
-            doc = json.dumps(status, ensure_ascii=False, indent=1).encode()
-            held = self._rendered = (status, page, doc)
+            doc = dict(status, view="full") if full else public_view(status)
+            page = statuspage.render(doc).encode()
+            data = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+            held = self._rendered[full] = (status, page, data)
         return held[1], held[2]
+
+
+def public_view(status: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot as anyone may see it: listed users (those who gave their name) by name,
+    fingerprint and broker, unlisted ones only counted per broker; no devices, no pid."""
+    listed: list[dict[str, Any]] = []
+    unlisted: dict[str, int] = {}
+    for user in status.get("users", []):
+        if user.get("name"):
+            listed.append(
+                {"fingerprint": user["fingerprint"], "name": user["name"], "broker": user["broker"]}
+            )
+        else:
+            unlisted[user["broker"]] = unlisted.get(user["broker"], 0) + 1
+    doc = {k: v for k, v in status.items() if k not in ("users", "pid")}
+    return dict(doc, users=listed, unlisted=unlisted, view="public")
 
 
 def _reply(code: int, ctype: str, body: bytes) -> web.Response:
