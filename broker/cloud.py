@@ -50,6 +50,8 @@ REDIAL_FIRST = 0.3  # a broker lost without a goodbye is dialed again after this
 REDIAL_MAX = 30.0  # ... then twice as long each time, up to this ...
 REDIAL_FOR = 600.0  # ... for this long, then it is given up (it would have advertised by now)
 MAX_REDIAL = 256
+RESNAPSHOT_GAP = 10.0  # gossip a budget dropped is asked for again at most this often (an
+# insider's flood must not make us pull a whole cloud's snapshot from a peer every second)
 JOIN_WAIT = 5.0  # a joining broker plans once every advert of the snapshot is checked, or this
 SAVE_EVERY = 1.0
 HOP_COST_US = 20_000  # a hop costs a relay's CPU (and, when it is stuck, a store); on a LAN an
@@ -521,7 +523,7 @@ class Cloud:
         if self.verifier.pending:
             return
         self.verifier.dropped = 0
-        self._resnapshot_due = now + SNAPSHOT_MIN_GAP * 2
+        self._resnapshot_due = now + RESNAPSHOT_GAP
         ups = self.peers.up_peers()
         if ups:
             self.peers.send(random.choice(ups).id, wire.SnapshotRequest())
