@@ -5,6 +5,7 @@ skips modules whose name starts with _)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -177,9 +178,18 @@ def log_events(fleet: Fleet, since: float, names: set[str]) -> list[tuple[float,
             continue
         for line in lines:
             m = _LOG_LINE.match(line)
-            if not m or m.group(2) not in names:
+            if m:
+                stamp, event, rest = m.group(1), m.group(2), m.group(3)
+            else:  # a JSON line (LocalCloud starts brokers with --log-json)
+                try:
+                    obj = json.loads(line)
+                    stamp, event = obj.pop("timestamp").rstrip("Z"), obj.pop("event")
+                except (ValueError, KeyError, AttributeError, TypeError):
+                    continue
+                rest = " " + " ".join(f"{k}={v}" for k, v in obj.items() if k != "level")
+            if event not in names:
                 continue
-            t = datetime.fromisoformat(m.group(1)).replace(tzinfo=timezone.utc).timestamp()
+            t = datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp()
             if t >= since:
-                out.append((t, i, m.group(2), m.group(3)))
+                out.append((t, i, event, rest))
     return sorted(out)

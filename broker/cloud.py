@@ -30,6 +30,7 @@ from tits.errors import TitsError, WireError
 from tits.router import check_invariants, join_plan, repair_plan
 
 from .admission import Admission
+from .config import url_host
 from .directory import SHARDS, Directory, split
 from .gossip import Gossip
 from .peers import Peer, PeerLinks, make_url, parse_url
@@ -119,6 +120,7 @@ class Cloud:
         http_url: str,
         seeds: list[str],
         name: str = "",
+        public_host: str = "",  # the name peers dial [bind_host]
     ) -> None:
         self.me, self.host, self.signer = me, host, signer
         self.client_url, self.http_url, self.name = client_url, http_url, name[:64]
@@ -137,8 +139,9 @@ class Cloud:
             ctx, admission, curve[0], curve[1], pub, f"tcp://{bind_host}:{pub_port}",
             self._on_gossip,
         )  # fmt: skip
-        self.peer_url = make_url(f"tcp://{bind_host}:{self.peers.port}", curve[0])
-        self.pub_url = make_url(f"tcp://{bind_host}:{self.gossip.port}", curve[0])
+        named = url_host(public_host) if public_host else bind_host
+        self.peer_url = make_url(f"tcp://{named}:{self.peers.port}", curve[0])
+        self.pub_url = make_url(f"tcp://{named}:{self.gossip.port}", curve[0])
         self.verifier = verifier
         self._sockets_changed = True
         self._snapshot_sent: dict[str, float] = {}

@@ -1,10 +1,17 @@
 """`titsd`: run one broker until SIGTERM or Ctrl-C.
 
-    titsd [--config FILE] [--data DIR] [--host 127.0.0.1] [--client-port N] [--peer-port N]
-          [--pub-port N] [--http-port N] [--keyserver URL] [--join tcp://HOST:PEERPORT ...]
+    titsd [--config FILE] [--data DIR] [--bind 0.0.0.0] [--public-host NAME] [--client-port N]
+          [--peer-port N] [--pub-port N] [--http-port N] [--keyserver URL] [--join URL ...]
+          [--check]
+    titsd backup DEST (--config FILE | --data DIR)     an online copy of mailbox and keys
+    titsd restore SRC (--config FILE | --data DIR)     into a new or empty data directory
 
-Flags override the config file. Port 0 picks a free port; once every socket is bound the broker
-writes `<data>/ready.json` (id, url, pid, ports) atomically, and removes it when it stops.
+Flags override the config file. `--check` validates the settings (types, ranges, the data
+directory writable, the cloud secret private, the ports free) and exits: 0, or 2 with one line.
+The same checks run before a start, so a bad setting never leaves a half-started broker.
+Port 0 picks a free port; once every socket is bound the broker writes `<data>/ready.json`
+(id, url, pid, ports) atomically, and removes it when it stops. Under systemd (Type=notify)
+READY=1 goes out once the client port answers.
 """
 
 from __future__ import annotations
@@ -14,14 +21,18 @@ import gc
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 
 from tits.errors import TitsError
 from tits.log import configure
 
-from .config import BrokerConfig
+from .backup import backup, restore
+from .config import BrokerConfig, preflight
+from .sdnotify import Notifier
 from .server import Broker
 
 
@@ -29,7 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="titsd", description="ω IM broker")
     p.add_argument("--config", type=Path, help="TOML config file (see configs/titsd.toml)")
     p.add_argument("--data", type=Path, help="data directory: keys, mailbox, ready.json")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--bind", help="address the sockets listen on [127.0.0.1]; 0.0.0.0, ::")
+    p.add_argument(
+        "--public-host", dest="public_host", metavar="NAME",
+        help="the name clients and peers dial (in the URL and adverts) [--bind]",
+    )  # fmt: skip
+    p.add_argument("--host", help="deprecated: sets both --bind and --public-host")
     for name, what in (
         ("client", "clients connect here (CURVE); 0 picks a free port"),
         ("peer", "peer brokers connect here (CURVE, admitted by the cloud secret)"),
@@ -50,16 +66,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", help="a name for this broker (in its GnuPG key)")
     p.add_argument("--durability", choices=["full", "normal"])
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error")
-    p.add_argument("--log-json", action="store_true", help="log one JSON object a line")
+    p.add_argument(
+        "--log-json", action="store_const", const="json", dest="log_format",
+        help="log one JSON object a line (log_format = \"json\"; `tits logs` renders them)",
+    )  # fmt: skip
+    p.add_argument("--check", action="store_true", help="validate the settings and exit")
     return p.parse_args(argv)
 
 
+def _fail(msg: str, code: int = 2) -> NoReturn:
+    print(f"titsd: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def backup_main(verb: str, argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog=f"titsd {verb}")
+    p.add_argument("path", type=Path, metavar="DEST" if verb == "backup" else "SRC")
+    p.add_argument("--config", type=Path, help="the broker's config file (for its data)")
+    p.add_argument("--data", type=Path, help="the broker's data directory")
+    args = p.parse_args(argv)
+    try:
+        cfg = BrokerConfig.load(args.config, data=args.data)
+        if verb == "backup":
+            info = backup(cfg.data, args.path)
+            print(
+                f"titsd: backed up {cfg.data} to {args.path}: {info['mail_rows']} messages "
+                f"(last seq {info['last_seq']}), {len(info['files'])} files, {info['took_s']} s"
+            )
+        else:
+            info = restore(args.path, cfg.data)
+            print(f"titsd: restored {args.path} into {cfg.data} (backup of {info['started']:.0f})")
+    except TitsError as exc:
+        _fail(exc.message)
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 1)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("backup", "restore"):
+        return backup_main(argv[0], argv[1:])
     args = parse_args(argv)
     overrides = {
         k: getattr(args, k)
         for k in (
             "data",
+            "bind",
+            "public_host",
             "host",
             "client_port",
             "peer_port",
@@ -71,14 +124,24 @@ def main(argv: list[str] | None = None) -> None:
             "name",
             "durability",
             "log_level",
+            "log_format",
         )
     }
     try:
         cfg = BrokerConfig.load(args.config, **overrides)
+        for warning in cfg.warnings:
+            print(f"titsd: {warning}", file=sys.stderr)
+        preflight(cfg)
     except TitsError as exc:
-        print(f"titsd: {exc.message}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure(cfg.log_level, json=args.log_json)
+        _fail(exc.message)
+    if args.check:
+        print(
+            f"titsd: {args.config or 'flags'}: OK — binds {cfg.bind}, advertises "
+            f"{cfg.public_host}, ports {cfg.client_port}/{cfg.peer_port}/{cfg.pub_port}/"
+            f"{cfg.http_port}, data {cfg.data}"
+        )
+        return
+    configure(cfg.log_level, json=cfg.log_format == "json")
     broker = Broker(cfg)
     try:
         broker.start()
@@ -87,7 +150,12 @@ def main(argv: list[str] | None = None) -> None:
         structlog.get_logger("titsd").error("broker.start_failed", error=msg)
         raise SystemExit(1) from None
 
+    stopped = threading.Event()
+    notifier = Notifier(cfg.bind, broker.client_port, broker.snapshot, stopped)
+
     def _stop(signum: int, frame: object) -> None:
+        stopped.set()
+        notifier.stopping()
         broker.stop()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -97,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     # Measured (benchmarks/cloud.py, 2 runs each): relays 7–8 µs a forward, was 10–13.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    notifier.start()
     profile = os.environ.get("TITSD_PROFILE")  # a developer's aid: write cProfile stats here
     try:
         if profile:
@@ -106,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             broker.run()
     finally:
+        stopped.set()
         broker.close()
 
 

@@ -237,7 +237,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
     local = [
         {"fingerprint": e.fingerprint, "name": e.name, "broker": broker.fingerprint,
          "devices": list(e.devices)}
-        for e in broker._local_presence()
+        for e in broker.local_presence()
     ]  # fmt: skip
     users = sorted(local + cloud["users"], key=lambda u: (u["fingerprint"], u["broker"]))
     return {
@@ -252,7 +252,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
         "routes": cloud["routes"],  # target broker → next hop, as this broker routes now
         "users": users,
         "problems": broker.cloud.problems(),
-        "sessions": sum(1 for c in broker.conns.values() if c.device is not None),
+        "sessions": broker.open_sessions(),
         "counters": dict(
             broker.counters,
             delivered=broker.delivery.delivered,
@@ -267,7 +267,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
             "certs_over_budget": broker.cloud.verifier.over_budget,
             "loop_lag_ms_max": round(broker.cloud.peers.lag_s * 1000, 1),
         },
-        "remembered_ids": len(broker.recent),
+        "remembered_ids": broker.remembered_ids(),
         "store": {
             "commits": broker.writer.stats["commits"],
             "rows": broker.writer.stats["rows"],

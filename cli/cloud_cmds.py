@@ -1,5 +1,7 @@
 """`tits cloud up`: a whole local cloud on loopback — keyd and N brokers as child processes
-that join one another — until Ctrl-C or SIGTERM."""
+that join one another — until Ctrl-C or SIGTERM, watching it: a broker that dies is reported,
+then the moment the others have repaired around it; `tits cloud kill N [--hard]` and
+`tits cloud restart N` from another terminal act on it (tits/cloudwatch.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,15 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.progress import Progress
 from rich.table import Table
 
-from tits.errors import TitsError
-from tits.localcloud import LocalCloud
+from tits.cloudwatch import CloudWatch, Event, find_cloud, request
+from tits.localcloud import LocalCloud, _status, whole
 
 from .output import console, emit_json, t
 
@@ -35,7 +38,8 @@ def up(
         Path | None, typer.Option("--data", help="Keep keys and mailboxes here [a temp dir].")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object when whole.")
+        bool,
+        typer.Option("--json", help="One JSON object a line: the summary, then an event a line."),
     ] = False,
 ) -> None:
     """Start keyd and N brokers on 127.0.0.1; print their addresses once the cloud is whole."""
@@ -56,6 +60,7 @@ def up(
             cloud.wait_whole()
             progress.advance(task)
         summary = {
+            "data": str(root),
             "keyserver": cloud.keyserver,
             "brokers": [
                 {"id": b["id"], "url": b["url"], "http": b["http"], "pid": b["pid"]}
@@ -72,10 +77,31 @@ def up(
                 table.add_row(str(i), b["id"][:16] + "…", b["url"], b["http"])
             console.print(table)
             console.print(f"{t('金鑰伺服器', 'key server')}: {cloud.keyserver}   data: {root}")
-            console.print(t("按 Ctrl-C 結束。", "Ctrl-C stops it."))
-        while all(p.poll() is None for p in cloud.procs):
-            time.sleep(0.5)
-        raise TitsError(f"a server exited; logs in {root}")
+            console.print(
+                t(
+                    "按 Ctrl-C 結束。另一個終端機：tits cloud kill N [--hard]、"
+                    f"tits cloud restart N；日誌：tits logs {root}/*/log",
+                    "Ctrl-C stops it. From another terminal: tits cloud kill N [--hard], "
+                    f"tits cloud restart N; logs: tits logs {root}/*/log",
+                ),
+                soft_wrap=True,
+            )
+        watch = CloudWatch(cloud, emit_json if as_json else _say)
+        watch.advertise()
+        try:
+            if as_json:
+                while True:
+                    watch.poll()
+                    time.sleep(0.5)
+            board = Board(cloud)
+            with Live(board.render(), console=console, refresh_per_second=2) as live:
+                while True:  # events print above the board; the board redraws in place
+                    watch.poll()
+                    if board.due():
+                        live.update(board.render())
+                    time.sleep(0.5)
+        finally:
+            watch.withdraw()
     except KeyboardInterrupt:
         if not as_json:
             console.print(t("正在停止…", "stopping…"))
@@ -83,3 +109,112 @@ def up(
         cloud.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Board:
+    """The live view: each broker up or down, its links, users online, sessions and the
+    messages a second it accepts, from its /api/status every 2 s; and whether the cloud is
+    whole (every live broker sees the same bridgeless graph of the live ones)."""
+
+    EVERY_S = 2.0
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.next = 0.0
+        self.last: dict[int, tuple[float, int]] = {}  # broker → (when, accepted so far)
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next
+
+    def render(self) -> Table:
+        self.next = time.monotonic() + self.EVERY_S
+        cloud, live = self.cloud, set(self.cloud.live())
+        table = Table(title=t("ω IM 本機雲", "ω IM local cloud"), title_justify="left")
+        cols = ["#", "id", t("狀態", "state"), t("連結", "links"), t("使用者", "users")]
+        cols += [t("連線", "sessions"), t("則/秒", "msg/s"), t("狀態頁", "status page")]
+        for col in cols:
+            table.add_column(col)
+        statuses: dict[int, dict[str, Any] | None] = {}
+        for i, b in enumerate(cloud.brokers):
+            st = _status(b["http"]) if i in live else None
+            statuses[i] = st
+            if st is None:
+                state = "[bold red]down[/]" if i not in live else "[yellow]?[/]"
+                table.add_row(str(i), b["id"][:16] + "…", state, "", "", "", "", b["http"])
+                continue
+            links = sum(1 for link in st.get("links", []) if b["id"] in (link["a"], link["b"]))
+            users = sum(1 for u in st.get("users", []) if u.get("broker") == b["id"])
+            accepted = int(st.get("counters", {}).get("accepted", 0))
+            now = time.monotonic()
+            then, before = self.last.get(i, (now, accepted))
+            rate = (accepted - before) / (now - then) if now > then else 0.0
+            self.last[i] = (now, accepted)
+            table.add_row(
+                str(i), b["id"][:16] + "…", "[green]up[/]", str(links), str(users),
+                str(st.get("sessions", 0)), f"{rate:.0f}", b["http"],
+            )  # fmt: skip
+        ids = {cloud.brokers[i]["id"] for i in live}
+        ok = bool(live) and whole([statuses[i] for i in sorted(live)], ids)
+        table.caption = (
+            t("✓ 雲完整", "✓ whole") if ok else t("… 修復中", "… repairing")
+        ) + f"  {len(live)}/{len(cloud.brokers)} brokers up · {time.strftime('%H:%M:%S')}"
+        return table
+
+
+def _say(e: Event) -> None:
+    """An event as a person reads it."""
+    when = time.strftime("%H:%M:%S", time.localtime(e["time"]))
+    name, i = e["event"], e.get("broker")
+    if name == "broker.died":
+        why = f"signal {-e['code']}" if e["code"] < 0 else f"exit {e['code']}"
+        console.print(
+            f"{when} [bold red]✗[/] broker {i} ({e['id'][:16]}…) {t('死了', 'died')} ({why}); "
+            + t(f"重新啟動：tits cloud restart {i}", f"restart it: tits cloud restart {i}"),
+            soft_wrap=True,
+        )
+    elif name == "broker.killed":
+        how = "SIGKILL" if e["hard"] else "SIGTERM"
+        console.print(f"{when} [yellow]■[/] broker {i} {t('已停止', 'stopped')} ({how})")
+    elif name == "broker.restarted":
+        console.print(
+            f"{when} [cyan]↻[/] broker {i} {t('重新啟動', 'restarted')}: {e['url']}", soft_wrap=True
+        )
+    elif name in ("cloud.repaired", "cloud.whole"):
+        live = ", ".join(map(str, e["live"]))
+        dead = f"; {t('停止', 'down')}: {', '.join(map(str, e['dead']))}" if e["dead"] else ""
+        what = (
+            t("其餘的已修復雲", "the rest repaired")
+            if name == "cloud.repaired"
+            else t("雲又完整了", "whole again")
+        )
+        console.print(
+            f"{when} [bold green]✓[/] {what} ({e['took_s']} s): brokers {live}{dead} — "
+            + t("每個都看到同一個無橋接的圖", "each sees the same bridgeless graph"),
+            soft_wrap=True,
+        )
+    elif name == "keyd.died":
+        console.print(f"{when} [bold red]✗[/] keyd {t('死了', 'died')} (exit {e['code']})")
+
+
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", help="The cloud's --data [the newest cloud up].")
+]
+
+
+@cloud_app.command("kill")
+def kill(
+    n: Annotated[int, typer.Argument(help="The broker's number (0 is the first).")],
+    hard: Annotated[bool, typer.Option("--hard", help="SIGKILL: a crash, no goodbye.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Stop broker N of the running `tits cloud up` (SIGTERM; --hard: kill -9)."""
+    console.print(request(find_cloud(data), "kill", n, hard=hard), soft_wrap=True)
+
+
+@cloud_app.command("restart")
+def restart(
+    n: Annotated[int, typer.Argument(help="The broker's number (0 is the first).")],
+    data: DataOpt = None,
+) -> None:
+    """Start broker N of the running `tits cloud up` again (same id, key and ports)."""
+    console.print(request(find_cloud(data), "restart", n), soft_wrap=True)

@@ -9,9 +9,9 @@ import typer
 
 from tits.errors import TitsError
 
-from . import chat_cmds, cloud_cmds, group_cmds, identity_cmds, key_cmds
+from . import chat_cmds, cloud_cmds, config_cmds, group_cmds, identity_cmds, key_cmds, logs_cmds
 from .context import State
-from .output import fail
+from .output import choose_lang, fail
 
 app = typer.Typer(
     name="tits",
@@ -32,7 +32,12 @@ def _global(
         ),
     ] = None,
 ) -> None:
-    ctx.obj = State(home_arg=home)
+    state = ctx.obj = State(home_arg=home)
+    try:
+        lang = state.home.config.get("lang")
+    except TitsError:
+        lang = None  # an unreadable config is reported by the command that needs it
+    choose_lang(lang if isinstance(lang, str) else None)
 
 
 app.command()(identity_cmds.init)
@@ -45,6 +50,9 @@ app.add_typer(cloud_cmds.cloud_app, name="cloud")
 app.add_typer(group_cmds.group_app, name="group")
 app.command()(chat_cmds.chat)
 app.command()(chat_cmds.outbox)
+app.command()(chat_cmds.unsend)
+app.command()(logs_cmds.logs)
+app.add_typer(config_cmds.config_app, name="config")
 
 
 def main() -> None:

@@ -92,9 +92,32 @@ def hop_counts(graph: dict[str, set[str]]) -> dict[str, dict[str, int]]:
 class LocalCloud:
     def __init__(self, data: Path, base_port: int, host: str = "127.0.0.1") -> None:
         self.data, self.base_port, self.host = data, base_port, host
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.brokers: list[dict[str, Any]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []  # every one started, in order
+        self.brokers: list[dict[str, Any]] = []  # broker i's ready.json (its last start)
+        self.broker_procs: dict[int, subprocess.Popen[bytes]] = {}  # broker i's process now
+        self.keyd_proc: subprocess.Popen[bytes] | None = None
         self.keyserver = ""
+
+    def live(self) -> list[int]:
+        """The brokers whose process runs."""
+        return [i for i, p in sorted(self.broker_procs.items()) if p.poll() is None]
+
+    def kill(self, i: int, hard: bool = False) -> int:
+        """Stop broker i: SIGKILL (`hard`, a crash) or SIGTERM (it says goodbye)."""
+        proc = self.broker_procs[i]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+        try:
+            return proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def restart(self, i: int) -> dict[str, Any]:
+        """Broker i again, on its data (same id and key) and ports; it rejoins the cloud."""
+        if self.broker_procs[i].poll() is None:
+            raise TitsError(f"broker {i} is running")
+        return self.start_broker(i, self.secret())
 
     def secret(self) -> Path:
         """The cloud's join secret, made (0600) on first use; every broker gets this file."""
@@ -122,8 +145,8 @@ class LocalCloud:
         while not whole([_status(b["http"]) for b in self.brokers], ids):
             if time.monotonic() > deadline:
                 raise TitsError(f"the cloud did not become whole in {timeout:.0f} s")
-            for proc in self.procs:
-                if proc.poll() is not None:
+            for proc in [self.keyd_proc, *self.broker_procs.values()]:
+                if proc is not None and proc.poll() is not None:
                     raise TitsError(
                         f"a server exited (code {proc.returncode}); logs in {self.data}"
                     )
@@ -143,10 +166,14 @@ class LocalCloud:
 
     def start_keyd(self) -> str:
         d = self.data / "keyd"
+        # every user of a loopback cloud comes from one address: per-address budgets would
+        # make them share one, so a local cloud lifts them (a public keyd keeps its own)
         proc = self._spawn(
             [*_exe("tits-keyd", "tits.keyd.main"), "--data", str(d), "--host", self.host,
-             "--port", self._port(0)], d,
+             "--port", self._port(0), "--upload-rate", "1000", "--upload-burst", "100000",
+             "--search-rate", "1000", "--search-burst", "100000", "--log-json"], d,
         )  # fmt: skip
+        self.keyd_proc = proc
         self.keyserver = _wait_ready(d / "ready.json", proc, "tits-keyd")["url"]
         return self.keyserver
 
@@ -155,16 +182,25 @@ class LocalCloud:
         no seed, so it finds the cloud only through the topology it persisted."""
         d = self.data / f"broker{i}"
         ports = [self._port(10 + 4 * i + k) for k in range(4)]
+        if i < len(self.brokers):  # a restart keeps its ports: clients hold its URL
+            old = self.brokers[i]
+            ports = [str(old[k]) for k in ("client_port", "peer_port", "pub_port", "http_port")]
         argv = [
-            *_exe("titsd", "tits.broker.main"), "--data", str(d), "--host", self.host,
+            *_exe("titsd", "tits.broker.main"), "--data", str(d), "--bind", self.host,
             "--client-port", ports[0], "--peer-port", ports[1], "--pub-port", ports[2],
             "--http-port", ports[3], "--keyserver", self.keyserver,
-            "--cloud-secret", str(secret), "--name", f"broker{i}",
+            "--cloud-secret", str(secret), "--name", f"broker{i}", "--log-json",
         ]  # fmt: skip
-        if join and self.brokers and i > 0:
-            first = self.brokers[0]
+        if i < len(self.brokers):  # a restart: any broker still up will do
+            seeds = [j for j in self.live() if j != i]
+        else:
+            seeds = [0] if i > 0 else []
+        if join and seeds:
+            first = self.brokers[seeds[0]]
             argv += ["--join", f"tcp://{self.host}:{first['peer_port']}#{first['curve_key']}"]
-        info = _wait_ready(d / "ready.json", self._spawn(argv, d), f"broker {i}")
+        proc = self._spawn(argv, d)
+        self.broker_procs[i] = proc
+        info = _wait_ready(d / "ready.json", proc, f"broker {i}")
         if i < len(self.brokers):
             self.brokers[i] = info
         else:

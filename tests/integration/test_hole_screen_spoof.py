@@ -64,6 +64,46 @@ def test_a_key_named_like_a_contact_is_marked_not_trusted(
     Contacts(b.path).add("alice", a.fingerprint)
     b.save_config(broker=broker.url)
     r = recv(b.path, "--json")
-    got = {x["from"]: x["from_name"] for x in map(json.loads, r.stdout.splitlines())}
+    lines = [x for x in map(json.loads, r.stdout.splitlines()) if x["kind"] == "text"]
+    got = {x["from"]: x["from_name"] for x in lines}
     assert got[a.fingerprint] == "alice"
     assert got[m.fingerprint].startswith("~") and m.fingerprint[:8] in got[m.fingerprint]
+
+
+def test_a_key_whose_name_holds_escapes_cannot_draw_on_the_screen(tmp_path: Path) -> None:
+    """The name inside a key is the key owner's to choose: `key fetch`, `contact list` and
+    `whoami` show it with its control characters visible."""
+    from tests.broker_fixtures import kill_agent, short_tmpdir
+    from tests.keyd_fixtures import KeydProcess
+    from tits.home import Home
+    from tits.keyclient import KeyClient
+
+    root = short_tmpdir("tk")
+    keyd = KeydProcess(root / "keyd").start()
+    try:
+        evil = Home(root / "evil")
+        evil.create("Mal\x1b[2K\x1b[1GAlice ✓\u202e", "evil@example.org", "evil-phone")
+        KeyClient(keyd.url).publish_key(evil.identity.export_public(evil.fingerprint))
+        bob = Home(root / "bob")
+        bob.create("Bob", "bob@example.org", "bob-phone")
+        env = dict(os.environ, TITS_LANG="en", COLUMNS="200")
+
+        def tits(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "tits.cli", "--home", str(home.path), *args],
+                capture_output=True, text=True, timeout=90, env=env,
+            )  # fmt: skip
+
+        outs = [
+            tits(bob, "key", "fetch", evil.fingerprint, "--keyserver", keyd.url, "--as", "m"),
+            tits(bob, "contact", "list"),
+            tits(evil, "whoami"),
+        ]
+        for r in outs:
+            assert r.returncode == 0, r.stderr
+            assert "\x1b" not in r.stdout + r.stderr and "\u202e" not in r.stdout + r.stderr
+        assert "␛[2K" in outs[0].stdout + outs[1].stdout
+    finally:
+        keyd.stop()
+        for d in root.iterdir():
+            kill_agent(d / "gnupg")

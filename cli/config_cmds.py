@@ -1,0 +1,114 @@
+"""`tits config get|set|list`: the home's settings a person may change, each checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from tits.errors import ConfigError
+
+from .context import State
+from .output import console, emit_json, safe, t
+
+config_app = typer.Typer(help="Your settings: receipts, listed, lang, theme, roc_year, …")
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "on", "yes", "1"):
+        return True
+    if low in ("false", "off", "no", "0"):
+        return False
+    raise ValueError("true or false")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(" | ".join(allowed))
+        return text
+
+    return check
+
+
+def _broker(text: str) -> str:
+    from tits.client.connection import BrokerURL
+
+    return str(BrokerURL.parse(text))
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("http://HOST:PORT")
+    return text
+
+
+# key → (parse, what it means)
+SETTINGS: dict[str, tuple[Callable[[str], Any], str, str]] = {
+    "receipts": (_bool, "送出已讀回條（關閉後也看不到別人的已讀）", "send read receipts"),
+    "listed": (_bool, "在狀態頁顯示你的名字", "show your name on status pages"),
+    "lang": (_choice("zh-TW", "en"), "介面語言", "language of the interface"),
+    "theme": (_choice("light", "dark", "contrast"), "佈景主題", "theme of the app"),
+    "roc_year": (_bool, "日期用民國年", "dates in ROC years"),
+    "broker": (_broker, "使用的伺服器", "the broker to use"),
+    "keyserver": (_url, "金鑰伺服器", "the key server"),
+}
+
+
+def _key(key: str) -> str:
+    if key not in SETTINGS:
+        raise ConfigError(
+            t("沒有這個設定：", "no such setting: ") + f"{key!r} ({', '.join(SETTINGS)})"
+        )
+    return key
+
+
+@config_app.command("set")
+def set_(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The setting.")],
+    value: Annotated[str, typer.Argument(help="Its new value.")],
+) -> None:
+    """Change a setting."""
+    home = State.of(ctx).home
+    home.require()
+    parse = SETTINGS[_key(key)][0]
+    try:
+        parsed = parse(value)
+    except (ValueError, ConfigError) as exc:
+        why = exc.message if isinstance(exc, ConfigError) else str(exc)
+        raise ConfigError(t(f"{key} 的值不對：{why}", f"bad value for {key}: {why}")) from None
+    home.save_config(**{key: parsed})
+    console.print(Text.assemble(("✓ ", "green"), f"{key} = ", safe(str(parsed))))
+
+
+@config_app.command("get")
+def get(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The setting.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one setting."""
+    value = State.of(ctx).home.config.get(_key(key))
+    if as_json:
+        emit_json({key: value})
+    else:
+        console.print(safe(str(value)) if value is not None else "")
+
+
+@config_app.command("list")
+def list_(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """Every setting, with what it means."""
+    cfg = State.of(ctx).home.config
+    rows = {k: cfg.get(k) for k in SETTINGS}
+    if as_json:
+        emit_json(rows)
+        return
+    for k, (_, zh_tw, en) in SETTINGS.items():
+        shown = "" if rows[k] is None else safe(str(rows[k]))
+        console.print(Text.assemble((f"{k:<10}", "bold"), f" {shown:<12} ", (t(zh_tw, en), "dim")))
