@@ -51,6 +51,8 @@ REDIAL_FIRST = 0.3  # a broker lost without a goodbye is dialed again after this
 REDIAL_MAX = 30.0  # ... then twice as long each time, up to this ...
 REDIAL_FOR = 600.0  # ... for this long, then it is given up (it would have advertised by now)
 MAX_REDIAL = 256
+RESNAPSHOT_GAP = 10.0  # gossip a budget dropped is asked for again at most this often (an
+# insider's flood must not make us pull a whole cloud's snapshot from a peer every second)
 JOIN_WAIT = 5.0  # a joining broker plans once every advert of the snapshot is checked, or this
 SAVE_EVERY = 1.0
 HOP_COST_US = 20_000  # a hop costs a relay's CPU (and, when it is stuck, a store); on a LAN an
@@ -340,7 +342,37 @@ class Cloud:
         return round(max(rtts) / 1000, 3) if rtts else None
 
     def problems(self) -> list[str]:
-        return check_invariants(self.topology.planning_graph())
+        """What is wrong with the cloud as this broker sees it, one line each; [] when whole.
+        The invariants are checked on the live graph, which a dead broker has left: so a
+        broker that went without a goodbye is a problem of its own (a 4-broker cloud that
+        lost one is a healthy-looking triangle), for as long as we know of it."""
+        graph = self.topology.planning_graph()
+        now = time.monotonic()
+        out: list[str] = []
+        named: set[str] = set()
+        for bid in sorted(self.topology.db):
+            adv = self.topology.advert(bid)
+            if bid == self.me or adv is None or graph.get(bid):
+                continue
+            label = f"{adv.name} ({bid[:16]})" if adv.name else bid[:16]
+            if adv.alive:
+                out.append(f"broker {label} is linked to no broker (down, or not yet joined)")
+            elif not self.topology.db.blob(bid):  # our tombstone; a goodbye keeps its advert
+                lost = self._redial.get(bid)
+                ago = f" {now - lost.since:.0f} s ago" if lost is not None else ""
+                out.append(f"broker {label} is down: lost{ago} without a goodbye")
+            else:
+                continue  # it left the cloud, saying so
+            named.add(bid)
+        for bid, lost in sorted(self._redial.items()):
+            if bid not in named and not graph.get(bid):  # forgotten by the topology by now
+                out.append(
+                    f"broker {bid[:16]} is down: lost {now - lost.since:.0f} s ago without "
+                    "a goodbye"
+                )
+        if len(graph) > 1 and not graph.get(self.me):
+            out.append("this broker has no link to the cloud")
+        return out + check_invariants(graph)
 
     # -- PeerEvents ----------------------------------------------------------------------------
 
@@ -494,7 +526,7 @@ class Cloud:
         if self.verifier.pending:
             return
         self.verifier.dropped = 0
-        self._resnapshot_due = now + SNAPSHOT_MIN_GAP * 2
+        self._resnapshot_due = now + RESNAPSHOT_GAP
         ups = self.peers.up_peers()
         if ups:
             self.peers.send(random.choice(ups).id, wire.SnapshotRequest())

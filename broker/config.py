@@ -66,6 +66,7 @@ class BrokerConfig:
     pub_port: int = DEFAULT_PORTS["pub_port"]
     http_port: int = DEFAULT_PORTS["http_port"]
     keyserver: str | None = None
+    status_token: str | None = None  # the status page's full view for this bearer (else loopback)
     join: list[str] = field(default_factory=list)
     cloud_secret: Path | None = None  # the cloud's join secret [<data>/cloud.secret, made once]
     name: str = field(default_factory=lambda: socket.gethostname()[:60] or "broker")

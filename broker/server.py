@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import queue
-import socket
 import subprocess
 import threading
 import time
@@ -56,10 +55,6 @@ PRUNE_S = 300.0
 ZAP_DOMAIN = "tits"
 HEARTBEAT_IVL_MS = 10_000
 HEARTBEAT_TIMEOUT_MS = 30_000
-
-
-class _StatusServer6(StatusServer):
-    address_family = socket.AF_INET6  # bind = "::" (on Linux it takes IPv4 too)
 
 
 class Broker:
@@ -125,8 +120,9 @@ class Broker:
         self.client_port = self._bind(self.client, cfg.client_port)
         self.url = self.keys.url(url_host(cfg.public_host), self.client_port)
 
-        http_cls = _StatusServer6 if ":" in cfg.bind else StatusServer
-        self.http = http_cls(cfg.bind, cfg.http_port, self.snapshot, self.keys.armored)
+        self.http = StatusServer(  # an IPv6 bind ("::") makes an IPv6 socket (v4 too, on Linux)
+            cfg.bind, cfg.http_port, self.snapshot, self.keys.armored, token=cfg.status_token
+        )
         self.http_port = self.http.port
         self.http_url = f"http://{url_host(cfg.public_host)}:{self.http_port}"
 

@@ -131,6 +131,7 @@ class BrokerVerifier:
         self._budgets: dict[str, _Budget] = {}
         self._worker: threading.Thread | None = None
         self.dropped = 0  # adverts a budget or a bound refused to hold (the caller resets it)
+        self.over_budget = 0  # ... all of them, ever (status page)
         self.submitted = 0  # certificates handed to the worker ...
         self.checked = 0  # ... and checked by it
 
@@ -187,6 +188,7 @@ class BrokerVerifier:
             raise VerificationError(f"advert of {broker[:16]}: certificate of another device")
         if len(self._pending) >= MAX_PENDING or not self._spend(source):
             self.dropped += 1
+            self.over_budget += 1
             return
         job = _Job(broker, item.device, attempt, item, item, advert.seq)
         self._pending[(broker, item.device)] = job

@@ -83,9 +83,14 @@ def _layout(ids: list[str]) -> dict[str, tuple[float, float]]:
 
 
 def _users_at(status: dict[str, Any]) -> dict[str, int]:
+    """Users online per broker: those listed, and the unlisted ones the public view counts."""
     count: dict[str, int] = {}
     for u in status.get("users", []):
         count[str(u.get("broker", ""))] = count.get(str(u.get("broker", "")), 0) + 1
+    unlisted = status.get("unlisted")
+    for broker, n in unlisted.items() if isinstance(unlisted, dict) else []:
+        if isinstance(n, int):
+            count[str(broker)] = count.get(str(broker), 0) + n
     return count
 
 
@@ -177,7 +182,16 @@ def _user_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
                 fp=escape(str(u.get("fingerprint", ""))),
                 proxy=_broker_cell(proxy, http_of),
                 here=here,
-                dev=len(u.get("devices", [])),
+                dev=len(u["devices"]) if isinstance(u.get("devices"), list) else "—",
+            )
+        )
+    unlisted = status.get("unlisted")
+    for proxy, n in sorted(unlisted.items() if isinstance(unlisted, dict) else []):
+        here = ' <span class="me nowrap">本機 here</span>' if proxy == me else ""
+        rows.append(
+            '<tr class="unlisted"><td colspan="2">（{n} 位未公開使用者 unlisted users）</td>'
+            '<td>{proxy}{here}</td><td class="num">—</td></tr>'.format(
+                n=_num(n), proxy=_broker_cell(str(proxy), http_of), here=here
             )
         )
     return "".join(rows) or '<tr><td colspan="4">（目前沒有上線使用者 no users online）</td></tr>'
@@ -224,13 +238,20 @@ def _problems(status: dict[str, Any]) -> str:
         return ""
     problems = status.get("problems") or []
     if not problems:
+        alive = sum(1 for b in status.get("brokers", []) if b.get("alive", True))
+        if alive < 4:  # the invariants are defined from 4 brokers on: say what holds instead
+            return (
+                f'<p class="ok" id="problems">✓ {alive} 台伺服器彼此相連 all {alive} brokers '
+                "linked to each other（不變量自 4 台起適用 the invariants apply from 4 "
+                "brokers on）</p>"
+            )
         return (
             '<p class="ok" id="problems">✓ 拓撲不變量成立 invariants hold '
             "（每台至少 3 條連線、沒有橋 every broker ≥ 3 links, no bridge）</p>"
         )
     items = "".join(f"<li>{escape(str(p))}</li>" for p in problems)
     return (
-        '<div class="problems" id="problems"><b>⚠ 拓撲不變量被違反 invariant violations '
+        '<div class="problems" id="problems"><b>⚠ 雲端有問題 problems '
         f"({len(problems)})</b><ul>{items}</ul></div>"
     )
 
@@ -256,6 +277,8 @@ def render(status: dict[str, Any]) -> str:
     name = str(status.get("name") or "")
     alive = sum(1 for b in brokers if b.get("alive", True))
     title_name = f"{name} " if name else ""
+    pid = f" · pid {_num(status['pid'])}" if "pid" in status else ""
+    view = " · 公開檢視 public view" if status.get("view") == "public" else ""
     return f"""<!doctype html>
 <html lang="zh-Hant-TW"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{REFRESH_S}">
@@ -263,9 +286,9 @@ def render(status: dict[str, Any]) -> str:
 <style>{STYLE}</style></head><body>
 <h1>ω IM 雲端狀態 <small>cloud status</small></h1>
 <p class="meta">本伺服器 this broker: <span class="me">★</span> <b>{escape(name) or "—"}</b>
-<code>{escape(me)}</code> · pid {_num(status.get("pid", ""))}<br>
+<code>{escape(me)}</code>{pid}<br>
 {alive}/{len(brokers)} 台伺服器在線 brokers alive · {len(status.get("links", []))} 條連線 links
-· {len(status.get("users", []))} 位使用者上線 users online</p>
+· {sum(_users_at(status).values())} 位使用者上線 users online{view}</p>
 {_problems(status)}
 <div class="grid"><section>
 <h2>上線使用者 → 代理伺服器 <small>active users → proxy</small></h2>

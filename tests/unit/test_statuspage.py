@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
+from tits.broker.status import public_view
 from tits.broker.statuspage import render
 
 A, B, C = "A" * 40, "B" * 40, "C" * 40
@@ -80,9 +82,46 @@ def test_problems_and_counters_are_shown_escaped() -> None:
 
 
 def test_no_problems_says_the_invariants_hold_and_absent_keys_show_nothing() -> None:
-    assert "invariants hold" in render(dict(STATUS, problems=[]))
+    four = [*STATUS["brokers"][:2], {"id": C, "alive": True}, {"id": "9" * 40, "alive": True}]
+    assert "invariants hold" in render(dict(STATUS, brokers=four, problems=[]))
     page = render(STATUS)
     assert 'id="problems"' not in page and 'id="counters"' not in page
+
+
+def test_fewer_than_four_brokers_do_not_claim_the_invariants() -> None:
+    """Two alive brokers (a third is down) are no cloud in which "≥ 3 links" can hold."""
+    page = render(dict(STATUS, problems=[]))
+    assert "invariants hold" not in page and "all 2 brokers linked" in page
+
+
+def test_problems_other_than_the_invariants_are_shown_as_problems() -> None:
+    page = render(dict(STATUS, problems=[f"broker {C[:16]} is down: lost 3 s ago"]))
+    banner = re.search(r'id="problems">(.*?)</div>', page, re.S).group(1)
+    assert "problems (1)" in banner and "is down" in banner and "invariants hold" not in page
+
+
+def test_the_public_view_counts_unlisted_users_and_shows_no_devices_or_pid() -> None:
+    status = dict(STATUS, users=[
+        *STATUS["users"],
+        {"fingerprint": "1" * 40, "name": "", "broker": A, "devices": ["d" * 16, "e" * 16]},
+    ])  # fmt: skip
+    public = public_view(status)
+    text = json.dumps(public)
+    for hidden in ("F" * 40, "1" * 40, "0" * 16, "d" * 16, "e" * 16):
+        assert hidden not in text  # unlisted fingerprints and every device id
+    assert "pid" not in public and public["view"] == "public"
+    assert public["unlisted"] == {A: 1, B: 1}
+    assert [u["name"] for u in public["users"]] == ["陳小明", "<script>x()</script>"]
+    assert all(set(u) == {"fingerprint", "name", "broker"} for u in public["users"])
+    page = render(public)
+    for hidden in ("F" * 40, "1" * 40, "0" * 16, "d" * 16, "pid 42"):
+        assert hidden not in page
+    users = re.search(r'<table id="users">(.*?)</table>', page, re.S).group(1)
+    assert users.count("1 位未公開使用者 unlisted users") == 2
+    assert "4 位使用者上線 users online" in page and "public view" in page
+    svg = page[page.index("<svg") : page.index("</svg>")]
+    circle_counts = re.findall(r'font-weight="bold" text-anchor="middle" fill="#1f2733">(\d+)', svg)
+    assert sorted(map(int, circle_counts)) == [0, 2, 2]  # A: 陳 + 1 unlisted; B: one of each
 
 
 def test_shapes_and_cells_carry_full_ids() -> None:

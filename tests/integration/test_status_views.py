@@ -1,0 +1,145 @@
+"""The status page tells the truth, and only as much as each user chose (issue 13): after a
+broker died, every survivor says so (its banner no longer claims the invariants hold); the
+public view shows unlisted users only as a count per broker, with no fingerprint, no device
+id and no pid; the full view is for loopback or the operator's token."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.broker_fixtures import (  # noqa: F401 - fixtures
+    People,
+    people_fixture,
+    wait_for,
+)
+from tests.integration.test_cloud_brokers import Cloud, publish
+from tits.broker.status import StatusServer
+from tits.client.blocking import Messenger
+from tits.localcloud import _status
+
+pytestmark = pytest.mark.timeout(240)
+
+A, B = "A" * 40, "B" * 40
+SNAP = {
+    "id": A,
+    "pid": 4242,
+    "brokers": [{"id": A, "alive": True}],
+    "links": [],
+    "problems": [],
+    "users": [
+        {"fingerprint": "D" * 40, "name": "陳小明", "broker": A, "devices": ["0" * 16]},
+        {"fingerprint": "F" * 40, "name": "", "broker": A, "devices": ["1" * 16]},
+    ],
+}
+
+
+def get(url: str, **headers: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def view(url: str, **headers: str) -> dict[str, Any]:
+    code, body = get(url, **headers)
+    assert code == 200
+    return dict(json.loads(body))
+
+
+def test_the_full_view_is_for_loopback_or_the_token_and_the_rest_see_the_public_one() -> None:
+    server = StatusServer("127.0.0.1", 0, lambda: SNAP, "KEY", token="s3cret")
+    server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    proxied = {"X-Forwarded-For": "203.0.113.9"}  # as a reverse proxy on this host relays
+    try:
+        full = view(base + "/api/status")
+        assert full["view"] == "full" and full["pid"] == 4242 and len(full["users"]) == 2
+        for public in (
+            view(base + "/api/status?view=public"),
+            view(base + "/api/status", **proxied),
+            view(base + "/api/status?token=wrong", **proxied),
+            view(base + "/api/status", Authorization="Bearer wrong", **proxied),
+        ):
+            text = json.dumps(public)
+            assert public["view"] == "public" and "pid" not in public
+            assert "F" * 40 not in text and "0" * 16 not in text and "1" * 16 not in text
+            assert public["unlisted"] == {A: 1}
+        assert view(base + "/api/status", Authorization="Bearer s3cret", **proxied)["pid"]
+        assert view(base + "/api/status?token=s3cret", **proxied)["view"] == "full"
+        code, page = get(base + "/", **proxied)
+        assert code == 200 and b"F" * 40 not in page and "未公開".encode() in page
+        assert get(base + "/api/key") == (200, b"KEY")
+        assert get(base + "/nothing")[0] == 404
+        req = urllib.request.Request(base + "/api/status", data=b"x", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        assert err.value.code == 405
+        err.value.close()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cloud4():
+    cloud = Cloud(4)
+    yield cloud
+    cloud.close()
+
+
+def test_a_real_brokers_public_view_counts_the_unlisted(cloud4: Cloud, people: People) -> None:
+    publish(people, cloud4.local.keyserver)
+    broker = cloud4.local.brokers[0]
+    people.mallory.save_config(listed=False)
+    ks = cloud4.local.keyserver
+    alice = Messenger(people.alice, broker=broker["url"], keyserver=ks)
+    mallory = Messenger(people.mallory, broker=broker["url"], keyserver=ks)
+    try:
+        alice.connection()
+        mallory.connection()
+        full = wait_for(
+            lambda: (st := _status(broker["http"])) and len(st["users"]) >= 2 and st, 20,
+            "alice and mallory online",
+        )  # fmt: skip
+        devices = [d for u in full["users"] for d in u["devices"]]
+        assert devices and people.mallory.fingerprint in {u["fingerprint"] for u in full["users"]}
+        public = view(broker["http"] + "/api/status?view=public")
+        text = json.dumps(public)
+        assert people.mallory.fingerprint not in text
+        assert not [d for d in devices if d in text]
+        assert "pid" not in public and public["unlisted"] == {broker["id"]: 1}
+        assert [u["fingerprint"] for u in public["users"]] == [people.alice.fingerprint]
+        code, page = get(broker["http"] + "/?view=public")
+        assert code == 200 and people.mallory.fingerprint.encode() not in page
+        # every other broker's public page counts her at her broker, and names nobody else
+        other = cloud4.local.brokers[2]
+        wait_for(
+            lambda: view(other["http"] + "/api/status?view=public")["unlisted"]
+            == {broker["id"]: 1}, 20, "mallory counted elsewhere",
+        )  # fmt: skip
+    finally:
+        alice.close()
+        mallory.close()
+
+
+def test_after_a_broker_died_every_survivor_says_so(cloud4: Cloud) -> None:
+    victim = cloud4.local.brokers[3]
+    cloud4.kill9(victim["id"])
+    survivors = cloud4.local.brokers[:3]
+
+    def told(b: dict[str, Any]) -> bool:
+        st = _status(b["http"])
+        return bool(st) and any(victim["id"][:16] in p for p in st["problems"])
+
+    for b in survivors:
+        wait_for(lambda b=b: told(b), 30, f"{b['id'][:8]} reporting the dead broker")
+        code, page = get(b["http"] + "/")
+        assert code == 200 and "invariants hold" not in page.decode()
+        assert "problems (" in page.decode()
