@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ from .output import fail
 app = typer.Typer(
     name="tits",
     help="ω IM — TiTs isn't Telegram, sorry. 你的 GnuPG 金鑰就是你的身分。",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -33,6 +34,24 @@ def _global(
     ] = None,
 ) -> None:
     ctx.obj = State(home_arg=home)
+    if ctx.invoked_subcommand is None:  # `tits` alone: the app on a terminal, else the help
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            app_cmd(ctx)
+            raise typer.Exit()
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
+
+
+def app_cmd(
+    ctx: typer.Context,
+    offline: Annotated[bool, typer.Option("--offline", help="Open without connecting.")] = False,
+) -> None:
+    """The full-screen app (also `tits` alone on a terminal)."""
+    from tits.app import run
+
+    state = State.of(ctx)
+    state.home.require()
+    run(state.home.path, offline=offline)
 
 
 app.command()(identity_cmds.init)
@@ -45,6 +64,7 @@ app.add_typer(cloud_cmds.cloud_app, name="cloud")
 app.add_typer(group_cmds.group_app, name="group")
 app.command()(chat_cmds.chat)
 app.command()(chat_cmds.outbox)
+app.command("app")(app_cmd)
 
 
 def main() -> None:
