@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from tits.app.cli import app_cmd
 from tits.errors import TitsError
 
 from . import chat_cmds, cloud_cmds, group_cmds, identity_cmds, key_cmds
@@ -36,22 +37,10 @@ def _global(
     ctx.obj = State(home_arg=home)
     if ctx.invoked_subcommand is None:  # `tits` alone: the app on a terminal, else the help
         if sys.stdin.isatty() and sys.stdout.isatty():
-            app_cmd(ctx)
+            app_cmd(ctx, offline=False, broker=None)
             raise typer.Exit()
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
-
-
-def app_cmd(
-    ctx: typer.Context,
-    offline: Annotated[bool, typer.Option("--offline", help="Open without connecting.")] = False,
-) -> None:
-    """The full-screen app (also `tits` alone on a terminal)."""
-    from tits.app import run
-
-    state = State.of(ctx)
-    state.home.require()
-    run(state.home.path, offline=offline)
 
 
 app.command()(identity_cmds.init)
