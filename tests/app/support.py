@@ -39,4 +39,4 @@ async def ready(pilot: Pilot[Any]) -> None:
 
 
 def rows(app: TitsApp) -> list[ChatRow]:
-    return list(app.main.query(ChatRow))
+    return list(app.main.rows)

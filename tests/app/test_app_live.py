@@ -11,8 +11,8 @@ from textual.widgets import Input
 from tests.app.support import ready, rows, screen_text, until
 from tests.broker_fixtures import BrokerProc, People, broker_fixture, people_fixture  # noqa: F401
 from tits.app.app import TitsApp
+from tits.app.msgview import SENT
 from tits.app.screens import ConversationScreen
-from tits.app.widgets import SENT, Bubble
 from tits.client.blocking import Message, Messenger
 
 
@@ -44,7 +44,7 @@ def test_alice_reads_bob_and_answers_in_chinese(broker: BrokerProc, people: Peop
                 # the pilot cannot press "！" or an emoji (it reads them as key names): pasted
                 screen.query_one("#line", Input).insert_text_at_cursor("！🍜")
                 await pilot.press("enter")
-                mine = await until(pilot, lambda: [b for b in screen.query(Bubble) if b.mine])
+                mine = await until(pilot, lambda: [b for b in screen.shown.values() if b.mine])
                 # pending at once, marked when the broker stored it
                 await until(pilot, lambda: mine[0].state == SENT, what="Stored")
                 assert "已傳送" in screen_text(app)
@@ -88,7 +88,7 @@ def test_the_app_opens_with_history_when_the_broker_is_down(broker: BrokerProc,
             assert isinstance(screen, ConversationScreen)
             await pilot.press(*"later")
             await pilot.press("enter")
-            mine = await until(pilot, lambda: [b for b in screen.query(Bubble) if b.mine])
+            mine = await until(pilot, lambda: [b for b in screen.shown.values() if b.mine])
             assert mine[0].state != SENT and "傳送中…" in screen_text(app)
         # it waits in the outbox for the next connection
         alice2 = Messenger(people.alice, broker=broker.url)

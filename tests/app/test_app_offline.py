@@ -15,7 +15,6 @@ from tests.app.support import ready, rows, screen_text, until
 from tits.app.app import TitsApp
 from tits.app.screens import ConversationScreen, HelpScreen
 from tits.app.settings import Settings
-from tits.app.widgets import Bubble, NoticeLine
 from tits.client.store import LocalStore
 
 
@@ -58,7 +57,7 @@ def test_opening_a_chat_clears_its_unread_count_and_shows_sides(tmp_path: Path) 
             await pilot.press("down", "enter")
             screen = await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
                                  and app.screen.shown and app.screen)  # fmt: skip
-            bubbles = list(screen.query(Bubble))
+            bubbles = list(screen.shown.values())
             assert [b.mine for b in bubbles] == [True, False, False]
             text = screen_text(app)
             assert "── 昨天 ──" in text and "── 今天 ──" in text and "已傳送  下午 10:10" in text
@@ -85,7 +84,9 @@ def test_a_group_shows_membership_notices_centred(tmp_path: Path) -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await ready(pilot)
             await pilot.press("enter")
-            await until(pilot, lambda: list(app.screen.query(NoticeLine)))
+            await until(
+                pilot, lambda: isinstance(app.screen, ConversationScreen) and app.screen.notices
+            )
             text = screen_text(app)
             assert "我 建立了群組「讀書會 📚」" in text
             line = next(ln for ln in text.splitlines() if "我 邀請 小美、bob 加入群組" in ln)
@@ -103,7 +104,7 @@ def test_keys_next_unread_help_search_and_escape(tmp_path: Path) -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await ready(pilot)
             await pilot.press("n")  # from the first (unread) row to the next unread one
-            assert app.main.query_one("#chat-list").index == 1  # type: ignore[attr-defined]
+            assert app.main.chat_list.highlighted == 1
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
             text = screen_text(app)
@@ -117,8 +118,8 @@ def test_keys_next_unread_help_search_and_escape(tmp_path: Path) -> None:
             for ch in "早安":
                 await pilot.press(ch)
             await pilot.press("enter")
-            await until(pilot, lambda: [b for b in screen.query(Bubble) if b.has_class("hit")])
-            hits = [b.message.text for b in screen.query(Bubble) if b.has_class("hit")]
+            await until(pilot, lambda: [b for b in screen.shown.values() if b.hit])
+            hits = [b.message.text for b in screen.shown.values() if b.hit]
             assert hits == ["早安！今天要開會嗎？"]
             await pilot.press("escape")  # closes the search
             assert isinstance(app.screen, ConversationScreen)

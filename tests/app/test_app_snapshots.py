@@ -19,7 +19,6 @@ from tests.app.homes import NOW, fill
 from tests.app.support import ready, until
 from tits.app.app import TitsApp
 from tits.app.screens import ConversationScreen, HelpScreen
-from tits.app.widgets import NoticeLine
 
 LANGS = {"zh": "zh_TW.UTF-8", "en": "en_US.UTF-8"}
 
@@ -59,7 +58,7 @@ def test_chat_list(snap_compare: Any, tmp_path: Path, lang: str) -> None:
 
 def test_group_with_notices(snap_compare: Any, tmp_path: Path, lang: str) -> None:
     def opened(app: TitsApp) -> bool:
-        return isinstance(app.screen, ConversationScreen) and bool(app.screen.query(NoticeLine))
+        return isinstance(app.screen, ConversationScreen) and bool(app.screen.notices)
 
     assert snap_compare(_app(tmp_path), run_before=_then("enter", wait=opened))
 

@@ -24,29 +24,34 @@ from . import data
 from .backend import Backend
 from .commands import Command
 from .data import Chat, Notice
+from .msgview import FAILED, SENDING, SENT
 from .screens import ConversationScreen, HelpScreen, MainScreen
 from .settings import Settings
 from .text import safe, t, toggled
-from .widgets import FAILED, SENDING, SENT
 
+REFRESH_S = 0.25  # the chat list redraws at most this often while messages pour in
+BELL_S = 2.0
 THEMES = {
     "light": Theme(
         name="tits-light", primary="#06C755", secondary="#00B900", accent="#06C755",
         foreground="#111111", background="#FFFFFF", surface="#F5F6F7", panel="#E8F8EE",
         success="#06C755", warning="#B26B00", error="#D0021B", dark=False,
-        variables={"mine-bg": "#A8E6A1", "theirs-bg": "#EEF0F2"},
+        variables={"mine-bg": "#A8E6A1", "mine-fg": "#111111", "theirs-bg": "#EEF0F2",
+                   "theirs-fg": "#111111"},
     ),
     "dark": Theme(
         name="tits-dark", primary="#06C755", secondary="#4CD787", accent="#4CD787",
         foreground="#E6E6E6", background="#1B1D21", surface="#24272C", panel="#2C3035",
         success="#4CD787", warning="#F5A623", error="#FF5C5C", dark=True,
-        variables={"mine-bg": "#1F6F3F", "theirs-bg": "#33373D"},
+        variables={"mine-bg": "#1F6F3F", "mine-fg": "#F0F0F0", "theirs-bg": "#33373D",
+                   "theirs-fg": "#F0F0F0"},
     ),
     "contrast": Theme(
         name="tits-contrast", primary="#FFFF00", secondary="#00FFFF", accent="#FFFF00",
         foreground="#FFFFFF", background="#000000", surface="#000000", panel="#000000",
         success="#00FF00", warning="#FFFF00", error="#FF4040", dark=True,
-        variables={"mine-bg": "#000000", "theirs-bg": "#000000"},
+        variables={"mine-bg": "#FFFF00", "mine-fg": "#000000", "theirs-bg": "#FFFFFF",
+                   "theirs-fg": "#000000"},
     ),
 }  # fmt: skip
 
@@ -83,6 +88,8 @@ class TitsApp(App[None]):
         self.stored: set[bytes] = set()  # Stored events that came before their bubble
         self.ready = asyncio.Event()  # the chat list is drawn (tests, the benchmark)
         self.status = ""
+        self._refresh_due = False
+        self._last_bell = 0.0
         for theme in THEMES.values():
             self.register_theme(theme)
         self.theme = THEMES[self.settings.theme].name
@@ -135,8 +142,21 @@ class TitsApp(App[None]):
         chats, friends, names = await b.work(self._read_lists)
         self.chats = chats
         self.titles = names
-        await self.main.show_chats(chats, names)
-        await self.main.show_friends(friends)
+        self.main.show_chats(chats, names)
+        self.main.show_friends(friends)
+
+    def request_refresh(self) -> None:
+        """Refresh the lists soon, once for a burst of events (200 messages a second must not
+        cost 200 list reads)."""
+        if self._refresh_due:
+            return
+        self._refresh_due = True
+
+        async def later() -> None:
+            self._refresh_due = False
+            await self.refresh_lists()
+
+        self.set_timer(REFRESH_S, later)
 
     def _read_lists(self) -> tuple[list[Chat], list[data.Friend], dict[bytes, str]]:
         """Worker thread: the chats, the friends, each chat's title."""
@@ -180,7 +200,7 @@ class TitsApp(App[None]):
         screen = ConversationScreen(chat, title)
         await self.push_screen(screen)
         messages, notices, names = await b.work(self._read_chat, chat)
-        await screen.load(messages, notices, names)
+        screen.load(messages, notices, names)
         if chat.unread:
             chat.unread = 0
             await self.refresh_lists()
@@ -201,7 +221,7 @@ class TitsApp(App[None]):
             return older, b.names(sorted({m.sender for m in older}))
 
         older, names = await b.work(read)
-        await screen.prepend(older, names)
+        screen.prepend(older, names)
 
     async def send_text(self, screen: ConversationScreen, text: str) -> None:
         client = self.backend.client
@@ -222,7 +242,7 @@ class TitsApp(App[None]):
         )  # fmt: skip
         state = SENT if item_id in self.stored else SENDING
         names = {me: await self.backend.work(self.backend.name_of, me)}
-        await screen.add(m, names, state)
+        screen.add(m, names, state)
 
     async def run_command(self, cmd: Command, screen: ConversationScreen) -> None:
         if cmd.name == "help":
@@ -233,6 +253,7 @@ class TitsApp(App[None]):
             self.settings.theme = cmd.args[0]
             self.settings.save()
             self.theme = THEMES[cmd.args[0]].name
+            await self.refresh_lists()  # the unread badges take the theme's colour
             self.notify(t(f"主題：{cmd.args[0]}", f"Theme: {cmd.args[0]}"))
         elif cmd.name in ("pin", "mute"):
             which = "pinned" if cmd.name == "pin" else "muted"
@@ -282,17 +303,18 @@ class TitsApp(App[None]):
             m = ev.message
             if conv_screen is not None and conv_screen.chat.conv == m.conv:
                 names = await self.backend.work(self.backend.names, [m.sender])
-                await conv_screen.add(m, names)
+                conv_screen.add(m, names)
                 await self.backend.work(data.mark_read, self.backend.store, [m.id])
-            elif not self._muted(m.conv):
+            elif not self._muted(m.conv) and time.monotonic() - self._last_bell > BELL_S:
+                self._last_bell = time.monotonic()
                 self.bell()
-            await self.refresh_lists()
+            self.request_refresh()
         elif isinstance(ev, Stored):
             self.stored.add(ev.id)
             for s in self.screen_stack:
                 if isinstance(s, ConversationScreen):
                     s.mark(ev.id, SENT)
-            await self.refresh_lists()
+            self.request_refresh()
         elif isinstance(ev, SendFailed):
             for s in self.screen_stack:
                 if isinstance(s, ConversationScreen):
@@ -313,8 +335,8 @@ class TitsApp(App[None]):
                 n = Notice(ev.ts, ev.event, ev.actor, list(ev.targets), ev.name)
                 if ev.event != "rekey":
                     names = await self.backend.work(self.backend.names, [ev.actor, *ev.targets])
-                    await s.add(n, names)
-        await self.refresh_lists()
+                    s.add(n, names)
+        self.request_refresh()
 
     def _muted(self, conv: bytes) -> bool:
         return conv.hex() in self.settings.muted

@@ -15,7 +15,7 @@ from tits.client import memberlog as ml
 from tits.client.model import Message
 from tits.client.store import _MSG_COLS, LocalStore, _message
 
-PAGE = 200
+PAGE = 100
 
 _LOG = msgspec.msgpack.Decoder(list[ml.SignedEntry])
 

@@ -10,15 +10,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, ListView, Static, TabbedContent, TabPane
+from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane
+from textual.widgets.option_list import Option
 
 from tits.client.model import Message
 
 from . import data
 from .commands import CommandError, is_command, parse, unescape
 from .data import Chat, Notice
-from .text import day_key, day_label, safe, t, toggled
-from .widgets import SENDING, SENT, Bubble, ChatRow, DaySep, FriendRow, NoticeLine
+from .msgview import SENDING, SENT, Item, MessageView, MsgItem, NoticeItem, SepItem
+from .text import clock, day_key, day_label, safe, t, toggled
+from .widgets import ChatRow, friend_prompt, notice_text
 
 if TYPE_CHECKING:
     from .app import TitsApp
@@ -30,7 +32,6 @@ class TopBar(Static):
 
 class MainScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter", "open", t("開啟", "Open"), show=False),
         Binding("n", "next_unread", t("下一個未讀", "Next unread")),
         Binding("p", "pin", t("置頂", "Pin")),
         Binding("m", "mute", t("靜音", "Mute")),
@@ -38,6 +39,13 @@ class MainScreen(Screen[None]):
         Binding("2", "tab('friends')", t("好友", "Friends"), show=False),
         Binding("question_mark", "app.help", t("說明", "Help")),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[ChatRow] = []
+        self.friends: list[data.Friend] = []
+        self._drawn_width = 0
+        self._chats: tuple[list[Chat], dict[bytes, str]] = ([], {})
 
     @property
     def tits(self) -> TitsApp:
@@ -47,81 +55,86 @@ class MainScreen(Screen[None]):
         yield TopBar("ω IM", id="topbar")
         with TabbedContent(initial="chats"):
             with TabPane(t("聊天", "Chats"), id="chats"):
-                yield ListView(id="chat-list")
+                yield OptionList(id="chat-list")
                 yield Static(t("還沒有聊天", "No chats yet"), id="no-chats", classes="empty")
             with TabPane(t("好友", "Friends"), id="friends"):
-                yield ListView(id="friend-list")
+                yield OptionList(id="friend-list")
         yield Static(t("? 說明　n 下一個未讀　Enter 開啟　Ctrl+Q 離開",
                        "? help  n next unread  Enter open  Ctrl+Q quit"), id="hints")  # fmt: skip
 
     def on_mount(self) -> None:
-        self.query_one("#chat-list", ListView).focus()
+        self.query_one("#chat-list", OptionList).focus()
 
-    async def show_chats(self, chats: list[Chat], titles: dict[bytes, str]) -> None:
-        lv = self.query_one("#chat-list", ListView)
-        keep = lv.index
-        current = lv.highlighted_child
-        current_conv = current.chat.conv if isinstance(current, ChatRow) else None
+    @property
+    def chat_list(self) -> OptionList:
+        return self.query_one("#chat-list", OptionList)
+
+    def on_resize(self) -> None:
+        if self.chat_list.scrollable_content_region.width != self._drawn_width:
+            self.show_chats(*self._chats)  # the rows are laid out for a width
+
+    def show_chats(self, chats: list[Chat], titles: dict[bytes, str]) -> None:
+        self._chats = (chats, titles)
+        lv = self.chat_list
+        current = self._highlighted()
         s = self.tits.settings
         pinned = {bytes.fromhex(x) for x in s.pinned if _hex(x)}
         muted = {bytes.fromhex(x) for x in s.muted if _hex(x)}
         chats = sorted(chats, key=lambda c: (c.conv not in pinned, -c.ts))
-        now = self.tits.now_ms()
-        await lv.clear()
-        rows = [ChatRow(c, titles.get(c.conv, ""), now, self.tits.tz, c.conv in pinned,
-                        c.conv in muted) for c in chats]  # fmt: skip
-        await lv.extend(rows)
-        self.query_one("#no-chats").display = not rows
-        if rows:
-            where = [i for i, r in enumerate(rows) if r.chat.conv == current_conv]
-            lv.index = where[0] if where else min(keep or 0, len(rows) - 1)
+        now, tz = self.tits.now_ms(), self.tits.tz
+        accent = self.tits.current_theme.primary
+        self.rows = [ChatRow(c, titles.get(c.conv, ""), c.conv in pinned, c.conv in muted)
+                     for c in chats]  # fmt: skip
+        keep = lv.highlighted
+        width = max(1, lv.scrollable_content_region.width - 2)  # the option's padding
+        self._drawn_width = lv.scrollable_content_region.width
+        lv.set_options(
+            [Option(r.prompt(width, now, tz, accent), id=r.chat.conv.hex()) for r in self.rows]
+        )
+        self.query_one("#no-chats").display = not self.rows
+        if self.rows:
+            where = [i for i, r in enumerate(self.rows) if current and r.chat.conv == current.conv]
+            lv.highlighted = where[0] if where else min(keep or 0, len(self.rows) - 1)
 
-    async def show_friends(self, friends: list[data.Friend]) -> None:
-        lv = self.query_one("#friend-list", ListView)
-        await lv.clear()
-        await lv.extend([FriendRow(f) for f in friends])
+    def show_friends(self, friends: list[data.Friend]) -> None:
+        self.friends = friends
+        lv = self.query_one("#friend-list", OptionList)
+        keep = lv.highlighted
+        lv.set_options([Option(friend_prompt(f)) for f in friends])
+        if friends:
+            lv.highlighted = min(keep or 0, len(friends) - 1)
 
     def set_status(self, text: str) -> None:
         bar = Text("ω IM  ")
-        bar.append(text, style="dim")
+        bar.append(text)
         self.query_one("#topbar", TopBar).update(bar)
 
     def action_tab(self, which: str) -> None:
         self.query_one(TabbedContent).active = which
-        self.query_one("#chat-list" if which == "chats" else "#friend-list", ListView).focus()
+        self.query_one("#chat-list" if which == "chats" else "#friend-list", OptionList).focus()
 
     def _highlighted(self) -> Chat | None:
-        row = self.query_one("#chat-list", ListView).highlighted_child
-        return row.chat if isinstance(row, ChatRow) else None
+        i = self.chat_list.highlighted
+        return self.rows[i].chat if i is not None and 0 <= i < len(self.rows) else None
 
-    async def action_open(self) -> None:
-        if self.query_one(TabbedContent).active == "friends":
-            row = self.query_one("#friend-list", ListView).highlighted_child
-            if isinstance(row, FriendRow):
-                await self.tits.open_direct(row.friend.fp)
-            return
-        chat = self._highlighted()
-        if chat is not None:
-            await self.tits.open_chat(chat)
-
-    @on(ListView.Selected)
-    async def _selected(self, event: ListView.Selected) -> None:
+    @on(OptionList.OptionSelected)
+    async def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        if isinstance(event.item, ChatRow):
-            await self.tits.open_chat(event.item.chat)
-        elif isinstance(event.item, FriendRow):
-            await self.tits.open_direct(event.item.friend.fp)
+        i = event.option_index
+        if event.option_list.id == "chat-list" and 0 <= i < len(self.rows):
+            await self.tits.open_chat(self.rows[i].chat)
+        elif event.option_list.id == "friend-list" and 0 <= i < len(self.friends):
+            await self.tits.open_direct(self.friends[i].fp)
 
     def action_next_unread(self) -> None:
-        lv = self.query_one("#chat-list", ListView)
-        rows = [r for r in lv.children if isinstance(r, ChatRow)]
+        rows = self.rows
         if not rows:
             return
-        start = (lv.index or 0) + 1
+        start = (self.chat_list.highlighted or 0) + 1
         for i in list(range(start, len(rows))) + list(range(0, start)):
             if rows[i].chat.unread:
                 self.action_tab("chats")
-                lv.index = i
+                self.chat_list.highlighted = i
                 return
         self.notify(t("沒有未讀訊息", "No unread messages"))
 
@@ -157,7 +170,6 @@ class ConversationScreen(Screen[None]):
         Binding("ctrl+f", "search", t("搜尋", "Search")),
         Binding("slash", "search", t("搜尋", "Search"), show=False),
         Binding("f1", "app.help", t("說明", "Help")),
-        Binding("ctrl+n", "app.next_unread", t("下一個未讀", "Next unread"), show=False),
     ]
 
     def __init__(self, chat: Chat, title: str) -> None:
@@ -165,10 +177,13 @@ class ConversationScreen(Screen[None]):
         self.chat = chat
         self.title_text = title
         self.target = "#" + chat.group.hex() if chat.group is not None else chat.peer
-        self.shown: dict[bytes, Bubble] = {}
+        self.shown: dict[bytes, MsgItem] = {}
+        self.notices = 0
         self._last_day: tuple[int, int, int] | None = None
         self._oldest: int | None = None
-        self._hits: list[Message] = []
+        self._complete = False  # the first message of the chat is loaded
+        self._hit_needle = ""
+        self._hit_index = -1
 
     @property
     def tits(self) -> TitsApp:
@@ -177,65 +192,65 @@ class ConversationScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TopBar(Text(safe(self.title_text), style="bold"), id="topbar")
         yield Input(placeholder=t("在聊天中搜尋…", "Search in this chat…"), id="search")
-        yield VerticalScroll(id="log")
+        yield MessageView(self.tits.tz, id="log")
+        yield Static(t("還沒有訊息", "No messages yet"), id="no-messages", classes="empty")
         with Vertical(id="bottom"):
             yield Input(placeholder=t("輸入訊息", "Type a message"), id="line", max_length=16000)
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
+        self.query_one("#no-messages").display = False
         self.query_one("#line", Input).focus()
 
     @property
-    def msglog(self) -> VerticalScroll:
-        return self.query_one("#log", VerticalScroll)
+    def view(self) -> MessageView:
+        return self.query_one("#log", MessageView)
 
-    async def load(self, messages: list[Message], notices: list[Notice],
-                   names: dict[str, str]) -> None:  # fmt: skip
+    def load(self, messages: list[Message], notices: list[Notice], names: dict[str, str]) -> None:
+        self._complete = len(messages) < data.PAGE  # the page holds the start of the chat
         items: list[tuple[int, Message | Notice]] = [(m.ts, m) for m in messages]
-        whole = len(messages) < data.PAGE  # the page holds the start of the chat
-        items += [(n.ts, n) for n in notices if whole or n.ts >= messages[0].ts]
+        items += [(n.ts, n) for n in notices if self._complete or n.ts >= messages[0].ts]
         items.sort(key=lambda x: x[0])
         self._oldest = messages[0].ts if messages else None
-        widgets = []
+        out: list[Item] = []
         for _, it in items:
-            widgets += self._widgets_for(it, names)
-        if widgets:
-            await self.msglog.mount_all(widgets)
-        self.msglog.scroll_end(animate=False)
-        if not items:
-            await self.msglog.mount(Static(t("還沒有訊息", "No messages yet"), classes="empty"))
+            out += self._items_for(it, names)
+        self.view.set_items(out)
+        self.query_one("#no-messages").display = not items
 
-    def _widgets_for(self, it: Message | Notice, names: dict[str, str],
-                     state: str = SENT) -> list[Static | Bubble]:  # fmt: skip
-        out: list[Static | Bubble] = []
+    def _items_for(
+        self, it: Message | Notice, names: dict[str, str], state: str = SENT
+    ) -> list[Item]:
+        out: list[Item] = []
         key = day_key(it.ts, self.tits.tz)
         if key != self._last_day:
             self._last_day = key
-            out.append(DaySep(day_label(it.ts, self.tits.now_ms(), self.tits.tz)))
+            out.append(SepItem(day_label(it.ts, self.tits.now_ms(), self.tits.tz)))
         if isinstance(it, Notice):
-            out.append(NoticeLine(it, names, self.tits.tz))
+            self.notices += 1
+            out.append(
+                NoticeItem(notice_text(it, names) + "  " + clock(it.ts, self.tits.tz), it.ts)
+            )
         else:
             mine = it.outgoing or it.sender == self.tits.backend.me
-            b = Bubble(it, names.get(it.sender, it.sender[:16]), mine, self.tits.tz, state)
-            self.shown[it.id] = b
-            out.append(b)
+            item = MsgItem(it, names.get(it.sender, it.sender[:16]), mine, state)
+            self.shown[it.id] = item
+            out.append(item)
         return out
 
-    async def add(self, it: Message | Notice, names: dict[str, str], state: str = SENT) -> None:
+    def add(self, it: Message | Notice, names: dict[str, str], state: str = SENT) -> None:
         if isinstance(it, Message) and it.id in self.shown:
-            self.shown[it.id].set_state(state if state != SENDING else self.shown[it.id].state)
+            if state != SENDING:
+                self.mark(it.id, state)
             return
-        for empty in self.msglog.query(".empty"):
-            await empty.remove()
-        at_end = self.msglog.scroll_y >= self.msglog.max_scroll_y - 1
-        await self.msglog.mount_all(self._widgets_for(it, names, state))
-        if at_end or (isinstance(it, Message) and it.outgoing):
-            self.msglog.scroll_end(animate=False)
+        self.query_one("#no-messages").display = False
+        self.view.append(self._items_for(it, names, state))
 
     def mark(self, msg_id: bytes, state: str) -> None:
-        b = self.shown.get(msg_id)
-        if b is not None:
-            b.set_state(state)
+        item = self.shown.get(msg_id)
+        if item is not None and item.state != state:
+            item.state = state
+            self.view.changed(item)
 
     # -- keys ------------------------------------------------------------------------------------
 
@@ -248,32 +263,39 @@ class ConversationScreen(Screen[None]):
         self.app.pop_screen()
 
     async def action_page(self, direction: int) -> None:
+        view = self.view
         if direction < 0:
-            if self.msglog.scroll_y <= 0 and self._oldest is not None:
+            if view.at_top and not self._complete and self._oldest is not None:
                 await self.tits.load_older(self, self._oldest)
-            self.msglog.scroll_page_up(animate=False)
+            view.scroll_page_up(animate=False)
         else:
-            self.msglog.scroll_page_down(animate=False)
+            view.scroll_page_down(animate=False)
 
-    async def prepend(self, messages: list[Message], names: dict[str, str]) -> None:
+    def prepend(self, messages: list[Message], names: dict[str, str]) -> None:
         """An older page, above what is shown (PageUp at the top)."""
+        if len(messages) < data.PAGE:
+            self._complete = True
         if not messages:
             return
         self._oldest = messages[0].ts
         saved, self._last_day = self._last_day, None
-        widgets: list[Static | Bubble] = []
+        out: list[Item] = []
         for m in messages:
-            widgets += self._widgets_for(m, names)
+            out += self._items_for(m, names)
         self._last_day = saved
-        first = self.msglog.children[0] if self.msglog.children else None
-        if first is not None and isinstance(first, DaySep) and widgets:
-            last_m = messages[-1]
-            first_item = next((c for c in self.msglog.children if isinstance(c, Bubble)), None)
-            if first_item is not None and day_key(first_item.message.ts, self.tits.tz) == day_key(
-                last_m.ts, self.tits.tz
-            ):
-                await first.remove()
-        await self.msglog.mount_all(widgets, before=0)
+        items = self.view.items
+        if (
+            items
+            and isinstance(items[0], SepItem)
+            and day_key(messages[-1].ts, self.tits.tz)
+            == (
+                day_key(
+                    next((i.message.ts for i in items if isinstance(i, MsgItem)), 0), self.tits.tz
+                )
+            )
+        ):
+            self.view.items = items[1:]  # the day goes on: one separator, above the older page
+        self.view.prepend(out)
 
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
@@ -286,23 +308,25 @@ class ConversationScreen(Screen[None]):
         needle = event.value.strip()
         if not needle:
             return
-        hits = await self.tits.backend.work(data.search, self.tits.backend.store, self.chat.conv,
-                                            needle)  # fmt: skip
-        for b in self.shown.values():
-            b.remove_class("hit")
+        b = self.tits.backend
+        hits = await b.work(data.search, b.store, self.chat.conv, needle)
+        for item in self.shown.values():
+            if item.hit:
+                item.hit = False
+                item.version += 1
         shown_hits = [self.shown[m.id] for m in hits if m.id in self.shown]
         if not shown_hits:
+            self.view.redraw()
             self.notify(t(f"找不到「{safe(needle)}」", f"“{safe(needle)}” not found"), markup=False)
             return
-        for b in shown_hits:
-            b.add_class("hit")
+        for item in shown_hits:
+            item.hit = True
+            item.version += 1
+        self.view.redraw()
         # each Enter moves to the next older hit
-        idx = getattr(self, "_hit_index", -1) + 1
-        if getattr(self, "_hit_needle", None) != needle:
-            idx = 0
+        idx = self._hit_index + 1 if self._hit_needle == needle else 0
         self._hit_needle, self._hit_index = needle, idx % len(shown_hits)
-        target = shown_hits[self._hit_index]
-        self.msglog.scroll_to_widget(target, animate=False)
+        self.view.scroll_to_item(shown_hits[self._hit_index])
         self.notify(t(f"第 {self._hit_index + 1} 筆，共 {len(shown_hits)} 筆",
                       f"{self._hit_index + 1} of {len(shown_hits)}"))  # fmt: skip
 
