@@ -98,3 +98,58 @@ def test_the_app_opens_with_history_when_the_broker_is_down(broker: BrokerProc,
             alice2.close()
 
     asyncio.run(go())
+
+
+def test_invite_and_leave_from_the_input_line(broker: BrokerProc, people: People) -> None:
+    from tits.app.msgview import NoticeItem
+    from tits.client.model import Event, GroupChanged
+    from tits.contacts import Contacts
+
+    alice = Messenger(people.alice, broker=broker.url)
+    try:
+        gid = alice.group_create("讀書會")
+    finally:
+        alice.close()
+    Contacts(people.alice.path).add("bob", people.bob.fingerprint)
+    bob = Messenger(people.bob, broker=broker.url)
+    try:
+
+        async def go() -> None:
+            app = TitsApp(people.alice.path, broker=broker.url)
+            async with app.run_test(size=(80, 24), notifications=True) as pilot:
+                await ready(pilot)
+                await until(pilot, lambda: "已連線" in screen_text(app))
+                group = next(r for r in rows(app) if r.chat.group == gid)
+                await app.open_chat(group.chat)
+                screen = app.screen
+                assert isinstance(screen, ConversationScreen)
+                line = screen.query_one("#line", Input)
+                line.value = "/invite @bob"
+                await pilot.press("enter")
+                await until(pilot, lambda: any(
+                    isinstance(i, NoticeItem) and "邀請 bob 加入群組" in i.text
+                    for i in screen.view.items))  # fmt: skip
+                line.value = "歡迎加入"
+                await pilot.press("enter")
+                mine = await until(pilot, lambda: [b for b in screen.shown.values() if b.mine])
+                await until(pilot, lambda: mine[0].state == SENT, what="Stored")
+                line.value = "/leave"
+                await pilot.press("enter")
+                await until(pilot, lambda: "已退出群組" in [n.message for n in app._notifications])
+
+        asyncio.run(go())
+        got: list[Message] = []
+        events: list[Event] = []
+
+        def left() -> bool:
+            return any(isinstance(e, GroupChanged) and e.event == "leave" for e in events)
+
+        bob.receive(
+            got.append, timeout=30, on_event=events.append, until=lambda: bool(got) and left()
+        )
+        changes = [(e.event, e.actor) for e in events if isinstance(e, GroupChanged)]
+        assert ("invite", people.alice.fingerprint) in changes
+        assert ("leave", people.alice.fingerprint) in changes
+        assert [(m.text, m.group) for m in got] == [("歡迎加入", gid)]
+    finally:
+        bob.close()

@@ -241,3 +241,22 @@ def test_friends_list_marks_verified_contacts(tmp_path: Path) -> None:
             assert CAROL[:4] in carol
 
     asyncio.run(go())
+
+
+def test_enter_on_a_friend_opens_the_chat_and_ctrl_c_says_how_to_quit(tmp_path: Path) -> None:
+    home = fill(tmp_path / "h")
+
+    async def go() -> None:
+        app = make_app(home)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await ready(pilot)
+            await pilot.press("2", "enter")  # the friends are sorted by name: bob first
+            screen = await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
+                                 and len(app.screen.shown) == 3 and app.screen)  # fmt: skip
+            assert screen.chat.peer == BOB and screen.target == BOB
+            await pilot.press("ctrl+c")
+            assert "按 Ctrl+Q 離開" in [n.message for n in app._notifications]
+            await pilot.press("ctrl+q")
+        assert app.return_code == 0
+
+    asyncio.run(go())

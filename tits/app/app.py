@@ -59,6 +59,7 @@ THEMES = {
 class TitsApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "ω IM"
+    ENABLE_COMMAND_PALETTE = False  # Textual's palette speaks English only
     BINDINGS = [
         Binding("ctrl+q", "quit", t("離開", "Quit"), priority=True),
         Binding("f1", "help", t("說明", "Help"), show=False),
@@ -165,6 +166,10 @@ class TitsApp(App[None]):
         titles = {c.conv: c.name if c.group is not None else b.name_of(c.peer) for c in chats}
         friends = data.friends(b.store, b.contacts())
         return chats, friends, titles
+
+    def action_help_quit(self) -> None:
+        """Ctrl-C (copy in the input) says how to quit, in the user's language."""
+        self.notify(t("按 Ctrl+Q 離開", "Press Ctrl+Q to quit"))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
