@@ -256,13 +256,13 @@ class TitsApp(App[None]):
             self.exit()
         elif cmd.name == "theme":
             self.settings.theme = cmd.args[0]
-            self.settings.save()
+            await asyncio.to_thread(self.settings.save)  # a file written and synced: off the loop
             self.theme = THEMES[cmd.args[0]].name
             await self.refresh_lists()  # the unread badges take the theme's colour
             self.notify(t(f"主題：{cmd.args[0]}", f"Theme: {cmd.args[0]}"))
         elif cmd.name in ("pin", "mute"):
             which = "pinned" if cmd.name == "pin" else "muted"
-            on = self.settings.toggle(which, screen.chat.conv)
+            on = await asyncio.to_thread(self.settings.toggle, which, screen.chat.conv)
             self.notify(toggled(which, on))
             await self.refresh_lists()
         elif cmd.name in ("invite", "leave"):

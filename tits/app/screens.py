@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
@@ -142,7 +143,7 @@ class MainScreen(Screen[None]):
         chat = self._highlighted()
         if chat is None:
             return
-        on_ = self.tits.settings.toggle(which, chat.conv)
+        on_ = await asyncio.to_thread(self.tits.settings.toggle, which, chat.conv)
         self.notify(toggled(which, on_))
         await self.tits.refresh_lists()
 
