@@ -35,6 +35,8 @@ class Tmux:
              " ".join(command)],
             check=True, env={**os.environ, **env},
         )  # fmt: skip
+        # keep the pane after the app exits, to read what it left and how it ended
+        subprocess.run([*self.base, "set-option", "-t", "0", "remain-on-exit", "on"], check=True)
 
     def capture(self) -> str:
         out = subprocess.run([*self.base, "capture-pane", "-p", "-t", "0"], capture_output=True,
@@ -55,9 +57,13 @@ class Tmux:
                 raise AssertionError(f"{text!r} not on the screen after {timeout}s:\n{screen}")
             time.sleep(0.2)
 
-    def alive(self) -> bool:
-        r = subprocess.run([*self.base, "has-session"], capture_output=True, check=False)
-        return r.returncode == 0
+    def exit_status(self) -> int | None:
+        """The app's exit status once it ended, else None."""
+        r = subprocess.run([*self.base, "display-message", "-p", "-t", "0",
+                            "#{pane_dead} #{pane_dead_status}"],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+        dead, _, status = r.stdout.strip().partition(" ")
+        return int(status) if dead == "1" and status else None
 
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True, check=False)
@@ -96,8 +102,9 @@ def test_tits_alone_opens_the_app_in_a_terminal(broker: BrokerProc, people: Peop
         t.wait_for("好友")
         t.keys("C-q")
         deadline = time.monotonic() + 30
-        while t.alive() and time.monotonic() < deadline:
+        while t.exit_status() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not t.alive(), t.capture()  # the app quit, and with it the window
+        assert t.exit_status() == 0, t.capture()  # quit cleanly
+        assert "Traceback" not in t.capture()
     finally:
         bob.close()
