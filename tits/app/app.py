@@ -164,6 +164,9 @@ class TitsApp(App[None]):
         b = self.backend
         chats = data.chats(b.store, b.me)
         titles = {c.conv: c.name if c.group is not None else b.name_of(c.peer) for c in chats}
+        for c in chats:  # a group's last message says who wrote it, as LINE shows it
+            if c.group is not None and c.last is not None:
+                c.last_sender = b.name_of(c.last.sender)
         friends = data.friends(b.store, b.contacts())
         return chats, friends, titles
 

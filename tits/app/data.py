@@ -29,6 +29,7 @@ class Chat:
     last: Message | None
     unread: int = 0
     members: int = 0
+    last_sender: str = ""  # a group's: the name of who wrote the last message
 
     @property
     def ts(self) -> int:

@@ -54,7 +54,10 @@ class ChatRow:
             badge = Text(f" {n} ", style="reverse dim" if self.muted else f"bold white on {accent}")
         out = _two_columns(name, when, width)
         out.append("\n")
-        out.append_text(_two_columns(Text(preview(c.last), style="dim"), badge, width))
+        last = preview(c.last)
+        if c.last_sender and last:
+            last = f"{safe(c.last_sender)}: {last}"
+        out.append_text(_two_columns(Text(last, style="dim"), badge, width))
         return out
 
 
