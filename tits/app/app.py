@@ -90,6 +90,7 @@ class TitsApp(App[None]):
         self.ready = asyncio.Event()  # the chat list is drawn (tests, the benchmark)
         self.status = ""
         self._refresh_due = False
+        self.lists_stale = False
         self._last_bell = 0.0
         for theme in THEMES.values():
             self.register_theme(theme)
@@ -139,6 +140,7 @@ class TitsApp(App[None]):
     # -- the chat list ---------------------------------------------------------------------------
 
     async def refresh_lists(self) -> None:
+        self.lists_stale = False
         b = self.backend
         chats, friends, names = await b.work(self._read_lists)
         self.chats = chats
@@ -149,6 +151,9 @@ class TitsApp(App[None]):
     def request_refresh(self) -> None:
         """Refresh the lists soon, once for a burst of events (200 messages a second must not
         cost 200 list reads)."""
+        if self.screen is not self.main:  # not in view: read once when it is shown again
+            self.lists_stale = True
+            return
         if self._refresh_due:
             return
         self._refresh_due = True
@@ -179,6 +184,8 @@ class TitsApp(App[None]):
             self.push_screen(HelpScreen())
 
     async def action_next_unread(self) -> None:
+        if self.lists_stale:
+            await self.refresh_lists()
         for c in self.chats:
             if c.unread and not (
                 isinstance(self.screen, ConversationScreen) and self.screen.chat.conv == c.conv

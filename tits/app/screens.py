@@ -66,6 +66,10 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#chat-list", OptionList).focus()
 
+    async def on_screen_resume(self) -> None:
+        if self.tits.lists_stale:  # messages came while a chat was open
+            await self.tits.refresh_lists()
+
     @property
     def chat_list(self) -> OptionList:
         return self.query_one("#chat-list", OptionList)
