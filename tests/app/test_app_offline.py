@@ -260,3 +260,60 @@ def test_enter_on_a_friend_opens_the_chat_and_ctrl_c_says_how_to_quit(tmp_path: 
         assert app.return_code == 0
 
     asyncio.run(go())
+
+
+class _OffLoopOnly:
+    """A store connection that fails any statement run on the app's (main) thread."""
+
+    def __init__(self, db: object, seen: list[str]) -> None:
+        self._db = db
+        self._seen = seen
+
+    def _check(self) -> None:
+        import threading
+
+        self._seen.append(threading.current_thread().name)
+        assert threading.current_thread() is not threading.main_thread(), "store read on the loop"
+
+    def execute(self, *a: object) -> object:
+        self._check()
+        return self._db.execute(*a)  # type: ignore[attr-defined]
+
+    def executemany(self, *a: object) -> object:
+        self._check()
+        return self._db.executemany(*a)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+def test_the_store_is_never_read_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = fill(tmp_path / "h")
+    seen: list[str] = []
+    original = LocalStore.__init__
+
+    def init(self: LocalStore, path: Path) -> None:
+        original(self, path)
+        self.db = _OffLoopOnly(self.db, seen)  # type: ignore[assignment]
+
+    monkeypatch.setattr(LocalStore, "__init__", init)
+
+    async def go() -> None:
+        app = make_app(home)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await ready(pilot)
+            await pilot.press("enter")
+            screen = await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
+                                 and app.screen.shown and app.screen)  # fmt: skip
+            await pilot.press("ctrl+f", *"hi", "enter", "escape", "pageup", "escape", "n", "p")
+            await pilot.press("down", "enter")
+            await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
+                        and app.screen is not screen)  # fmt: skip
+            await pilot.press("escape", "2", "enter")
+            await pilot.pause()
+        assert app.return_code in (0, None)
+
+    asyncio.run(go())
+    assert seen and all(name.startswith("tits-app-store") for name in seen), set(seen)
