@@ -55,16 +55,17 @@ def peer_of(m: Message, me: str) -> str:
 
 def chats(store: LocalStore, me: str) -> list[Chat]:
     """One row per conversation (1:1 and groups), newest first; groups without messages too."""
+    # the newest row of each conversation, each found through the (conv, ts) index
     q = (
-        f"SELECT {', '.join('m.' + c.strip() for c in _MSG_COLS.split(','))} FROM messages m "
-        "JOIN (SELECT conv, max(ts) AS ts FROM messages WHERE conv IS NOT NULL GROUP BY conv) l "
-        "ON m.conv = l.conv AND m.ts = l.ts"
+        f"SELECT {_MSG_COLS} FROM messages WHERE rowid IN ("
+        " SELECT (SELECT rowid FROM messages m2 WHERE m2.conv = c.conv"
+        "         ORDER BY m2.ts DESC LIMIT 1)"
+        " FROM (SELECT DISTINCT conv FROM messages WHERE conv IS NOT NULL) c)"
     )
     last: dict[bytes, Message] = {}
     for row in store.db.execute(q):
         m = _message(row)
-        if m.conv not in last or m.id > last[m.conv].id:  # two at one ms: any, but always one
-            last[m.conv] = m
+        last[m.conv] = m
     unread = store.unread_counts()
     groups = {gid: name for gid, name, _ in store.groups()}
     out: list[Chat] = []
