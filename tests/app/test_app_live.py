@@ -4,6 +4,7 @@ app on its own asyncio loop, driven by Textual's pilot)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from textual.widgets import Input
@@ -136,6 +137,12 @@ def test_invite_and_leave_from_the_input_line(broker: BrokerProc, people: People
                 line.value = "/leave"
                 await pilot.press("enter")
                 await until(pilot, lambda: "已退出群組" in [n.message for n in app._notifications])
+                # the changes are durable in the outbox at once; wait until a broker took them
+                # (else they go with the next start, and Bob would wait for that)
+                deadline = time.monotonic() + 60
+                while await app.backend.work(app.backend.store.outbox):
+                    assert time.monotonic() < deadline, "the outbox never emptied"
+                    await pilot.pause(0.1)
 
         asyncio.run(go())
         got: list[Message] = []
@@ -145,7 +152,7 @@ def test_invite_and_leave_from_the_input_line(broker: BrokerProc, people: People
             return any(isinstance(e, GroupChanged) and e.event == "leave" for e in events)
 
         bob.receive(
-            got.append, timeout=30, on_event=events.append, until=lambda: bool(got) and left()
+            got.append, timeout=60, on_event=events.append, until=lambda: bool(got) and left()
         )
         changes = [(e.event, e.actor) for e in events if isinstance(e, GroupChanged)]
         assert ("invite", people.alice.fingerprint) in changes
