@@ -14,6 +14,9 @@ advance, so client crypto is not measured. A message counts when the broker has 
    and send → delivered to the receiver, p50/p99.
 4. the same workload through a bare pyzmq ROUTER relay (CURVE, no storage, no checks,
    acknowledgements batched per poll round like the broker's), in a subprocess: the ceiling.
+5. fanout (`--only fanout`, or `run_fanout()` from other benchmarks): one sender to a group
+   of `--members` (10) on one broker, durable acknowledgements, every member acknowledging
+   every delivery: deliveries/s, beside the 1:1 msgs/s of the same run (the members in pairs).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import zmq
 
 from tits import wire
@@ -81,6 +85,21 @@ def login(home: Home, url: str, ctx: zmq.Context) -> Connection:
     return conn
 
 
+def prepare_group(
+    sender: Home, members: list[str], count: int, group: bytes
+) -> list[tuple[bytes, bytes, bytes]]:
+    """(id, encoded Send, sealed body) for `count` group texts from `sender` to `members`."""
+    key = SessionKey.generate(group)
+    out = []
+    text = "群組基準測試 group benchmark message, about a hundred bytes to seal and send".encode()
+    for _ in range(count):
+        env = Envelope(wire.new_msg_id(), sender.fingerprint, members, group)
+        body = seal(key, sender.device, env, text)
+        send = wire.Send(id=env.id, sender=sender.fingerprint, to=members, group=group)
+        out.append((env.id, wire.encode(send), body))
+    return out
+
+
 def prepare(sender: Home, receiver: str, count: int) -> list[tuple[bytes, bytes, bytes]]:
     """(id, encoded Send, sealed body) for `count` texts from `sender` to `receiver`."""
     key = SessionKey.generate(direct_conversation_id(sender.fingerprint, receiver))
@@ -115,6 +134,49 @@ def pct(values: list[float], p: float) -> float:
 # -- the load loop (shared by the broker and the bare relay) --------------------------------
 
 
+class _DeliverId(msgspec.Struct, tag="deliver", tag_field="k", forbid_unknown_fields=False):
+    id: bytes
+
+
+class _DeliveriesIds(msgspec.Struct, tag="deliveries", tag_field="k", forbid_unknown_fields=False):
+    items: list[_DeliverId]
+
+
+_deliver_id = msgspec.msgpack.Decoder(_DeliverId | _DeliveriesIds)
+
+
+def login_batching(home: Home, url: str, ctx: zmq.Context) -> zmq.Socket:
+    """A client socket logged in with `batch`: it takes `Deliveries` (as the coming client
+    library does); `Connection` is not used, so the bench owns the frames."""
+    from zmq.utils import z85
+
+    from tits.client import BrokerURL
+    from tits.login import build_blob
+
+    broker = BrokerURL.parse(url)
+    sock = ctx.socket(zmq.DEALER)
+    public, secret = zmq.curve_keypair()
+    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = (
+        broker.server_key, public, secret,
+    )  # fmt: skip
+    sock.linger = 0
+    sock.sndhwm = sock.rcvhwm = 100_000
+    sock.connect(broker.address)
+    sock.send(wire.encode(wire.Hello()))
+    ch = wire.SERVER_DECODER.decode(sock.recv_multipart()[0])
+    home.identity.import_public(ch.key)
+    _, cert, sig = home.certificate
+    blob = build_blob(
+        home.identity, home.fingerprint, ch.nonce, ch.broker, z85.decode(public), cert, sig
+    )
+    pubkey = home.identity.export_public(home.fingerprint).encode()
+    sock.send(wire.encode(wire.Login(blob=blob, fingerprint=home.fingerprint, pubkey=pubkey,
+                                     batch=True)))  # fmt: skip
+    while not isinstance(wire.SERVER_DECODER.decode(sock.recv_multipart()[0]), wire.Welcome):
+        pass
+    return sock
+
+
 class Load:
     """Senders and receivers on raw sockets; `ack_of` and `deliver_of` parse replies."""
 
@@ -138,11 +200,14 @@ class Load:
             raise SystemExit(f"broker refused: {msg.code} {msg.message}")
         return []
 
-    def _delivered(self, frames: list[bytes]) -> bytes | None:
+    def _delivered(self, frames: list[bytes]) -> list[bytes]:
         if self.proto == "relay":
-            return frames[0]
-        msg = wire.SERVER_DECODER.decode(frames[0])
-        return msg.id if isinstance(msg, wire.Deliver) else None
+            return [frames[0]]
+        try:  # only the ids: the receivers count, they do not check (a client would)
+            msg = _deliver_id.decode(frames[0])
+        except msgspec.ValidationError:
+            return []
+        return [msg.id] if isinstance(msg, _DeliverId) else [d.id for d in msg.items]
 
     def _received(self, ids: list[bytes]) -> bytes:
         if self.proto == "relay":
@@ -155,8 +220,10 @@ class Load:
         window: int,
         rate: float | None = None,
         record: bool = False,
+        copies: int = 1,
     ) -> tuple[int, float]:
-        """Send everything in `work` (per sender); returns (messages completed, seconds)."""
+        """Send everything in `work` (per sender), each message delivered `copies` times (to
+        that many receivers); returns (messages completed, seconds)."""
         total = sum(len(w) for w in work)
         nxt = [0] * len(work)
         outstanding = [0] * len(work)
@@ -166,7 +233,7 @@ class Load:
         interval = 1.0 / rate if rate else 0.0
         due = start
         rr = 0
-        while accepted < total or delivered < total:
+        while accepted < total or delivered < total * copies:
             if rate:
                 t = now()
                 while due <= t and rr < total:
@@ -212,9 +279,7 @@ class Load:
                             t = now()
                             self.ack_lat.extend(t - self.sent_at[g] for g in got)
                     else:
-                        d = self._delivered(frames)
-                        if d is not None:
-                            ids.append(d)
+                        ids += self._delivered(frames)
                 if ids:
                     delivered += len(ids)
                     if record:
@@ -308,6 +373,110 @@ def bench_relay(pairs: int, work_n: int, window: int, rate: float, seconds: floa
     }
 
 
+# -- group fan-out ---------------------------------------------------------------------------
+
+
+def run_fanout(
+    members: int = 10,
+    messages: int = 6_000,
+    rounds: int = 3,
+    window: int = 500,
+    pairs: int = 5,
+    batch: bool = True,
+) -> dict:
+    """One sender to a group of `members` on one broker (fsync on), durable acknowledgements,
+    every delivery acknowledged by its member: deliveries/s (median of `rounds`), and the 1:1
+    msgs/s of the same broker and run (`pairs` members sending to `pairs` others). `batch`:
+    the members log in taking `Deliveries` (many deliveries a message)."""
+    root = Path(tempfile.mkdtemp(prefix="tfan", dir="/tmp"))
+    proc = None
+    homes: list[Home] = []
+    try:
+        proc, info = start_broker(root / "broker")
+        homes = make_users(root, members + 1)
+        ctx = zmq.Context()
+        conns = [login(h, info["url"], ctx) for h in homes]
+        sender, group_homes = homes[0], homes[1:]
+        fps = [h.fingerprint for h in group_homes]
+        gid = wire.new_group_id()
+        socks = [c.sock for c in conns]
+        if batch:  # the members take many deliveries a message
+            for c in conns[1:]:
+                c.close()
+            socks[1:] = [login_batching(h, info["url"], ctx) for h in group_homes]
+        load = Load([socks[0]], socks[1:], "broker")
+        load.run([prepare_group(sender, fps, 200, gid)], window, copies=members)  # warm up
+        fan = []  # (deliveries/s, messages, seconds, broker CPU s)
+        for _ in range(rounds):
+            work = [prepare_group(sender, fps, messages, gid)]
+            b0 = proc_cpu(proc.pid)
+            n, dt = Load([socks[0]], socks[1:], "broker").run(work, window, copies=members)
+            fan.append((n * members / dt, n, dt, proc_cpu(proc.pid) - b0))
+        pairs = min(pairs, members // 2)
+        one = []
+        for _ in range(rounds):
+            work = [
+                prepare(group_homes[i], fps[pairs + i], messages * members // pairs // 2)
+                for i in range(pairs)
+            ]
+            src = [socks[1 + i] for i in range(pairs)]
+            dst = [socks[1 + pairs + i] for i in range(pairs)]
+            n, dt = Load(src, dst, "broker").run(work, window)
+            one.append(n / dt)
+        for c in conns[:1] if batch else conns:
+            c.close()
+        if batch:
+            for sock in socks[1:]:
+                sock.close(linger=0)
+        ctx.term()
+        fan.sort()
+        rate, n, dt, cpu = fan[len(fan) // 2]
+        return {
+            "members": members,
+            "deliveries_per_s": rate,
+            "rounds": [r[0] for r in fan],
+            "messages": n,
+            "seconds": dt,
+            "broker_cpu_s": cpu,
+            "one_to_one_msgs_per_s": statistics.median(one),
+            "one_to_one_rounds": sorted(one),
+            "pairs": pairs,
+            "batch": batch,
+        }
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=15)
+        for h in homes:
+            subprocess.run(
+                ["gpgconf", "--homedir", str(h.path / "gnupg"), "--kill", "gpg-agent"],
+                capture_output=True,
+                check=False,
+            )
+        subprocess.run(
+            ["gpgconf", "--homedir", str(root / "broker" / "gnupg"), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def print_fanout(r: dict) -> None:
+    print(
+        f"group fan-out, one sender to {r['members']} members, durable acks, every delivery "
+        f"acknowledged: {r['deliveries_per_s']:,.0f} deliveries/s (median of "
+        f"{len(r['rounds'])} rounds: {', '.join(f'{x:,.0f}' for x in sorted(r['rounds']))}; "
+        f"{r['messages']} messages in {r['seconds']:.2f} s, broker CPU {r['broker_cpu_s']:.2f} s"
+        f" = {r['broker_cpu_s'] * 1e6 / (r['messages'] * r['members']):.1f} µs a delivery)"
+        f"; 1:1 in the same run ({r['pairs']} pairs): {r['one_to_one_msgs_per_s']:,.0f} msgs/s"
+        + ("; members take batched deliveries" if r.get("batch") else "")
+    )
+    print(FANOUT_TARGET)
+
+
+FANOUT_TARGET = "target: fan-out ≥ 100,000 deliveries/s durable (ejabberd MUC ~33,000 in memory)"
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -319,8 +488,12 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=500)
     ap.add_argument("--rate", type=float, default=2000.0)
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--only", choices=["throughput", "latency"], help="run just one phase")
+    ap.add_argument("--only", choices=["throughput", "latency", "fanout"], help="one phase")
+    ap.add_argument("--members", type=int, default=10, help="fanout: the group's size")
     args = ap.parse_args()
+    if args.only == "fanout":
+        print_fanout(run_fanout(args.members, rounds=args.rounds, window=args.window))
+        return
 
     root = Path(tempfile.mkdtemp(prefix="tbench", dir="/tmp"))
     proc = None
@@ -397,6 +570,8 @@ def main() -> None:
             f"ack p50 {ceiling['ack_p50'] * ms:.2f} ms, p99 {ceiling['ack_p99'] * ms:.2f} ms"
         )
         print(TARGETS)
+        if not args.only:
+            print_fanout(run_fanout(args.members, rounds=args.rounds, window=args.window))
     finally:
         if proc is not None:
             proc.terminate()

@@ -1,44 +1,134 @@
 """The client port: drain the client ROUTER, check each frame (its CURVE binding, its size,
 its kind, the sender's rate), batch sends for the broker's group commit, answer and refuse.
 
-A mixin of `Broker`, like sessions.py, so that server.py keeps the loop, the commit and
-delivery; it uses the broker's connections, limits, dedup and counters.
+`ClientPort` owns the socket's receiving side and its monitor; `Replies` owns its sending
+side (answers and deliveries). Sessions (sessions.py) and duplicate ids (dedup.py) are
+handed in, and so is `commit`, which the broker runs for each drained batch of sends.
 """
 
 from __future__ import annotations
 
+import struct
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+import msgspec
 import structlog
 import zmq
 
 from tits import wire
 from tits.errors import WireError
-from tits.log import sanitise
 
-from .sessions import Conn
-
-if TYPE_CHECKING:
-    from .server import Broker
+from .config import Limits
+from .dedup import Dedup, Seen
+from .delivery import Delivery, SendResult
+from .sessions import Conn, Sessions
 
 log = structlog.get_logger("titsd")
 
 BATCH = 2048  # messages drained per turn before a group commit
-MAX_CONNS = 100_000
-MAX_FANOUT_BYTES = 16 << 20  # one message stored once per recipient: bound the product
+MAX_FANOUT_BYTES = 16 << 20  # one body per message, but bound what a fan-out may cost
 _MORE_NB = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's flag enums cost µs per send
+_MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+_SRCFD = int(zmq.SRCFD)
+_ACCEPTED, _DISCONNECTED = int(zmq.EVENT_ACCEPTED), int(zmq.EVENT_DISCONNECTED)
+MONITOR_EVENTS = _ACCEPTED | _DISCONNECTED
+
+Batch = list[tuple[Conn, wire.Send, bytes]]
+Dups = list[tuple[Conn, bytes]]
+Commit = Callable[[Batch, Dups], None]
+
+
+class _DeliveriesOut(msgspec.Struct, tag="deliveries", tag_field="k"):
+    """`wire.Deliveries` made of envelopes already encoded (as stored): no re-encoding."""
+
+    items: list[msgspec.Raw]
+
+
+class Replies:
+    """Sending on the client ROUTER (`ROUTER_MANDATORY`, never blocking): answers, and the
+    deliveries to devices. A send that fails is never counted as done."""
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        # the backend's send, without the sugar layer's per-call checks (routing_id, group)
+        self._send = super(zmq.Socket, sock).send
+
+    def reply(self, route: bytes, msg: Any) -> bool:
+        try:
+            self._send(route, _MORE_NB)
+            self._send(wire.encode(msg), 0)
+            return True
+        except zmq.Again:
+            return False  # its queue is full; a client retries what is not answered
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return False
+            raise
+
+    def deliver_many(self, route: bytes, envs: list[bytes], bodies: list[bytes]) -> SendResult:
+        """One `Deliveries` message: [route, envelopes, body 1, ..., body n]."""
+        frame = wire.encode(_DeliveriesOut(items=[msgspec.Raw(e) for e in envs]))
+        try:
+            send = self._send
+            send(route, _MORE_NB)
+            send(frame, _MORE)
+            for body in bodies[:-1]:
+                send(body, _MORE)
+            send(bodies[-1], 0)
+            return SendResult.OK
+        except zmq.Again:
+            return SendResult.FULL
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return SendResult.GONE
+            raise
+
+    def deliver(self, route: bytes, env: bytes, body: bytes) -> SendResult:
+        try:
+            send = self._send
+            send(route, _MORE_NB)  # ROUTER_MANDATORY: only this frame can fail
+            send(env, _MORE)
+            send(body, 0)
+            return SendResult.OK
+        except zmq.Again:
+            return SendResult.FULL
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return SendResult.GONE
+            raise
 
 
 class ClientPort:
-    def _drain_client(self: Broker) -> None:
-        sock = self.client
-        recv = sock.recv
+    def __init__(
+        self,
+        sock: zmq.Socket,
+        monitor: zmq.Socket,
+        *,
+        limits: Limits,
+        sessions: Sessions,
+        dedup: Dedup,
+        delivery: Delivery,
+        commit: Commit,
+        senders_of: Callable[[list[bytes]], dict[bytes, str]],
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        self.sock, self.monitor, self.limits = sock, monitor, limits
+        self.sessions, self.dedup, self.delivery = sessions, dedup, delivery
+        self.commit, self.senders_of = commit, senders_of
+        self.counters = counters if counters is not None else {}
+        self.counters.setdefault("refused", 0)
+        self.moves_due = False  # acknowledgements moved cursors without a commit to carry them
+
+    # -- draining -----------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        recv = self.sock.recv
         max_frames = self.limits.max_frames
-        batch: list[tuple[Conn, wire.Send, bytes]] = []
-        dups: list[tuple[Conn, bytes]] = []
-        old: list[tuple[Conn, wire.Send, bytes]] = []
+        batch: Batch = []
+        dups: Dups = []
+        old: Batch = []
         now = time.monotonic()
         acked = False
         for _ in range(BATCH):
@@ -56,167 +146,155 @@ class ClientPort:
                 else:
                     extra += 1
             try:
-                acked |= self._on_frames(frames, extra, now, batch, dups, old)
+                acked |= self.on_frames(frames, extra, now, batch, dups, old)
             except Exception:  # a bug must cost one message, never the broker
                 log.exception("conn.handler_failed")
         if old:
-            self._check_old(old, batch, dups)
+            self._resolve_old(old, batch, dups)
         if batch or dups:
-            self._commit(batch, dups)
+            self.commit(batch, dups)
         elif acked:
-            self._moves_due = True
+            self.moves_due = True
         if acked or batch:
             self.delivery.pump(now)
 
-    def _on_frames(
-        self: Broker,
+    def drain_monitor(self) -> None:
+        """Connections accepted and lost on the client port (libzmq's socket monitor)."""
+        mon = self.monitor
+        while True:
+            try:
+                frames = mon.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 1 or len(frames[0]) < 6:
+                continue
+            event, fd = struct.unpack("=HI", frames[0][:6])
+            if event & (_DISCONNECTED | _ACCEPTED):
+                # a disconnect; or a new connection on the fd of one whose disconnect we missed
+                self.sessions.link_event(fd)
+
+    def on_frames(
+        self,
         frames: list[zmq.Frame],
         extra: int,
         now: float,
-        batch: list[tuple[Conn, wire.Send, bytes]],
-        dups: list[tuple[Conn, bytes]],
-        old: list[tuple[Conn, wire.Send, bytes]],
+        batch: Batch,
+        dups: Dups,
+        old: Batch,
     ) -> bool:
         """Handle one client message; True if it acknowledged deliveries."""
         head = frames[0]
         try:
-            curve = str(head.get("User-Id"))  # ZAP set it: the CURVE key, z85 text
+            curve = head.get("User-Id")
+            fd = head.get(_SRCFD)  # which TCP connection: its disconnect ends the binding
         except zmq.ZMQError:  # no ZAP verdict: never serve a connection we cannot bind
             log.error("conn.no_user_id")
             return False
-        route = head.bytes
-        conn = self.conns.get(curve)
-        if conn is None:
-            if len(self.conns) >= MAX_CONNS:
-                return False
-            conn = Conn(curve, route, now, self.limits.burst, now)
-            self.conns[curve] = conn
-        elif conn.banned:
+        if type(curve) is not str or type(fd) is not int:
             return False
-        if conn.route != route:
-            conn.route = route
-            if conn.device is not None:
-                conn.device.route = route
-        conn.last_seen = now
-        if conn.device is not None and not conn.attached:
-            self._attach(conn)
+        sessions = self.sessions
+        conn = sessions.conn_for(curve, head.bytes, fd, now)
+        if conn is None:
+            return False
         if extra or len(frames) < 2:
             n = len(frames) - 1 + extra
-            self._garbage(conn, "bad-frame", f"expected [envelope, body?], got {n} frames")
+            sessions.garbage(conn, "bad-frame", f"expected [envelope, body?], got {n} frames")
             return False
         try:
             msg = wire.CLIENT_DECODER.decode(frames[1].buffer)
         except wire.VersionError as exc:
             # not garbage (a newer client is no attacker), but it still pays for the answer
-            if self._take_token(conn, now):
-                self._error(conn, "version", exc.message)
+            if self.take_token(conn, now):
+                sessions.error(conn, "version", exc.message)
             return False
         except WireError as exc:
-            self._garbage(conn, "bad-frame", exc.message)
+            sessions.garbage(conn, "bad-frame", exc.message)
             return False
-        if type(msg) is not wire.Received:
-            # token bucket: a frame costs one token. Acknowledgements are exempt: refusing one
-            # makes us deliver again, which costs more — and stalled a receiver in the cloud
-            # benchmark until its window filled (garbage has its own budget above)
-            if not self._take_token(conn, now):
-                return False
-        if type(msg) is wire.Send:
-            if len(frames) != 3:
-                self._garbage(conn, "bad-frame", "send needs [envelope, body]", msg.id)
-                return False
-            dev = conn.device
-            if dev is None:  # not garbage: a broker restart logs every client out
-                self._error(conn, "not-logged-in", "log in first", msg.id)
-                return False
-            if msg.sender != dev.user:
-                log.warning("send.forged_sender", user=dev.user[:16], claimed=msg.sender[:16])
-                self._garbage(conn, "forged-sender", "sender is not the logged-in user", msg.id)
-                return False
-            if not msg.to:
-                self._error(conn, "bad-request", "no recipients", msg.id)
-                return False
-            prev = self.recent.get(msg.id)
-            if prev is not None:
-                if prev[0] != msg.sender:
-                    self._error(conn, "id-conflict", "message id already used", msg.id)
-                    return False
-                dups.append((conn, msg.id))
-                return False
-            body = frames[2].bytes
-            if len(body) * len(msg.to) > MAX_FANOUT_BYTES:
-                self._error(conn, "too-big", "body × recipients is over the limit", msg.id)
-                return False
-            if wire.msg_id_time_ms(msg.id) <= self.dedup_floor_ms:
-                old.append((conn, msg, body))
-            else:
-                self.recent[msg.id] = (msg.sender, now)
-                batch.append((conn, msg, body))
+        kind = type(msg)
+        if kind is not wire.Received and not self.take_token(conn, now):
+            # acknowledgements are exempt: refusing one makes us deliver again, which costs
+            # more — and stalled a receiver in the cloud benchmark until its window filled
+            # (garbage has its own budget above)
             return False
-        if type(msg) is wire.Received:
+        if kind is wire.Send:
+            self._send(conn, msg, frames, batch, dups, old)
+            return False
+        if kind is wire.Received:
             if conn.device is None:
-                self._error(conn, "not-logged-in", "log in first")
+                sessions.error(conn, "not-logged-in", "log in first")
                 return False
             if conn.attached:
                 self.delivery.acked(conn.device, msg.ids)
             return True
-        if type(msg) is wire.Ping:
-            self._reply(
-                conn.route, wire.Pong(t=msg.t, user=conn.device.user if conn.device else None)
-            )
-        elif type(msg) is wire.Hello:
-            self._hello(conn, now)
-        elif type(msg) is wire.Login:
-            self._login(conn, msg, now)
-        elif type(msg) is wire.Bye:
-            self._logout(conn)
-            self.conns.pop(conn.curve, None)
+        if kind is wire.Ping:
+            user = conn.device.user if conn.device else None
+            sessions.reply(conn.route, wire.Pong(t=msg.t, user=user))
+        elif kind is wire.Hello:
+            sessions.hello(conn, now)
+        elif kind is wire.Login:
+            sessions.login(conn, msg, now)
+        elif kind is wire.Bye:
+            sessions.logout(conn)  # the key's garbage count stays (a Bye does not reset it)
         else:  # a kind this channel does not take
-            self._garbage(conn, "bad-kind", f"{type(msg).__name__} is not for this port")
+            sessions.garbage(conn, "bad-kind", f"{kind.__name__} is not for this port")
         return False
 
-    def _take_token(self: Broker, conn: Conn, now: float) -> bool:
+    def _send(
+        self, conn: Conn, msg: wire.Send, frames: list[zmq.Frame], batch: Batch, dups: Dups,
+        old: Batch,
+    ) -> None:  # fmt: skip
+        sessions = self.sessions
+        if len(frames) != 3:
+            sessions.garbage(conn, "bad-frame", "send needs [envelope, body]", msg.id)
+            return
+        dev = conn.device
+        if dev is None:  # not garbage: a broker restart logs every client out
+            sessions.error(conn, "not-logged-in", "log in first", msg.id)
+            return
+        if msg.sender != dev.user:
+            log.warning("send.forged_sender", user=dev.user[:16], claimed=msg.sender[:16])
+            sessions.garbage(conn, "forged-sender", "sender is not the logged-in user", msg.id)
+            return
+        if not msg.to:
+            sessions.error(conn, "bad-request", "no recipients", msg.id)
+            return
+        seen = self.dedup.check(msg.id, msg.sender)
+        if seen is Seen.DUPLICATE:
+            dups.append((conn, msg.id))
+            return
+        if seen is Seen.CONFLICT:
+            sessions.error(conn, "id-conflict", "message id already used", msg.id)
+            return
+        body = frames[2].bytes
+        if len(body) * len(msg.to) > MAX_FANOUT_BYTES:
+            sessions.error(conn, "too-big", "body × recipients is over the limit", msg.id)
+            return
+        if seen is Seen.OLD:
+            old.append((conn, msg, body))
+        else:
+            self.dedup.remember(msg.id, msg.sender)
+            batch.append((conn, msg, body))
+
+    def _resolve_old(self, old: Batch, batch: Batch, dups: Dups) -> None:
+        """Ids older than the in-memory window: look them up in the store."""
+        verdicts = self.dedup.resolve_old([(m.id, m.sender) for _, m, _ in old], self.senders_of)
+        for (conn, msg, body), seen in zip(old, verdicts, strict=True):
+            if seen is Seen.NEW:
+                batch.append((conn, msg, body))
+            elif seen is Seen.DUPLICATE:
+                dups.append((conn, msg.id))
+            else:
+                self.sessions.error(conn, "id-conflict", "message id already used", msg.id)
+
+    def take_token(self, conn: Conn, now: float) -> bool:
         """Token bucket: a frame costs one token; False (and refused) when there is none."""
-        tokens = min(self.limits.burst, conn.tokens + (now - conn.refill_at) * self.limits.rate)
+        limits = self.limits
+        tokens = min(limits.burst, conn.tokens + (now - conn.refill_at) * limits.rate)
         conn.refill_at = now
         if tokens < 1.0:
             conn.tokens = tokens
             self.counters["refused"] += 1
-            self._error(conn, "rate-limited", "too many messages; slow down")
+            self.sessions.error(conn, "rate-limited", "too many messages; slow down")
             return False
         conn.tokens = tokens - 1.0
         return True
-
-    # -- replies and refusals -----------------------------------------------------------------
-
-    def _reply(self: Broker, route: bytes, msg: Any) -> bool:
-        try:
-            self._send(route, _MORE_NB)
-            self._send(wire.encode(msg), 0)
-            return True
-        except zmq.Again:
-            return False  # its queue is full; a client retries what is not answered
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                return False
-            raise
-
-    def _error(
-        self: Broker, conn: Conn, code: wire.ErrorCode, message: str, ref: bytes | None = None
-    ) -> None:
-        self._reply(conn.route, wire.Error(code=code, message=message[:1000], ref=ref))
-
-    def _garbage(
-        self: Broker, conn: Conn, code: wire.ErrorCode, message: str, ref: bytes | None = None
-    ) -> None:
-        conn.garbage += 1
-        self.counters["refused"] += 1
-        if conn.garbage > self.limits.garbage:
-            log.warning("conn.dropped", curve=conn.curve[:12], garbage=conn.garbage)
-            self._error(conn, "dropped", "too many bad frames; this connection is dropped")
-            self._logout(conn)
-            conn.banned = True
-            if len(self.banned) < MAX_CONNS:
-                self.banned.add(conn.curve)
-            return
-        log.info("conn.refused", code=code, why=sanitise(message), curve=conn.curve[:12])
-        self._error(conn, code, message, ref)

@@ -63,7 +63,7 @@ class BrokerConfig:
     cloud_secret: Path | None = None  # the cloud's join secret [<data>/cloud.secret, made once]
     name: str = field(default_factory=lambda: socket.gethostname()[:60] or "broker")
     durability: str = "full"
-    session_timeout: float = 90.0  # seconds without a frame before a device counts as gone
+    session_timeout: float = 90.0  # seconds a session outlives its lost connection
     retry_s: float = 5.0  # resend an unacknowledged delivery after this long
     keep_s: float = 7 * 24 * 3600.0  # keep delivered messages this long for new devices
     max_age_s: float = 30 * 24 * 3600.0  # drop undelivered messages after this long

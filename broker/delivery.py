@@ -19,9 +19,11 @@ window. A send that fails (peer gone, or its queue full) is never counted as sen
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+
+from tits.wire import BATCH_DELIVERIES, BATCH_ENVELOPES
 
 from .store import Store
 
@@ -44,6 +46,7 @@ class Device:
     ids: dict[bytes, int] = field(default_factory=dict)
     stalled_until: float = 0.0
     window: int = 0  # deliveries in flight before it must acknowledge; 0: the broker's default
+    batch: bool = False  # it takes many deliveries a message (`wire.Deliveries`)
     inflight_bytes: int = 0  # bodies in `inflight`, bounded by WINDOW_BYTES
 
     @property
@@ -54,6 +57,7 @@ class Device:
 
 
 SendFn = Callable[[Device, bytes, bytes], SendResult]
+SendManyFn = Callable[[Device, list[bytes], list[bytes]], SendResult]
 
 STALL_S = 0.05  # after a full queue, wait this long before trying the device again
 LATER_S = 1.0  # after "no route", this long: routes change by gossip, not by the millisecond
@@ -61,9 +65,19 @@ WINDOW_BYTES = 32 << 20  # bodies in flight per device: a window of 1 MiB pictur
 
 
 class Delivery:
-    def __init__(self, store: Store, send: SendFn, window: int = 1000, retry_s: float = 5.0):
+    def __init__(
+        self,
+        store: Store,
+        send: SendFn,
+        window: int = 1000,
+        retry_s: float = 5.0,
+        send_many: SendManyFn | None = None,
+    ):
         self.store = store
         self._send = send
+        self._send_many = send_many
+        # deliveries to batching devices, in flight already, sent at `flush` (seqs per device)
+        self._out: dict[Device, list[int]] = {}
         self.window = window
         self.retry_s = retry_s
         self.online: dict[str, dict[str, Device]] = {}
@@ -83,7 +97,9 @@ class Delivery:
         if old is not None:
             self.detach(old)
         stored = self.store.device_cursor(dev.user, dev.device)
-        cursor = max(stored, floor)
+        left = self._left.get((dev.user, dev.device))
+        # back soon after it went: where its acknowledgements had got to, not yet on disk
+        cursor = max(stored, floor, left.cursor if left is not None else 0)
         dev.sent_upto = cursor
         dev.inflight.clear()
         dev.ids.clear()
@@ -148,6 +164,40 @@ class Delivery:
                 self._transmit(dev, seq, msg_id, env, body)
             else:
                 self.behind.add(dev)
+        if self._out:
+            self.flush()
+
+    def stored_many(
+        self,
+        items: Iterable[tuple[str, int, bytes, bytes, bytes, str]],
+        absent: Callable[[str], None] = lambda user: None,
+    ) -> None:
+        """`stored` for a commit's worth of (user, seq, id, env, body, skip), in seq order: a
+        group message is one row per member, so this is the fan-out's inner loop (the checks
+        of `stored` and `_room` inlined). `absent(user)` is called first for a user with no
+        device here (the relay may give it one: a device at another broker)."""
+        last, online, behind, window = self.last, self.online, self.behind, self.window
+        now = time.monotonic()
+        for user, seq, msg_id, env, body, skip in items:
+            if user not in online:
+                absent(user)
+            prev = last.get(user)
+            if prev is None or seq <= prev:
+                continue
+            last[user] = seq
+            for dev in tuple(online[user].values()):
+                if dev.sent_upto != prev or dev in behind:
+                    behind.add(dev)
+                elif dev.device == skip:
+                    dev.sent_upto = seq
+                elif dev.inflight_bytes >= WINDOW_BYTES or len(dev.inflight) >= (
+                    dev.window or window
+                ):
+                    behind.add(dev)
+                else:
+                    self._transmit(dev, seq, msg_id, env, body, now)
+        if self._out:
+            self.flush()
 
     def acked(self, dev: Device, ids: list[bytes]) -> None:
         inflight, by_id = dev.inflight, dev.ids
@@ -200,6 +250,58 @@ class Delivery:
                 self.behind.discard(dev)
             elif self.device(dev.user, dev.device) is not dev:
                 self.behind.discard(dev)
+        if self._out:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what `_transmit` batched: per device, `Deliveries` of at most
+        BATCH_DELIVERIES deliveries and BATCH_ENVELOPES bytes of envelopes. What cannot be sent
+        (its queue full, or gone) is taken back out of flight: never counted as sent."""
+        out, self._out = self._out, {}
+        for dev, seqs in out.items():
+            if self.device(dev.user, dev.device) is dev:
+                self._flush_device(dev, seqs)
+
+    def _flush_device(self, dev: Device, seqs: list[int]) -> None:
+        assert self._send_many is not None
+        inflight = dev.inflight
+        i, n = 0, len(seqs)
+        while i < n:
+            envs: list[bytes] = []
+            bodies: list[bytes] = []
+            size = 0
+            j = i
+            while j < n and len(envs) < BATCH_DELIVERIES:
+                entry = inflight.get(seqs[j])
+                if entry is not None:  # (a later copy of its message took its place)
+                    if envs and size + len(entry[2]) > BATCH_ENVELOPES:
+                        break
+                    envs.append(entry[2])
+                    bodies.append(entry[3])
+                    size += len(entry[2])
+                j += 1
+            if not envs:
+                i = j
+                continue
+            result = self._send_many(dev, envs, bodies)
+            if result is SendResult.OK:
+                i = j
+                continue
+            for seq in seqs[i:]:  # not sent: from here on, none of these went
+                gone = inflight.pop(seq, None)
+                if gone is not None:
+                    dev.inflight_bytes -= len(gone[3])
+                    if dev.ids.get(gone[0]) == seq:
+                        del dev.ids[gone[0]]
+                    self.delivered -= 1
+            dev.sent_upto = min(dev.sent_upto, seqs[i] - 1)
+            if result is SendResult.GONE:
+                self._gone(dev)
+            else:
+                wait = STALL_S if result is SendResult.FULL else LATER_S
+                dev.stalled_until = time.monotonic() + wait
+                self.behind.add(dev)
+            return
 
     def retry(
         self,
@@ -238,8 +340,14 @@ class Delivery:
             return 0
         return (dev.window or self.window) - len(dev.inflight)
 
-    def _transmit(self, dev: Device, seq: int, msg_id: bytes, env: bytes, body: bytes) -> bool:
-        result = self._send(dev, env, body)
+    def _transmit(
+        self, dev: Device, seq: int, msg_id: bytes, env: bytes, body: bytes, now: float = 0.0
+    ) -> bool:
+        if dev.batch and self._send_many is not None:
+            self._out.setdefault(dev, []).append(seq)  # in flight now, sent at `flush`
+            result = SendResult.OK
+        else:
+            result = self._send(dev, env, body)
         if result is SendResult.OK:
             earlier = dev.ids.get(msg_id)
             if earlier is not None:
@@ -248,7 +356,7 @@ class Delivery:
                 gone = dev.inflight.pop(earlier)
                 dev.inflight_bytes -= len(gone[3])
             dev.inflight_bytes += len(body)
-            dev.inflight[seq] = (msg_id, time.monotonic(), env, body)
+            dev.inflight[seq] = (msg_id, now or time.monotonic(), env, body)
             dev.ids[msg_id] = seq
             dev.sent_upto = seq
             self.delivered += 1

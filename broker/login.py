@@ -46,12 +46,37 @@ def login_home_path(data: Path) -> Path:
     return Path(base) / f"titsd-login-{tag}"
 
 
+def sweep_login_homes(base: Path) -> list[Path]:
+    """Remove the login homes (and stop the gpg-agents) of brokers that are gone: a kill -9
+    leaves its home in RAM, and nothing else would ever remove it."""
+    swept = []
+    for home in base.glob("titsd-login-*"):
+        try:
+            pid = int((home / "broker.pid").read_text())
+        except (OSError, ValueError):
+            continue  # no pid (being made, or an older broker's): not ours to judge
+        try:
+            os.kill(pid, 0)
+            continue  # its broker is running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # (someone else's process: it exists)
+        close_login_home(home)
+        swept.append(home)
+    return swept
+
+
 def login_home(keys: ServerKeys, data: Path) -> Identity:
     """A GnuPG home for logins holding a copy of the broker's key (see `login_home_path`).
-    Made fresh at each start; `close_login_home` removes it."""
+    Made fresh at each start (the homes of brokers that died are swept then);
+    `close_login_home` removes it."""
     home = login_home_path(data)
     close_login_home(home)
+    if home.parent != data:
+        sweep_login_homes(home.parent)
     home.mkdir(mode=0o700)
+    (home / "broker.pid").write_text(str(os.getpid()))
     identity = Identity(home)
     secret = keys.identity.gpg.export_keys(keys.fingerprint, secret=True, expect_passphrase=False)
     result = identity.gpg.import_keys(secret)

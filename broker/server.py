@@ -32,15 +32,15 @@ from zmq.auth.thread import ThreadAuthenticator
 from tits import wire
 
 from .admission import Admission, load_or_create_secret
-from .clientport import _MORE_NB, ClientPort
+from .clientport import MONITOR_EVENTS, Batch, ClientPort, Dups, Replies
 from .cloud import Cloud
 from .config import BrokerConfig
 from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
-from .login import LoginOk, LoginVerifier, close_login_home, login_home
+from .login import LoginVerifier, close_login_home, login_home
 from .relay import Fanout, Relay
-from .sessions import Conn, Sessions, ZapPolicy
+from .sessions import SETTLE_MS, Conn, Sessions, ZapPolicy, cloud_client_urls
 from .signer import BrokerSigner, BrokerVerifier
 from .status import StatusServer, build_snapshot, write_ready
 from .store import Job, Row, Store, Writer
@@ -55,29 +55,21 @@ PRUNE_S = 300.0
 ZAP_DOMAIN = "tits"
 HEARTBEAT_IVL_MS = 10_000
 HEARTBEAT_TIMEOUT_MS = 30_000
-_MORE = int(zmq.SNDMORE)  # a plain int, as _MORE_NB
 
 
-class Broker(ClientPort, Sessions, Dedup):
+class Broker:
+    """The loop and its parts, composed: `Sessions` (keys, connections, logins), `Dedup`
+    (message ids), `ClientPort` (the client socket), `Delivery` (cursors), `Relay` and
+    `Transit` (the cloud), `Store`/`Writer` (the mailbox). Each owns its state; the broker
+    wires them together, runs the group commit, and answers the status page through
+    `local_presence`, `open_sessions` and `remembered_ids`."""
+
     def __init__(self, cfg: BrokerConfig) -> None:
         self.cfg = cfg
         self.limits = cfg.limits
         self._stop = threading.Event()
-        self.conns: dict[str, Conn] = {}
-        self.by_device: dict[tuple[str, str], Conn] = {}
-        self.recent: dict[bytes, tuple[str, float]] = {}  # msg id → (sender, accepted at)
-        # ids whose time (their first 48 bits) is at or below this were, or may have been,
-        # forgotten by `recent`: a message with such an id is checked against the store
-        self.dedup_floor_ms = 0
-        self.banned: set[str] = set()
-        self.results: queue.SimpleQueue[tuple[str, bytes, LoginOk | BaseException]] = (
-            queue.SimpleQueue()
-        )
         self.counters = {"accepted": 0, "duplicates": 0, "refused": 0, "logins": 0}
         self._snapshot: dict[str, Any] = {}
-        self._logins_inflight = 0
-        self._moves_due = False
-        self._presence_due = False
         self.started = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -86,22 +78,13 @@ class Broker(ClientPort, Sessions, Dedup):
         cfg = self.cfg
         self.keys = ServerKeys.load_or_create(cfg.data, cfg.name)
         self.fingerprint = self.keys.fingerprint
-        self.armored = self.keys.armored.encode()
         self.store = Store(cfg.data / "mailbox.db", cfg.durability)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self.writer = Writer(cfg.data / "mailbox.db", cfg.durability, self._wake)
-        self.delivery = Delivery(self.store, self._send_to, cfg.limits.window, cfg.retry_s)
-        self.delivery.on_gone = self._device_gone
-        now = time.time()
-        mono = time.monotonic()
-        dedup_s = cfg.dedup_s
-        loaded, left_out = self.store.recent(int(now - dedup_s), MAX_RECENT)
-        for msg_id, sender in loaded:
-            self.recent[msg_id] = (sender, mono)
-        self.dedup_floor_ms = max(
-            int((now - dedup_s) * 1000), wire.msg_id_time_ms(left_out) if left_out else 0
-        )
+        self.dedup = Dedup(cfg.dedup_s)
+        loaded, left_out = self.store.recent(int(time.time() - cfg.dedup_s), MAX_RECENT)
+        self.dedup.load(loaded, left_out, time.time())
         self.login_identity = login_home(self.keys, cfg.data)
         self.verifier = LoginVerifier(self.keys, cfg.keyserver, self.login_identity)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="titsd-login")
@@ -109,16 +92,31 @@ class Broker(ClientPort, Sessions, Dedup):
         self.ctx = zmq.Context()
         self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("titsd.zap"))
         self.auth.start()
-        self.auth.configure_curve_callback(
-            domain=ZAP_DOMAIN, credentials_provider=ZapPolicy(self.banned)
-        )
         self.client = self._server_socket(zmq.ROUTER)
         self.client.router_mandatory = 1
-        # the backend's send, without the sugar layer's per-call checks (routing_id, group)
-        self._send = super(zmq.Socket, self.client).send
         self.client.maxmsgsize = self.limits.max_frame
+        self.client_monitor = self.client.get_monitor_socket(MONITOR_EVENTS)
         self.client.sndhwm = 50_000
         self.client.rcvhwm = 50_000
+        self.replies = Replies(self.client)
+        self.delivery = Delivery(
+            self.store, self._send_to, cfg.limits.window, cfg.retry_s, self._send_many
+        )
+        self.sessions = Sessions(
+            fingerprint=self.fingerprint, armored=self.keys.armored.encode(),
+            limits=self.limits, session_timeout=cfg.session_timeout,
+            reply=self.replies.reply, delivery=self.delivery,
+            register_device=self.register_device, verify=self.verifier.verify,
+            pool=self.pool, wake=self._wake, welcome=self._welcome, counters=self.counters,
+        )  # fmt: skip
+        self.port = ClientPort(
+            self.client, self.client_monitor, limits=self.limits, sessions=self.sessions,
+            dedup=self.dedup, delivery=self.delivery, commit=self._commit,
+            senders_of=self.store.senders_of, counters=self.counters,
+        )  # fmt: skip
+        self.auth.configure_curve_callback(
+            domain=ZAP_DOMAIN, credentials_provider=ZapPolicy(self.sessions.banned)
+        )
         self.client_port = self._bind(self.client, cfg.client_port)
         self.url = self.keys.url(cfg.host, self.client_port)
 
@@ -142,6 +140,7 @@ class Broker(ClientPort, Sessions, Dedup):
 
         self.poller = zmq.Poller()
         self.poller.register(self.client, zmq.POLLIN)
+        self.poller.register(self.client_monitor, zmq.POLLIN)
         self.poller.register(self._wake_r, zmq.POLLIN)
         self._cloud_socks: set[zmq.Socket] = set()
         self._sync_poller()
@@ -156,6 +155,23 @@ class Broker(ClientPort, Sessions, Dedup):
             data=str(cfg.data),
         )
         self.started.set()
+
+    def _welcome(self) -> tuple[int, list[str]]:
+        """What a Welcome tells a client of the cloud: how long to listen for mail from other
+        brokers, and the brokers to try when this one stops answering."""
+        settle = SETTLE_MS if self.cloud.peers.up_peers() else 0
+        return settle, cloud_client_urls(self.cloud)
+
+    # -- what the status page reads ------------------------------------------------------------
+
+    def local_presence(self) -> list[wire.PresenceEntry]:
+        return self.sessions.local_presence()
+
+    def open_sessions(self) -> int:
+        return self.sessions.open_sessions()
+
+    def remembered_ids(self) -> int:
+        return len(self.dedup)
 
     def _server_socket(self, kind: int) -> zmq.Socket:
         s = self.ctx.socket(kind)
@@ -195,6 +211,8 @@ class Broker(ClientPort, Sessions, Dedup):
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.http.stop()
         self.cloud.close()  # a goodbye advert, so the others repair without waiting
+        self.client.disable_monitor()
+        self.client_monitor.close(linger=0)
         self.client.close(linger=0)
         self.auth.stop()
         self.ctx.term()
@@ -220,19 +238,22 @@ class Broker(ClientPort, Sessions, Dedup):
     def run(self) -> None:
         next_tick = next_house = next_snap = time.monotonic()
         next_prune = next_house + 10.0
-        client, wake, cloud = self.client, self._wake_r, self.cloud
+        client, wake, cloud, monitor = self.client, self._wake_r, self.cloud, self.client_monitor
         while not self._stop.is_set():
             due = cloud.flush_due()
             wait_ms = TICK_S * 1000
             if due is not None:
                 wait_ms = min(wait_ms, max(1.0, (due - time.monotonic()) * 1000))
             events = dict(self.poller.poll(math.ceil(wait_ms)))
+            if monitor in events:  # first: a lost link is unbound before anything is sent
+                self.port.drain_monitor()
             if client in events:
-                self._drain_client()
+                self.port.drain()
             if wake in events:
                 self._drain_wake()
             now = time.monotonic()
-            if len(events) > (client in events) + (wake in events):
+            ours = (client in events) + (wake in events) + (monitor in events)
+            if len(events) > ours:
                 for sock in events:
                     if sock in self._cloud_socks:
                         self._guard(cloud.handle, sock, now)
@@ -242,9 +263,9 @@ class Broker(ClientPort, Sessions, Dedup):
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._guard(cloud.tick, now)
-                if self._presence_due:
-                    self._presence_due = False
-                    cloud.set_local_users(self._local_presence())
+                if self.sessions.presence_due:
+                    self.sessions.presence_due = False
+                    cloud.set_local_users(self.sessions.local_presence())
                 if cloud.sockets_changed:
                     self._sync_poller()
                 self._guard(self.relay.tick)
@@ -280,22 +301,11 @@ class Broker(ClientPort, Sessions, Dedup):
             committed = True
         if committed:
             self.delivery.pump()
-        while True:
-            try:
-                curve, nonce, result = self.results.get_nowait()
-            except queue.Empty:
-                break
-            self._logins_inflight -= 1
-            try:
-                self._login_done(curve, result)
-            except Exception:
-                log.exception("login.handler_failed")
+        self.sessions.drain_results()
 
     # -- client frames ------------------------------------------------------------------------
 
-    def _commit(
-        self, batch: list[tuple[Conn, wire.Send, bytes]], dups: list[tuple[Conn, bytes]]
-    ) -> None:
+    def _commit(self, batch: Batch, dups: Dups) -> None:
         """Hand the batch to the writer; `_committed` answers and delivers once it is on disk.
         Duplicates are answered after this commit too: their original may be in it."""
         store = self.store
@@ -321,7 +331,7 @@ class Broker(ClientPort, Sessions, Dedup):
                 skip = device if user == sender else ""
                 rows.append((seq, user, msg.id, sender, env, body, ts_s, skip))
                 fanout.append((user, seq, msg.id, env, body, skip))
-        self._moves_due = False
+        self.port.moves_due = False
         self.writer.submit(
             Job(rows=rows, cursors=self.delivery.cursor_moves(), token=(batch, dups, fanout))
         )
@@ -345,8 +355,8 @@ class Broker(ClientPort, Sessions, Dedup):
         if job.error is not None:
             log.error("store.commit_failed", error=str(job.error), messages=len(batch))
             for conn, msg, _ in batch:
-                self.recent.pop(msg.id, None)
-                self._error(conn, "storage", "the broker could not store it; retry", msg.id)
+                self.dedup.forget(msg.id)
+                self.sessions.error(conn, "storage", "the broker could not store it; retry", msg.id)
             return
         self.counters["accepted"] += len(batch)
         self.counters["duplicates"] += len(dups)
@@ -354,36 +364,26 @@ class Broker(ClientPort, Sessions, Dedup):
         for conn, msg, _ in batch:
             by_conn.setdefault(conn, []).append(msg.id)
         for conn, msg_id in dups:
-            if msg_id in self.recent:  # not if its original's commit failed meanwhile
+            if msg_id in self.dedup:  # not if its original's commit failed meanwhile
                 by_conn.setdefault(conn, []).append(msg_id)
         for conn, ids in by_conn.items():
             for i in range(0, len(ids), wire.RECEIVED_MAX + 1):
                 chunk = ids[i : i + wire.RECEIVED_MAX + 1]
-                self._reply(conn.route, wire.Accepted(id=chunk[0], ids=chunk[1:]))
+                self.replies.reply(conn.route, wire.Accepted(id=chunk[0], ids=chunk[1:]))
         self._fan_out(fanout)
 
     def _fan_out(self, fanout: Fanout) -> None:
-        online, stored, sync = self.delivery.online, self.delivery.stored, self.relay.sync_remote
-        for item in fanout:
-            if item[0] not in online:
-                sync(item[0])  # online at another broker: a relay device takes it there
-            stored(*item)
+        # a user with no device here may be online at another broker: a relay device takes
+        # it there
+        self.delivery.stored_many(fanout, self.relay.sync_remote)
+
+    def _send_many(self, dev: Device, envs: list[bytes], bodies: list[bytes]) -> SendResult:
+        return self.replies.deliver_many(dev.route, envs, bodies)  # (real devices only)
 
     def _send_to(self, dev: Device, env: bytes, body: bytes) -> SendResult:
         if not dev.route:  # a relay device: the user is at another broker, or in transit
             return self.relay.send(dev, env, body)
-        try:
-            send = self._send
-            send(dev.route, _MORE_NB)  # ROUTER_MANDATORY: only this frame can fail
-            send(env, _MORE)
-            send(body, 0)
-            return SendResult.OK
-        except zmq.Again:
-            return SendResult.FULL
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                return SendResult.GONE
-            raise
+        return self.replies.deliver(dev.route, env, body)
 
     # -- the cloud ----------------------------------------------------------------------------
 
@@ -409,19 +409,20 @@ class Broker(ClientPort, Sessions, Dedup):
 
     def register_device(self, user: str, device: str) -> None:
         self.writer.submit(Job(devices=[(user, device)]))
+        # a device logging in here may be the user's second, with the first at another
+        # broker: what reaches this mailbox must go there too (the relay device toward it
+        # was not made when the other's presence came, if the user was then unknown here)
+        self.relay.sync_remote(user)
 
     # -- housekeeping -------------------------------------------------------------------------
 
     def _housekeeping(self, now: float) -> None:
         self.delivery.retry(now)
-        if self._moves_due:
-            self._moves_due = False
+        if self.port.moves_due:
+            self.port.moves_due = False
             self.writer.submit(Job(cursors=self.delivery.cursor_moves()))
-        expired = [c for c in self.conns.values() if c.last_seen < now - self.cfg.session_timeout]
-        for conn in expired:
-            self._logout(conn)
-            del self.conns[conn.curve]
-        self._forget_ids(now)
+        self.sessions.expire(now)
+        self.dedup.prune(now)
 
     def _prune(self) -> None:
         self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))

@@ -1,17 +1,22 @@
-"""Client sessions: the login handshake (challenge, GnuPG-checked login in worker threads)
-and the binding of a connection's CURVE key to one user's device.
+"""Client sessions: which CURVE key is on which connection and routing id, the login handshake
+(challenge, GnuPG-checked login in worker threads), the binding of a key to one user's device,
+and the garbage budget of each key.
 
-A mixin of `Broker`, kept apart so the message loop in server.py stays readable; it uses the
-broker's connections, delivery and writer. The login blob itself is checked in login.py.
+`Sessions` owns that state and is handed what it needs: a `reply` to send on the client port,
+the `Delivery` its devices attach to, a way to register a device's cursor, the login checker
+and a pool to run it in. The login blob itself is checked in login.py.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from zmq.utils import z85
@@ -20,19 +25,23 @@ from tits import wire
 from tits.log import sanitise
 from tits.login import CHALLENGE_TTL_S
 
-from .delivery import Device
+from .config import Limits
+from .delivery import Delivery, Device
 from .login import LoginOk, describe
-from .store import Job
 
 if TYPE_CHECKING:
     from .cloud import Cloud
-    from .server import Broker
 
 log = structlog.get_logger("titsd")
 
+MAX_CONNS = 100_000
+MAX_STRIKES = 100_000  # CURVE keys whose garbage count outlives their connection
 MAX_PRESENCE_USERS = 100_000  # as in wire.PresenceUpdate
 MAX_PRESENCE_DEVICES = 64  # as in wire.PresenceEntry
 SETTLE_MS = 1500  # presence debounce + gossip + a forward or two, with room to spare
+
+Reply = Callable[[bytes, Any], bool]
+Verify = Callable[[wire.Login, bytes, bytes], LoginOk]
 
 
 @dataclass(eq=False)
@@ -54,6 +63,19 @@ class Conn:
     user: LoginOk | None = None
     attached: bool = False
     listed: bool = True  # may status pages show the user's name
+    batch: bool = False  # its client takes `wire.Deliveries`
+    fd: int = -1  # the TCP connection its frames come on (-1: none now)
+    link_lost: float = 0.0  # when that connection went (0: it is there)
+
+
+class ZapPolicy:
+    """ZAP policy: any CURVE client key, except keys dropped for sending garbage."""
+
+    def __init__(self, banned: set[str]) -> None:
+        self.banned = banned
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key.decode("ascii", "replace") not in self.banned
 
 
 def cloud_client_urls(cloud: Cloud, limit: int = wire.MAX_WELCOME_BROKERS) -> list[str]:
@@ -80,139 +102,47 @@ def cloud_client_urls(cloud: Cloud, limit: int = wire.MAX_WELCOME_BROKERS) -> li
     return urls
 
 
-class ZapPolicy:
-    """ZAP policy: any CURVE client key, except keys dropped for sending garbage."""
-
-    def __init__(self: Broker, banned: set[str]) -> None:
-        self.banned = banned
-
-    def callback(self: Broker, domain: str, key: bytes) -> bool:
-        return key.decode("ascii", "replace") not in self.banned
-
-
 class Sessions:
-    # -- login --------------------------------------------------------------------------------
-
-    def _hello(self: Broker, conn: Conn, now: float) -> None:
-        nonce = os.urandom(32)
-        conn.nonce = nonce
-        conn.nonce_expires = now + CHALLENGE_TTL_S
-        self._reply(
-            conn.route,
-            wire.Challenge(
-                nonce=nonce,
-                broker=self.fingerprint,
-                expires=int((time.time() + CHALLENGE_TTL_S) * 1000),
-                key=self.armored,
-            ),
-        )
-
-    def _login(self: Broker, conn: Conn, msg: wire.Login, now: float) -> None:
-        nonce, conn.nonce = conn.nonce, None  # a challenge answers one login attempt, at most
-        if nonce is None or now > conn.nonce_expires:
-            self._garbage(conn, "no-challenge", "ask for a challenge (hello) first")
-            return
-        while conn.logins and conn.logins[0] < now - 60.0:
-            conn.logins.popleft()
-        if len(conn.logins) >= self.limits.logins_per_minute or conn.login_busy:
-            self._error(conn, "rate-limited", "too many login attempts")
-            return
-        if self._logins_inflight >= self.limits.login_queue:
-            self._error(conn, "busy", "the broker is busy; try again shortly")
-            return
-        conn.logins.append(now)
-        conn.login_busy = True
-        conn.listed = msg.listed
-        self._logins_inflight += 1
-        curve_raw = z85.decode(conn.curve.encode())
-        self.pool.submit(self._verify_login, conn.curve, msg, nonce, curve_raw)
-
-    def _verify_login(
-        self: Broker, curve: str, msg: wire.Login, nonce: bytes, curve_raw: bytes
+    def __init__(
+        self,
+        *,
+        fingerprint: str,
+        armored: bytes,
+        limits: Limits,
+        session_timeout: float,
+        reply: Reply,
+        delivery: Delivery,
+        register_device: Callable[[str, str], None],
+        verify: Verify,
+        pool: Executor,
+        wake: Callable[[], None],
+        welcome: Callable[[], tuple[int, list[str]]] = lambda: (0, []),
+        counters: dict[str, int] | None = None,
     ) -> None:
-        """In a worker thread: GnuPG does the checking; the loop learns the result."""
-        try:
-            result: LoginOk | BaseException = self.verifier.verify(msg, nonce, curve_raw)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported to the client
-            result = exc
-        self.results.put((curve, nonce, result))
-        try:
-            os.write(self._wake_w, b"l")
-        except OSError:
-            pass
+        self.fingerprint, self.armored = fingerprint, armored
+        self.limits, self.session_timeout = limits, session_timeout
+        self.reply, self.delivery, self.register_device = reply, delivery, register_device
+        self.verify, self.pool, self.wake, self.welcome = verify, pool, wake, welcome
+        self.counters = counters if counters is not None else {}
+        for name in ("refused", "logins"):
+            self.counters.setdefault(name, 0)
+        self.conns: dict[str, Conn] = {}
+        self.by_device: dict[tuple[str, str], Conn] = {}
+        self.routes: dict[bytes, Conn] = {}  # routing id → the key bound to it
+        self.by_fd: dict[int, Conn] = {}  # TCP connection (its fd) → the key on it
+        self.strikes: dict[str, int] = {}  # garbage counts of keys whose Conn was dropped
+        self.banned: set[str] = set()  # read by the ZAP thread (ZapPolicy)
+        self.results: queue.SimpleQueue[tuple[str, LoginOk | BaseException]] = queue.SimpleQueue()
+        self.logins_inflight = 0
+        self.presence_due = False  # the presence list changed: publish it
+        delivery.on_gone = self.device_gone
 
-    def _login_done(self: Broker, curve: str, result: LoginOk | BaseException) -> None:
-        conn = self.conns.get(curve)
-        if conn is None or conn.banned:
-            return
-        conn.login_busy = False
-        if not isinstance(result, LoginOk):
-            code, message, client_fault = describe(result)
-            log.warning("login.refused", curve=curve[:12], code=code, why=sanitise(message))
-            if client_fault:
-                self._garbage(conn, code, message)
-            else:  # the broker's own trouble: the client may try again, unpunished
-                self._error(conn, code, message)
-            return
-        self._logout(conn)
-        key = (result.fingerprint, result.device)
-        other = self.by_device.get(key)
-        if other is not None and other is not conn:
-            self._logout(other)  # the same device on a new connection replaces the old one
-        conn.user = result
-        conn.device = Device(result.fingerprint, result.device, conn.route, result.name)
-        self.by_device[key] = conn
-        self._presence_due = True
-        pending = self._attach(conn, welcome=True)
-        self.counters["logins"] += 1
-        log.info(
-            "login.ok",
-            user=result.fingerprint[:16],
-            device=result.device,
-            pending=pending,
-        )
+    # -- reading ------------------------------------------------------------------------------
 
-    def _attach(self: Broker, conn: Conn, welcome: bool = False) -> int:
-        dev = conn.device
-        if dev is None:
-            return 0
-        dev.route = conn.route
-        pending = self.delivery.attach(dev)
-        self.writer.submit(Job(devices=[(dev.user, dev.device)]))
-        conn.attached = True
-        if welcome:
-            self._reply(
-                conn.route,
-                wire.Welcome(
-                    fingerprint=dev.user,
-                    device=dev.device,
-                    broker=self.fingerprint,
-                    pending=pending,
-                    settle_ms=SETTLE_MS if self.cloud.peers.up_peers() else 0,
-                    brokers=cloud_client_urls(self.cloud),
-                ),
-            )
-        self.delivery.pump()
-        return pending
+    def open_sessions(self) -> int:
+        return sum(1 for c in self.conns.values() if c.device is not None)
 
-    def _logout(self: Broker, conn: Conn) -> None:
-        dev = conn.device
-        if dev is None:
-            return
-        self.delivery.detach(dev)
-        if self.by_device.get((dev.user, dev.device)) is conn:
-            del self.by_device[(dev.user, dev.device)]
-            self._presence_due = True
-        conn.device = None
-        conn.user = None
-        conn.attached = False
-
-    def _device_gone(self: Broker, dev: Device) -> None:
-        conn = self.by_device.get((dev.user, dev.device))
-        if conn is not None and conn.device is dev:
-            conn.attached = False  # re-attached when that CURVE key is heard from again
-
-    def _local_presence(self: Broker) -> list[wire.PresenceEntry]:
+    def local_presence(self) -> list[wire.PresenceEntry]:
         """Who is online here, within the wire's limits: receivers refuse a whole list if one
         entry breaks them, so one user with too many devices must not hide everyone."""
         users: dict[str, wire.PresenceEntry] = {}
@@ -226,3 +156,247 @@ class Sessions:
             if len(entry.devices) < MAX_PRESENCE_DEVICES:
                 entry.devices.append(device)
         return sorted(users.values(), key=lambda e: e.fingerprint)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def conn_for(self, curve: str, route: bytes, fd: int, now: float) -> Conn | None:
+        """The key's `Conn`, bound to the routing id and TCP connection this frame came on;
+        None if the frame is not to be served (a dropped key, a full table, a taken id)."""
+        conn = self.conns.get(curve)
+        if conn is None:
+            if len(self.conns) >= MAX_CONNS or curve in self.banned:
+                return None  # (a dropped key's connection may outlive its Conn)
+            conn = Conn(curve, b"", now, self.limits.burst, now)
+            conn.garbage = self.strikes.pop(curve, 0)  # the budget is the key's, not the session's
+            self.conns[curve] = conn
+        elif conn.banned:
+            return None
+        if (conn.route != route or conn.fd != fd) and not self.bind_route(conn, route, fd):
+            return None
+        conn.last_seen = now
+        if conn.device is not None and not conn.attached:
+            self.attach(conn)
+        return conn
+
+    def bind_route(self, conn: Conn, route: bytes, fd: int) -> bool:
+        """Bind `conn` (a CURVE key) to the routing id and TCP connection its frame came on.
+
+        A client may pick its own routing id, and ROUTER sends to whatever connection holds it
+        now. libzmq lets one live connection at a time hold an id, so a *second key* on an id
+        means the first key's link is gone: deliveries to it stop at once (they would reach
+        the newcomer), and the newcomer is refused for as long as the first key's session
+        lasts. Delivery resumes when the first key is heard from again, on its own link."""
+        owner = self.routes.get(route)
+        if owner is not None and owner is not conn:
+            if owner.route == route:
+                self.unbind(owner, "route taken")
+            log.warning("conn.route_in_use", curve=conn.curve[:12], owner=owner.curve[:12])
+            self.counters["refused"] += 1
+            self.reply(route, wire.Error(code="route-in-use", message="routing id in use"))
+            return False
+        if self.routes.get(conn.route) is conn and conn.route != route:
+            del self.routes[conn.route]
+        if self.by_fd.get(conn.fd) is conn:
+            del self.by_fd[conn.fd]
+        stale = self.by_fd.get(fd)
+        if stale is not None and stale is not conn:
+            self.unbind(stale, "fd reused")  # its disconnect was not seen: it is gone
+        conn.route, conn.fd, conn.link_lost = route, fd, 0.0
+        self.routes[route] = conn
+        self.by_fd[fd] = conn
+        if conn.device is not None:
+            conn.device.route = route
+        return True
+
+    def unbind(self, conn: Conn, why: str) -> None:
+        """`conn`'s link is gone: nothing more is sent to its routing id (whoever holds it
+        next). Its session stays for `session_timeout`, and resumes on its next frame."""
+        if self.by_fd.get(conn.fd) is conn:
+            del self.by_fd[conn.fd]
+        conn.fd = -1
+        conn.link_lost = time.monotonic()
+        if conn.device is not None and conn.attached:
+            self.delivery.detach(conn.device)
+            conn.attached = False
+            log.info("conn.link_lost", curve=conn.curve[:12], why=why)
+
+    def link_event(self, fd: int) -> None:
+        """The TCP connection `fd` went (or a new one took the fd of one whose end we missed)."""
+        conn = self.by_fd.get(fd)
+        if conn is not None:
+            self.unbind(conn, "disconnected")
+
+    def expire(self, now: float) -> None:
+        """A session lasts while its connection does, however quiet (libzmq's heartbeats find
+        a dead peer, and the socket monitor says so): it ends `session_timeout` after the link
+        went. A key that never logged in is forgotten once idle that long (its garbage count
+        is kept in `strikes`)."""
+        limit = now - self.session_timeout
+        expired = [
+            c
+            for c in self.conns.values()
+            if (c.link_lost and c.link_lost < limit) or (c.device is None and c.last_seen < limit)
+        ]
+        for conn in expired:
+            self.logout(conn)
+            self.unbind(conn, "expired")
+            if self.routes.get(conn.route) is conn:
+                del self.routes[conn.route]
+            del self.conns[conn.curve]
+            if conn.garbage and not conn.banned:
+                if len(self.strikes) >= MAX_STRIKES:
+                    del self.strikes[next(iter(self.strikes))]
+                self.strikes[conn.curve] = conn.garbage
+
+    # -- refusals -----------------------------------------------------------------------------
+
+    def error(
+        self, conn: Conn, code: wire.ErrorCode, message: str, ref: bytes | None = None
+    ) -> None:
+        self.reply(conn.route, wire.Error(code=code, message=message[:1000], ref=ref))
+
+    def garbage(
+        self, conn: Conn, code: wire.ErrorCode, message: str, ref: bytes | None = None
+    ) -> None:
+        """Refuse a frame the client got wrong; past the key's budget, drop the key."""
+        conn.garbage += 1
+        self.counters["refused"] += 1
+        if conn.garbage > self.limits.garbage:
+            log.warning("conn.dropped", curve=conn.curve[:12], garbage=conn.garbage)
+            self.error(conn, "dropped", "too many bad frames; this connection is dropped")
+            self.logout(conn)
+            conn.banned = True
+            if len(self.banned) < MAX_CONNS:
+                self.banned.add(conn.curve)
+            return
+        log.info("conn.refused", code=code, why=sanitise(message), curve=conn.curve[:12])
+        self.error(conn, code, message, ref)
+
+    # -- login --------------------------------------------------------------------------------
+
+    def hello(self, conn: Conn, now: float) -> None:
+        nonce = os.urandom(32)
+        conn.nonce = nonce
+        conn.nonce_expires = now + CHALLENGE_TTL_S
+        self.reply(
+            conn.route,
+            wire.Challenge(
+                nonce=nonce,
+                broker=self.fingerprint,
+                expires=int((time.time() + CHALLENGE_TTL_S) * 1000),
+                key=self.armored,
+            ),
+        )
+
+    def login(self, conn: Conn, msg: wire.Login, now: float) -> None:
+        nonce, conn.nonce = conn.nonce, None  # a challenge answers one login attempt, at most
+        if nonce is None or now > conn.nonce_expires:
+            self.garbage(conn, "no-challenge", "ask for a challenge (hello) first")
+            return
+        while conn.logins and conn.logins[0] < now - 60.0:
+            conn.logins.popleft()
+        if len(conn.logins) >= self.limits.logins_per_minute or conn.login_busy:
+            self.error(conn, "rate-limited", "too many login attempts")
+            return
+        if self.logins_inflight >= self.limits.login_queue:
+            self.error(conn, "busy", "the broker is busy; try again shortly")
+            return
+        conn.logins.append(now)
+        conn.login_busy = True
+        conn.listed = msg.listed
+        conn.batch = msg.batch
+        self.logins_inflight += 1
+        curve_raw = z85.decode(conn.curve.encode())
+        self.pool.submit(self._verify, conn.curve, msg, nonce, curve_raw)
+
+    def _verify(self, curve: str, msg: wire.Login, nonce: bytes, curve_raw: bytes) -> None:
+        """In a worker thread: GnuPG does the checking; the loop learns the result."""
+        try:
+            result: LoginOk | BaseException = self.verify(msg, nonce, curve_raw)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to the client
+            result = exc
+        self.results.put((curve, result))
+        self.wake()
+
+    def drain_results(self) -> None:
+        """On the loop: the logins the workers finished."""
+        while True:
+            try:
+                curve, result = self.results.get_nowait()
+            except queue.Empty:
+                return
+            self.logins_inflight -= 1
+            try:
+                self.login_done(curve, result)
+            except Exception:
+                log.exception("login.handler_failed")
+
+    def login_done(self, curve: str, result: LoginOk | BaseException) -> None:
+        conn = self.conns.get(curve)
+        if conn is None or conn.banned:
+            return
+        conn.login_busy = False
+        if not isinstance(result, LoginOk):
+            code, message, client_fault = describe(result)
+            log.warning("login.refused", curve=curve[:12], code=code, why=sanitise(message))
+            if client_fault:
+                self.garbage(conn, code, message)
+            else:  # the broker's own trouble: the client may try again, unpunished
+                self.error(conn, code, message)
+            return
+        self.logout(conn)
+        key = (result.fingerprint, result.device)
+        other = self.by_device.get(key)
+        if other is not None and other is not conn:
+            self.logout(other)  # the same device on a new connection replaces the old one
+        conn.user = result
+        conn.device = Device(
+            result.fingerprint, result.device, conn.route, result.name, batch=conn.batch
+        )
+        self.by_device[key] = conn
+        self.presence_due = True
+        pending = self.attach(conn, welcome=True)
+        self.counters["logins"] += 1
+        log.info("login.ok", user=result.fingerprint[:16], device=result.device, pending=pending)
+
+    def attach(self, conn: Conn, welcome: bool = False) -> int:
+        dev = conn.device
+        if dev is None:
+            return 0
+        dev.route = conn.route
+        pending = self.delivery.attach(dev)
+        self.register_device(dev.user, dev.device)
+        conn.attached = True
+        if welcome:
+            settle_ms, brokers = self.welcome()
+            self.reply(
+                conn.route,
+                wire.Welcome(
+                    fingerprint=dev.user,
+                    device=dev.device,
+                    broker=self.fingerprint,
+                    pending=pending,
+                    settle_ms=settle_ms,
+                    brokers=brokers,
+                ),
+            )
+        self.delivery.pump()
+        return pending
+
+    def logout(self, conn: Conn) -> None:
+        dev = conn.device
+        if dev is None:
+            return
+        self.delivery.detach(dev)
+        if self.by_device.get((dev.user, dev.device)) is conn:
+            del self.by_device[(dev.user, dev.device)]
+            self.presence_due = True
+        conn.device = None
+        conn.user = None
+        conn.attached = False
+
+    def device_gone(self, dev: Device) -> None:
+        """Delivery found its route gone (EHOSTUNREACH)."""
+        conn = self.by_device.get((dev.user, dev.device))
+        if conn is not None and conn.device is dev:
+            conn.attached = False  # re-attached when that CURVE key is heard from again

@@ -92,7 +92,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
     local = [
         {"fingerprint": e.fingerprint, "name": e.name, "broker": broker.fingerprint,
          "devices": list(e.devices)}
-        for e in broker._local_presence()
+        for e in broker.local_presence()
     ]  # fmt: skip
     users = sorted(local + cloud["users"], key=lambda u: (u["fingerprint"], u["broker"]))
     return {
@@ -107,7 +107,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
         "routes": cloud["routes"],  # target broker → next hop, as this broker routes now
         "users": users,
         "problems": broker.cloud.problems(),
-        "sessions": sum(1 for c in broker.conns.values() if c.device is not None),
+        "sessions": broker.open_sessions(),
         "counters": dict(
             broker.counters,
             delivered=broker.delivery.delivered,
@@ -116,7 +116,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
             passed=transit.passed if transit is not None else 0,
             passing=len(transit) if transit is not None else 0,
         ),
-        "remembered_ids": len(broker.recent),
+        "remembered_ids": broker.remembered_ids(),
         "store": {
             "commits": broker.writer.stats["commits"],
             "rows": broker.writer.stats["rows"],

@@ -1,9 +1,10 @@
 """The durable mailbox: SQLite in WAL mode, written in group commits by the broker thread.
 
-    bodies(ref, last, env, body)                 a message's envelope and body, stored once
+    bodies(ref, last, id, sender, ts, env, body) a message's envelope and body, stored once
                                                  for the rows with seq ref..last
-    mail(seq, user, id, sender, ref, ts, skip)   one row per (message, mailbox), in acceptance
-                                                 order; `skip`: the device that sent it, which
+    mail(user, seq, id, ref, ts, skip)           one row per (message, mailbox), in acceptance
+                                                 order, keyed by (user, seq) (a mailbox is a
+                                                 range); `skip`: the device that sent it, which
                                                  is not sent its own message back
     cursors(user, device, cursor)                every message of `user` with seq <= cursor
                                                  has been acknowledged by that device
@@ -36,19 +37,21 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS bodies (
     ref INTEGER PRIMARY KEY,
     last INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    sender TEXT NOT NULL,
+    ts INTEGER NOT NULL,
     env BLOB NOT NULL,
     body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS mail (
-    seq INTEGER PRIMARY KEY,
     user TEXT NOT NULL,
+    seq INTEGER NOT NULL,
     id BLOB NOT NULL,
-    sender TEXT NOT NULL,
     ref INTEGER NOT NULL,
     ts INTEGER NOT NULL,
-    skip TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mail_user ON mail(user, seq);
+    skip TEXT NOT NULL,
+    PRIMARY KEY (user, seq)
+) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS mail_id_user ON mail(id, user);
 CREATE TABLE IF NOT EXISTS cursors (
     user TEXT NOT NULL,
@@ -77,7 +80,11 @@ class Store:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             pass  # a full disk: the writer checkpoints again once there is room
-        (last,) = self.db.execute("SELECT coalesce(max(seq), 0) FROM mail").fetchone()
+        # seqs never go back, even when pruning took the newest rows: a cursor may be there
+        (last,) = self.db.execute(
+            "SELECT max(coalesce((SELECT last FROM bodies ORDER BY ref DESC LIMIT 1), 0),"
+            " coalesce((SELECT max(cursor) FROM cursors), 0))"
+        ).fetchone()
         self.next_seq = int(last) + 1
 
     def allocate(self) -> int:
@@ -131,7 +138,10 @@ class Store:
         out: dict[bytes, str] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            q = "SELECT id, sender FROM mail WHERE id IN (%s)" % ",".join("?" * len(chunk))
+            q = (
+                "SELECT m.id, b.sender FROM mail m INDEXED BY mail_id_user JOIN bodies b"
+                " ON b.ref = m.ref WHERE m.id IN (%s)" % ",".join("?" * len(chunk))
+            )
             out.update((bytes(a), b) for a, b in self.db.execute(q, chunk))
         return out
 
@@ -139,11 +149,11 @@ class Store:
         """(id, sender) of messages accepted since `since_ts`, at most `limit`, oldest first;
         and the highest id among the stored messages left out (None if there is none)."""
         rows = self.db.execute(
-            "SELECT seq, id, sender FROM mail WHERE ts>=? ORDER BY seq DESC LIMIT ?",
+            "SELECT ref, id, sender FROM bodies WHERE ts>=? ORDER BY ref DESC LIMIT ?",
             (since_ts, limit),
         ).fetchall()
         oldest = rows[-1][0] if rows else self.next_seq
-        (top,) = self.db.execute("SELECT max(id) FROM mail WHERE seq<?", (oldest,)).fetchone()
+        (top,) = self.db.execute("SELECT max(id) FROM bodies WHERE ref<?", (oldest,)).fetchone()
         return [(bytes(i), s) for _, i, s in reversed(rows)], bytes(top) if top else None
 
     def stored_already(self, keys: list[tuple[bytes, str]]) -> set[tuple[bytes, str]]:
@@ -199,10 +209,8 @@ def migrate(db: sqlite3.Connection) -> None:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
-        db.execute("INSERT INTO bodies SELECT seq, seq, env, body FROM mail_v1")
-        db.execute(
-            "INSERT OR IGNORE INTO mail SELECT seq, user, id, sender, seq, ts, '' FROM mail_v1"
-        )
+        db.execute("INSERT INTO bodies SELECT seq, seq, id, sender, ts, env, body FROM mail_v1")
+        db.execute("INSERT OR IGNORE INTO mail SELECT user, seq, id, seq, ts, '' FROM mail_v1")
         db.execute("DROP TABLE mail_v1")
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.execute("COMMIT")
@@ -235,9 +243,9 @@ _CHUNKS = (512, 128, 32, 8, 1)  # statement sizes, so few distinct statements ar
 @functools.cache
 def _insert_sql(table: str, rows: int) -> str:
     if table == "bodies":
-        return "INSERT INTO bodies VALUES " + ",".join(["(?,?,?,?)"] * rows)
+        return "INSERT INTO bodies VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * rows)
     # a message already in that mailbox (come by another path) stays as it is, once
-    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
+    values = ",".join(["(?,?,?,?,?,?)"] * rows)
     return f"INSERT INTO mail VALUES {values} ON CONFLICT(id, user) DO NOTHING"
 
 
@@ -356,7 +364,7 @@ class Writer:
                     ).rowcount
                     db.execute(
                         "DELETE FROM bodies WHERE NOT EXISTS "
-                        "(SELECT 1 FROM mail WHERE mail.seq BETWEEN bodies.ref AND bodies.last)"
+                        "(SELECT 1 FROM mail INDEXED BY mail_id_user WHERE mail.id = bodies.id)"
                     )
             db.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - reported per job; the writer lives on
@@ -369,31 +377,34 @@ class Writer:
             self.shrink_wal.set()
 
     def _insert(self, rows: Sequence[Row]) -> None:
-        """One `bodies` row per message (consecutive rows sharing env and body objects), one
-        `mail` row per recipient. Many rows per statement: each statement releases and retakes
-        the GIL once, where `executemany` would per row."""
+        """One `bodies` row per message (consecutive rows of one id sharing env and body
+        objects), one `mail` row per recipient. Many rows per statement: each statement
+        releases and retakes the GIL once, where `executemany` would per row. Parameters go
+        straight into flat lists (a tuple per row, then flattening, was a fifth of a
+        fan-out's commit)."""
         bodies: list[Any] = []
         mail: list[Any] = []
+        add_mail = mail.extend
         env = body = None
         ref = last = 0
+        head: tuple[Any, ...] = (None,)
         for seq, user, msg_id, sender, e, b, ts, skip in rows:
-            if e is not env or b is not body or seq != last + 1:
+            if e is not env or b is not body or seq != last + 1 or msg_id != head[0]:
                 if env is not None:
-                    bodies.append((ref, last, env, body))
-                env, body, ref = e, b, seq
+                    bodies.extend((ref, last, *head, env, body))
+                env, body, ref, head = e, b, seq, (msg_id, sender, ts)
             last = seq
-            mail.append((seq, user, msg_id, sender, ref, ts, skip))
+            add_mail((user, seq, msg_id, ref, ts, skip))
         if env is not None:
-            bodies.append((ref, last, env, body))
-        self._insert_many("bodies", bodies)
-        self._insert_many("mail", mail)
+            bodies.extend((ref, last, *head, env, body))
+        self._insert_flat("bodies", bodies, 7)
+        self._insert_flat("mail", mail, 6)
 
-    def _insert_many(self, table: str, items: list[Any]) -> None:
-        i, n = 0, len(items)
+    def _insert_flat(self, table: str, params: list[Any], width: int) -> None:
+        i, n = 0, len(params) // width
         while i < n:
             k = next(size for size in _CHUNKS if size <= n - i)
-            params = [v for item in items[i : i + k] for v in item]
-            self.db.execute(_insert_sql(table, k), params)
+            self.db.execute(_insert_sql(table, k), params[i * width : (i + k) * width])
             i += k
 
     def _checkpoints(self) -> None:

@@ -18,7 +18,18 @@ from rich.text import Text
 
 from tits import wire
 from tits.client.blocking import Messenger
-from tits.client.model import Event, GroupChanged, Held, LinkEvent, Message, Refused, Shown
+from tits.client.model import (
+    Event,
+    GroupChanged,
+    Held,
+    LinkEvent,
+    Message,
+    Receipt,
+    Refused,
+    Shown,
+    Skipped,
+    Unsent,
+)
 from tits.client.store import LocalStore
 from tits.errors import BrokerError, ConfigError
 from tits.log import configure
@@ -69,6 +80,9 @@ def send(
         Path | None, typer.Option("--file", help="Send a file (signed, not encrypted; ≤ 1 MiB).")
     ] = None,
     sticker: Annotated[str | None, typer.Option("--sticker", help="Send a sticker by id.")] = None,
+    reply_to: Annotated[
+        str | None, typer.Option("--reply-to", help="Answer this message (its id).", metavar="ID")
+    ] = None,
     broker: BrokerOpt = None,
     keyserver: KeyserverOpt = None,
     timeout: Annotated[
@@ -77,6 +91,7 @@ def send(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a text (or a file, a sticker); exits 0 once a broker has stored it."""
+    answering = _msg_id(reply_to) if reply_to else None
     configure("warning")
     state = State.of(ctx)
     text = _text_arg(text)
@@ -95,7 +110,7 @@ def send(
         target = _target(m, who)
         items = []
         if text:
-            items.append(m.enqueue(target, text.encode(), "text", "text/plain"))
+            items.append(m.enqueue(target, text.encode(), "text", "text/plain", answering))
         for data, mime in media:
             if len(data) > wire.MAX_BODY - 4096:
                 raise ConfigError(t("檔案太大（最多約 1 MiB）", "the file is too big (max ~1 MiB)"))
@@ -137,6 +152,40 @@ def send(
                 )
 
 
+def _msg_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise ConfigError(
+            t(
+                "訊息 ID 是 32 位十六進位數字",
+                "a message id is 32 hex digits (recv --json shows it)",
+            )
+        )
+    return raw
+
+
+def unsend(
+    ctx: typer.Context,
+    msg_id: Annotated[str, typer.Argument(help="The id of your message (32 hex digits).")],
+    broker: BrokerOpt = None,
+    keyserver: KeyserverOpt = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Give up after this many seconds.")
+    ] = 30.0,
+) -> None:
+    """Take back (收回) a message you sent, within 24 hours: it disappears from every member's
+    device, replaced by a notice."""
+    configure("warning")
+    state = State.of(ctx)
+    raw = _msg_id(msg_id)
+    with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
+        m.unsend(raw, timeout)
+        console.print(Text.assemble(("✓ ", "green"), t("已收回訊息", "message taken back")))
+
+
 def _who(m: Messenger, target: str) -> str:
     if target.startswith("#"):
         state = m.client.groups.state(bytes.fromhex(target[1:]))
@@ -166,7 +215,21 @@ def _sniff(data: bytes, name: str) -> str:
 
 
 def _report_links(m: Messenger) -> None:
+    m.take_events()
     for ev in m.events:
+        if isinstance(ev, Skipped):
+            names = ", ".join(safe(_name(m, fp)) for fp in ev.members)
+            err_console.print(
+                Text.assemble(
+                    ("! ", "yellow"),
+                    t(
+                        f"沒有傳給 {names}：尚未確認，或金鑰在確認後變更了（請再核對指紋，"
+                        "然後執行 tits contact confirm）",
+                        f"not sent to {names}: not confirmed, or their key changed since "
+                        "(compare fingerprints again, then `tits contact confirm`)",
+                    ),
+                )
+            )
         if isinstance(ev, LinkEvent) and ev.state == "unreachable":
             err_console.print(
                 Text.assemble(
@@ -201,7 +264,22 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
     else:
         line.append(f" ? {t('未驗證', 'not verified')}", style="bold yellow")
     line.append(": ")
+    if msg.unsent:
+        who = t("你", "you") if msg.outgoing else safe(_name(m, msg.sender))
+        line.append(t(f"{who} 已收回訊息", f"{who} took this message back"), style="dim italic")
+        return line
+    if msg.reply_to is not None:
+        quoted = m.store.message(msg.reply_to)
+        quote = safe((quoted.text or "")[:30]) if quoted and not quoted.unsent else "…"
+        line.append(f"↩ {quote} | ", style="dim")
     line.append(safe(msg.text) if msg.text is not None else f"[{msg.mime}] {msg.file or ''}")
+    if msg.outgoing and msg.read_by:
+        seen = (
+            t("已讀", "read")
+            if msg.group is None
+            else t(f"已讀 {msg.read_by}", f"read by {msg.read_by}")
+        )
+        line.append(f"  {seen}", style="dim green")
     return line
 
 
@@ -265,6 +343,42 @@ def recv(
                     line = render_event(m, ev)
                     if line is not None:
                         console.print(line)
+            elif isinstance(ev, Receipt):
+                if as_json:
+                    emit_json(
+                        {
+                            "kind": "receipt",
+                            "conversation": ev.conv.hex(),
+                            "from": ev.reader,
+                            "ids": [i.hex() for i in ev.ids],
+                        }
+                    )
+                else:
+                    console.print(
+                        Text.assemble(
+                            ("✓✓ ", "green"),
+                            safe(_name(m, ev.reader)),
+                            " ",
+                            t(f"已讀 {len(ev.ids)} 則", f"read {len(ev.ids)}"),
+                        )
+                    )
+            elif isinstance(ev, Unsent):
+                if as_json:
+                    emit_json(
+                        {
+                            "kind": "unsend",
+                            "id": ev.id.hex(),
+                            "from": ev.by,
+                            "conversation": ev.conv.hex(),
+                        }
+                    )
+                else:
+                    who = safe(_name(m, ev.by))
+                    console.print(
+                        Text(
+                            t(f"{who} 已收回訊息", f"{who} took a message back"), style="dim italic"
+                        )
+                    )
             elif isinstance(ev, Refused):
                 if as_json:
                     emit_json(
@@ -297,7 +411,13 @@ def recv(
             m.receive(show, follow=follow, timeout=timeout, on_event=on_event)
         except KeyboardInterrupt:
             pass
-        m.store.mark_read(shown_ids)
+        shown_msgs = [x for x in (m.store.message(i) for i in shown_ids) if x is not None]
+        try:
+            m.read(shown_msgs)  # 已讀: one receipt per chat, unless receipts are off
+        except BrokerError as exc:
+            err_console.print(
+                f"[dim]{t('已讀回條未送出', 'read receipts not sent')}: {safe(exc.message)}[/]"
+            )
         held = [e for e in m.events if isinstance(e, Held)]
         if held and not as_json:
             n = len(held)
@@ -378,9 +498,24 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     loop.add_reader(sys.stdin.fileno(), lambda: lines.put_nowait(sys.stdin.readline() or None))
     others: dict[bytes, int] = {}
+    reads: list[asyncio.Future[list[bytes]]] = []
+    closed_at = 0.0
+
+    def busy() -> bool:
+        """After Ctrl-D: what was typed is stored, what waited has come, receipts have gone
+        (at most 20 s more)."""
+        if time.monotonic() - closed_at > 20:
+            return False
+        welcome = c.welcome
+        return bool(
+            c.outbox.waiting(set(c.outbox._items))
+            or any(not r.done() for r in reads)
+            or (welcome is not None and c.received < welcome.pending)
+        )
+
     try:
         stdin_open = True
-        while stdin_open or c.outbox.waiting(set(c.outbox._items)):
+        while stdin_open or busy():
             get_line = asyncio.ensure_future(lines.get()) if stdin_open else None
             get_event = asyncio.ensure_future(c._events.get())
             waiting = {f for f in (get_line, get_event) if f is not None}
@@ -390,11 +525,14 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
             for f in pending:
                 f.cancel()
             if get_event in done:
-                _chat_event(m, get_event.result(), conv, others)
+                read = _chat_event(m, get_event.result(), conv, others)
+                if read is not None:
+                    reads.append(read)
             if get_line is not None and get_line in done:
                 line = get_line.result()
                 if line is None or line.strip() in ("/quit", "/exit", "/q"):
                     stdin_open = False
+                    closed_at = time.monotonic()
                     loop.remove_reader(sys.stdin.fileno())
                     continue
                 text = line.rstrip("\n")
@@ -410,7 +548,7 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
                         )
                     )
                     del item
-            if not stdin_open and not c.outbox.waiting(set(c.outbox._items)):
+            if not stdin_open and not busy():
                 break
     finally:
         try:
@@ -419,12 +557,15 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
             pass
 
 
-def _chat_event(m: Messenger, ev: Event, conv: bytes, others: dict[bytes, int]) -> None:
+def _chat_event(
+    m: Messenger, ev: Event, conv: bytes, others: dict[bytes, int]
+) -> asyncio.Future[list[bytes]] | None:
+    """Show what belongs to this chat; count what does not. Returns the receipt being sent."""
     if isinstance(ev, Shown):
         msg = ev.message
         if msg.conv == conv:
             console.print(render(m, msg, label=False))
-            m.store.mark_read([msg.id])
+            return asyncio.ensure_future(m.client.read([msg]))  # 已讀, off this loop's way
         else:
             others[msg.conv] = others.get(msg.conv, 0) + 1
             gstate = m.client.groups.state(msg.group) if msg.group else None
@@ -456,3 +597,4 @@ def _chat_event(m: Messenger, ev: Event, conv: bytes, others: dict[bytes, int]) 
                 f" ({safe(ev.detail)})",
             )
         )
+    return None

@@ -84,11 +84,14 @@ def _change(
     as_json: bool,
     timeout: float,
     share_history: bool = False,
+    name: str = "",
 ) -> None:
     with _messenger(ctx, broker, keyserver) as m:
         gid = m.client.groups.find(group)
         targets = _people(m, who)
-        ev = m.group_change(gid, op, targets, share_history=share_history, timeout=timeout)
+        ev = m.group_change(
+            gid, op, targets, share_history=share_history, timeout=timeout, name=name
+        )
         if ev is None:
             return
         if as_json:
@@ -142,6 +145,34 @@ def leave(
 ) -> None:
     """Leave a group; the others renew its key without you."""
     _change(ctx, group, "leave", [], broker, keyserver, as_json, timeout)
+
+
+@group_app.command("admin")
+def admin(
+    ctx: typer.Context,
+    group: GroupArg,
+    who: Annotated[list[str], typer.Argument(help="@name or fingerprint of members.")],
+    broker: BrokerOpt = None,
+    keyserver: KeyserverOpt = None,
+    timeout: Timeout = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make members admins (admins only)."""
+    _change(ctx, group, "admin", who, broker, keyserver, as_json, timeout)
+
+
+@group_app.command("rename")
+def rename(
+    ctx: typer.Context,
+    group: GroupArg,
+    name: Annotated[str, typer.Argument(help="The new name (1–64 characters).")],
+    broker: BrokerOpt = None,
+    keyserver: KeyserverOpt = None,
+    timeout: Timeout = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rename a group (any member in a normal group, admins in a secure one)."""
+    _change(ctx, group, "rename", [], broker, keyserver, as_json, timeout, name=name)
 
 
 @group_app.command("list")

@@ -7,9 +7,10 @@ import socket
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from .context import State
-from .output import console, emit_json, t
+from .output import console, emit_json, safe, t
 
 
 def init(
@@ -73,7 +74,8 @@ def whoami(
             }
         )
         return
-    console.print(f"[bold]{cfg.get('name', '')}[/] <{cfg.get('email', '')}>")
+    name, email = (escape(safe(str(cfg.get(k, "")))) for k in ("name", "email"))
+    console.print(f"[bold]{name}[/] <{email}>")
     console.print(f"  {t('指紋', 'fingerprint')}: {home.fingerprint}")
     console.print(f"  {t('裝置', 'device')}: {cert.name} ({cert.device})")
     for key, label in (

@@ -21,7 +21,7 @@ from tits.identity import normalise_fingerprint
 from tits.keyclient import KeyClient
 
 from .context import State
-from .output import console, emit_json, err_console, t
+from .output import console, emit_json, err_console, safe, t
 
 key_app = typer.Typer(help="Publish your key, fetch others' keys (ω IM key server).")
 contact_app = typer.Typer(help="Your contacts: petnames for fingerprints.")
@@ -80,7 +80,7 @@ def publish(ctx: typer.Context, keyserver: KeyserverOpt = None, as_json: JsonOpt
 def _candidate_line(c: dict[str, Any]) -> str:
     uids = ", ".join(c.get("uids") or []) or "?"
     flags = " [revoked]" if c.get("revoked") else ""
-    return f"{c['fingerprint']}  {uids}{flags}"
+    return safe(f"{c['fingerprint']}  {uids}{flags}")
 
 
 def _choose(kc: KeyClient, who: str, as_json: bool) -> str:
@@ -174,14 +174,14 @@ def fetch(
         )  # fmt: skip
         return
     console.print(
-        f"[bold green]✓[/] {t('已匯入', 'imported')} [bold]{escape(key_name)}[/] "
-        f"<{escape(email)}>  {fp}",
+        f"[bold green]✓[/] {t('已匯入', 'imported')} [bold]{escape(safe(key_name))}[/] "
+        f"<{escape(safe(email))}>  {fp}",
         soft_wrap=True,
     )
     if petname:
         console.print(f"  {t('聯絡人', 'contact')}: @{petname}")
     if note:
-        console.print(f"[bold yellow]![/] {escape(note)}", soft_wrap=True)
+        console.print(f"[bold yellow]![/] {escape(safe(note))}", soft_wrap=True)
 
 
 @contact_app.command("add")
@@ -216,10 +216,15 @@ def contact_remove(
 @contact_app.command("list")
 def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List your contacts."""
+    from tits.client.store import LocalStore
+
     home = State.of(ctx).home
     rows: list[dict[str, Any]] = []
+    store = LocalStore(home.path) if home.initialised else None
     for pet, fp in Contacts(home.path).list():
         info = home.identity.key_info(fp) if (home.path / "gnupg").exists() else None
+        seen = store.confirmation(fp) if store is not None else None
+        changed = seen is not None and info is not None and seen != home.identity.subkeys(fp)
         rows.append(
             {
                 "name": pet,
@@ -227,8 +232,12 @@ def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 "uid_name": info.name if info else None,
                 "email": info.email if info else None,
                 "have_key": info is not None,
+                "confirmed": seen is not None and not changed,
+                "key_changed": changed,
             }
         )
+    if store is not None:
+        store.close()
     if as_json:
         emit_json({"contacts": rows})
         return
@@ -245,7 +254,11 @@ def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             if r["have_key"]
             else t("（未匯入）", "(not imported)")
         )
-        table.add_row(Text("@" + r["name"]), r["fingerprint"], Text(uid))
+        if r["key_changed"]:
+            uid += t("  ⚠ 金鑰已變更", "  ⚠ key changed")
+        elif r["confirmed"]:
+            uid += t("  ✓ 已確認", "  ✓ confirmed")
+        table.add_row(Text("@" + r["name"]), r["fingerprint"], Text(safe(uid)))
     console.print(table)
 
 

@@ -53,6 +53,7 @@ app.add_typer(cloud_cmds.cloud_app, name="cloud")
 app.add_typer(group_cmds.group_app, name="group")
 app.command()(chat_cmds.chat)
 app.command()(chat_cmds.outbox)
+app.command()(chat_cmds.unsend)
 app.command("app")(app_cmd)
 
 

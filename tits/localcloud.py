@@ -143,9 +143,12 @@ class LocalCloud:
 
     def start_keyd(self) -> str:
         d = self.data / "keyd"
+        # every user of a loopback cloud comes from one address: per-address budgets would
+        # make them share one, so a local cloud lifts them (a public keyd keeps its own)
         proc = self._spawn(
             [*_exe("tits-keyd", "tits.keyd.main"), "--data", str(d), "--host", self.host,
-             "--port", self._port(0)], d,
+             "--port", self._port(0), "--upload-rate", "1000", "--upload-burst", "100000",
+             "--search-rate", "1000", "--search-burst", "100000"], d,
         )  # fmt: skip
         self.keyserver = _wait_ready(d / "ready.json", proc, "tits-keyd")["url"]
         return self.keyserver

@@ -12,7 +12,8 @@ whose `v` is not `PROTOCOL` is refused with a `VersionError`, whatever else it h
 Channels and who sends what:
 
 - client → broker (`CLIENT_DECODER`): Hello, Login, Send, Received, Ping, Bye
-- broker → client (`SERVER_DECODER`): Challenge, Welcome, Accepted, Deliver, Error, Pong
+- broker → client (`SERVER_DECODER`): Challenge, Welcome, Accepted, Deliver, Deliveries (to a
+  client that asked for them), Error, Pong
 - broker ↔ broker (`PEER_DECODER`): PeerHello, PeerBye, Heartbeat, HeartbeatAck, Forward,
   ForwardAck, PeerBatch (of forwards and acks), SnapshotRequest, Snapshot, Error
 - gossip PUB/SUB (`GOSSIP_DECODER`): SignedAdvert, PresenceUpdate
@@ -136,6 +137,7 @@ class Login(_Msg, tag="login"):
     fingerprint: Fingerprint
     pubkey: Annotated[bytes, Meta(max_length=32 << 10)] = b""
     listed: bool = True  # False: status pages show this user's fingerprint but not the name
+    batch: bool = False  # this client takes `Deliveries` (many deliveries in one message)
 
 
 class Send(_Msg, tag="send"):
@@ -215,6 +217,19 @@ class Deliver(_Msg, tag="deliver", kw_only=True):
     # the sender's device it came from. The sender's other devices are sent it too (with
     # `sender` and `to` as they were): a `Deliver` whose sender is you is your own message.
     device: DeviceId | None = None
+
+
+BATCH_DELIVERIES = 64  # deliveries in one `Deliveries` at most
+BATCH_ENVELOPES = 12 << 10  # ... and bytes of their envelopes (the frame is an envelope)
+
+
+class Deliveries(_Msg, tag="deliveries"):
+    """Many deliveries to one device in one message, for a client whose `Login` said `batch`:
+    frames ``[Deliveries, body 1, ..., body n]``, `items[i]` the envelope of body i+1. A group
+    message fans out to many devices, and a frame per delivery cost the broker two sends and
+    two CURVE boxes each."""
+
+    items: Annotated[list[Deliver], Meta(max_length=BATCH_DELIVERIES)]
 
 
 class Error(_Msg, tag="error"):
@@ -368,7 +383,7 @@ class Snapshot(_Msg, tag="snapshot"):
 
 
 ClientMsg = Union[Hello, Login, Send, Received, Ping, Bye]
-ServerMsg = Union[Challenge, Welcome, Accepted, Deliver, Error, Pong]
+ServerMsg = Union[Challenge, Welcome, Accepted, Deliver, Deliveries, Error, Pong]
 PeerMsg = Union[
     PeerHello,
     PeerBye,

@@ -134,6 +134,12 @@ def test_invite_and_leave_from_the_input_line(broker: BrokerProc, people: People
                 await pilot.press("enter")
                 mine = await until(pilot, lambda: [b for b in screen.shown.values() if b.mine])
                 await until(pilot, lambda: mine[0].state == SENT, what="Stored")
+                # Bob reads it before Alice leaves: a text processed after the leave is
+                # refused ("not a member"), even one sent while she was a member
+                await asyncio.to_thread(
+                    bob.receive, got.append, timeout=60, on_event=events.append,
+                    until=lambda: bool(got),
+                )  # fmt: skip
                 line.value = "/leave"
                 await pilot.press("enter")
                 await until(pilot, lambda: "已退出群組" in [n.message for n in app._notifications])
@@ -144,16 +150,14 @@ def test_invite_and_leave_from_the_input_line(broker: BrokerProc, people: People
                     assert time.monotonic() < deadline, "the outbox never emptied"
                     await pilot.pause(0.1)
 
-        asyncio.run(go())
         got: list[Message] = []
         events: list[Event] = []
+        asyncio.run(go())
 
         def left() -> bool:
             return any(isinstance(e, GroupChanged) and e.event == "leave" for e in events)
 
-        bob.receive(
-            got.append, timeout=60, on_event=events.append, until=lambda: bool(got) and left()
-        )
+        bob.receive(got.append, timeout=60, on_event=events.append, until=left)
         changes = [(e.event, e.actor) for e in events if isinstance(e, GroupChanged)]
         assert ("invite", people.alice.fingerprint) in changes
         assert ("leave", people.alice.fingerprint) in changes

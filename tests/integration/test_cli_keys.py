@@ -105,6 +105,8 @@ def test_fetch_by_email_imports_and_adds_contact(keyd: KeydProcess, people: Peop
         "uid_name": "Alice",
         "email": "alice@example.org",
         "have_key": True,
+        "confirmed": False,
+        "key_changed": False,
     }
     r = run(bob, "contact", "list")
     assert "@alice" in r.stdout and people.fps["alice"] in r.stdout

@@ -92,7 +92,10 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
     assert "are you there?" in r.stdout and "yes — 我在這裡" in r.stdout
     assert "收到，謝謝！" in r.stdout  # history
     r = tits(homes["alice"], "recv", "--json")
-    assert [json.loads(line)["text"] for line in r.stdout.splitlines()] == ["yes — 我在這裡"]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [g["text"] for g in lines if g["kind"] == "text"] == ["yes — 我在這裡"]
+    # and Bob's 已讀 for what he read came with it: one receipt, naming her texts
+    assert [g["from"] for g in lines if g["kind"] == "receipt"] == [fps["bob"]]
 
     # media: signed, not encrypted, kept content-addressed on the receiving side
     picture = root / "cat.png"
@@ -100,7 +103,7 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
     r = tits(homes["alice"], "send", "@bob", "look", "--file", str(picture), "--json")
     assert len(json.loads(r.stdout)["ids"]) == 2
     r = tits(homes["bob"], "recv", "--json")
-    got = [json.loads(line) for line in r.stdout.splitlines()]
+    got = [g for g in map(json.loads, r.stdout.splitlines()) if g["kind"] != "receipt"]
     assert [(g["kind"], g["verified"]) for g in got] == [("text", True), ("media", True)]
     assert got[1]["mime"] == "image/png"
     kept = Path(got[1]["file"])
@@ -119,4 +122,5 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
     tits(homes["alice"], "recv", "--timeout", "3")
     assert tits(homes["alice"], "outbox", "--json").stdout == ""
     r = tits(homes["bob"], "recv", "--json")
-    assert [json.loads(line)["text"] for line in r.stdout.splitlines()] == ["x"]
+    texts = [g["text"] for g in map(json.loads, r.stdout.splitlines()) if g["kind"] == "text"]
+    assert texts == ["x"]

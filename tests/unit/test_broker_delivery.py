@@ -259,3 +259,47 @@ def test_a_second_copy_of_a_message_never_lets_the_cursor_pass_unacknowledged_ro
     assert dev.cursor == first
     world.delivery.acked(dev, [(2).to_bytes(16, "big"), (3).to_bytes(16, "big")])
     assert dev.cursor == seq
+
+
+class BatchNet(Net):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[bytes]] = []
+
+    def send_many(self, dev: Device, envs: list[bytes], bodies: list[bytes]) -> SendResult:
+        if self.result is SendResult.OK:
+            self.batches.append(bodies)
+        return self.result
+
+
+def test_a_batching_device_gets_one_message_a_pass_and_a_full_queue_takes_them_back(
+    tmp_path: Path,
+) -> None:
+    net = BatchNet()
+    store = Store(tmp_path / "b.db")
+    writer = Writer(tmp_path / "b.db", "normal", lambda: None)
+    delivery = Delivery(store, net.send, send_many=net.send_many)
+    dev = Device(BOB, "d1", b"r", batch=True)
+    delivery.attach(dev)
+    rows = [(store.allocate(), BOB, n.to_bytes(16, "big"), ALICE, b"e", b"b%d" % n, 0, "")
+            for n in range(100)]  # fmt: skip
+    writer.submit(Job(rows=rows))
+    assert writer.done.get(timeout=10).error is None
+    delivery.stored_many([(u, s, i, e, b, k) for s, u, i, _, e, b, _, k in rows])
+    assert [len(b) for b in net.batches] == [64, 36] and net.sent == []
+    assert dev.cursor == 0 and len(dev.inflight) == 100
+    delivery.acked(dev, [r[2] for r in rows])
+    assert dev.cursor == 100
+    # a full queue: nothing is counted as sent, the cursor stays, the store refills it later
+    more = [(store.allocate(), BOB, n.to_bytes(16, "big"), ALICE, b"e", b"m", 0, "")
+            for n in range(100, 110)]  # fmt: skip
+    writer.submit(Job(rows=more))
+    assert writer.done.get(timeout=10).error is None
+    net.result = SendResult.FULL
+    delivery.stored_many([(u, s, i, e, b, k) for s, u, i, _, e, b, _, k in more])
+    assert dev.inflight == {} and dev.sent_upto == 100 and dev in delivery.behind
+    net.result = SendResult.OK
+    delivery.pump(now=10**9)
+    assert [len(b) for b in net.batches[2:]] == [10] and dev.sent_upto == 110
+    writer.close()
+    store.close()

@@ -139,3 +139,21 @@ os._exit(0)  # as kill -9: nothing closed, nothing checkpointed
     assert wal.stat().st_size == 0
     assert store.count_after("U", 0) == 500
     store.close()
+
+
+def test_seqs_never_go_back_after_pruning_took_the_newest_rows(tmp_path: Path) -> None:
+    """A restart after everything was pruned must not hand out seqs a cursor has passed
+    (the device would never be sent them). main took max(seq) of what was left."""
+    path = tmp_path / "m.db"
+    store = Store(path)
+    writer = Writer(path, "normal", lambda: None)
+    old = int(time.time()) - 1000
+    writer.submit(Job(rows=rows(store, "U" * 40, 5, ts=old), devices=[("U" * 40, "d1")]))
+    writer.submit(Job(cursors=[(5, "U" * 40, "d1")]))
+    writer.submit(Job(prune=(time.time(), 10.0, 100_000.0)))
+    assert [writer.done.get(timeout=10).pruned for _ in range(3)][-1] == 5
+    writer.close()
+    store.close()
+    again = Store(path)
+    assert again.next_seq == 6 and again.stats()["bodies"] == 0
+    again.close()

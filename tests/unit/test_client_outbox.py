@@ -27,11 +27,13 @@ def store(tmp_path: Path) -> Iterator[LocalStore]:
     s.close()
 
 
-def frames(n: int) -> list[tuple[bytes, bytes]]:
-    """n (envelope, body) pairs, each with its own message id."""
+def frames(n: int, first: bytes | None = None) -> list[tuple[bytes, bytes]]:
+    """n (envelope, body) pairs, each with its own message id (the last one `first`: the
+    text, after the key or log messages, carries the item's id)."""
     out = []
     for i in range(n):
-        send = wire.Send(id=wire.new_msg_id(), sender=ME, to=[BOB, CAROL], group=GROUP)
+        msg_id = first if first is not None and i == n - 1 else wire.new_msg_id()
+        send = wire.Send(id=msg_id, sender=ME, to=[BOB, CAROL], group=GROUP)
         out.append((wire.encode(send), b"body %d" % i))
     return out
 
@@ -44,7 +46,7 @@ def add_prepared(box: Outbox, store: LocalStore, n: int, text: str = "早安") -
     item_id = box.add("#" + GROUP.hex(), "text", text.encode(), "text/plain")
     item = store.outbox_item(item_id)
     assert item is not None and item.prepared is None
-    fs = frames(n)
+    fs = frames(n, first=item_id)
     msg = Message(
         id=item_id, conv=GROUP, sender=ME, to=[BOB, CAROL], group=GROUP, kind="text",
         text=text, verified=True, ts=1, outgoing=True, read=True,
@@ -83,6 +85,8 @@ def test_done_only_when_every_frame_is_acked(store: LocalStore) -> None:
     assert store.outbox_item(item_id) is None
     kept = store.message(item_id)
     assert kept is not None and kept.outgoing and kept.text == "早安" and kept.read
+    # its sealed body is kept as a received one's is, for --share-history
+    assert [(m.id, raw) for m, raw in store.raw_history(GROUP)] == [(item_id, fs[-1][1])]
     assert box.acked([c]) == []  # a late duplicate ack
     assert box.due(1000.0) == []
 

@@ -166,3 +166,20 @@ def test_only_the_clients_mistakes_count_as_garbage(people: People, server: Serv
     server.identity.gpg.delete_keys(server.fingerprint, secret=True, expect_passphrase=False)
     with pytest.raises(BrokerFault):
         verifier.verify(msg, nonce, CURVE)
+
+
+def test_the_login_homes_of_dead_brokers_are_swept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tits.broker.login import sweep_login_homes
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    gone, alive, fresh = (tmp_path / f"titsd-login-{n}" for n in ("gone", "alive", "fresh"))
+    for home in (gone, alive, fresh):
+        home.mkdir()
+    (gone / "broker.pid").write_text(dead.stdout.strip())
+    (alive / "broker.pid").write_text(str(os.getpid()))
+    assert sweep_login_homes(tmp_path) == [gone]
+    assert not gone.exists() and alive.exists() and fresh.exists()

@@ -37,6 +37,7 @@ SAMPLES = {
         ),
         wire.Accepted(id=MID),
         wire.Deliver(id=MID, sender=FP_A, to=[FP_B], group=None, ts=7),
+        wire.Deliveries(items=[wire.Deliver(id=MID, sender=FP_A, to=[FP_B], ts=7, device=None)]),
         wire.Error(code="bad-frame", message="無法解碼", ref=MID),
         wire.Pong(t=1),
     ],

@@ -130,9 +130,27 @@ class Messenger:
     # -- sending -------------------------------------------------------------------------------
 
     def enqueue(
-        self, target: str, payload: bytes, kind: str = "text", mime: str = "text/plain"
+        self,
+        target: str,
+        payload: bytes,
+        kind: str = "text",
+        mime: str = "text/plain",
+        reply_to: bytes | None = None,
     ) -> bytes:
-        return self._run(self.client.work(self.client.outbox.add, target, kind, payload, mime))
+        return self._run(
+            self.client.work(self.client.outbox.add, target, kind, payload, mime, reply_to)
+        )
+
+    def read(self, messages: list[Message], timeout: float = 15.0) -> None:
+        """Mark read and send the receipts (已讀), waiting until a broker stored them."""
+        items = self._run(self.client.read(messages))
+        if items:
+            self.flush_and_wait(items, timeout)
+
+    def unsend(self, msg_id: bytes, timeout: float = 30.0) -> None:
+        self.connect(timeout)
+        item = self._run(self.client.unsend(msg_id))
+        self.flush_and_wait([item], timeout)
 
     def send_text(
         self, to: list[str] | str, text: str, group: bytes | None = None, timeout: float = 30.0
@@ -196,11 +214,13 @@ class Messenger:
         targets: list[str],
         share_history: bool = False,
         timeout: float = 60.0,
+        name: str = "",
     ) -> GroupChanged | None:
         self.connect(timeout)
         before = {i.id for i in self.store.outbox("pending")}
         ev = self._run(
-            self.client.group_change(group, op, targets, share_history=share_history), timeout
+            self.client.group_change(group, op, targets, share_history=share_history, name=name),
+            timeout,
         )
         items = [i.id for i in self._run(self.client.work(self.store.outbox, "pending"))]
         self.flush_and_wait([i for i in items if i not in before], timeout)
@@ -302,6 +322,19 @@ class Messenger:
                 on_event(ev)
             if isinstance(ev, Shown):
                 on_message(ev.message)
+
+    def take_events(self) -> list[Event]:
+        """Events that came while nobody was receiving (link changes, stored, refusals)."""
+
+        async def drain() -> list[Event]:
+            out = []
+            while (ev := self.client.next_event_nowait()) is not None:
+                out.append(ev)
+            return out
+
+        got = self._run(drain())
+        self._absorb(got)
+        return got
 
     def failures(self) -> list[SendFailed]:
         return [e for e in self.events if isinstance(e, SendFailed)]

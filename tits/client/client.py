@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import msgspec
 import structlog
 import zmq
 import zmq.asyncio
@@ -39,7 +40,19 @@ from .devices import DeviceChecker
 from .groups import Groups, require_key
 from .inbox import Batch, Inbox
 from .keyring import Keyring
-from .model import Event, GroupChanged, LinkEvent, Refused, SendFailed, Stored
+from .model import (
+    RECEIPT_MIME,
+    UNSEND_MIME,
+    UNSEND_WINDOW_S,
+    Event,
+    GroupChanged,
+    LinkEvent,
+    Message,
+    Refused,
+    SendFailed,
+    Skipped,
+    Stored,
+)
 from .opener import NotYet
 from .outbox import Outbox
 from .store import LocalStore, OutboxItem
@@ -331,13 +344,58 @@ class Client:
         return Contacts(self.home.path).resolve(who)
 
     async def send(
-        self, target: str, payload: bytes, *, kind: str = "text", mime: str = "text/plain"
+        self,
+        target: str,
+        payload: bytes,
+        *,
+        kind: str = "text",
+        mime: str = "text/plain",
+        reply_to: bytes | None = None,
     ) -> bytes:
         """Put a message in the durable outbox, then prepare and send it if a broker is up.
         Returns the outbox item id (= the message id)."""
-        item_id = await self.work(self.outbox.add, target, kind, payload, mime)
+        item_id = await self.work(self.outbox.add, target, kind, payload, mime, reply_to)
         await self.flush()
         return item_id
+
+    def target_of(self, msg: Message) -> str:
+        """Where an answer to `msg` goes: its group, or the other side of the chat."""
+        if msg.group is not None:
+            return "#" + msg.group.hex()
+        return msg.to[0] if msg.sender == self.me else msg.sender
+
+    async def read(self, messages: list[Message]) -> list[bytes]:
+        """Mark messages read here and tell their senders (已讀): one receipt message per
+        conversation however many messages, none when the user turned receipts off."""
+        theirs = [m for m in messages if not m.outgoing and not m.unsent]
+        await self.work(self.store.mark_read, [m.id for m in messages])
+        if not theirs or not self.home.config.get("receipts", True):
+            return []
+        by_target: dict[str, list[bytes]] = {}
+        for m in theirs:
+            by_target.setdefault(self.target_of(m), []).append(m.id)
+        items = []
+        for target, ids in by_target.items():
+            for i in range(0, len(ids), 512):
+                payload = msgspec.msgpack.encode(ids[i : i + 512])
+                items.append(
+                    await self.work(self.outbox.add, target, "receipt", payload, RECEIPT_MIME)
+                )
+        await self.flush()
+        return items
+
+    async def unsend(self, msg_id: bytes) -> bytes:
+        """Take back one of our messages (收回) within the window: gone here at once, and from
+        every member's device when the signed request reaches it."""
+        msg = await self.work(self.store.message, msg_id)
+        if msg is None or not msg.outgoing:
+            raise ConfigError("no message of yours with that id here")
+        if time.time() * 1000 - msg.ts > UNSEND_WINDOW_S * 1000:
+            raise ConfigError("too late: a message can be taken back for 24 hours")
+        item = await self.work(self.outbox.add, self.target_of(msg), "unsend", msg_id, UNSEND_MIME)
+        await self.work(self.store.unsend, msg_id)
+        await self.flush()
+        return item
 
     async def flush(self) -> list[SendFailed]:
         """Prepare what waits in the outbox (keys, sealing: on the worker) and send it."""
@@ -352,6 +410,8 @@ class Client:
                 await self._events.put(ev)
                 continue
             await self.work(self.outbox.prepared, item, prepared)
+            if prepared.skipped:
+                await self._events.put(Skipped(id=item.id, members=prepared.skipped))
         if self.link is not None and self.link.state is L.State.READY:
             for env, body in self.outbox.due(time.monotonic()):
                 await self._send_frames([env, body])
@@ -399,11 +459,17 @@ class Client:
         return await self.work(self.groups.create, name, secure)
 
     async def group_change(
-        self, group: bytes, op: str, targets: list[str], *, share_history: bool = False
+        self,
+        group: bytes,
+        op: str,
+        targets: list[str],
+        *,
+        share_history: bool = False,
+        name: str = "",
     ) -> GroupChanged | None:
         change = await self.work(
             self.groups.change, group, op, targets,  # type: ignore[arg-type]
-            share_history=share_history, confirmed=self.sendable,
+            share_history=share_history, confirmed=self.sendable, name=name,
         )  # fmt: skip
         if change.frames:
             await self.queue_frames("#" + group.hex(), change.frames)

@@ -81,10 +81,15 @@ class Composer:
         others = sorted(set(state.members) - {self.me})
         if not others:
             raise ConfigError("nobody else is in this group yet: invite someone first")
+        skipped: list[str] = []
         if state.secure:
-            others = [fp for fp in others if self.sendable(fp)]
+            skipped = [fp for fp in others if not self.sendable(fp)]
+            others = [fp for fp in others if fp not in skipped]
             if not others:
-                raise ConfigError("no confirmed member to send to: confirm them first")
+                raise ConfigError(
+                    "no member of this secure group is confirmed with an unchanged key: "
+                    "compare fingerprints, then `tits contact confirm`"
+                )
         key = self.keyring.for_sending(group, list(state.members), time.time())
         frames: list[tuple[bytes, bytes]] = []
         if key is None:  # after a leave, a fork or a rotation: a key for the members now
@@ -95,7 +100,8 @@ class Composer:
         frames += self._bodies(item, key, others, group)
         if key.secure:
             self.keyring.sent_with(key)
-        return Prepared(frames=frames, message=self._message(item, group, others, group))
+        message = self._message(item, group, others, group)
+        return Prepared(frames=frames, message=message, skipped=skipped)
 
     def _bodies(
         self, item: OutboxItem, key: SessionKey, to: list[str], group: bytes | None
@@ -105,8 +111,11 @@ class Composer:
             # the first part carries the item's id: the message the user sees
             msg_id = item.id if i == 0 else wire.new_msg_id()
             env = Envelope(msg_id, self.me, part, group)
-            if item.kind == "text":
-                body = seal(key, self.device, env, item.payload, serial=self._next_serial())
+            if item.kind != "media":  # texts, and receipts and unsends (sealed like texts)
+                body = seal(
+                    key, self.device, env, item.payload, serial=self._next_serial(),
+                    mime=item.mime, reply_to=item.reply_to,
+                )  # fmt: skip
             else:
                 body = sign_media(
                     self.device, env, item.payload, item.mime, serial=self._next_serial()
@@ -117,10 +126,13 @@ class Composer:
 
     def _message(
         self, item: OutboxItem, conv: bytes, to: list[str], group: bytes | None
-    ) -> Message:
+    ) -> Message | None:
+        if item.kind not in ("text", "media"):
+            return None  # a receipt or an unsend: nothing to show
         text = item.payload.decode("utf-8", "replace") if item.kind == "text" else None
         return Message(
             id=item.id, conv=conv, sender=self.me, to=to, group=group,
             kind="text" if item.kind == "text" else "media", text=text, verified=True,
             ts=int(item.created * 1000), outgoing=True, mime=item.mime, read=True,
+            reply_to=item.reply_to,
         )  # fmt: skip

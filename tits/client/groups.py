@@ -13,7 +13,7 @@ Everything here may run gpg or the key server: the client calls it off the event
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -119,6 +119,25 @@ class Groups:
                 return members
         return None
 
+    @staticmethod
+    def members_on_path(log: ml.MemberLog, basis: str) -> set[str] | None:
+        """The members as the maker of an entry saw them: the applied entries from the
+        create to `basis` along their `prev` links only."""
+        by_hash = {a.hash: a for a in log.applied()}
+        chain: list[ml.Applied] = []
+        h: str | None = basis
+        while h is not None:
+            a = by_hash.get(h)
+            if a is None:
+                return None  # an entry on the way was refused: no view to match
+            chain.append(a)
+            h = a.entry.prev
+        members: set[str] = set()
+        for a in reversed(chain):
+            members.update(a.added)
+            members.difference_update(a.removed)
+        return members
+
     def _save(self, group: bytes, log: ml.MemberLog) -> None:
         state = log.state
         assert state is not None
@@ -158,6 +177,10 @@ class Groups:
         if log is None or log.state is None:
             raise ConfigError("no such group here")
         before = log.state
+        # every rule that needs no gpg first: a 500-name list is refused before 500 look-ups
+        entry = ml.make_entry(
+            before, op, self.me, group=group.hex(), targets=targets, name=name, ts=_now_ms()
+        )
         if op == "invite":
             for fp in targets:
                 if before.secure and confirmed is not None and not confirmed(fp):
@@ -165,10 +188,7 @@ class Groups:
                         f"{fp} is not confirmed: compare fingerprints, then "
                         f"`tits contact confirm {fp}` (a secure group takes confirmed people only)"
                     )
-                self.ensure_key(fp)
-        entry = ml.make_entry(
-            before, op, self.me, group=group.hex(), targets=targets, name=name, ts=_now_ms()
-        )
+            self._ensure_keys(targets)
         signed = ml.sign_entry(entry, self.identity.sign_detached)
         result = log.merge([signed], _trusted)
         if result.refused:
@@ -207,10 +227,21 @@ class Groups:
         frames = self._bundle_frames(group, log, [key], recipients)
         return Change(frames, None)
 
-    def _new_epoch(self, group: bytes, state: ml.GroupState) -> SessionKey:
-        for fp in state.members:
-            if fp != self.me:
+    def _ensure_keys(self, fps: Iterable[str]) -> None:
+        """Every one of these public keys at hand: ONE gpg listing for all of them, then the
+        key server for those missing (a `has_key` each was a gpg process per member: 151
+        of them, 1.2 s, to remove one member of 150)."""
+        wanted = sorted(set(fps) - {self.me})
+        if not wanted:
+            return
+        listed = self.identity.gpg.list_keys(keys=wanted)
+        have = {str(k.get("fingerprint", "")).upper() for k in listed}
+        for fp in wanted:
+            if fp not in have:
                 self.ensure_key(fp)
+
+    def _new_epoch(self, group: bytes, state: ml.GroupState) -> SessionKey:
+        self._ensure_keys(state.members)
         return self.keyring.make(
             group, list(state.members), secure=state.secure, basis=state.epoch_basis,
             now=time.time(),
@@ -300,6 +331,12 @@ class Groups:
             for r in result.refused
             if r.code != "duplicate"
         ]
+        # a late entry placed before ones already applied can take a right away from them:
+        # say which changes no longer hold (every member's client undoes the same ones)
+        events += [
+            Refused(id=env.id, sender=env.sender, reason=f"undone: {r.reason}", group=body.group)
+            for r in result.reverted
+        ]
         state = log.state
         if state is None:
             raise VerificationError("a group log without its create")
@@ -334,9 +371,13 @@ class Groups:
             at = self.members_at(log, key.basis)
             if at is None:
                 raise VerificationError("a key for a membership entry we do not have")
-            if set(key.members) != at:
-                raise VerificationError("a key wrapped for other members than the group had")
             current = key.basis == state.epoch_basis
+            if set(key.members) != at:
+                # after a fork the order puts the other branch's entry before this key's:
+                # its maker saw only the entries along its own `prev` links
+                if set(key.members) != self.members_on_path(log, key.basis):
+                    raise VerificationError("a key wrapped for other members than the group had")
+                current = False  # the lowest admin makes one for the group as it now is
             if self.keyring.accept(key, env.sender, time.time(), current=current) and current:
                 events.append(
                     GroupChanged(

@@ -2,8 +2,10 @@
 
 Key and group messages of a batch are handled before its texts (a text may come in the same
 batch as its key). Whatever cannot be decided yet (`NotYet`: no key, no certificate, no group)
-is *held*: not acknowledged, kept in memory and tried again when what it needs arrives or has
-been looked up; one held longer than `KEY_WAIT_S` is refused. Everything here may run gpg:
+is *held*: kept in the local store and acknowledged (so the broker's window never fills with
+it), tried again when what it needs arrives or has been looked up; one held longer than
+`KEY_WAIT_S` is refused, and one sender may have at most `HELD_PER_SENDER` held.
+Everything here may run gpg:
 the client calls `process` off the event loop, one batch at a time.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import msgspec
 
 from tits import wire
 from tits.errors import TitsError, VerificationError
@@ -22,11 +26,28 @@ from .connection import Incoming
 from .devices import DeviceChecker
 from .groups import Groups
 from .keyring import Keyring
-from .model import Event, GroupChanged, Held, Message, Refused, Shown
+from .model import (
+    CONTROL_MIMES,
+    RECEIPT_MIME,
+    UNSEND_WINDOW_S,
+    Event,
+    GroupChanged,
+    Held,
+    Message,
+    Receipt,
+    Refused,
+    Shown,
+    Unsent,
+)
 from .opener import NotYet, conversation_of, open_body
 from .store import LocalStore
 
+_IDS = msgspec.msgpack.Decoder(list[wire.MsgId])
 KEY_WAIT_S = 120.0  # how long a text may wait for its key, its group or its certificate
+# What one sender may have waiting here for a key it has not sent: beyond it, their messages
+# are refused (and acknowledged), so a sender who floods mutes themselves, not the inbox.
+HELD_PER_SENDER = 200
+HELD_BYTES_PER_SENDER = 16 << 20
 
 
 @dataclass
@@ -60,6 +81,10 @@ class Inbox:
         self.keep_media = keep_media
         self.clock = clock
         self.held: dict[bytes, Incoming] = {}
+        for env, body in store.held():
+            d = wire.SERVER_DECODER.decode(env)
+            if isinstance(d, wire.Deliver):
+                self.held[d.id] = Incoming(d, body)
         self.unfindable: set[str] = set()  # public keys no key server can give us
 
     def process(self, deliveries: list[Incoming]) -> Batch:
@@ -72,7 +97,8 @@ class Inbox:
                 continue
             ids.add(i)
             if self.store.seen(i):
-                self.held.pop(i, None)
+                if self.held.pop(i, None) is not None:
+                    self.store.unhold([i])
                 out.ack.append(i)
                 continue
             try:
@@ -94,11 +120,18 @@ class Inbox:
                 shown = self._one(env, body, out)
             except NotYet as exc:
                 if self.clock() * 1000 - env.ts < KEY_WAIT_S * 1000:
-                    self.held[env.id] = inc
                     out.needs.append(exc)
-                    if inc in deliveries:
+                    if env.id in self.held:
+                        continue
+                    n, size = self.store.held_by(env.sender)
+                    if n < HELD_PER_SENDER and size + len(inc.body) <= HELD_BYTES_PER_SENDER:
+                        self.store.hold(env.id, env.sender, wire.encode(env), inc.body)
+                        self.held[env.id] = inc
+                        out.ack.append(env.id)  # safe on our disk now
                         out.events.append(Held(id=env.id, sender=env.sender, reason=exc.message))
-                    continue
+                        continue
+                    exc = NotYet(exc.need, f"{env.sender[:16]} has {n} messages waiting for "
+                                 "a key they never sent: refused")  # fmt: skip
                 out.events.append(Refused(id=env.id, sender=env.sender, reason=exc.message))
                 shown = None
             except (TitsError, ValueError) as exc:
@@ -106,7 +139,8 @@ class Inbox:
                 out.events.append(Refused(id=env.id, sender=env.sender, reason=reason,
                                           group=env.group))  # fmt: skip
                 shown = None
-            self.held.pop(env.id, None)
+            if self.held.pop(env.id, None) is not None:
+                self.store.unhold([env.id])
             if shown is None:
                 seen_only.append(env.id)
             else:
@@ -114,8 +148,14 @@ class Inbox:
                 if env.group is not None and isinstance(body, wire.SealedBody):
                     raw[env.id] = inc.body
         messages.sort(key=lambda m: m.ts)
+        # a message taken back in the same batch that brought it is never shown
+        gone = {e.id: e.by for e in out.events if isinstance(e, Unsent)}
+        for m in messages:
+            if gone.get(m.id) == m.sender:
+                m.text, m.file, m.unsent, m.read = None, None, True, True
+                raw.pop(m.id, None)
         self.store.record(messages, seen_only, raw)
-        out.events.extend(Shown(message=m) for m in messages)
+        out.events.extend(Shown(message=m) for m in messages if not m.unsent)
         out.ack.extend(seen_only)
         out.ack.extend(m.id for m in messages if m.id in ids)
         return out
@@ -134,11 +174,57 @@ class Inbox:
             return None
         if isinstance(body, wire.HistoryBody):
             return self._history(env, body)
-        return [self._open(env, body, history=False)]
+        if self.store.tombstoned(env.id, env.sender):
+            return None  # taken back by its sender before it reached us
+        msg, payload = self._open_with_payload(env, body, history=False)
+        if msg.mime in CONTROL_MIMES:
+            self._control(msg, payload, out)
+            return None
+        return [msg]
+
+    def _control(self, msg: Message, payload: bytes, out: Batch) -> None:
+        """A receipt or an unsend: checked against what it names, then applied."""
+        if msg.mime == RECEIPT_MIME:
+            try:
+                ids = [bytes(i) for i in _IDS.decode(payload)]
+            except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+                raise VerificationError("a receipt that does not list message ids") from None
+            ours = [i for i in ids if self._in_conv(i, msg.conv)]
+            if len(ours) != len(ids):
+                raise VerificationError("a receipt for messages not in this chat")
+            if msg.sender == self.me:  # read on another of our devices
+                self.store.mark_read(ours)
+                return
+            new = self.store.add_receipts(msg.sender, ours)
+            if new:
+                out.events.append(Receipt(conv=msg.conv, reader=msg.sender, ids=new))
+            return
+        target = payload
+        if len(target) != 16:
+            raise VerificationError("an unsend that names no message")
+        original = self.store.message(target)
+        if original is None:
+            self.store.tombstone(target, msg.sender)  # it may still be on its way
+        else:
+            if original.sender != msg.sender or original.conv != msg.conv:
+                raise VerificationError("only its sender may take a message back")
+            if msg.ts - original.ts > UNSEND_WINDOW_S * 1000:
+                raise VerificationError("too late to take that message back")
+            self.store.unsend(target)
+        out.events.append(Unsent(id=target, conv=msg.conv, by=msg.sender))
+
+    def _in_conv(self, msg_id: bytes, conv: bytes) -> bool:
+        m = self.store.message(msg_id)
+        return m is not None and m.conv == conv
 
     def _open(
         self, env: wire.Deliver, body: wire.SealedBody | wire.MediaBody, *, history: bool
     ) -> Message:
+        return self._open_with_payload(env, body, history=history)[0]
+
+    def _open_with_payload(
+        self, env: wire.Deliver, body: wire.SealedBody | wire.MediaBody, *, history: bool
+    ) -> tuple[Message, bytes]:
         group = self.groups.state(env.group) if env.group is not None else None
         opened = open_body(
             env, body, me=self.me, keys=self.keyring, group=group,
@@ -146,14 +232,16 @@ class Inbox:
         )  # fmt: skip
         h = opened.header
         text_like = h.mime.startswith("text/")
-        file = None if text_like else self.keep_media(opened.payload)
-        return Message(
+        control = h.mime in CONTROL_MIMES
+        file = None if text_like or control else self.keep_media(opened.payload)
+        msg = Message(
             id=env.id, conv=opened.conv, sender=env.sender, to=list(env.to), group=env.group,
-            kind="text" if text_like else "media",
+            kind="text" if text_like or control else "media",
             text=opened.payload.decode("utf-8", "replace") if text_like else None,
             verified=opened.verified, ts=h.ts_ms, outgoing=env.sender == self.me,
-            mime=h.mime, file=file, read=env.sender == self.me,
+            mime=h.mime, file=file, read=env.sender == self.me, reply_to=h.reply_to,
         )  # fmt: skip
+        return msg, opened.payload
 
     def _history(self, env: wire.Deliver, body: wire.HistoryBody) -> list[Message]:
         """Earlier messages of a group a member passed on: each still sealed and signed by its
@@ -175,7 +263,9 @@ class Inbox:
                 if not isinstance(inner, wire.SealedBody | wire.MediaBody):
                     continue
                 msg = self._open(old, inner, history=True)
-            except NotYet:
+            except NotYet as exc:
+                if exc.need in ("cert", "pubkey"):
+                    raise  # hold the whole batch while its sender's device is looked up
                 continue  # an epoch not shared with us: that part of the past stays closed
             except (TitsError, ValueError):
                 continue

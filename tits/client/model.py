@@ -13,6 +13,13 @@ import msgspec
 
 MessageKind = Literal["text", "media"]
 
+# Receipts (已讀) and unsends (收回) are sealed, signed messages of the conversation like texts;
+# only their MIME type says what they are, so a broker cannot tell them from texts.
+RECEIPT_MIME = "application/x-tits-receipt"  # payload: msgpack list of message ids read
+UNSEND_MIME = "application/x-tits-unsend"  # payload: the id of the message taken back
+CONTROL_MIMES = frozenset({RECEIPT_MIME, UNSEND_MIME})
+UNSEND_WINDOW_S = 24 * 3600
+
 
 class Message(msgspec.Struct, kw_only=True):
     id: bytes
@@ -28,6 +35,9 @@ class Message(msgspec.Struct, kw_only=True):
     mime: str = "text/plain"
     file: str | None = None  # media: where its content is kept (HOME/media/<sha256>)
     read: bool = False
+    reply_to: bytes | None = None
+    unsent: bool = False  # taken back by its sender: only "○○ 已收回訊息" remains
+    read_by: int = 0  # how many others have read it (已讀 N): each member once
 
     def to_json(self, sender_name: str = "") -> dict[str, Any]:
         return {
@@ -44,6 +54,9 @@ class Message(msgspec.Struct, kw_only=True):
             "outgoing": self.outgoing,
             "mime": self.mime,
             "file": self.file,
+            "reply_to": self.reply_to.hex() if self.reply_to else None,
+            "unsent": self.unsent,
+            "read_by": self.read_by,
         }
 
 
@@ -53,6 +66,7 @@ class Prepared(msgspec.Struct, kw_only=True):
 
     frames: list[tuple[bytes, bytes]]  # (envelope, body): key or log messages first
     message: Message | None = None
+    skipped: list[str] = []  # secure group members not sent to (unconfirmed, or key changed)
 
 
 # -- events out of the inbox, the outbox and the link ------------------------------------------
@@ -112,6 +126,22 @@ class GroupChanged(msgspec.Struct, tag="group"):
         }
 
 
+class Receipt(msgspec.Struct, tag="receipt"):
+    """`reader` has read these messages of ours (one receipt message for many)."""
+
+    conv: bytes
+    reader: str
+    ids: list[bytes]
+
+
+class Unsent(msgspec.Struct, tag="unsent"):
+    """`by` took back message `id` (within the unsend window): it is gone from this device."""
+
+    id: bytes
+    conv: bytes
+    by: str
+
+
 class Stored(msgspec.Struct, tag="stored"):
     """A broker has durably stored what we sent (outbox item `id`)."""
 
@@ -127,6 +157,14 @@ class SendFailed(msgspec.Struct, tag="send-failed"):
     reason: str
 
 
+class Skipped(msgspec.Struct, tag="skipped"):
+    """A secure group's message did not go to these members: never confirmed, or their key
+    changed since they were (compare fingerprints again, then `tits contact confirm`)."""
+
+    id: bytes
+    members: list[str]
+
+
 class LinkEvent(msgspec.Struct, tag="link"):
     """The connection changed: `state` is "ready", "unreachable", "refused" or "closed"."""
 
@@ -135,4 +173,15 @@ class LinkEvent(msgspec.Struct, tag="link"):
     detail: str = ""
 
 
-Event = Shown | Refused | Held | GroupChanged | Stored | SendFailed | LinkEvent
+Event = (
+    Shown
+    | Refused
+    | Held
+    | GroupChanged
+    | Receipt
+    | Unsent
+    | Stored
+    | SendFailed
+    | Skipped
+    | LinkEvent
+)

@@ -108,13 +108,18 @@ def open_body(
         secure = secure or key.secure
         if secure and not history and not keys.still_open(row, env.ts):
             raise Refuse(f"session key epoch {body.epoch} has expired or was replaced")
+        # in any group: someone no longer a member may still hold an old epoch's key; what
+        # the broker took from them after that epoch's grace is refused (history is exempt:
+        # its senders may have left since)
+        if env.group is not None and group is not None and not history:
+            if not group.is_member(env.sender) and (
+                row.superseded is None or not keys.still_open(row, env.ts)
+            ):
+                raise Refuse(f"{env.sender[:16]} is not a member of this group")
         if body.alg != key.alg:
             raise DecryptionError(f"epoch {body.epoch} is not a {body.alg} key")
         ad = envelope.ad(key.epoch)
         signed = wire.SIGNED_DECODER.decode(key.decrypt(body.nonce, body.ciphertext, ad))
-        if secure and env.group is not None and group is not None:
-            if not group.is_member(env.sender) and row.superseded is None:
-                raise Refuse(f"{env.sender[:16]} is not a member of this group")
     else:
         ad = envelope.ad(0)
         signed = body.signed

@@ -14,11 +14,12 @@ returns.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from tits import wire
 
-from .model import Prepared
+from .model import Message, Prepared
 from .store import LocalStore, OutboxItem
 
 RESEND_S = 3.0
@@ -45,10 +46,14 @@ class Outbox:
         self._waiting: dict[bytes, set[bytes]] = {}  # item id → message ids not yet acked
         self._items: dict[bytes, OutboxItem] = {}
         self._sent_at: dict[bytes, float] = {}
+        # the event loop asks what is due while the worker thread files what was prepared
+        self._lock = threading.RLock()
 
-    def add(self, target: str, kind: str, payload: bytes, mime: str) -> bytes:
+    def add(
+        self, target: str, kind: str, payload: bytes, mime: str, reply_to: bytes | None = None
+    ) -> bytes:
         item_id = wire.new_msg_id()
-        self.store.outbox_add(item_id, target, kind, payload, mime)
+        self.store.outbox_add(item_id, target, kind, payload, mime, reply_to)
         return item_id
 
     def pending(self) -> list[OutboxItem]:
@@ -61,9 +66,9 @@ class Outbox:
         self.store.outbox_prepared(item.id, prepared)
         fresh = self.store.outbox_item(item.id)
         if fresh is not None:
-            self.track(fresh)
+            self._track_unlocked(fresh)
 
-    def track(self, item: OutboxItem) -> None:
+    def _track_unlocked(self, item: OutboxItem) -> None:
         """Follow a prepared item's frames (after a restart: those still in the store)."""
         if item.prepared is None or item.id in self._items:
             return
@@ -75,9 +80,9 @@ class Outbox:
 
     def load(self) -> None:
         for item in self.pending():
-            self.track(item)
+            self._track_unlocked(item)
 
-    def due(self, now: float) -> list[tuple[bytes, bytes]]:
+    def _due_unlocked(self, now: float) -> list[tuple[bytes, bytes]]:
         """Frames to (re)send: those of items not sent in the last RESEND_S."""
         out: list[tuple[bytes, bytes]] = []
         for item_id, item in self._items.items():
@@ -90,11 +95,11 @@ class Outbox:
                     out.append((env, body))
         return out
 
-    def resend_now(self) -> None:
+    def _resend_now_unlocked(self) -> None:
         """After a (re)login: everything waiting goes out at once, not after RESEND_S."""
         self._sent_at.clear()
 
-    def acked(self, ids: list[bytes]) -> list[Done]:
+    def _acked_unlocked(self, ids: list[bytes]) -> list[Done]:
         done: list[Done] = []
         for i in ids:
             item_id = self._owner.pop(i, None)
@@ -109,11 +114,11 @@ class Outbox:
                 del self._waiting[item_id]
                 self._sent_at.pop(item_id, None)
                 message = item.prepared.message if item.prepared else None
-                self.store.outbox_done(item.id, message)
+                self.store.outbox_done(item.id, message, _sealed_body(item, message))
                 done.append(Done(item))
         return done
 
-    def refused(self, ref: bytes | None, code: str, reason: str) -> Failed | None:
+    def _refused_unlocked(self, ref: bytes | None, code: str, reason: str) -> Failed | None:
         item_id = self._owner.get(ref) if ref is not None else None
         if item_id is None:
             return None
@@ -126,6 +131,43 @@ class Outbox:
             self._items.pop(item_id, None)
         return Failed(item, code, reason, final)
 
-    def waiting(self, item_ids: set[bytes]) -> set[bytes]:
+    def _waiting_unlocked(self, item_ids: set[bytes]) -> set[bytes]:
         """Which of these items are still in flight (tracked, not yet stored)."""
         return {i for i in item_ids if i in self._items}
+
+    # -- the same, under the lock ------------------------------------------------------------
+
+    def track(self, item: OutboxItem) -> None:
+        with self._lock:
+            return self._track_unlocked(item)
+
+    def due(self, now: float) -> list[tuple[bytes, bytes]]:
+        with self._lock:
+            return self._due_unlocked(now)
+
+    def resend_now(self) -> None:
+        with self._lock:
+            return self._resend_now_unlocked()
+
+    def acked(self, ids: list[bytes]) -> list[Done]:
+        with self._lock:
+            return self._acked_unlocked(ids)
+
+    def refused(self, ref: bytes | None, code: str, reason: str) -> Failed | None:
+        with self._lock:
+            return self._refused_unlocked(ref, code, reason)
+
+    def waiting(self, item_ids: set[bytes]) -> set[bytes]:
+        with self._lock:
+            return self._waiting_unlocked(item_ids)
+
+
+def _sealed_body(item: OutboxItem, message: Message | None) -> bytes | None:
+    """A group text's sealed body as the members got it, kept like a received one's so
+    `--share-history` can pass on what we sent too (the first part carries the item's id)."""
+    if message is None or message.group is None or message.kind != "text" or not item.prepared:
+        return None
+    for env, body in item.prepared.frames:
+        if wire.CLIENT_DECODER.decode(env).id == message.id:
+            return body
+    return None

@@ -87,6 +87,25 @@ MIGRATIONS: list[str] = [
     UPDATE messages SET conv = grp WHERE conv IS NULL AND grp IS NOT NULL;
     UPDATE messages SET conv = tits_direct_conv(sender, recipients) WHERE conv IS NULL;
     """,
+    # 4: deliveries waiting for their key, kept here and acknowledged (issue 15: held in
+    # memory unacknowledged, 1,000 of them from one sender froze the inbox for two minutes)
+    """
+    CREATE TABLE held (
+        id BLOB PRIMARY KEY, sender TEXT NOT NULL, envelope BLOB NOT NULL, body BLOB NOT NULL,
+        since REAL NOT NULL
+    );
+    CREATE INDEX held_sender ON held(sender);
+    """,
+    # 5: replies, unsends (with tombstones for what has not arrived yet), read receipts
+    """
+    ALTER TABLE messages ADD COLUMN reply_to BLOB;
+    ALTER TABLE messages ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN reply_to BLOB;
+    CREATE TABLE receipts (
+        id BLOB NOT NULL, reader TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (id, reader)
+    ) WITHOUT ROWID;
+    CREATE TABLE tombstones (id BLOB PRIMARY KEY, by TEXT NOT NULL, at REAL NOT NULL);
+    """,
 ]
 
 
@@ -95,9 +114,15 @@ def _direct_conv(sender: str, recipients: str) -> bytes:
 
 
 _MSG_COLS = (
-    "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read"
+    "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read, "
+    "reply_to, unsent, "
+    "(SELECT count(*) FROM receipts r WHERE r.id = messages.id AND r.reader != messages.sender)"
 )
-_MSG_MARKS = ",".join("?" * 13)
+_INS_COLS = (
+    "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read, "
+    "reply_to, unsent"
+)
+_MSG_MARKS = ",".join("?" * 15)
 
 
 def _message(r: Sequence[Any]) -> Message:
@@ -115,6 +140,9 @@ def _message(r: Sequence[Any]) -> Message:
         mime=str(r[10]),
         file=r[11] if r[11] is None else str(r[11]),
         read=bool(r[12]),
+        reply_to=bytes(r[13]) if r[13] is not None else None,
+        unsent=bool(r[14]),
+        read_by=int(r[15]),
     )
 
 
@@ -129,6 +157,7 @@ class OutboxItem(msgspec.Struct, kw_only=True):
     reason: str
     prepared: Prepared | None
     attempts: int
+    reply_to: bytes | None = None
 
 
 class EpochRow(msgspec.Struct, kw_only=True):
@@ -203,8 +232,7 @@ class LocalStore:
         try:
             db.executemany("INSERT OR IGNORE INTO seen VALUES (?,?)", [(i, now) for i in seen_only])
             db.executemany(
-                f"INSERT OR IGNORE INTO messages ({_MSG_COLS}, raw) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO messages ({_INS_COLS}, raw) VALUES ({_MSG_MARKS},?)",
                 [
                     (
                         m.id,
@@ -220,6 +248,8 @@ class LocalStore:
                         m.mime,
                         m.file,
                         int(m.read),
+                        m.reply_to,
+                        int(m.unsent),
                         raw.get(m.id),
                     )
                     for m in messages
@@ -261,8 +291,62 @@ class LocalStore:
     def raw_history(self, conv: bytes) -> list[tuple[Message, bytes]]:
         """The group's texts as they came (sealed), oldest first: what `--share-history`
         passes to a newcomer."""
-        q = f"SELECT {_MSG_COLS}, raw FROM messages WHERE conv=? AND raw IS NOT NULL ORDER BY ts"
-        return [(_message(r), bytes(r[13])) for r in self.db.execute(q, (conv,))]
+        q = (
+            f"SELECT {_MSG_COLS}, raw FROM messages WHERE conv=? AND raw IS NOT NULL "
+            "AND unsent=0 ORDER BY ts"
+        )
+        return [(_message(r), bytes(r[16])) for r in self.db.execute(q, (conv,))]
+
+    # -- receipts and unsends -------------------------------------------------------------------
+
+    def add_receipts(self, reader: str, ids: Iterable[bytes]) -> list[bytes]:
+        """File that `reader` read these; returns the ids that were new."""
+        new = []
+        now = time.time()
+        for i in ids:
+            cur = self.db.execute("INSERT OR IGNORE INTO receipts VALUES (?,?,?)", (i, reader, now))
+            if cur.rowcount:
+                new.append(i)
+        return new
+
+    def unsend(self, msg_id: bytes) -> None:
+        # (a message recorded later in the same transaction is recorded as unsent by the inbox)
+        self.db.execute(
+            "UPDATE messages SET text=NULL, file=NULL, raw=NULL, unsent=1, read=1 WHERE id=?",
+            (msg_id,),
+        )
+
+    def tombstone(self, msg_id: bytes, by: str) -> None:
+        """An unsend that came before its message: drop the message when it comes (from `by`)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO tombstones VALUES (?,?,?)", (msg_id, by, time.time())
+        )
+
+    def tombstoned(self, msg_id: bytes, sender: str) -> bool:
+        q = "SELECT 1 FROM tombstones WHERE id=? AND by=?"
+        return self.db.execute(q, (msg_id, sender)).fetchone() is not None
+
+    # -- deliveries held for their key ------------------------------------------------------------
+
+    def hold(self, msg_id: bytes, sender: str, envelope: bytes, body: bytes) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO held VALUES (?,?,?,?,?)",
+            (msg_id, sender, envelope, body, time.time()),
+        )
+
+    def held(self) -> list[tuple[bytes, bytes]]:
+        """(envelope, body) of every held delivery, oldest first."""
+        q = "SELECT envelope, body FROM held ORDER BY since"
+        return [(bytes(e), bytes(b)) for e, b in self.db.execute(q)]
+
+    def held_by(self, sender: str) -> tuple[int, int]:
+        """How many deliveries, and how many bytes, one sender has waiting here."""
+        q = "SELECT count(*), coalesce(sum(length(body)), 0) FROM held WHERE sender=?"
+        n, size = self.db.execute(q, (sender,)).fetchone()
+        return int(n), int(size)
+
+    def unhold(self, ids: Iterable[bytes]) -> None:
+        self.db.executemany("DELETE FROM held WHERE id=?", [(i,) for i in ids])
 
     # -- session keys -----------------------------------------------------------------------------
 
@@ -332,12 +416,23 @@ class LocalStore:
 
     # -- outbox -----------------------------------------------------------------------------------
 
-    _OUT_COLS = "id, target, kind, payload, mime, created, state, reason, frames, attempts"
+    _OUT_COLS = (
+        "id, target, kind, payload, mime, created, state, reason, frames, attempts, reply_to"
+    )
 
-    def outbox_add(self, item_id: bytes, target: str, kind: str, payload: bytes, mime: str) -> None:
+    def outbox_add(
+        self,
+        item_id: bytes,
+        target: str,
+        kind: str,
+        payload: bytes,
+        mime: str,
+        reply_to: bytes | None = None,
+    ) -> None:
         self.db.execute(
-            "INSERT INTO outbox (id, target, kind, payload, mime, created) VALUES (?,?,?,?,?,?)",
-            (item_id, target, kind, payload, mime, time.time()),
+            "INSERT INTO outbox (id, target, kind, payload, mime, created, reply_to) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (item_id, target, kind, payload, mime, time.time(), reply_to),
         )
 
     def outbox(self, state: str | None = None) -> list[OutboxItem]:
@@ -369,6 +464,7 @@ class LocalStore:
             reason=str(r[7]),
             prepared=prepared,
             attempts=int(r[9]),
+            reply_to=bytes(r[10]) if r[10] is not None else None,
         )
 
     def outbox_prepared(self, item_id: bytes, prepared: Prepared) -> None:
@@ -380,18 +476,21 @@ class LocalStore:
     def outbox_note(self, item_id: bytes, state: str, reason: str) -> None:
         self.db.execute("UPDATE outbox SET state=?, reason=? WHERE id=?", (state, reason, item_id))
 
-    def outbox_done(self, item_id: bytes, message: Message | None) -> None:
+    def outbox_done(
+        self, item_id: bytes, message: Message | None, raw: bytes | None = None
+    ) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
             db.execute("DELETE FROM outbox WHERE id=?", (item_id,))
             if message is not None:
                 db.execute(
-                    f"INSERT OR IGNORE INTO messages ({_MSG_COLS}) VALUES ({_MSG_MARKS})",
+                    f"INSERT OR IGNORE INTO messages ({_INS_COLS}, raw) VALUES ({_MSG_MARKS},?)",
                     (
                         message.id, message.conv, message.sender, ",".join(message.to),
                         message.group, message.kind, message.text, int(message.verified),
                         message.ts, int(message.outgoing), message.mime, message.file, 1,
+                        message.reply_to, 0, raw,
                     ),
                 )  # fmt: skip
             db.execute("COMMIT")
