@@ -76,6 +76,8 @@ def fill(home: Path, *, group_id_out: list[bytes] | None = None) -> Path:
             Message(id=_id(5), conv=gid, sender=ME, to=[CAROL, BOB], group=gid, kind="text",
                     text="歡迎！Welcome 😀", verified=True, ts=at(0, 14, 2), outgoing=True,
                     read=True),
+            Message(id=_id(7), conv=dave_conv, sender=DAVE, to=[ME], group=None, kind="text",
+                    text=None, verified=True, ts=at(40, 7, 0), read=True, unsent=True),
             Message(id=_id(6), conv=dave_conv, sender=DAVE, to=[ME], group=None, kind="text",
                     text="see you", verified=True, ts=at(40, 8, 0), read=True),
         ]  # fmt: skip

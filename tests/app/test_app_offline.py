@@ -317,3 +317,19 @@ def test_the_store_is_never_read_on_the_event_loop(
 
     asyncio.run(go())
     assert seen and all(name.startswith("tits-app-store") for name in seen), set(seen)
+
+
+def test_an_unsent_message_shows_only_its_notice(tmp_path: Path) -> None:
+    home = fill(tmp_path / "h")
+
+    async def go() -> None:
+        app = make_app(home)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await ready(pilot)
+            await pilot.press("down", "down", "enter")  # dave: an unsent message, then one
+            await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
+                        and len(app.screen.shown) == 2)  # fmt: skip
+            line = next(ln for ln in screen_text(app).splitlines() if "已收回訊息" in ln)
+            assert line.strip() == "dave 已收回訊息" and line.index("dave") > 20  # centred
+
+    asyncio.run(go())

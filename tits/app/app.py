@@ -17,7 +17,15 @@ from textual.app import App
 from textual.binding import Binding
 from textual.theme import Theme
 
-from tits.client.model import GroupChanged, LinkEvent, Message, SendFailed, Shown, Stored
+from tits.client.model import (
+    GroupChanged,
+    LinkEvent,
+    Message,
+    SendFailed,
+    Shown,
+    Stored,
+    Unsent,
+)
 from tits.errors import TitsError
 
 from . import data
@@ -336,6 +344,11 @@ class TitsApp(App[None]):
                     s.mark(ev.id, FAILED)
             self.notify(t("傳送失敗：", "Not sent: ") + safe(ev.reason)[:200], severity="error",
                         markup=False)  # fmt: skip
+        elif isinstance(ev, Unsent):
+            for s in self.screen_stack:
+                if isinstance(s, ConversationScreen) and ev.id in s.shown:
+                    s.unsent(ev.id)
+            self.request_refresh()
         elif isinstance(ev, GroupChanged):
             await self._group_changed(ev)
         elif isinstance(ev, LinkEvent):

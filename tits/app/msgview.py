@@ -188,6 +188,10 @@ class MessageView(ScrollView, can_focus=True):
             if not m.verified:
                 name.append(" ⚠ " + t("未驗證", "not verified"), style=self._style("msgview--warn"))
             out.append(_line(name, width, "left", base, console))
+        if m.unsent:  # 收回: only the notice stays, as LINE shows it
+            who = t("你", "You") if it.mine else safe(it.name)
+            return out + [_centre(t(f"{who} 已收回訊息", f"{who} unsent a message"), width,
+                                  base + self._style("msgview--notice"), console)]  # fmt: skip
         if m.kind == "text":
             body = plain(m.text)
         else:

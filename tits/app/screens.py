@@ -251,6 +251,12 @@ class ConversationScreen(Screen[None]):
         self.query_one("#no-messages").display = False
         self.view.append(self._items_for(it, names, state))
 
+    def unsent(self, msg_id: bytes) -> None:
+        item = self.shown.get(msg_id)
+        if item is not None:
+            item.message.unsent, item.message.text = True, None
+            self.view.changed(item)
+
     def mark(self, msg_id: bytes, state: str) -> None:
         item = self.shown.get(msg_id)
         if item is not None and item.state != state:

@@ -21,6 +21,8 @@ PREVIEW_CHARS = 80
 def preview(m: Message | None) -> str:
     if m is None:
         return ""
+    if m.unsent:
+        return t("已收回訊息", "Message unsent")
     if m.kind == "media":
         return t("[檔案]", "[file]")
     return safe((m.text or "").replace("\n", " ")[:PREVIEW_CHARS])
