@@ -10,6 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
@@ -77,9 +78,12 @@ class MainScreen(Screen[None]):
     def on_resize(self) -> None:
         if self.chat_list.scrollable_content_region.width != self._drawn_width:
             self.show_chats(*self._chats)  # the rows are laid out for a width
+            self.show_friends(self.friends)
 
     def show_chats(self, chats: list[Chat], titles: dict[bytes, str]) -> None:
         self._chats = (chats, titles)
+        if not self.is_mounted or not self.query("#chat-list"):
+            return  # the app is starting or closing: on_resize draws it when it can
         lv = self.chat_list
         current = self._highlighted()
         s = self.tits.settings
@@ -103,6 +107,8 @@ class MainScreen(Screen[None]):
 
     def show_friends(self, friends: list[data.Friend]) -> None:
         self.friends = friends
+        if not self.is_mounted or not self.query("#friend-list"):
+            return
         lv = self.query_one("#friend-list", OptionList)
         keep = lv.highlighted
         lv.set_options([Option(friend_prompt(f)) for f in friends])
@@ -112,7 +118,10 @@ class MainScreen(Screen[None]):
     def set_status(self, text: str) -> None:
         bar = Text("ω IM  ")
         bar.append(text)
-        self.query_one("#topbar", TopBar).update(bar)
+        try:
+            self.query_one("#topbar", TopBar).update(bar)
+        except NoMatches:  # not composed yet, or the app is closing: the status can wait
+            pass
 
     def action_tab(self, which: str) -> None:
         self.query_one(TabbedContent).active = which
