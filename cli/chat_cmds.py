@@ -504,13 +504,16 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
     def busy() -> bool:
         """After Ctrl-D: what was typed is stored, what waited has come, receipts have gone
         (at most 20 s more)."""
-        if time.monotonic() - closed_at > 20:
+        now = time.monotonic()
+        if now - closed_at > 20:
             return False
         welcome = c.welcome
+        settle = (welcome.settle_ms / 1000 if welcome else 0.0) + 1.0
         return bool(
             c.outbox.waiting(set(c.outbox._items))
             or any(not r.done() for r in reads)
             or (welcome is not None and c.received < welcome.pending)
+            or now - max(closed_at, c.last_delivery) < settle  # what is still on its way
         )
 
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tits.app.cli import app_cmd
 from tits.errors import TitsError
 
 from . import chat_cmds, cloud_cmds, config_cmds, group_cmds, identity_cmds, key_cmds, logs_cmds
@@ -16,7 +18,7 @@ from .output import choose_lang, fail
 app = typer.Typer(
     name="tits",
     help="ω IM — TiTs isn't Telegram, sorry. 你的 GnuPG 金鑰就是你的身分。",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -38,6 +40,12 @@ def _global(
     except TitsError:
         lang = None  # an unreadable config is reported by the command that needs it
     choose_lang(lang if isinstance(lang, str) else None)
+    if ctx.invoked_subcommand is None:  # `tits` alone: the app on a terminal, else the help
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            app_cmd(ctx, offline=False, broker=None)
+            raise typer.Exit()
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
 
 
 app.command()(identity_cmds.init)
@@ -53,6 +61,7 @@ app.command()(chat_cmds.outbox)
 app.command()(chat_cmds.unsend)
 app.command()(logs_cmds.logs)
 app.add_typer(config_cmds.config_app, name="config")
+app.command("app")(app_cmd)
 
 
 def main() -> None:

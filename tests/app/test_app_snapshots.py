@@ -1,0 +1,89 @@
+"""Snapshots of key screens (pytest-textual-snapshot), in zh-TW and English, from a home whose
+store was filled directly and a fixed clock, so every run draws the same screen.
+
+After a deliberate change of the look: `pytest tests/app/test_app_snapshots.py --snapshot-update`
+and check the SVGs in __snapshots__/ (open them in a browser)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from tests.app.homes import NOW, fill
+from tests.app.support import ready, until
+from tits.app.app import TitsApp
+from tits.app.screens import ConversationScreen, HelpScreen
+
+LANGS = {"zh": "zh_TW.UTF-8", "en": "en_US.UTF-8"}
+
+
+@pytest.fixture(params=list(LANGS))
+def lang(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("TITS_LANG", LANGS[request.param])
+    return str(request.param)
+
+
+def _app(tmp_path: Path, theme: str = "light") -> TitsApp:
+    home = fill(tmp_path / "h")
+    if theme != "light":
+        (home / "app.toml").write_text(f'theme = "{theme}"\n')
+    return TitsApp(home, offline=True, now=lambda: NOW, tz=UTC)
+
+
+def _then(*keys: str, wait: Callable[[TitsApp], Any] | None = None):  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await ready(pilot)
+        app = pilot.app
+        assert isinstance(app, TitsApp)
+        if keys:
+            await pilot.press(*keys)
+        if wait is not None:
+            await until(pilot, lambda: wait(app))
+        for i in app.screen.query(Input):
+            i.cursor_blink = False
+        await pilot.pause()
+
+    return run_before
+
+
+def test_chat_list(snap_compare: Any, tmp_path: Path, lang: str) -> None:
+    assert snap_compare(_app(tmp_path), run_before=_then(), terminal_size=(80, 24))
+
+
+def test_group_with_notices(snap_compare: Any, tmp_path: Path, lang: str) -> None:
+    def opened(app: TitsApp) -> bool:
+        return isinstance(app.screen, ConversationScreen) and bool(app.screen.notices)
+
+    assert snap_compare(_app(tmp_path), run_before=_then("enter", wait=opened))
+
+
+def test_direct_chat_with_hostile_text(snap_compare: Any, tmp_path: Path, lang: str) -> None:
+    def opened(app: TitsApp) -> bool:
+        return isinstance(app.screen, ConversationScreen) and len(app.screen.shown) == 3
+
+    assert snap_compare(_app(tmp_path), run_before=_then("down", "enter", wait=opened))
+
+
+def test_help(snap_compare: Any, tmp_path: Path, lang: str) -> None:
+    def helped(app: TitsApp) -> bool:
+        return isinstance(app.screen, HelpScreen)
+
+    assert snap_compare(_app(tmp_path), run_before=_then("question_mark", wait=helped))
+
+
+@pytest.mark.parametrize("theme", ["dark", "contrast"])
+def test_chat_list_themes(snap_compare: Any, tmp_path: Path, theme: str,
+                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("TITS_LANG", LANGS["zh"])
+    assert snap_compare(_app(tmp_path, theme), run_before=_then())
+
+
+def test_tiny_terminal(snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITS_LANG", LANGS["zh"])
+    assert snap_compare(_app(tmp_path), run_before=_then(), terminal_size=(20, 10))

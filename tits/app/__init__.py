@@ -1,0 +1,17 @@
+"""The full-screen app (`tits` on a terminal, `tits app`): Textual over the client library.
+
+settings.py  HOME/app.toml: theme, pinned and muted chats
+data.py      what the screens show, read from the local store (runs on the client's worker)
+backend.py   the client (online) or the store alone (offline), behind one `work()`
+text.py      strings, times and dates as LINE writes them, wire text made plain
+commands.py  slash commands typed in the input line
+widgets.py   the chat list's and friends list's rows, the wording of group notices
+msgview.py   a conversation's messages: one virtualised widget (Textual's Line API)
+screens.py   the chat list, the friends list, a conversation, help
+app.py       the App: themes, keys, the client's events
+cli.py       `tits app` (and `tits` alone on a terminal)
+"""
+
+from .app import TitsApp, run
+
+__all__ = ["TitsApp", "run"]

@@ -1,0 +1,254 @@
+"""The conversation's messages as one virtualised widget (Textual's Line API): each item is laid
+out once per width into strips, only the lines in view are drawn, so a page of hundreds of
+messages opens in milliseconds and a long scroll-back stays cheap.
+
+Others' messages on the left with their name, yours on the right with their state; day
+separators and group notices centred. Wire text is a Rich `Text` made by `plain()` (never
+markup); Rich measures CJK and emoji as two cells when wrapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import tzinfo
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.style import Style
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from tits.client.model import Message
+
+from .text import clock, plain, safe, t
+
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+
+
+@dataclass(eq=False)
+class MsgItem:
+    message: Message
+    name: str
+    mine: bool
+    state: str = SENT
+    show_name: bool = True
+    hit: bool = False
+    version: int = 0  # bumped when it must be laid out again
+
+
+@dataclass(eq=False)
+class SepItem:
+    label: str
+    version: int = 0
+
+
+@dataclass(eq=False)
+class NoticeItem:
+    text: str
+    ts: int
+    version: int = 0
+
+
+Item = MsgItem | SepItem | NoticeItem
+
+
+@dataclass
+class _Laid:
+    width: int
+    version: int
+    theme: str
+    strips: list[Strip] = field(default_factory=list)
+
+
+class MessageView(ScrollView, can_focus=True):
+    COMPONENT_CLASSES = {
+        "msgview--theirs",
+        "msgview--mine",
+        "msgview--name",
+        "msgview--meta",
+        "msgview--failed",
+        "msgview--sep",
+        "msgview--notice",
+        "msgview--hit",
+        "msgview--warn",
+    }
+    DEFAULT_CSS = """
+    MessageView { background: $surface; }
+    MessageView > .msgview--theirs { background: $panel; color: $foreground; }
+    MessageView > .msgview--mine { background: $primary 30%; color: $foreground; }
+    MessageView > .msgview--name { text-style: bold; color: $foreground; }
+    MessageView > .msgview--meta { color: $text-muted; }
+    MessageView > .msgview--failed { color: $error; }
+    MessageView > .msgview--sep { color: $text-muted; }
+    MessageView > .msgview--notice { color: $text-muted; text-style: italic; }
+    MessageView > .msgview--hit { text-style: reverse; }
+    MessageView > .msgview--warn { color: $error; }
+    """
+
+    def __init__(self, tz: tzinfo | None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.tz = tz
+        self.items: list[Item] = []
+        self._laid: dict[int, _Laid] = {}  # id(item) -> its strips at a width
+        self._lines: list[Strip] = []
+        self._starts: list[int] = []  # the first line of each item
+        self._width = 0
+
+    # -- what is shown -------------------------------------------------------------------------
+
+    def set_items(self, items: list[Item]) -> None:
+        self.items = list(items)
+        self._relayout()
+        self.scroll_end(animate=False, immediate=True)
+
+    def append(self, items: list[Item]) -> None:
+        at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        self.items += items
+        self._relayout()
+        if at_end or any(isinstance(i, MsgItem) and i.mine for i in items):
+            self.scroll_end(animate=False, immediate=True)
+
+    def prepend(self, items: list[Item]) -> None:
+        """Older items above; the view stays on the line it showed."""
+        before = len(self._lines)
+        self.items = list(items) + self.items
+        self._relayout()
+        self.scroll_to(y=self.scroll_y + len(self._lines) - before, animate=False, immediate=True)
+
+    def redraw(self) -> None:
+        """Lay out again the items whose `version` moved."""
+        self._relayout()
+
+    def changed(self, item: Item) -> None:
+        item.version += 1
+        self._relayout()
+
+    def scroll_to_item(self, item: Item) -> None:
+        i = next((n for n, it in enumerate(self.items) if it is item), None)
+        if i is not None and i < len(self._starts):
+            self.scroll_to(y=max(0, self._starts[i] - 2), animate=False, immediate=True)
+
+    @property
+    def at_top(self) -> bool:
+        return self.scroll_y <= 0
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self._relayout()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._laid.clear()
+        self._relayout()
+
+    def _relayout(self) -> None:
+        width = self.scrollable_content_region.width or self.size.width
+        if width <= 0:
+            return
+        self._width = width
+        theme = self.app.theme
+        lines: list[Strip] = []
+        starts: list[int] = []
+        alive: dict[int, _Laid] = {}
+        for it in self.items:
+            key = id(it)
+            laid = self._laid.get(key)
+            if laid is None or (laid.width, laid.version, laid.theme) != (width, it.version, theme):
+                laid = _Laid(width, it.version, theme, self._layout(it, width))
+            alive[key] = laid
+            starts.append(len(lines))
+            lines.extend(laid.strips)
+        self._laid = alive
+        self._lines = lines
+        self._starts = starts
+        self.virtual_size = Size(width, len(lines))
+        self.refresh()
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(name)
+
+    def _layout(self, it: Item, width: int) -> list[Strip]:
+        console: Console = self.app.console
+        base = self.rich_style
+        if isinstance(it, SepItem):
+            sep = _centre(f"── {it.label} ──", width, base + self._style("msgview--sep"), console)
+            return [Strip.blank(width, base), sep]
+        if isinstance(it, NoticeItem):
+            return [_centre(it.text, width, base + self._style("msgview--notice"), console)]
+        m = it.message
+        out = [Strip.blank(width, base)]
+        side = "right" if it.mine else "left"
+        if it.show_name and not it.mine:
+            name = Text(safe(it.name)[: max(1, width)], style=self._style("msgview--name"))
+            if not m.verified:
+                name.append(" ⚠ " + t("未驗證", "not verified"), style=self._style("msgview--warn"))
+            out.append(_line(name, width, "left", base, console))
+        if m.unsent:  # 收回: only the notice stays, as LINE shows it
+            who = t("你", "You") if it.mine else safe(it.name)
+            return out + [_centre(t(f"{who} 已收回訊息", f"{who} unsent a message"), width,
+                                  base + self._style("msgview--notice"), console)]  # fmt: skip
+        if m.kind == "text":
+            body = plain(m.text)
+        else:
+            body = plain(t("[檔案] ", "[file] ") + (m.mime or ""))
+        bubble = base + self._style("msgview--mine" if it.mine else "msgview--theirs")
+        if it.hit:
+            bubble += self._style("msgview--hit")
+        inner = max(4, int(width * 0.75) - 2)
+        wrapped = body.wrap(console, inner, overflow="fold") or [Text("")]
+        bw = max(cell_len(ln.plain) for ln in wrapped) + 2
+        for ln in wrapped:
+            segs = Strip(list(ln.render(console)), cell_len(ln.plain))
+            strip = Strip.join([Strip.blank(1), segs, Strip.blank(bw - 1 - segs.cell_length)])
+            strip = strip.apply_style(bubble)
+            out.append(_align(strip, width, side, base))
+        meta_style = base + self._style(
+            "msgview--failed" if it.state == FAILED else "msgview--meta"
+        )
+        out.append(_line(Text(_meta(it, self.tz), style=meta_style), width, side, base, console))
+        return out
+
+    # -- drawing ---------------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        n = self.scroll_offset.y + y
+        width = self.scrollable_content_region.width
+        if 0 <= n < len(self._lines):
+            return self._lines[n].crop_extend(0, width, self.rich_style)
+        return Strip.blank(width, self.rich_style)
+
+
+def _meta(it: MsgItem, tz: tzinfo | None) -> str:
+    when = clock(it.message.ts, tz)
+    if not it.mine:
+        return when
+    state = {SENDING: t("傳送中…", "Sending…"), SENT: t("已傳送", "Sent"),
+             FAILED: t("傳送失敗", "Not sent")}[it.state]  # fmt: skip
+    return f"{state}  {when}"
+
+
+def _line(text: Text, width: int, side: str, base: Style, console: Console) -> Strip:
+    text.truncate(width, overflow="ellipsis")
+    strip = Strip(list(text.render(console)), cell_len(text.plain))
+    return _align(strip, width, side, base)
+
+
+def _align(strip: Strip, width: int, side: str, base: Style) -> Strip:
+    if strip.cell_length >= width:
+        return strip.crop(0, width)
+    pad = Strip.blank(width - strip.cell_length, base)
+    return Strip.join([pad, strip] if side == "right" else [strip, pad])
+
+
+def _centre(text: str, width: int, style: Style, console: Console) -> Strip:
+    t_ = Text(text, style=style)
+    t_.truncate(width, overflow="ellipsis")
+    w = cell_len(t_.plain)
+    left = max(0, (width - w) // 2)
+    return Strip.join([Strip.blank(left, style), Strip(list(t_.render(console)), w),
+                       Strip.blank(max(0, width - left - w), style)])  # fmt: skip

@@ -1,0 +1,419 @@
+"""The screens: the chat list and friends (main), a conversation, help."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane
+from textual.widgets.option_list import Option
+
+from tits.client.model import Message
+
+from . import data
+from .commands import CommandError, is_command, parse, unescape
+from .data import Chat, Notice
+from .msgview import SENDING, SENT, Item, MessageView, MsgItem, NoticeItem, SepItem
+from .text import clock, day_key, day_label, safe, t, toggled
+from .widgets import ChatRow, friend_prompt, notice_text
+
+if TYPE_CHECKING:
+    from .app import TitsApp
+
+
+class TopBar(Static):
+    pass
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("n", "next_unread", t("下一個未讀", "Next unread")),
+        Binding("p", "pin", t("置頂", "Pin")),
+        Binding("m", "mute", t("靜音", "Mute")),
+        Binding("1", "tab('chats')", t("聊天", "Chats"), show=False),
+        Binding("2", "tab('friends')", t("好友", "Friends"), show=False),
+        Binding("question_mark", "app.help", t("說明", "Help")),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[ChatRow] = []
+        self.friends: list[data.Friend] = []
+        self._drawn_width = 0
+        self._chats: tuple[list[Chat], dict[bytes, str]] = ([], {})
+
+    @property
+    def tits(self) -> TitsApp:
+        return cast("TitsApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield TopBar("ω IM", id="topbar")
+        with TabbedContent(initial="chats"):
+            with TabPane(t("聊天", "Chats"), id="chats"):
+                yield OptionList(id="chat-list")
+                yield Static(t("還沒有聊天", "No chats yet"), id="no-chats", classes="empty")
+            with TabPane(t("好友", "Friends"), id="friends"):
+                yield OptionList(id="friend-list")
+        yield Static(t("? 說明　n 下一個未讀　Enter 開啟　Ctrl+Q 離開",
+                       "? help  n next unread  Enter open  Ctrl+Q quit"), id="hints")  # fmt: skip
+
+    def on_mount(self) -> None:
+        self.query_one("#chat-list", OptionList).focus()
+
+    async def on_screen_resume(self) -> None:
+        if self.tits.lists_stale:  # messages came while a chat was open
+            await self.tits.refresh_lists()
+
+    @property
+    def chat_list(self) -> OptionList:
+        return self.query_one("#chat-list", OptionList)
+
+    def on_resize(self) -> None:
+        if self.chat_list.scrollable_content_region.width != self._drawn_width:
+            self.show_chats(*self._chats)  # the rows are laid out for a width
+            self.show_friends(self.friends)
+
+    def show_chats(self, chats: list[Chat], titles: dict[bytes, str]) -> None:
+        self._chats = (chats, titles)
+        if not self.is_mounted or not self.query("#chat-list"):
+            return  # the app is starting or closing: on_resize draws it when it can
+        lv = self.chat_list
+        current = self._highlighted()
+        s = self.tits.settings
+        pinned = {bytes.fromhex(x) for x in s.pinned if _hex(x)}
+        muted = {bytes.fromhex(x) for x in s.muted if _hex(x)}
+        chats = sorted(chats, key=lambda c: (c.conv not in pinned, -c.ts))
+        now, tz = self.tits.now_ms(), self.tits.tz
+        accent = self.tits.current_theme.primary
+        self.rows = [ChatRow(c, titles.get(c.conv, ""), c.conv in pinned, c.conv in muted)
+                     for c in chats]  # fmt: skip
+        keep = lv.highlighted
+        width = max(1, lv.scrollable_content_region.width - 2)  # the option's padding
+        self._drawn_width = lv.scrollable_content_region.width
+        lv.set_options(
+            [Option(r.prompt(width, now, tz, accent), id=r.chat.conv.hex()) for r in self.rows]
+        )
+        self.query_one("#no-chats").display = not self.rows
+        if self.rows:
+            where = [i for i, r in enumerate(self.rows) if current and r.chat.conv == current.conv]
+            lv.highlighted = where[0] if where else min(keep or 0, len(self.rows) - 1)
+
+    def show_friends(self, friends: list[data.Friend]) -> None:
+        self.friends = friends
+        if not self.is_mounted or not self.query("#friend-list"):
+            return
+        lv = self.query_one("#friend-list", OptionList)
+        keep = lv.highlighted
+        lv.set_options([Option(friend_prompt(f)) for f in friends])
+        if friends:
+            lv.highlighted = min(keep or 0, len(friends) - 1)
+
+    def set_status(self, text: str) -> None:
+        bar = Text("ω IM  ")
+        bar.append(text)
+        try:
+            self.query_one("#topbar", TopBar).update(bar)
+        except NoMatches:  # not composed yet, or the app is closing: the status can wait
+            pass
+
+    def action_tab(self, which: str) -> None:
+        self.query_one(TabbedContent).active = which
+        self.query_one("#chat-list" if which == "chats" else "#friend-list", OptionList).focus()
+
+    def _highlighted(self) -> Chat | None:
+        i = self.chat_list.highlighted
+        return self.rows[i].chat if i is not None and 0 <= i < len(self.rows) else None
+
+    @on(OptionList.OptionSelected)
+    async def _selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        i = event.option_index
+        if event.option_list.id == "chat-list" and 0 <= i < len(self.rows):
+            await self.tits.open_chat(self.rows[i].chat)
+        elif event.option_list.id == "friend-list" and 0 <= i < len(self.friends):
+            await self.tits.open_direct(self.friends[i].fp)
+
+    def action_next_unread(self) -> None:
+        rows = self.rows
+        if not rows:
+            return
+        start = (self.chat_list.highlighted or 0) + 1
+        for i in list(range(start, len(rows))) + list(range(0, start)):
+            if rows[i].chat.unread:
+                self.action_tab("chats")
+                self.chat_list.highlighted = i
+                return
+        self.notify(t("沒有未讀訊息", "No unread messages"))
+
+    async def _toggle(self, which: str) -> None:
+        chat = self._highlighted()
+        if chat is None:
+            return
+        on_ = await asyncio.to_thread(self.tits.settings.toggle, which, chat.conv)
+        self.notify(toggled(which, on_))
+        await self.tits.refresh_lists()
+
+    async def action_pin(self) -> None:
+        await self._toggle("pinned")
+
+    async def action_mute(self) -> None:
+        await self._toggle("muted")
+
+
+def _hex(x: str) -> bool:
+    try:
+        bytes.fromhex(x)
+        return True
+    except ValueError:
+        return False
+
+
+class ConversationScreen(Screen[None]):
+    AUTO_FOCUS = "#line"
+    BINDINGS = [
+        Binding("escape", "back", t("返回", "Back")),
+        Binding("pageup", "page(-1)", t("上一頁", "Page up"), show=False),
+        Binding("pagedown", "page(1)", t("下一頁", "Page down"), show=False),
+        Binding("ctrl+f", "search", t("搜尋", "Search")),
+        Binding("slash", "search", t("搜尋", "Search"), show=False),
+        Binding("f1", "app.help", t("說明", "Help")),
+    ]
+
+    def __init__(self, chat: Chat, title: str) -> None:
+        super().__init__(classes="conversation")
+        self.chat = chat
+        self.title_text = title
+        self.target = "#" + chat.group.hex() if chat.group is not None else chat.peer
+        self.shown: dict[bytes, MsgItem] = {}
+        self.notices = 0
+        self._last_day: tuple[int, int, int] | None = None
+        self._oldest: int | None = None
+        self._complete = False  # the first message of the chat is loaded
+        self._hit_needle = ""
+        self._hit_index = -1
+
+    @property
+    def tits(self) -> TitsApp:
+        return cast("TitsApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(Text(safe(self.title_text), style="bold"), id="topbar")
+        yield Input(placeholder=t("在聊天中搜尋…", "Search in this chat…"), id="search")
+        yield MessageView(self.tits.tz, id="log")
+        yield Static(t("還沒有訊息", "No messages yet"), id="no-messages", classes="empty")
+        with Vertical(id="bottom"):
+            yield Input(placeholder=t("輸入訊息", "Type a message"), id="line", max_length=16000)
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        self.query_one("#no-messages").display = False
+        self.query_one("#line", Input).focus()
+
+    @property
+    def view(self) -> MessageView:
+        return self.query_one("#log", MessageView)
+
+    def load(self, messages: list[Message], notices: list[Notice], names: dict[str, str]) -> None:
+        self._complete = len(messages) < data.PAGE  # the page holds the start of the chat
+        items: list[tuple[int, Message | Notice]] = [(m.ts, m) for m in messages]
+        items += [(n.ts, n) for n in notices if self._complete or n.ts >= messages[0].ts]
+        items.sort(key=lambda x: x[0])
+        self._oldest = messages[0].ts if messages else None
+        out: list[Item] = []
+        for _, it in items:
+            out += self._items_for(it, names)
+        self.view.set_items(out)
+        self.query_one("#no-messages").display = not items
+
+    def _items_for(
+        self, it: Message | Notice, names: dict[str, str], state: str = SENT
+    ) -> list[Item]:
+        out: list[Item] = []
+        key = day_key(it.ts, self.tits.tz)
+        if key != self._last_day:
+            self._last_day = key
+            out.append(SepItem(day_label(it.ts, self.tits.now_ms(), self.tits.tz)))
+        if isinstance(it, Notice):
+            self.notices += 1
+            out.append(
+                NoticeItem(notice_text(it, names) + "  " + clock(it.ts, self.tits.tz), it.ts)
+            )
+        else:
+            mine = it.outgoing or it.sender == self.tits.backend.me
+            item = MsgItem(it, names.get(it.sender, it.sender[:16]), mine, state)
+            self.shown[it.id] = item
+            out.append(item)
+        return out
+
+    def add(self, it: Message | Notice, names: dict[str, str], state: str = SENT) -> None:
+        if isinstance(it, Message) and it.id in self.shown:
+            if state != SENDING:
+                self.mark(it.id, state)
+            return
+        self.query_one("#no-messages").display = False
+        self.view.append(self._items_for(it, names, state))
+
+    def unsent(self, msg_id: bytes) -> None:
+        item = self.shown.get(msg_id)
+        if item is not None:
+            item.message.unsent, item.message.text = True, None
+            self.view.changed(item)
+
+    def mark(self, msg_id: bytes, state: str) -> None:
+        item = self.shown.get(msg_id)
+        if item is not None and item.state != state:
+            item.state = state
+            self.view.changed(item)
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        search = self.query_one("#search", Input)
+        if search.display:
+            search.display = False
+            self.query_one("#line", Input).focus()
+            return
+        self.app.pop_screen()
+
+    async def action_page(self, direction: int) -> None:
+        view = self.view
+        if direction < 0:
+            if view.at_top and not self._complete and self._oldest is not None:
+                await self.tits.load_older(self, self._oldest)
+            view.scroll_page_up(animate=False)
+        else:
+            view.scroll_page_down(animate=False)
+
+    def prepend(self, messages: list[Message], names: dict[str, str]) -> None:
+        """An older page, above what is shown (PageUp at the top)."""
+        if len(messages) < data.PAGE:
+            self._complete = True
+        if not messages:
+            return
+        self._oldest = messages[0].ts
+        saved, self._last_day = self._last_day, None
+        out: list[Item] = []
+        for m in messages:
+            out += self._items_for(m, names)
+        self._last_day = saved
+        items = self.view.items
+        if (
+            items
+            and isinstance(items[0], SepItem)
+            and day_key(messages[-1].ts, self.tits.tz)
+            == (
+                day_key(
+                    next((i.message.ts for i in items if isinstance(i, MsgItem)), 0), self.tits.tz
+                )
+            )
+        ):
+            self.view.items = items[1:]  # the day goes on: one separator, above the older page
+        self.view.prepend(out)
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.display = True
+        search.focus()
+
+    @on(Input.Submitted, "#search")
+    async def _search(self, event: Input.Submitted) -> None:
+        event.stop()
+        needle = event.value.strip()
+        if not needle:
+            return
+        b = self.tits.backend
+        hits = await b.work(data.search, b.store, self.chat.conv, needle)
+        for item in self.shown.values():
+            if item.hit:
+                item.hit = False
+                item.version += 1
+        shown_hits = [self.shown[m.id] for m in hits if m.id in self.shown]
+        if not shown_hits:
+            self.view.redraw()
+            self.notify(t(f"找不到「{safe(needle)}」", f"“{safe(needle)}” not found"), markup=False)
+            return
+        for item in shown_hits:
+            item.hit = True
+            item.version += 1
+        self.view.redraw()
+        # each Enter moves to the next older hit
+        idx = self._hit_index + 1 if self._hit_needle == needle else 0
+        self._hit_needle, self._hit_index = needle, idx % len(shown_hits)
+        self.view.scroll_to_item(shown_hits[self._hit_index])
+        self.notify(t(f"第 {self._hit_index + 1} 筆，共 {len(shown_hits)} 筆",
+                      f"{self._hit_index + 1} of {len(shown_hits)}"))  # fmt: skip
+
+    @on(Input.Submitted, "#line")
+    async def _line(self, event: Input.Submitted) -> None:
+        event.stop()
+        line = event.value
+        if not line.strip():
+            return
+        event.input.clear()
+        if is_command(line):
+            try:
+                cmd = parse(line)
+            except CommandError as exc:
+                self.notify(safe(str(exc)), severity="warning", markup=False)
+                return
+            await self.tits.run_command(cmd, self)
+            return
+        await self.tits.send_text(self, unescape(line))
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "dismiss", t("關閉", "Close")),
+        Binding("question_mark", "dismiss", show=False),
+        Binding("q", "dismiss", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        keys = [
+            ("?  F1", t("說明（本頁）", "this help")),
+            ("↑ ↓", t("在聊天列表中移動", "move in the chat list")),
+            ("Enter", t("開啟聊天", "open a chat")),
+            ("n  Ctrl+N", t("下一個未讀聊天", "next unread chat")),
+            ("1  2", t("聊天／好友", "chats / friends")),
+            ("p  m", t("置頂／靜音", "pin / mute")),
+            ("Esc", t("返回", "back")),
+            ("PgUp PgDn", t("捲動訊息", "scroll messages")),
+            ("/  Ctrl+F", t("在聊天中搜尋", "search in the chat")),
+            ("Ctrl+Q", t("離開", "quit")),
+        ]
+        cmds = [
+            ("/help", t("說明", "this help")),
+            ("/theme light|dark|contrast", t("主題", "theme")),
+            ("/invite @名稱", t("邀請加入群組", "invite to the group")) if _zh() else
+            ("/invite @name", "invite to the group"),
+            ("/leave", t("退出群組", "leave the group")),
+            ("/pin  /mute", t("置頂／靜音", "pin / mute")),
+            ("/quit", t("離開", "quit")),
+        ]  # fmt: skip
+        text = Text()
+        text.append(t("按鍵", "Keys") + "\n", style="bold")
+        for k, v in keys:
+            text.append(f"  {k:<12}", style="bold")
+            text.append(v + "\n")
+        text.append(
+            "\n" + t("指令（在輸入列）", "Commands (in the input line)") + "\n", style="bold"
+        )
+        for k, v in cmds:
+            text.append(f"  {k:<28}", style="bold")
+            text.append(v + "\n")
+        with VerticalScroll(id="help-box"):
+            yield Static(t("說明", "Help"), id="help-title")
+            yield Static(text, id="help-text")
+
+
+def _zh() -> bool:
+    from .text import zh
+
+    return zh()

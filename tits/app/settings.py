@@ -1,0 +1,56 @@
+"""The app's own settings, HOME/app.toml: what the app remembers that no protocol carries.
+
+theme = "light"            # light | dark | contrast
+pinned = ["<conv hex>"]    # 置頂: shown first in the chat list
+muted = ["<conv hex>"]     # 靜音: no bell, unread count shown grey
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tits.config import read_toml, write_toml
+from tits.errors import TitsError
+
+THEMES = ("light", "dark", "contrast")
+
+
+@dataclass
+class Settings:
+    path: Path
+    theme: str = "light"
+    pinned: list[str] = field(default_factory=list)
+    muted: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, home: Path) -> Settings:
+        path = home / "app.toml"
+        try:
+            data = read_toml(path)
+        except (TitsError, OSError, ValueError):
+            data = {}  # a damaged settings file must not keep the app from opening
+        theme = data.get("theme", "light")
+        return cls(
+            path=path,
+            theme=theme if theme in THEMES else "light",
+            pinned=[str(x) for x in data.get("pinned", []) if isinstance(x, str)],
+            muted=[str(x) for x in data.get("muted", []) if isinstance(x, str)],
+        )
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_toml(self.path, {"theme": self.theme, "pinned": self.pinned, "muted": self.muted})
+
+    def toggle(self, which: str, conv: bytes) -> bool:
+        """Pin or mute (`which` = "pinned" | "muted") a chat, or undo it; returns the new state."""
+        items: list[str] = getattr(self, which)
+        key = conv.hex()
+        if key in items:
+            items.remove(key)
+            on = False
+        else:
+            items.append(key)
+            on = True
+        self.save()
+        return on
