@@ -513,6 +513,8 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
             c.outbox.waiting(set(c.outbox._items))
             or any(not r.done() for r in reads)
             or (welcome is not None and c.received < welcome.pending)
+            or c.processing
+            or bool(c._incoming)
             or now - max(closed_at, c.last_delivery) < settle  # what is still on its way
         )
 

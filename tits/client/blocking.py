@@ -305,7 +305,8 @@ class Messenger:
         return shown
 
     def _idle(self) -> bool:
-        return not self.client._incoming and self.client._events.empty()
+        c = self.client
+        return not c._incoming and not c.processing and c._events.empty()
 
     def _drain_events(
         self, on_message: Callable[[Message], None], on_event: Callable[[Event], None] | None

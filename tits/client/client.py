@@ -118,6 +118,7 @@ class Client:
         self._tasks: list[asyncio.Task[Any]] = []
         self._looked_up: dict[tuple[str, str], float] = {}
         self.received = 0  # deliveries since login (for draining)
+        self.processing = False  # a batch is being opened on the worker
         self.last_delivery = 0.0
         self._names: dict[str, str] = {}
 
@@ -500,11 +501,13 @@ class Client:
             await self._wake.wait()
             self._wake.clear()
             items, self._incoming = self._incoming, []
+            self.processing = True  # until its events are out: a drain must not stop here
             try:
                 batch: Batch = await self.work(self.inbox.process, items)
             except Exception as exc:  # a bug must not stop receiving: log, keep the items
                 log.error("client.process_failed", error=repr(exc)[:300])
                 self._incoming = items + self._incoming
+                self.processing = False
                 await asyncio.sleep(1.0)
                 continue
             if batch.ack and self.link is not None:
@@ -513,6 +516,7 @@ class Client:
                     await self._apply(self.link.transmit(wire.Received(ids=ids)))
             for ev in batch.events:
                 await self._events.put(ev)
+            self.processing = False
             for need in batch.needs:
                 self._look_up(need)
             for group in batch.rekey:
