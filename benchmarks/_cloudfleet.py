@@ -25,8 +25,10 @@ _spec = importlib.util.spec_from_file_location(
     "bench_broker", Path(__file__).with_name("broker.py")
 )
 assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = sys.modules.get("bench_broker") or importlib.util.module_from_spec(_spec)
+if "bench_broker" not in sys.modules:
+    sys.modules["bench_broker"] = bench  # msgspec resolves its Structs' annotations there
+    _spec.loader.exec_module(bench)
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 

@@ -36,19 +36,19 @@ class CountingLoad(bench.Load):
         self.acked += len(got)
         return got
 
-    def _delivered(self, frames: list[bytes]) -> bytes | None:
-        got = super()._delivered(frames)
-        if got is None:
-            return None
-        if got not in self.expected:
-            self.strays += 1
-            return None
-        if got in self.seen:
-            self.dups += 1
-        else:
-            self.seen.add(got)
-            self.last_new = time.perf_counter()
-        return got
+    def _delivered(self, frames: list[bytes]) -> list[bytes]:
+        out = []
+        for got in super()._delivered(frames):  # a delivery frame may carry several
+            if got not in self.expected:
+                self.strays += 1
+                continue
+            if got in self.seen:
+                self.dups += 1
+            else:
+                self.seen.add(got)
+                self.last_new = time.perf_counter()
+            out.append(got)
+        return out
 
     def drain(self) -> None:
         """Take (and acknowledge) whatever earlier runs left on the sockets."""
