@@ -18,6 +18,20 @@ def _require_gpg() -> None:
         pytest.exit("GnuPG is required: apt-get install gnupg", returncode=2)
 
 
+@pytest.fixture(autouse=True)
+def _agents_in_tmp_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Whatever GnuPG home a test made under its tmp_path — its own, a broker's, one a
+    verifier made — has its agent stopped afterwards, even one a kill -9 left behind (a full
+    run once left ten agents)."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    root: Path = request.getfixturevalue("tmp_path")  # now, so it is torn down after this
+    yield
+    for sock in root.rglob("S.gpg-agent"):
+        kill_agent(sock.parent)
+
+
 @pytest.fixture
 def make_home(tmp_path: Path) -> Iterator[Callable[..., Home]]:
     """Make an initialised client home: make_home("alice") -> Home with key and device."""
