@@ -31,7 +31,7 @@ from tits.client import inbox as inbox_mod
 from tits.client import keyring as keyring_mod
 from tits.client import memberlog as ml
 from tits.client.blocking import Messenger
-from tits.errors import BrokerError
+from tits.errors import BrokerError, ConfigError
 from tits.session import SessionKey
 
 pytestmark = pytest.mark.timeout(300)
@@ -119,6 +119,10 @@ def test_a_wrapped_key_for_another_group_is_refused(cloud1: ProcCloud, crowd: Cr
     rs = join(cloud1, crowd, "alice", "bob")
     g1 = group_of(crowd, rs, ["bob"])
     g2 = group_of(crowd, rs, ["bob"])
+    # two groups of one name: the name alone is refused, naming both ids
+    with pytest.raises(ConfigError) as taken:
+        rs["alice"].m.client.groups.find("#壞輸入")
+    assert g1.hex() in taken.value.message and g2.hex() in taken.value.message
     bob = rs["bob"].m
     members = sorted(_members(bob, g1))
     state = bob.client.groups.state(g1)
