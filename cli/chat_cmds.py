@@ -19,11 +19,17 @@ from rich.text import Text
 from tits import wire
 from tits.client.blocking import Messenger
 from tits.client.model import (
+    LIFETIME_MAX_S,
+    LIFETIME_MIN_S,
+    REACTIONS,
+    Announced,
     Event,
+    Expired,
     GroupChanged,
     Held,
     LinkEvent,
     Message,
+    Reacted,
     Receipt,
     Refused,
     Shown,
@@ -83,6 +89,14 @@ def send(
     reply_to: Annotated[
         str | None, typer.Option("--reply-to", help="Answer this message (its id).", metavar="ID")
     ] = None,
+    lifetime: Annotated[
+        str | None,
+        typer.Option(
+            "--lifetime",
+            help="Remove the text from every device this long after it is shown (30s, 10m, 2h).",
+            metavar="TIME",
+        ),
+    ] = None,
     broker: BrokerOpt = None,
     keyserver: KeyserverOpt = None,
     timeout: Annotated[
@@ -92,6 +106,7 @@ def send(
 ) -> None:
     """Send a text (or a file, a sticker); exits 0 once a broker has stored it."""
     answering = _msg_id(reply_to) if reply_to else None
+    life = parse_lifetime(lifetime) if lifetime is not None else 0
     configure("warning")
     state = State.of(ctx)
     text = _text_arg(text)
@@ -110,7 +125,8 @@ def send(
         target = _target(m, who)
         items = []
         if text:
-            items.append(m.enqueue(target, text.encode(), "text", "text/plain", answering))
+            options = m.options_for(target, text, life)
+            items.append(m.enqueue(target, text.encode(), "text", "text/plain", answering, options))
         for data, mime in media:
             if len(data) > wire.MAX_BODY - 4096:
                 raise ConfigError(t("檔案太大（最多約 1 MiB）", "the file is too big (max ~1 MiB)"))
@@ -268,6 +284,11 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
         who = t("你", "you") if msg.outgoing else safe(_name(m, msg.sender))
         line.append(t(f"{who} 已收回訊息", f"{who} took this message back"), style="dim italic")
         return line
+    if msg.expired:
+        line.append(t("訊息已過期", "this message has expired"), style="dim italic")
+        return line
+    if msg.mentions_of(m.client.me):
+        line.append("@ ", style="bold reverse yellow")
     if msg.reply_to is not None:
         quoted = m.store.message(msg.reply_to)
         quote = safe((quoted.text or "")[:30]) if quoted and not quoted.unsent else "…"
@@ -280,7 +301,44 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
             else t(f"已讀 {msg.read_by}", f"read by {msg.read_by}")
         )
         line.append(f"  {seen}", style="dim green")
+    if msg.lifetime_s:
+        line.append(f"  ⏱ {_span(msg.lifetime_s)}", style="dim")
+    if msg.reactions:
+        line.append(
+            "  " + " ".join(f"{REACTIONS.get(k, '?')}{len(v)}" for k, v in msg.reactions.items()),
+            style="dim",
+        )
     return line
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_lifetime(text: str) -> int:
+    """`30s`, `10m`, `2h`, `1d` (or plain seconds) → seconds, within the allowed range."""
+    raw = text.strip().lower()
+    size = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(raw[-1:], 0)
+    number = raw[:-1] if size else raw
+    if not number.isdigit():
+        raise ConfigError(
+            t(
+                "存活時間的寫法例如 30s、10m、2h、1d",
+                "a lifetime is written like 30s, 10m, 2h or 1d",
+            )
+        )
+    seconds = int(number) * (size or 1)
+    if not LIFETIME_MIN_S <= seconds <= LIFETIME_MAX_S:
+        raise ConfigError(
+            t(
+                f"存活時間須介於 {LIFETIME_MIN_S} 秒與 {LIFETIME_MAX_S // 86400} 天之間",
+                f"a lifetime is {LIFETIME_MIN_S} s to {LIFETIME_MAX_S // 86400} days",
+            )
+        )
+    return seconds
 
 
 def render_event(m: Messenger, ev: Event) -> Text | None:
@@ -302,6 +360,26 @@ def render_event(m: Messenger, ev: Event) -> Text | None:
             (safe(_name(m, ev.actor)), "bold cyan"),
             f" {words[ev.event]} {extra}".rstrip(),
         )
+    if isinstance(ev, Reacted):
+        target = m.store.message(ev.id)
+        about = safe((target.text or "")[:20]) if target and target.text else ev.id.hex()[:8]
+        mark = REACTIONS.get(ev.name, "")
+        who = safe(_name(m, ev.by))
+        if not mark:
+            return Text(
+                t(f"{who} 收回了對「{about}」的回應", f'{who} took back a reaction to "{about}"'),
+                style="dim",
+            )
+        return Text(
+            t(f"{who} 對「{about}」回應了 {mark}", f'{who} reacted {mark} to "{about}"'),
+            style="dim",
+        )
+    if isinstance(ev, Announced):
+        who = safe(_name(m, ev.by))
+        if not ev.text:
+            return Text(t(f"{who} 移除了公告", f"{who} took the announcement down"), style="dim")
+        return Text.assemble(("📢 ", "bold"), (t("公告", "Announcement"), "bold yellow"),
+                             f" {who}: ", safe(ev.text))  # fmt: skip
     return None
 
 
@@ -379,6 +457,16 @@ def recv(
                             t(f"{who} 已收回訊息", f"{who} took a message back"), style="dim italic"
                         )
                     )
+            elif isinstance(ev, Reacted | Announced):
+                if as_json:
+                    emit_json(ev.to_json(_name(m, ev.by)))
+                else:
+                    line = render_event(m, ev)
+                    if line is not None:
+                        console.print(line)
+            elif isinstance(ev, Expired):
+                if as_json:
+                    emit_json({"kind": "expired", "ids": [i.hex() for i in ev.ids]})
             elif isinstance(ev, Refused):
                 if as_json:
                     emit_json(

@@ -11,7 +11,16 @@ import typer
 from tits.app.cli import app_cmd
 from tits.errors import TitsError
 
-from . import chat_cmds, cloud_cmds, config_cmds, group_cmds, identity_cmds, key_cmds, logs_cmds
+from . import (
+    chat_cmds,
+    cloud_cmds,
+    config_cmds,
+    group_cmds,
+    identity_cmds,
+    key_cmds,
+    logs_cmds,
+    react_cmds,
+)
 from .context import State
 from .output import choose_lang, fail
 
@@ -59,6 +68,8 @@ app.add_typer(group_cmds.group_app, name="group")
 app.command()(chat_cmds.chat)
 app.command()(chat_cmds.outbox)
 app.command()(chat_cmds.unsend)
+app.command()(react_cmds.react)
+app.command()(react_cmds.announce)
 app.command()(logs_cmds.logs)
 app.add_typer(config_cmds.config_app, name="config")
 app.command("app")(app_cmd)

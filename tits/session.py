@@ -209,6 +209,8 @@ def seal(
     mime: str = "text/plain",
     lifetime_s: int = 0,
     reply_to: bytes | None = None,
+    mentions: list[str] | None = None,
+    mention_all: bool = False,
 ) -> bytes:
     """Sign with the device key, then encrypt with the session key: an encoded SealedBody."""
     ad = env.ad(key.epoch)
@@ -221,6 +223,8 @@ def seal(
         group=env.group,
         epoch=key.epoch,
         reply_to=reply_to,
+        mentions=mentions or [],
+        mention_all=mention_all,
     )
     plain = wire.encode(_sign(device, ad, header, payload))
     nonce, ct = key.encrypt(plain, ad)

@@ -412,6 +412,9 @@ class Header(Struct, forbid_unknown_fields=False, omit_defaults=True):
     group: GroupId | None = None
     epoch: Epoch = 0
     reply_to: MsgId | None = None
+    # @mentions (group members) and @All: signed with the text, so only the sender names them
+    mentions: Annotated[list[Fingerprint], Meta(max_length=MAX_RECIPIENTS)] = []
+    mention_all: bool = False
 
 
 class Signed(Struct, forbid_unknown_fields=False):

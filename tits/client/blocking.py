@@ -22,7 +22,7 @@ from tits.session import Envelope, SessionKey
 from .client import ANSWER_S, Client
 from .connection import Connection, Incoming
 from .inbox import KEY_WAIT_S
-from .model import Event, GroupChanged, Message, Refused, SendFailed, Shown
+from .model import Event, GroupChanged, Message, Refused, SendFailed, SendOptions, Shown
 from .store import OutboxItem
 
 T = TypeVar("T")
@@ -136,10 +136,25 @@ class Messenger:
         kind: str = "text",
         mime: str = "text/plain",
         reply_to: bytes | None = None,
+        options: SendOptions | None = None,
     ) -> bytes:
         return self._run(
-            self.client.work(self.client.outbox.add, target, kind, payload, mime, reply_to)
+            self.client.work(self.client.outbox.add, target, kind, payload, mime, reply_to, options)
         )
+
+    def options_for(self, target: str, text: str, lifetime_s: int = 0) -> SendOptions:
+        """Mentions and lifetime of a text (raises ConfigError for a non-member @name)."""
+        return self._run(self.client.work(self.client.mention_options, target, text, lifetime_s))
+
+    def react(self, msg_id: bytes, name: str, timeout: float = 30.0) -> None:
+        self.connect(timeout)
+        item = self._run(self.client.react(msg_id, name))
+        self.flush_and_wait([item], timeout)
+
+    def announce(self, target: str, text: str, timeout: float = 30.0) -> None:
+        self.connect(timeout)
+        item = self._run(self.client.announce(target, text))
+        self.flush_and_wait([item], timeout)
 
     def read(self, messages: list[Message], timeout: float = 15.0) -> None:
         """Mark read and send the receipts (已讀), waiting until a broker stored them."""

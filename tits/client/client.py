@@ -32,24 +32,35 @@ from tits import wire
 from tits.errors import BrokerError, ConfigError, IdentityError, KeyServerError, TitsError
 from tits.home import Home
 from tits.login import build_blob
+from tits.session import direct_conversation_id
 
 from . import link as L
+from . import mentions
 from .compose import Composer
 from .connection import BrokerURL, Incoming
+from .controls import clean_announcement, reaction_payload
 from .devices import DeviceChecker
 from .groups import Groups, require_key
 from .inbox import Batch, Inbox
 from .keyring import Keyring
 from .model import (
+    ANNOUNCE_MIME,
+    LIFETIME_MAX_S,
+    LIFETIME_MIN_S,
+    REACTION_MIME,
+    REACTIONS,
     RECEIPT_MIME,
     UNSEND_MIME,
     UNSEND_WINDOW_S,
+    Announced,
     Event,
+    Expired,
     GroupChanged,
     LinkEvent,
     Message,
     Refused,
     SendFailed,
+    SendOptions,
     Skipped,
     Stored,
 )
@@ -207,6 +218,8 @@ class Client:
         self._ready.clear()
         self._down = asyncio.get_running_loop().create_future()
         self._tasks += [asyncio.create_task(self._read(sock)), asyncio.create_task(self._tick())]
+        if not any(t.get_name() == "tits-expiry" for t in self._tasks):
+            self._tasks.append(asyncio.create_task(self._expiry(), name="tits-expiry"))
         if not any(t.get_name() == "tits-process" for t in self._tasks):
             self._tasks.append(asyncio.create_task(self._process(), name="tits-process"))
         await self._apply(self.link.start(time.monotonic()))
@@ -225,7 +238,7 @@ class Client:
     def _close_socket(self, bye: bool) -> None:
         for t in [t for t in self._tasks if t.get_name() != "tits-process"]:
             t.cancel()
-        self._tasks = [t for t in self._tasks if t.get_name() == "tits-process"]
+        self._tasks = [t for t in self._tasks if t.get_name() in ("tits-process", "tits-expiry")]
         if self._sock is not None:
             if bye and self.link is not None:
                 for a in self.link.close():
@@ -354,12 +367,101 @@ class Client:
         kind: str = "text",
         mime: str = "text/plain",
         reply_to: bytes | None = None,
+        options: SendOptions | None = None,
     ) -> bytes:
         """Put a message in the durable outbox, then prepare and send it if a broker is up.
         Returns the outbox item id (= the message id)."""
-        item_id = await self.work(self.outbox.add, target, kind, payload, mime, reply_to)
+        item_id = await self.work(self.outbox.add, target, kind, payload, mime, reply_to, options)
         await self.flush()
         return item_id
+
+    async def react(self, msg_id: bytes, name: str) -> bytes:
+        """React to a message of a chat (one of `REACTIONS`; "" takes ours back)."""
+        if name and name not in REACTIONS:
+            raise ConfigError(f"no reaction {name!r}: one of {', '.join(REACTIONS)}")
+        msg = await self.work(self.store.message, msg_id)
+        if msg is None or msg.unsent or msg.expired:
+            raise ConfigError("no message with that id here")
+        await self.work(self.store.extras.react, msg_id, self.me, name)
+        payload = reaction_payload(msg_id, name)
+        return await self.send(self.target_of(msg), payload, kind="reaction", mime=REACTION_MIME)
+
+    async def announce(self, target: str, text: str) -> bytes:
+        """Put up a 公告 at the top of a chat for everyone in it ("" takes it down)."""
+        try:
+            text = clean_announcement(text)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        ts = int(time.time() * 1000)
+        conv = self.conversation(target)
+        item = await self.send(target, text.encode(), kind="announce", mime=ANNOUNCE_MIME)
+        ann = Announced(conv=conv, by=self.me, text=text, ts=ts, id=item)
+        await self.work(self.store.extras.announce, ann)
+        return item
+
+    def member_names(self, group: bytes) -> dict[str, list[str]]:
+        """The other members of a group and the names each goes by here (petnames, then the
+        name in their key): what @mentions match and complete. May run gpg: off the loop."""
+        from tits.contacts import Contacts
+
+        state = self.groups.state(group)
+        if state is None:
+            return {}
+        contacts = Contacts(self.home.path)
+        out: dict[str, list[str]] = {}
+        for fp in state.members:
+            if fp == self.me:
+                continue
+            try:
+                names = list(contacts.names_for(fp))
+            except TitsError:
+                names = []
+            try:
+                info = self.identity.key_info(fp)
+            except TitsError:
+                info = None
+            if info is not None and info.name and info.name not in names:
+                names.append(info.name)
+            out[fp] = names
+        return out
+
+    def mention_options(self, target: str, text: str, lifetime_s: int = 0) -> SendOptions:
+        """The options of a text to `target`: whom its @tokens name (groups only; a token
+        naming a contact outside the group is refused), and its display lifetime."""
+        from tits.contacts import Contacts
+
+        if lifetime_s and not LIFETIME_MIN_S <= lifetime_s <= LIFETIME_MAX_S:
+            raise ConfigError(f"a lifetime is {LIFETIME_MIN_S} s to {LIFETIME_MAX_S // 86400} days")
+        if not target.startswith("#") or "@" not in text:
+            return SendOptions(lifetime_s=lifetime_s)
+        contacts = Contacts(self.home.path)
+
+        def known(name: str) -> str | None:
+            try:
+                return contacts.resolve("@" + name)
+            except TitsError:
+                return None
+
+        found = mentions.find(text, self.member_names(bytes.fromhex(target[1:])), known)
+        if found.outsiders:
+            raise ConfigError(f"@{found.outsiders[0]} is not a member of this group")
+        return SendOptions(
+            lifetime_s=lifetime_s, mentions=found.members, mention_all=found.everyone
+        )
+
+    def conversation(self, target: str) -> bytes:
+        """The conversation id of an outbox target (a fingerprint, or "#" + group hex)."""
+        if target.startswith("#"):
+            return bytes.fromhex(target[1:])
+        return direct_conversation_id(self.me, target)
+
+    async def _expiry(self) -> None:
+        """Remove messages whose display lifetime ran out, as it runs out."""
+        while True:
+            removed = await self.work(self.store.extras.expire)
+            if removed:
+                await self._events.put(Expired(ids=removed))
+            await asyncio.sleep(1.0)
 
     def target_of(self, msg: Message) -> str:
         """Where an answer to `msg` goes: its group, or the other side of the chat."""

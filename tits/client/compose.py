@@ -14,7 +14,7 @@ from tits.session import Envelope, SessionKey, direct_conversation_id, seal, sig
 
 from .groups import Groups, chunks
 from .keyring import Keyring
-from .model import Message, Prepared
+from .model import Message, Prepared, SendOptions
 from .store import LocalStore, OutboxItem
 
 
@@ -111,10 +111,13 @@ class Composer:
             # the first part carries the item's id: the message the user sees
             msg_id = item.id if i == 0 else wire.new_msg_id()
             env = Envelope(msg_id, self.me, part, group)
-            if item.kind != "media":  # texts, and receipts and unsends (sealed like texts)
+            if item.kind != "media":  # texts, and receipts, unsends, reactions (sealed alike)
+                opts = item.options or SendOptions()
                 body = seal(
                     key, self.device, env, item.payload, serial=self._next_serial(),
-                    mime=item.mime, reply_to=item.reply_to,
+                    mime=item.mime, reply_to=item.reply_to, lifetime_s=opts.lifetime_s,
+                    mentions=opts.mentions if group is not None else None,
+                    mention_all=opts.mention_all and group is not None,
                 )  # fmt: skip
             else:
                 body = sign_media(
@@ -130,9 +133,12 @@ class Composer:
         if item.kind not in ("text", "media"):
             return None  # a receipt or an unsend: nothing to show
         text = item.payload.decode("utf-8", "replace") if item.kind == "text" else None
+        opts = item.options or SendOptions()
         return Message(
             id=item.id, conv=conv, sender=self.me, to=to, group=group,
             kind="text" if item.kind == "text" else "media", text=text, verified=True,
             ts=int(item.created * 1000), outgoing=True, mime=item.mime, read=True,
-            reply_to=item.reply_to,
+            reply_to=item.reply_to, lifetime_s=opts.lifetime_s,
+            mentions=opts.mentions if group is not None else [],
+            mention_all=opts.mention_all and group is not None,
         )  # fmt: skip

@@ -23,17 +23,23 @@ from tits.identity import Identity
 from tits.session import SessionKey
 
 from .connection import Incoming
+from .controls import read_announcement, read_reaction
 from .devices import DeviceChecker
 from .groups import Groups
 from .keyring import Keyring
 from .model import (
+    ANNOUNCE_MIME,
     CONTROL_MIMES,
+    LIFETIME_MAX_S,
+    REACTION_MIME,
     RECEIPT_MIME,
     UNSEND_WINDOW_S,
+    Announced,
     Event,
     GroupChanged,
     Held,
     Message,
+    Reacted,
     Receipt,
     Refused,
     Shown,
@@ -183,7 +189,21 @@ class Inbox:
         return [msg]
 
     def _control(self, msg: Message, payload: bytes, out: Batch) -> None:
-        """A receipt or an unsend: checked against what it names, then applied."""
+        """A receipt, an unsend, a reaction or a 公告: checked against what it names, then
+        applied."""
+        if msg.mime == REACTION_MIME:
+            target, name = read_reaction(payload)
+            if not self._in_conv(target, msg.conv):
+                raise VerificationError("a reaction to a message not in this chat")
+            if self.store.extras.react(target, msg.sender, name):
+                out.events.append(Reacted(id=target, conv=msg.conv, by=msg.sender, name=name))
+            return
+        if msg.mime == ANNOUNCE_MIME:
+            ann = Announced(conv=msg.conv, by=msg.sender, text=read_announcement(payload),
+                            ts=msg.ts, id=msg.id)  # fmt: skip
+            if self.store.extras.announce(ann):
+                out.events.append(ann)
+            return
         if msg.mime == RECEIPT_MIME:
             try:
                 ids = [bytes(i) for i in _IDS.decode(payload)]
@@ -234,12 +254,16 @@ class Inbox:
         text_like = h.mime.startswith("text/")
         control = h.mime in CONTROL_MIMES
         file = None if text_like or control else self.keep_media(opened.payload)
+        # mentions name members only (a name outside the group is no one's to highlight)
+        mentions = [fp for fp in h.mentions if group is not None and group.is_member(fp)]
         msg = Message(
             id=env.id, conv=opened.conv, sender=env.sender, to=list(env.to), group=env.group,
             kind="text" if text_like or control else "media",
             text=opened.payload.decode("utf-8", "replace") if text_like else None,
             verified=opened.verified, ts=h.ts_ms, outgoing=env.sender == self.me,
             mime=h.mime, file=file, read=env.sender == self.me, reply_to=h.reply_to,
+            mentions=mentions, mention_all=h.mention_all and group is not None,
+            lifetime_s=min(h.lifetime_s, LIFETIME_MAX_S),
         )  # fmt: skip
         return msg, opened.payload
 
@@ -304,6 +328,8 @@ def events_for_json(ev: Event, name: Callable[[str], str]) -> dict[str, object] 
         return ev.message.to_json(name(ev.message.sender))
     if isinstance(ev, GroupChanged):
         return ev.to_json(name(ev.actor))
+    if isinstance(ev, Reacted | Announced):
+        return ev.to_json(name(ev.by))
     if isinstance(ev, Refused):
         return {
             "kind": "refused",

@@ -17,8 +17,23 @@ MessageKind = Literal["text", "media"]
 # only their MIME type says what they are, so a broker cannot tell them from texts.
 RECEIPT_MIME = "application/x-tits-receipt"  # payload: msgpack list of message ids read
 UNSEND_MIME = "application/x-tits-unsend"  # payload: the id of the message taken back
-CONTROL_MIMES = frozenset({RECEIPT_MIME, UNSEND_MIME})
+REACTION_MIME = "application/x-tits-reaction"  # payload: msgpack [message id, name or ""]
+ANNOUNCE_MIME = "application/x-tits-announce"  # payload: the 公告 text ("" takes it down)
+CONTROL_MIMES = frozenset({RECEIPT_MIME, UNSEND_MIME, REACTION_MIME, ANNOUNCE_MIME})
 UNSEND_WINDOW_S = 24 * 3600
+# LINE's small set: a name on the wire (never free text, so nothing can be smuggled into a
+# screen through it), drawn as the emoji
+REACTIONS = {"like": "👍", "love": "❤️", "haha": "😆", "wow": "😮", "sad": "😢", "thanks": "🙏"}
+ANNOUNCE_MAX = 500  # characters in a 公告
+LIFETIME_MIN_S, LIFETIME_MAX_S = 5, 7 * 24 * 3600
+
+
+class SendOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a text carries besides its words: signed into its header by the composer."""
+
+    lifetime_s: int = 0  # shown this long on each device, from when it is first shown there
+    mentions: list[str] = []  # fingerprints of members named with @
+    mention_all: bool = False  # @All
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -38,6 +53,14 @@ class Message(msgspec.Struct, kw_only=True):
     reply_to: bytes | None = None
     unsent: bool = False  # taken back by its sender: only "○○ 已收回訊息" remains
     read_by: int = 0  # how many others have read it (已讀 N): each member once
+    mentions: list[str] = []  # members it names with @ (checked against the group)
+    mention_all: bool = False
+    lifetime_s: int = 0  # 0: kept; else removed that long after it was first shown here
+    expired: bool = False  # its lifetime ran out: only a placeholder remains
+    reactions: dict[str, list[str]] = {}  # reaction name → who reacted so (one each)
+
+    def mentions_of(self, fp: str) -> bool:
+        return not self.outgoing and (self.mention_all or fp in self.mentions)
 
     def to_json(self, sender_name: str = "") -> dict[str, Any]:
         return {
@@ -57,6 +80,11 @@ class Message(msgspec.Struct, kw_only=True):
             "reply_to": self.reply_to.hex() if self.reply_to else None,
             "unsent": self.unsent,
             "read_by": self.read_by,
+            "mentions": self.mentions,
+            "mention_all": self.mention_all,
+            "lifetime_s": self.lifetime_s,
+            "expired": self.expired,
+            "reactions": self.reactions,
         }
 
 
@@ -142,6 +170,39 @@ class Unsent(msgspec.Struct, tag="unsent"):
     by: str
 
 
+class Reacted(msgspec.Struct, tag="reaction"):
+    """`by` reacted to message `id` with `name` (one of `REACTIONS`), or took it back ("")."""
+
+    id: bytes
+    conv: bytes
+    by: str
+    name: str
+
+    def to_json(self, by_name: str = "") -> dict[str, Any]:
+        return {"kind": "reaction", "id": self.id.hex(), "conversation": self.conv.hex(),
+                "from": self.by, "from_name": by_name, "reaction": self.name or None}  # fmt: skip
+
+
+class Announced(msgspec.Struct, tag="announcement"):
+    """A 公告 put up (or taken down: `text` "") at the top of a chat."""
+
+    conv: bytes
+    by: str
+    text: str
+    ts: int
+    id: bytes = b""  # the message that carried it
+
+    def to_json(self, by_name: str = "") -> dict[str, Any]:
+        return {"kind": "announcement", "conversation": self.conv.hex(), "from": self.by,
+                "from_name": by_name, "text": self.text or None, "ts": self.ts}  # fmt: skip
+
+
+class Expired(msgspec.Struct, tag="expired"):
+    """Messages whose display lifetime ran out on this device: removed here."""
+
+    ids: list[bytes]
+
+
 class Stored(msgspec.Struct, tag="stored"):
     """A broker has durably stored what we sent (outbox item `id`)."""
 
@@ -180,6 +241,9 @@ Event = (
     | GroupChanged
     | Receipt
     | Unsent
+    | Reacted
+    | Announced
+    | Expired
     | Stored
     | SendFailed
     | Skipped

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from tits import wire
 
-from .model import Message, Prepared
+from .model import Message, Prepared, SendOptions
 from .store import LocalStore, OutboxItem
 
 RESEND_S = 3.0
@@ -50,10 +50,16 @@ class Outbox:
         self._lock = threading.RLock()
 
     def add(
-        self, target: str, kind: str, payload: bytes, mime: str, reply_to: bytes | None = None
+        self,
+        target: str,
+        kind: str,
+        payload: bytes,
+        mime: str,
+        reply_to: bytes | None = None,
+        options: SendOptions | None = None,
     ) -> bytes:
         item_id = wire.new_msg_id()
-        self.store.outbox_add(item_id, target, kind, payload, mime, reply_to)
+        self.store.outbox_add(item_id, target, kind, payload, mime, reply_to, options)
         return item_id
 
     def pending(self) -> list[OutboxItem]:

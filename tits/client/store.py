@@ -26,7 +26,8 @@ import msgspec
 
 from tits.session import SessionKey, direct_conversation_id
 
-from .model import Message, Prepared
+from .extras import ChatExtras
+from .model import Message, Prepared, SendOptions
 
 MIGRATIONS: list[str] = [
     # 1: the first release (cli/store.py)
@@ -106,6 +107,24 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE TABLE tombstones (id BLOB PRIMARY KEY, by TEXT NOT NULL, at REAL NOT NULL);
     """,
+    # 6: @mentions, display lifetimes, reactions and 公告 announcements (tits/client/extras.py)
+    """
+    ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN mention_all INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN lifetime_s INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN shown_at REAL;
+    CREATE INDEX messages_lifetime ON messages(shown_at) WHERE lifetime_s > 0 AND expired = 0;
+    ALTER TABLE outbox ADD COLUMN options BLOB;
+    CREATE TABLE reactions (
+        id BLOB NOT NULL, reactor TEXT NOT NULL, name TEXT NOT NULL, at REAL NOT NULL,
+        PRIMARY KEY (id, reactor)
+    ) WITHOUT ROWID;
+    CREATE TABLE announcements (
+        conv BLOB PRIMARY KEY, id BLOB NOT NULL, by TEXT NOT NULL, text TEXT NOT NULL,
+        ts INTEGER NOT NULL
+    );
+    """,
 ]
 
 
@@ -116,13 +135,23 @@ def _direct_conv(sender: str, recipients: str) -> bytes:
 _MSG_COLS = (
     "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read, "
     "reply_to, unsent, "
-    "(SELECT count(*) FROM receipts r WHERE r.id = messages.id AND r.reader != messages.sender)"
+    "(SELECT count(*) FROM receipts r WHERE r.id = messages.id AND r.reader != messages.sender), "
+    "mentions, mention_all, lifetime_s, expired"
 )
+_RAW = 20  # the column after _MSG_COLS
 _INS_COLS = (
     "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read, "
-    "reply_to, unsent"
+    "reply_to, unsent, mentions, mention_all, lifetime_s, shown_at"
 )
-_MSG_MARKS = ",".join("?" * 15)
+_MSG_MARKS = ",".join("?" * 19)
+
+
+def _ins_row(m: Message, shown_at: float | None) -> tuple[Any, ...]:
+    return (
+        m.id, m.conv, m.sender, ",".join(m.to), m.group, m.kind, m.text, int(m.verified), m.ts,
+        int(m.outgoing), m.mime, m.file, int(m.read), m.reply_to, int(m.unsent),
+        ",".join(m.mentions), int(m.mention_all), m.lifetime_s, shown_at,
+    )  # fmt: skip
 
 
 def _message(r: Sequence[Any]) -> Message:
@@ -143,6 +172,10 @@ def _message(r: Sequence[Any]) -> Message:
         reply_to=bytes(r[13]) if r[13] is not None else None,
         unsent=bool(r[14]),
         read_by=int(r[15]),
+        mentions=[f for f in str(r[16]).split(",") if f],
+        mention_all=bool(r[17]),
+        lifetime_s=int(r[18]),
+        expired=bool(r[19]),
     )
 
 
@@ -158,6 +191,7 @@ class OutboxItem(msgspec.Struct, kw_only=True):
     prepared: Prepared | None
     attempts: int
     reply_to: bytes | None = None
+    options: SendOptions | None = None
 
 
 class EpochRow(msgspec.Struct, kw_only=True):
@@ -182,6 +216,7 @@ class LocalStore:
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.create_function("tits_direct_conv", 2, _direct_conv, deterministic=True)
         self.migrate()
+        self.extras = ChatExtras(self.db)
 
     @property
     def version(self) -> int:
@@ -233,27 +268,8 @@ class LocalStore:
             db.executemany("INSERT OR IGNORE INTO seen VALUES (?,?)", [(i, now) for i in seen_only])
             db.executemany(
                 f"INSERT OR IGNORE INTO messages ({_INS_COLS}, raw) VALUES ({_MSG_MARKS},?)",
-                [
-                    (
-                        m.id,
-                        m.conv,
-                        m.sender,
-                        ",".join(m.to),
-                        m.group,
-                        m.kind,
-                        m.text,
-                        int(m.verified),
-                        m.ts,
-                        int(m.outgoing),
-                        m.mime,
-                        m.file,
-                        int(m.read),
-                        m.reply_to,
-                        int(m.unsent),
-                        raw.get(m.id),
-                    )
-                    for m in messages
-                ],  # fmt: skip
+                # what was read on arrival (our own, from another device) counts as shown
+                [(*_ins_row(m, time.time() if m.read else None), raw.get(m.id)) for m in messages],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -262,7 +278,13 @@ class LocalStore:
 
     def message(self, msg_id: bytes) -> Message | None:
         row = self.db.execute(f"SELECT {_MSG_COLS} FROM messages WHERE id=?", (msg_id,)).fetchone()
-        return _message(row) if row else None
+        return self._reacted([_message(row)])[0] if row else None
+
+    def _reacted(self, messages: list[Message]) -> list[Message]:
+        found = self.extras.reactions(m.id for m in messages)
+        for m in messages:
+            m.reactions = found.get(m.id, {})
+        return messages
 
     def history(self, conv: bytes | None = None, limit: int = 50) -> list[Message]:
         if conv is None:
@@ -271,7 +293,7 @@ class LocalStore:
         else:
             q = f"SELECT {_MSG_COLS} FROM messages WHERE conv=? ORDER BY ts DESC LIMIT ?"
             rows = self.db.execute(q, (conv, limit)).fetchall()
-        return [_message(r) for r in reversed(rows)]
+        return self._reacted([_message(r) for r in reversed(rows)])
 
     def unread(self, conv: bytes | None = None) -> list[Message]:
         q = f"SELECT {_MSG_COLS} FROM messages WHERE read=0"
@@ -279,14 +301,19 @@ class LocalStore:
         if conv is not None:
             q += " AND conv=?"
             args = (conv,)
-        return [_message(r) for r in self.db.execute(q + " ORDER BY ts", args)]
+        return self._reacted([_message(r) for r in self.db.execute(q + " ORDER BY ts", args)])
 
     def unread_counts(self) -> dict[bytes, int]:
         q = "SELECT conv, count(*) FROM messages WHERE read=0 GROUP BY conv"
         return {bytes(c): int(n) for c, n in self.db.execute(q) if c is not None}
 
     def mark_read(self, ids: Iterable[bytes]) -> None:
-        self.db.executemany("UPDATE messages SET read=1 WHERE id=?", [(i,) for i in ids])
+        """Read, and so shown: a display lifetime counts from the first time."""
+        now = time.time()
+        self.db.executemany(
+            "UPDATE messages SET read=1, shown_at=coalesce(shown_at, ?) WHERE id=?",
+            [(now, i) for i in ids],
+        )
 
     def raw_history(self, conv: bytes) -> list[tuple[Message, bytes]]:
         """The group's texts as they came (sealed), oldest first: what `--share-history`
@@ -295,7 +322,7 @@ class LocalStore:
             f"SELECT {_MSG_COLS}, raw FROM messages WHERE conv=? AND raw IS NOT NULL "
             "AND unsent=0 ORDER BY ts"
         )
-        return [(_message(r), bytes(r[16])) for r in self.db.execute(q, (conv,))]
+        return [(_message(r), bytes(r[_RAW])) for r in self.db.execute(q, (conv,))]
 
     # -- receipts and unsends -------------------------------------------------------------------
 
@@ -417,7 +444,8 @@ class LocalStore:
     # -- outbox -----------------------------------------------------------------------------------
 
     _OUT_COLS = (
-        "id, target, kind, payload, mime, created, state, reason, frames, attempts, reply_to"
+        "id, target, kind, payload, mime, created, state, reason, frames, attempts, reply_to, "
+        "options"
     )
 
     def outbox_add(
@@ -428,11 +456,13 @@ class LocalStore:
         payload: bytes,
         mime: str,
         reply_to: bytes | None = None,
+        options: SendOptions | None = None,
     ) -> None:
+        opts = msgspec.msgpack.encode(options) if options is not None else None
         self.db.execute(
-            "INSERT INTO outbox (id, target, kind, payload, mime, created, reply_to) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (item_id, target, kind, payload, mime, time.time(), reply_to),
+            "INSERT INTO outbox (id, target, kind, payload, mime, created, reply_to, options) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (item_id, target, kind, payload, mime, time.time(), reply_to, opts),
         )
 
     def outbox(self, state: str | None = None) -> list[OutboxItem]:
@@ -465,6 +495,7 @@ class LocalStore:
             prepared=prepared,
             attempts=int(r[9]),
             reply_to=bytes(r[10]) if r[10] is not None else None,
+            options=msgspec.msgpack.decode(bytes(r[11]), type=SendOptions) if r[11] else None,
         )
 
     def outbox_prepared(self, item_id: bytes, prepared: Prepared) -> None:
@@ -484,15 +515,11 @@ class LocalStore:
         try:
             db.execute("DELETE FROM outbox WHERE id=?", (item_id,))
             if message is not None:
+                mine = msgspec.structs.replace(message, read=True, unsent=False)
                 db.execute(
                     f"INSERT OR IGNORE INTO messages ({_INS_COLS}, raw) VALUES ({_MSG_MARKS},?)",
-                    (
-                        message.id, message.conv, message.sender, ",".join(message.to),
-                        message.group, message.kind, message.text, int(message.verified),
-                        message.ts, int(message.outgoing), message.mime, message.file, 1,
-                        message.reply_to, 0, raw,
-                    ),
-                )  # fmt: skip
+                    (*_ins_row(mine, time.time()), raw),
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -1,0 +1,52 @@
+"""The payloads of control messages (reactions, 公告), made and checked in one place.
+
+They travel sealed and signed like texts; only the MIME type in the encrypted header says
+what they are. A payload that does not parse, or names a reaction outside the small set, is
+refused with a reason the receiver can show.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import msgspec
+
+from tits.errors import VerificationError
+
+from .model import ANNOUNCE_MAX, REACTIONS
+
+_REACTION = msgspec.msgpack.Decoder(tuple[bytes, str])
+
+
+def reaction_payload(msg_id: bytes, name: str) -> bytes:
+    return msgspec.msgpack.encode((msg_id, name))
+
+
+def read_reaction(payload: bytes) -> tuple[bytes, str]:
+    try:
+        msg_id, name = _REACTION.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        raise VerificationError("a reaction that does not name a message") from None
+    if len(msg_id) != 16:
+        raise VerificationError("a reaction that does not name a message")
+    if name and name not in REACTIONS:
+        raise VerificationError("a reaction outside the set every client draws")
+    return msg_id, name
+
+
+def clean_announcement(text: str) -> str:
+    """A 公告 as it may be put up: one paragraph of printable text, at most ANNOUNCE_MAX
+    characters (control and bidi characters would let it rewrite the screen)."""
+    text = " ".join(text.split())
+    if len(text) > ANNOUNCE_MAX:
+        raise ValueError(f"an announcement is at most {ANNOUNCE_MAX} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
+        raise ValueError("an announcement cannot contain control characters")
+    return text
+
+
+def read_announcement(payload: bytes) -> str:
+    try:
+        return clean_announcement(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise VerificationError(f"an announcement refused: {exc}") from None
