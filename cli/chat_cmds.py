@@ -18,6 +18,7 @@ from rich.text import Text
 
 from tits import wire
 from tits.client.blocking import Messenger
+from tits.client.controls import lifetime_seconds
 from tits.client.model import (
     LIFETIME_MAX_S,
     LIFETIME_MIN_S,
@@ -320,22 +321,14 @@ def _span(seconds: int) -> str:
 
 def parse_lifetime(text: str) -> int:
     """`30s`, `10m`, `2h`, `1d` (or plain seconds) → seconds, within the allowed range."""
-    raw = text.strip().lower()
-    size = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(raw[-1:], 0)
-    number = raw[:-1] if size else raw
-    if not number.isdigit():
+    seconds = lifetime_seconds(text)
+    if seconds is None:
         raise ConfigError(
             t(
-                "存活時間的寫法例如 30s、10m、2h、1d",
-                "a lifetime is written like 30s, 10m, 2h or 1d",
-            )
-        )
-    seconds = int(number) * (size or 1)
-    if not LIFETIME_MIN_S <= seconds <= LIFETIME_MAX_S:
-        raise ConfigError(
-            t(
-                f"存活時間須介於 {LIFETIME_MIN_S} 秒與 {LIFETIME_MAX_S // 86400} 天之間",
-                f"a lifetime is {LIFETIME_MIN_S} s to {LIFETIME_MAX_S // 86400} days",
+                f"存活時間的寫法例如 30s、10m、2h、1d，須介於 {LIFETIME_MIN_S} 秒與 "
+                f"{LIFETIME_MAX_S // 86400} 天之間",
+                f"a lifetime is written like 30s, 10m, 2h or 1d, from {LIFETIME_MIN_S} s to "
+                f"{LIFETIME_MAX_S // 86400} days",
             )
         )
     return seconds

@@ -85,3 +85,30 @@ def fill(home: Path, *, group_id_out: list[bytes] | None = None) -> Path:
     finally:
         store.close()
     return home
+
+
+def fill_gestures(home: Path, gid: bytes) -> None:
+    """Add LINE's gestures to a filled home's group: an unread text from Bob naming me, two
+    reactions to my welcome, a 公告, a text that vanishes 10 minutes after it is shown and one
+    that already has."""
+    from tits.client.model import Announced
+
+    store = LocalStore(home)
+    try:
+        store.record([
+            Message(id=_id(8), conv=gid, sender=BOB, to=[ME, CAROL], group=gid, kind="text",
+                    text="@我 週六有空嗎？", verified=True, ts=at(0, 14, 5), read=False,
+                    mentions=[ME]),
+            Message(id=_id(9), conv=gid, sender=CAROL, to=[ME, BOB], group=gid, kind="text",
+                    text="看完就消失", verified=True, ts=at(0, 14, 6), read=False,
+                    lifetime_s=600),
+            Message(id=_id(10), conv=gid, sender=CAROL, to=[ME, BOB], group=gid, kind="text",
+                    text=None, verified=True, ts=at(0, 14, 7), read=True, expired=True),
+        ])  # fmt: skip
+        store.db.execute("UPDATE messages SET expired=1 WHERE id=?", (_id(10),))
+        store.extras.react(_id(5), CAROL, "love")
+        store.extras.react(_id(5), BOB, "haha")
+        store.extras.announce(Announced(conv=gid, by=CAROL, text="週六晚上 7 點 聚餐 🍲",
+                                        ts=at(0, 14, 1), id=_id(11)))  # fmt: skip
+    finally:
+        store.close()

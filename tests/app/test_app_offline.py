@@ -4,11 +4,13 @@ chat list, opening a chat, keys, slash commands, themes, hostile text, tiny term
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC
 from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
+from textual.widgets import Input
 
 from tests.app.homes import BOB, CAROL, NOW, fill
 from tests.app.support import ready, rows, screen_text, until
@@ -331,5 +333,70 @@ def test_an_unsent_message_shows_only_its_notice(tmp_path: Path) -> None:
                         and len(app.screen.shown) == 2)  # fmt: skip
             line = next(ln for ln in screen_text(app).splitlines() if "已收回訊息" in ln)
             assert line.strip() == "dave 已收回訊息" and line.index("dave") > 20  # centred
+
+    asyncio.run(go())
+
+
+def test_mentions_reactions_announcement_and_lifetimes_are_drawn(tmp_path: Path) -> None:
+    from tests.app.homes import fill_gestures
+
+    gids: list[bytes] = []
+    home = fill(tmp_path / "h", group_id_out=gids)
+    fill_gestures(home, gids[0])
+
+    async def go() -> None:
+        app = make_app(home)
+        async with app.run_test(size=(80, 30)) as pilot:
+            await ready(pilot)
+            group = next(r for r in rows(app) if r.chat.group == gids[0])
+            assert group.chat.mentions == 1 and group.chat.unread == 3
+            assert " @ " in screen_text(app)  # the chat list's "someone named you"
+            await app.open_chat(group.chat)
+            await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
+                        and len(app.screen.shown) == 5)  # fmt: skip
+            await until(pilot, lambda: "📢 公告" in screen_text(app), what="the 公告 bar")
+            text = screen_text(app)
+            assert "📢 公告  小美: 週六晚上 7 點 聚餐 🍲" in text  # pinned at the top
+            assert "@ @我 週六有空嗎？" in text  # highlighted for me
+            assert "❤️ 1  😆 1" in text  # under my welcome
+            assert "⏱ 10 分鐘" in text and "訊息已過期" in text
+            # shown now: its lifetime counts from here, and it goes when that runs out
+            store = app.backend.store
+            later = time.time() + 601
+            assert await app.backend.work(store.extras.expire, later) == [(9).to_bytes(16, "big")]
+            assert (await app.backend.work(store.extras.mention_counts, "A" * 40)) == {}
+
+    asyncio.run(go())
+
+
+def test_lifetime_react_and_announce_commands_offline(tmp_path: Path) -> None:
+    home = fill(tmp_path / "h")
+
+    async def go() -> None:
+        app = make_app(home)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await ready(pilot)
+            await pilot.press("enter")
+            screen = await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
+                                 and app.screen)  # fmt: skip
+            line = screen.query_one("#line", Input)
+            line.value = "/lifetime 10m"
+            await pilot.press("enter")
+            assert screen.lifetime_s == 600 and "10 分鐘" in line.placeholder
+            line.value = "/lifetime 3s"  # under the shortest
+            await pilot.press("enter")
+            assert screen.lifetime_s == 600
+            line.value = "/react bomb"
+            await pilot.press("enter")
+            line.value = "/announce 明天放假"
+            await pilot.press("enter")
+            line.value = "/lifetime off"
+            await pilot.press("enter")
+            await pilot.pause()
+            notes = [n.message for n in app._notifications]
+            assert "用法：/lifetime 30s|10m|2h|1d|off" in notes
+            assert "用法：/react like|love|haha|wow|sad|thanks" in notes
+            assert "離線模式：無法傳送" in notes  # nothing goes out offline
+            assert screen.lifetime_s == 0 and line.placeholder == "輸入訊息"
 
     asyncio.run(go())

@@ -87,3 +87,24 @@ def test_chat_list_themes(snap_compare: Any, tmp_path: Path, theme: str,
 def test_tiny_terminal(snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TITS_LANG", LANGS["zh"])
     assert snap_compare(_app(tmp_path), run_before=_then(), terminal_size=(20, 10))
+
+
+def test_group_with_mentions_reactions_and_announcement(
+    snap_compare: Any, tmp_path: Path, lang: str
+) -> None:
+    from tests.app.homes import fill_gestures
+
+    gids: list[bytes] = []
+    home = fill(tmp_path / "h", group_id_out=gids)
+    fill_gestures(home, gids[0])
+    app = TitsApp(home, offline=True, now=lambda: NOW, tz=UTC)
+
+    def opened(app: TitsApp) -> bool:
+        s = app.screen
+        return (
+            isinstance(s, ConversationScreen)
+            and len(s.shown) == 5
+            and bool(s.query_one("#announcement").display)
+        )
+
+    assert snap_compare(app, run_before=_then("enter", wait=opened), terminal_size=(80, 34))

@@ -8,6 +8,7 @@ read goes through `Backend.work` (the client's single worker thread).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from datetime import tzinfo
@@ -17,10 +18,14 @@ from textual.app import App
 from textual.binding import Binding
 from textual.theme import Theme
 
+from tits.client.controls import lifetime_seconds
 from tits.client.model import (
+    Announced,
+    Expired,
     GroupChanged,
     LinkEvent,
     Message,
+    Reacted,
     SendFailed,
     Shown,
     Stored,
@@ -28,14 +33,14 @@ from tits.client.model import (
 )
 from tits.errors import TitsError
 
-from . import data
+from . import data, notify
 from .backend import Backend
 from .commands import Command
 from .data import Chat, Notice
 from .msgview import FAILED, SENDING, SENT
 from .screens import ConversationScreen, HelpScreen, MainScreen
 from .settings import Settings
-from .text import safe, t, toggled
+from .text import lifetime_label, safe, t, toggled
 
 REFRESH_S = 0.25  # the chat list redraws at most this often while messages pour in
 BELL_S = 2.0
@@ -100,6 +105,7 @@ class TitsApp(App[None]):
         self._refresh_due = False
         self.lists_stale = False
         self._last_bell = 0.0
+        self.notified: list[tuple[str, str]] = []  # (who, what) of each notification given
         for theme in THEMES.values():
             self.register_theme(theme)
         self.theme = THEMES[self.settings.theme].name
@@ -224,6 +230,11 @@ class TitsApp(App[None]):
         await self.push_screen(screen)
         messages, notices, names = await b.work(self._read_chat, chat)
         screen.load(messages, notices, names)
+        ann = await b.work(b.store.extras.announcement, chat.conv)
+        if ann is not None:
+            screen.show_announcement(ann, await b.work(b.names, [ann.by]))
+        if chat.group is not None and b.client is not None:
+            screen.members = await b.work(b.client.member_names, chat.group)
         if chat.unread:
             chat.unread = 0
             await self.refresh_lists()
@@ -246,26 +257,30 @@ class TitsApp(App[None]):
         older, names = await b.work(read)
         screen.prepend(older, names)
 
-    async def send_text(self, screen: ConversationScreen, text: str) -> None:
+    async def send_text(self, screen: ConversationScreen, text: str) -> bool:
+        """Send what was typed; False when it was not (offline, or a mistake in it)."""
         client = self.backend.client
         if client is None:
             self.notify(t("離線模式：無法傳送訊息", "Offline: messages cannot be sent"),
                         severity="warning")  # fmt: skip
-            return
+            return False
         try:
-            item_id = await client.send(screen.target, text.encode("utf-8"))
+            opts = await client.work(client.mention_options, screen.target, text, screen.lifetime_s)
+            item_id = await client.send(screen.target, text.encode("utf-8"), options=opts)
         except TitsError as exc:
             self.notify(safe(exc.message), severity="error", markup=False)
-            return
+            return False
         me = self.backend.me
         m = Message(
             id=item_id, conv=screen.chat.conv, sender=me, to=[screen.target],
             group=screen.chat.group, kind="text", text=text, verified=True, ts=self.now_ms(),
-            outgoing=True, read=True,
+            outgoing=True, read=True, lifetime_s=opts.lifetime_s, mentions=opts.mentions,
+            mention_all=opts.mention_all,
         )  # fmt: skip
         state = SENT if item_id in self.stored else SENDING
         names = {me: await self.backend.work(self.backend.name_of, me)}
         screen.add(m, names, state)
+        return True
 
     async def run_command(self, cmd: Command, screen: ConversationScreen) -> None:
         if cmd.name == "help":
@@ -285,6 +300,39 @@ class TitsApp(App[None]):
             await self.refresh_lists()
         elif cmd.name in ("invite", "leave"):
             await self._group_command(cmd, screen)
+        elif cmd.name == "lifetime":
+            screen.set_lifetime(0 if cmd.args[0] == "off" else lifetime_seconds(cmd.args[0]) or 0)
+            self.notify(
+                t(f"之後的訊息顯示 {lifetime_label(screen.lifetime_s)}後消失",
+                  f"Texts now vanish {lifetime_label(screen.lifetime_s)} after shown")
+                if screen.lifetime_s else t("之後的訊息不會消失", "Texts no longer vanish")
+            )  # fmt: skip
+        elif cmd.name in ("announce", "react"):
+            await self._gesture(cmd, screen)
+
+    async def _gesture(self, cmd: Command, screen: ConversationScreen) -> None:
+        """/announce and /react: signed messages of the chat, like texts."""
+        b = self.backend
+        if b.client is None:
+            self.notify(t("離線模式：無法傳送", "Offline: cannot send"), severity="warning")
+            return
+        try:
+            if cmd.name == "announce":
+                await b.client.announce(screen.target, cmd.args[0] if cmd.args else "")
+                ann = await b.work(b.store.extras.announcement, screen.chat.conv)
+                screen.show_announcement(ann, await b.work(b.names, [b.me]))
+                return
+            target = screen.newest_from_others()
+            if target is None:
+                self.notify(t("沒有可以回應的訊息", "No message to react to"), severity="warning")
+                return
+            await b.client.react(target.id, cmd.args[0])
+        except TitsError as exc:
+            self.notify(safe(exc.message), severity="error", markup=False)
+            return
+        msg = await b.work(b.store.message, target.id)
+        if msg is not None:
+            screen.reacted(msg.id, msg.reactions)
 
     async def _group_command(self, cmd: Command, screen: ConversationScreen) -> None:
         client = self.backend.client
@@ -328,9 +376,24 @@ class TitsApp(App[None]):
                 names = await self.backend.work(self.backend.names, [m.sender])
                 conv_screen.add(m, names)
                 await self.backend.work(data.mark_read, self.backend.store, [m.id])
-            elif not self._muted(m.conv) and time.monotonic() - self._last_bell > BELL_S:
-                self._last_bell = time.monotonic()
-                self.bell()
+            elif (m.group is None or m.mentions_of(self.backend.me)) and not self._muted(m.conv):
+                await self._notify_desktop(m)
+            self.request_refresh()
+        elif isinstance(ev, Reacted):
+            msg = await self.backend.work(self.backend.store.message, ev.id)
+            for s in self.screen_stack:
+                if isinstance(s, ConversationScreen) and msg is not None:
+                    s.reacted(ev.id, msg.reactions)
+        elif isinstance(ev, Announced):
+            ann = await self.backend.work(self.backend.store.extras.announcement, ev.conv)
+            names = await self.backend.work(self.backend.names, [ev.by])
+            for s in self.screen_stack:
+                if isinstance(s, ConversationScreen) and s.chat.conv == ev.conv:
+                    s.show_announcement(ann, names)
+        elif isinstance(ev, Expired):
+            for s in self.screen_stack:
+                if isinstance(s, ConversationScreen):
+                    s.expired(ev.ids)
             self.request_refresh()
         elif isinstance(ev, Stored):
             self.stored.add(ev.id)
@@ -368,6 +431,22 @@ class TitsApp(App[None]):
 
     def _muted(self, conv: bytes) -> bool:
         return conv.hex() in self.settings.muted
+
+    async def _notify_desktop(self, m: Message) -> None:
+        """A 1:1 text or a mention while its chat is not in view: the terminal's notification
+        (or its bell), at most one per BELL_S; never the text itself."""
+        if time.monotonic() - self._last_bell <= BELL_S:
+            return
+        self._last_bell = time.monotonic()
+        name = await self.backend.work(self.backend.name_of, m.sender)
+        what = (
+            t("提到了你", "mentioned you")
+            if m.group is not None
+            else t("傳來訊息", "sent a message")
+        )
+        self.notified.append((name, what))
+        if not self.is_headless and self._driver is not None:  # App.bell() writes the same way
+            self._driver.write(notify.sequence(os.environ, "ω IM", f"{name} {what}"))
 
 
 def run(home: Path, *, offline: bool = False, broker: str | None = None) -> None:

@@ -5,6 +5,9 @@
 /invite @x [@y…]   (a group: through client.group_change)
 /leave             (a group)
 /pin, /mute        toggle 置頂 / 靜音 for this chat
+/announce [text]   put up the chat's 公告 (no text: take it down)
+/react NAME        react to the newest message from someone else (like, love, haha, …)
+/lifetime 10m|off  texts typed after it vanish that long after they are shown
 /quit
 """
 
@@ -12,10 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tits.client.controls import lifetime_seconds
+from tits.client.model import REACTIONS
+
 from .settings import THEMES
 from .text import t
 
-COMMANDS = ("help", "theme", "invite", "leave", "pin", "mute", "quit")
+COMMANDS = (
+    "help", "theme", "invite", "leave", "pin", "mute", "announce", "react", "lifetime", "quit",
+)  # fmt: skip
 
 
 @dataclass
@@ -54,4 +62,15 @@ def parse(line: str) -> Command:
         raise CommandError(t("用法：/invite @名稱", "usage: /invite @name"))
     if name in ("leave", "quit", "help", "pin", "mute") and args:
         raise CommandError(t(f"/{name} 不需要參數", f"/{name} takes no arguments"))
-    return Command(name, args)
+    if name == "announce":  # the text as typed, spaces kept
+        return Command(name, [line[1:].split(None, 1)[1]] if len(parts) > 1 else [])
+    if name == "react" and (len(args) != 1 or args[0].lower() not in REACTIONS):
+        raise CommandError(
+            t(f"用法：/react {'|'.join(REACTIONS)}", f"usage: /react {'|'.join(REACTIONS)}")
+        )
+    if name == "lifetime":
+        if len(args) != 1 or (args[0] != "off" and lifetime_seconds(args[0]) is None):
+            raise CommandError(
+                t("用法：/lifetime 30s|10m|2h|1d|off", "usage: /lifetime 30s|10m|2h|1d|off")
+            )
+    return Command(name, [a.lower() for a in args] if name == "react" else args)

@@ -7,6 +7,7 @@ the (conv, ts) index), a conversation reads its last `PAGE` messages and more on
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import msgspec
@@ -30,6 +31,7 @@ class Chat:
     unread: int = 0
     members: int = 0
     last_sender: str = ""  # a group's: the name of who wrote the last message
+    mentions: int = 0  # unread messages naming me (or @All): LINE's "@" in the list
 
     @property
     def ts(self) -> int:
@@ -78,7 +80,9 @@ def chats(store: LocalStore, me: str) -> list[Chat]:
     for gid, name in groups.items():
         if gid not in last:
             out.append(Chat(gid, gid, "", name, None, 0))
+    mentions = store.extras.mention_counts(me)
     for c in out:
+        c.mentions = mentions.get(c.conv, 0)
         if c.group is not None:
             state = group_state(store, c.group)
             c.members = len(state.members) if state else 0
@@ -93,13 +97,18 @@ def page(
     if before is None:
         return store.history(conv, limit=limit)
     q = f"SELECT {_MSG_COLS} FROM messages WHERE conv=? AND ts<? ORDER BY ts DESC LIMIT ?"
-    return [_message(r) for r in reversed(store.db.execute(q, (conv, before, limit)).fetchall())]
+    rows = reversed(store.db.execute(q, (conv, before, limit)).fetchall())
+    return store.with_reactions([_message(r) for r in rows])
 
 
 def open_chat(store: LocalStore, conv: bytes, limit: int = PAGE) -> list[Message]:
     """Open a conversation: its last page, and everything in it marked read."""
     msgs = page(store, conv, limit)
-    store.db.execute("UPDATE messages SET read=1 WHERE conv=? AND read=0", (conv,))
+    # shown now: a display lifetime counts from here
+    store.db.execute(
+        "UPDATE messages SET read=1, shown_at=coalesce(shown_at, ?) WHERE conv=? AND read=0",
+        (time.time(), conv),
+    )
     return msgs
 
 

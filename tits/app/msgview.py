@@ -20,9 +20,9 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tits.client.model import Message
+from tits.client.model import REACTIONS, Message
 
-from .text import clock, plain, safe, t
+from .text import clock, lifetime_label, plain, safe, t
 
 SENDING = "sending"
 SENT = "sent"
@@ -37,6 +37,7 @@ class MsgItem:
     state: str = SENT
     show_name: bool = True
     hit: bool = False
+    mentioned: bool = False  # it names me (or @All): highlighted
     version: int = 0  # bumped when it must be laid out again
 
 
@@ -75,6 +76,7 @@ class MessageView(ScrollView, can_focus=True):
         "msgview--notice",
         "msgview--hit",
         "msgview--warn",
+        "msgview--mention",
     }
     DEFAULT_CSS = """
     MessageView { background: $surface; }
@@ -87,6 +89,7 @@ class MessageView(ScrollView, can_focus=True):
     MessageView > .msgview--notice { color: $text-muted; text-style: italic; }
     MessageView > .msgview--hit { text-style: reverse; }
     MessageView > .msgview--warn { color: $error; }
+    MessageView > .msgview--mention { background: $warning; color: $background; }
     """
 
     def __init__(self, tz: tzinfo | None, *, id: str | None = None) -> None:
@@ -192,8 +195,13 @@ class MessageView(ScrollView, can_focus=True):
             who = t("你", "You") if it.mine else safe(it.name)
             return out + [_centre(t(f"{who} 已收回訊息", f"{who} unsent a message"), width,
                                   base + self._style("msgview--notice"), console)]  # fmt: skip
+        if m.expired:
+            return out + [_centre(t("訊息已過期", "This message has expired"), width,
+                                  base + self._style("msgview--notice"), console)]  # fmt: skip
         if m.kind == "text":
             body = plain(m.text)
+            if it.mentioned:
+                body = Text("@ ", style=self._style("msgview--mention")) + body
         else:
             body = plain(t("[檔案] ", "[file] ") + (m.mime or ""))
         bubble = base + self._style("msgview--mine" if it.mine else "msgview--theirs")
@@ -207,6 +215,9 @@ class MessageView(ScrollView, can_focus=True):
             strip = Strip.join([Strip.blank(1), segs, Strip.blank(bw - 1 - segs.cell_length)])
             strip = strip.apply_style(bubble)
             out.append(_align(strip, width, side, base))
+        if m.reactions:  # under the bubble, as LINE shows them: ❤️ 2  😆 1
+            marks = "  ".join(f"{REACTIONS.get(k, '?')} {len(v)}" for k, v in m.reactions.items())
+            out.append(_line(Text(marks), width, side, base, console))
         meta_style = base + self._style(
             "msgview--failed" if it.state == FAILED else "msgview--meta"
         )
@@ -225,6 +236,8 @@ class MessageView(ScrollView, can_focus=True):
 
 def _meta(it: MsgItem, tz: tzinfo | None) -> str:
     when = clock(it.message.ts, tz)
+    if it.message.lifetime_s:
+        when = f"⏱ {lifetime_label(it.message.lifetime_s)}  {when}"
     if not it.mine:
         return when
     state = {SENDING: t("傳送中…", "Sending…"), SENT: t("已傳送", "Sent"),

@@ -12,16 +12,18 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
+from textual.suggester import Suggester
 from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from tits.client.model import Message
+from tits.client.mentions import completions as mention_completions
+from tits.client.model import Announced, Message
 
 from . import data
 from .commands import CommandError, is_command, parse, unescape
 from .data import Chat, Notice
 from .msgview import SENDING, SENT, Item, MessageView, MsgItem, NoticeItem, SepItem
-from .text import clock, day_key, day_label, safe, t, toggled
+from .text import clock, day_key, day_label, lifetime_label, plain, safe, t, toggled
 from .widgets import ChatRow, friend_prompt, notice_text
 
 if TYPE_CHECKING:
@@ -198,6 +200,8 @@ class ConversationScreen(Screen[None]):
         self._complete = False  # the first message of the chat is loaded
         self._hit_needle = ""
         self._hit_index = -1
+        self.lifetime_s = 0  # /lifetime: texts typed from now on vanish this long after shown
+        self.members: dict[str, list[str]] = {}  # a group's others and their names (@ completion)
 
     @property
     def tits(self) -> TitsApp:
@@ -205,13 +209,18 @@ class ConversationScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield TopBar(Text(safe(self.title_text), style="bold"), id="topbar")
+        yield Static(id="announcement")
         yield Input(placeholder=t("在聊天中搜尋…", "Search in this chat…"), id="search")
         yield MessageView(self.tits.tz, id="log")
         yield Static(t("還沒有訊息", "No messages yet"), id="no-messages", classes="empty")
         with Vertical(id="bottom"):
-            yield Input(placeholder=t("輸入訊息", "Type a message"), id="line", max_length=16000)
+            yield Input(
+                placeholder=t("輸入訊息", "Type a message"), id="line", max_length=16000,
+                suggester=MentionSuggester(self),
+            )  # fmt: skip
 
     def on_mount(self) -> None:
+        self.query_one("#announcement", Static).display = False
         self.query_one("#search", Input).display = False
         self.query_one("#no-messages").display = False
         self.query_one("#line", Input).focus()
@@ -219,6 +228,44 @@ class ConversationScreen(Screen[None]):
     @property
     def view(self) -> MessageView:
         return self.query_one("#log", MessageView)
+
+    def show_announcement(self, ann: Announced | None, names: dict[str, str]) -> None:
+        """The 公告 bar at the top of the chat, as LINE pins it."""
+        bar = self.query_one("#announcement", Static)
+        bar.display = ann is not None
+        if ann is not None:
+            who = safe(names.get(ann.by, ann.by[:16]))
+            bar.update(Text.assemble(("📢 ", "bold"), (t("公告", "Announcement"), "bold"),
+                                     f"  {who}: ", plain(ann.text)))  # fmt: skip
+
+    def set_lifetime(self, seconds: int) -> None:
+        self.lifetime_s = seconds
+        line = self.query_one("#line", Input)
+        line.placeholder = (
+            t(f"輸入訊息（⏱ {lifetime_label(seconds)}後消失）",
+              f"Type a message (⏱ vanishes after {lifetime_label(seconds)})")
+            if seconds else t("輸入訊息", "Type a message")
+        )  # fmt: skip
+
+    def reacted(self, msg_id: bytes, reactions: dict[str, list[str]]) -> None:
+        item = self.shown.get(msg_id)
+        if item is not None:
+            item.message.reactions = reactions
+            self.view.changed(item)
+
+    def expired(self, ids: list[bytes]) -> None:
+        for i in ids:
+            item = self.shown.get(i)
+            if item is not None:
+                item.message.expired, item.message.text = True, None
+                self.view.changed(item)
+
+    def newest_from_others(self) -> Message | None:
+        for item in reversed(list(self.shown.values())):
+            m = item.message
+            if not item.mine and not m.unsent and not m.expired:
+                return m
+        return None
 
     def load(self, messages: list[Message], notices: list[Notice], names: dict[str, str]) -> None:
         self._complete = len(messages) < data.PAGE  # the page holds the start of the chat
@@ -246,8 +293,10 @@ class ConversationScreen(Screen[None]):
                 NoticeItem(notice_text(it, names) + "  " + clock(it.ts, self.tits.tz), it.ts)
             )
         else:
-            mine = it.outgoing or it.sender == self.tits.backend.me
-            item = MsgItem(it, names.get(it.sender, it.sender[:16]), mine, state)
+            me = self.tits.backend.me
+            mine = it.outgoing or it.sender == me
+            item = MsgItem(it, names.get(it.sender, it.sender[:16]), mine, state,
+                           mentioned=it.mentions_of(me))  # fmt: skip
             self.shown[it.id] = item
             out.append(item)
         return out
@@ -365,7 +414,25 @@ class ConversationScreen(Screen[None]):
                 return
             await self.tits.run_command(cmd, self)
             return
-        await self.tits.send_text(self, unescape(line))
+        if not await self.tits.send_text(self, unescape(line)):
+            event.input.value = line  # not sent (a mistake to fix): the text is kept
+
+
+class MentionSuggester(Suggester):
+    """Completes an @name being typed from the group's members (and @All); → accepts it."""
+
+    def __init__(self, screen: ConversationScreen) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.screen = screen
+
+    async def get_suggestion(self, value: str) -> str | None:
+        head, _, word = value.rpartition(" ")
+        if not word.startswith("@") or not self.screen.members:
+            return None
+        names = mention_completions(word[1:], self.screen.members)
+        if not names or names[0] == word[1:]:
+            return None
+        return f"{head} @{names[0]}" if head else f"@{names[0]}"
 
 
 class HelpScreen(ModalScreen[None]):
@@ -395,6 +462,10 @@ class HelpScreen(ModalScreen[None]):
             ("/invite @name", "invite to the group"),
             ("/leave", t("退出群組", "leave the group")),
             ("/pin  /mute", t("置頂／靜音", "pin / mute")),
+            ("/announce [文字]", t("公告（不加文字：移除）", "")) if _zh() else
+            ("/announce [text]", "announce (no text: remove)"),
+            ("/react like|love|haha|…", t("回應最新一則訊息", "react to the newest message")),
+            ("/lifetime 10m|off", t("之後的訊息在顯示後多久消失", "texts vanish after shown")),
             ("/quit", t("離開", "quit")),
         ]  # fmt: skip
         text = Text()

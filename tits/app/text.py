@@ -65,6 +65,14 @@ def day_key(ts_ms: int, tz: tzinfo | None = None) -> tuple[int, int, int]:
     return (d.year, d.month, d.day)
 
 
+def lifetime_label(seconds: int) -> str:
+    """A display lifetime as a person says it: 30 秒, 10 分鐘, 2 小時, 1 天."""
+    for size, zh_unit, en_unit in ((86400, "天", "d"), (3600, "小時", "h"), (60, "分鐘", "min")):
+        if seconds >= size and seconds % size == 0:
+            return t(f"{seconds // size} {zh_unit}", f"{seconds // size} {en_unit}")
+    return t(f"{seconds} 秒", f"{seconds} s")
+
+
 def toggled(which: str, on: bool) -> str:
     """What pinning or muting a chat says: 已置頂, 已取消靜音 …"""
     if which == "pinned":

@@ -23,6 +23,8 @@ def preview(m: Message | None) -> str:
         return ""
     if m.unsent:
         return t("已收回訊息", "Message unsent")
+    if m.expired:
+        return t("訊息已過期", "Message expired")
     if m.kind == "media":
         return t("[檔案]", "[file]")
     return safe((m.text or "").replace("\n", " ")[:PREVIEW_CHARS])
@@ -51,9 +53,12 @@ class ChatRow:
             name.append(" 🔕")
         when = Text(list_time(c.ts, now_ms, tz) if c.last else "", style="dim")
         badge = Text()
+        if c.mentions:  # someone named me: LINE's "@" before the count
+            badge.append(" @ ", style="reverse dim" if self.muted else "bold black on yellow")
+            badge.append(" ")
         if c.unread:
             n = str(c.unread) if c.unread < 1000 else "999+"
-            badge = Text(f" {n} ", style="reverse dim" if self.muted else f"bold white on {accent}")
+            badge.append(f" {n} ", style="reverse dim" if self.muted else f"bold white on {accent}")
         out = _two_columns(name, when, width)
         out.append("\n")
         last = preview(c.last)

@@ -13,7 +13,7 @@ import msgspec
 
 from tits.errors import VerificationError
 
-from .model import ANNOUNCE_MAX, REACTIONS
+from .model import ANNOUNCE_MAX, LIFETIME_MAX_S, LIFETIME_MIN_S, REACTIONS
 
 _REACTION = msgspec.msgpack.Decoder(tuple[bytes, str])
 
@@ -50,3 +50,15 @@ def read_announcement(payload: bytes) -> str:
         return clean_announcement(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise VerificationError(f"an announcement refused: {exc}") from None
+
+
+def lifetime_seconds(text: str) -> int | None:
+    """`30s`, `10m`, `2h`, `1d` (or plain seconds) → seconds; None when malformed or out of
+    the allowed range."""
+    raw = text.strip().lower()
+    size = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(raw[-1:], 0)
+    number = raw[:-1] if size else raw
+    if not number.isdigit() or len(number) > 9:
+        return None
+    seconds = int(number) * (size or 1)
+    return seconds if LIFETIME_MIN_S <= seconds <= LIFETIME_MAX_S else None

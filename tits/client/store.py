@@ -278,9 +278,9 @@ class LocalStore:
 
     def message(self, msg_id: bytes) -> Message | None:
         row = self.db.execute(f"SELECT {_MSG_COLS} FROM messages WHERE id=?", (msg_id,)).fetchone()
-        return self._reacted([_message(row)])[0] if row else None
+        return self.with_reactions([_message(row)])[0] if row else None
 
-    def _reacted(self, messages: list[Message]) -> list[Message]:
+    def with_reactions(self, messages: list[Message]) -> list[Message]:
         found = self.extras.reactions(m.id for m in messages)
         for m in messages:
             m.reactions = found.get(m.id, {})
@@ -293,7 +293,7 @@ class LocalStore:
         else:
             q = f"SELECT {_MSG_COLS} FROM messages WHERE conv=? ORDER BY ts DESC LIMIT ?"
             rows = self.db.execute(q, (conv, limit)).fetchall()
-        return self._reacted([_message(r) for r in reversed(rows)])
+        return self.with_reactions([_message(r) for r in reversed(rows)])
 
     def unread(self, conv: bytes | None = None) -> list[Message]:
         q = f"SELECT {_MSG_COLS} FROM messages WHERE read=0"
@@ -301,7 +301,7 @@ class LocalStore:
         if conv is not None:
             q += " AND conv=?"
             args = (conv,)
-        return self._reacted([_message(r) for r in self.db.execute(q + " ORDER BY ts", args)])
+        return self.with_reactions([_message(r) for r in self.db.execute(q + " ORDER BY ts", args)])
 
     def unread_counts(self) -> dict[bytes, int]:
         q = "SELECT conv, count(*) FROM messages WHERE read=0 GROUP BY conv"
