@@ -164,3 +164,79 @@ def test_invite_and_leave_from_the_input_line(broker: BrokerProc, people: People
         assert [(m.text, m.group) for m in got] == [("歡迎加入", gid)]
     finally:
         bob.close()
+
+
+def test_a_mention_notifies_and_react_announce_and_complete_from_the_input_line(
+    broker: BrokerProc, people: People
+) -> None:
+    from tits.client.model import Announced, Event, Reacted
+
+    alice = Messenger(people.alice, broker=broker.url)
+    try:
+        gid = alice.group_create("讀書會")
+        alice.group_change(gid, "invite", [people.bob.fingerprint])
+    finally:
+        alice.close()
+    bob = Messenger(people.bob, broker=broker.url)
+    events: list[Event] = []
+    try:
+        got: list[Message] = []
+        sent: list[bytes] = []
+        bob.receive(got.append, timeout=30, on_event=events.append,
+                    until=lambda: bob.client.groups.state(gid) is not None)  # fmt: skip
+        target = "#" + gid.hex()
+
+        async def go() -> None:
+            app = TitsApp(people.alice.path, broker=broker.url)
+            async with app.run_test(size=(80, 24), notifications=True) as pilot:
+                await ready(pilot)
+                await until(pilot, lambda: "已連線" in screen_text(app))
+                # Bob names Alice while she looks at the chat list: a notification, and "@"
+                text = "@Alice 明天讀第三章"
+                opts = await asyncio.to_thread(bob.options_for, target, text)
+                assert opts.mentions == [people.alice.fingerprint]
+                item = await asyncio.to_thread(bob.enqueue, target, text.encode(), "text",
+                                               "text/plain", None, opts)  # fmt: skip
+                await asyncio.to_thread(bob.flush_and_wait, [item], 30)
+                sent.append(item)
+                await until(pilot, lambda: app.notified, what="the notification")
+                assert app.notified[0][1] == "提到了你"
+                group = await until(
+                    pilot,
+                    lambda: next(
+                        (r for r in rows(app) if r.chat.group == gid and r.chat.mentions), None
+                    ),
+                )
+                await app.open_chat(group.chat)
+                screen = app.screen
+                assert isinstance(screen, ConversationScreen)
+                await until(pilot, lambda: screen.members and screen.shown)
+                line = screen.query_one("#line", Input)
+                line.value = "謝謝 @B"  # completes from the members
+                line.cursor_position = len(line.value)
+                await until(pilot, lambda: line._suggestion == "謝謝 @Bob", what="@ completion")
+                line.value = "/react thanks"
+                await pilot.press("enter")
+                line.value = "/announce 週四 8 點線上讀書"
+                await pilot.press("enter")
+                await until(pilot, lambda: "週四 8 點線上讀書" in screen_text(app))
+                deadline = time.monotonic() + 60
+                while await app.backend.work(app.backend.store.outbox):
+                    assert time.monotonic() < deadline, "the outbox never emptied"
+                    await pilot.pause(0.1)
+
+        asyncio.run(go())
+
+        def seen() -> bool:
+            kinds = {type(e) for e in events}
+            return Reacted in kinds and Announced in kinds
+
+        bob.receive(got.append, timeout=60, on_event=events.append, until=seen)
+        reacted = [e for e in events if isinstance(e, Reacted)]
+        assert [(e.id, e.name, e.by) for e in reacted] == [
+            (sent[0], "thanks", people.alice.fingerprint)
+        ]
+        ann = bob.store.extras.announcement(gid)
+        assert ann is not None and ann.text == "週四 8 點線上讀書"
+    finally:
+        bob.close()

@@ -420,8 +420,11 @@ class Client:
                 info = self.identity.key_info(fp)
             except TitsError:
                 info = None
-            if info is not None and info.name and info.name not in names:
-                names.append(info.name)
+            if info is not None and info.name:
+                # "Alice 陳" is also @Alice: the given name is what people type
+                for name in (info.name, info.name.split()[0]):
+                    if name not in names:
+                        names.append(name)
             out[fp] = names
         return out
 
