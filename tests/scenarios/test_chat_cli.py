@@ -124,3 +124,50 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
     r = tits(homes["bob"], "recv", "--json")
     texts = [g["text"] for g in map(json.loads, r.stdout.splitlines()) if g["kind"] == "text"]
     assert texts == ["x"]
+
+
+def test_react_announce_and_lifetime_on_the_command_line(
+    cloud: tuple[Path, KeydProcess, BrokerProc],
+) -> None:
+    root, keyd, broker = cloud
+    homes, fps = {}, {}
+    for who, name in (("alice", "Alice 陳"), ("bob", "Bob 林")):
+        homes[who] = root / who
+        out = tits(
+            homes[who], "init", "--name", name, "--email", f"{who}@example.org",
+            "--broker", broker.url, "--keyserver", keyd.url, "--json",
+        )  # fmt: skip
+        fps[who] = json.loads(out.stdout)["fingerprint"]
+        tits(homes[who], "key", "publish")
+    tits(homes["alice"], "contact", "add", "bob", fps["bob"])
+    tits(homes["bob"], "contact", "add", "alice", fps["alice"])
+
+    r = tits(homes["alice"], "send", "@bob", "看完就刪", "--lifetime", "10m", "--json")
+    sent = json.loads(r.stdout)["id"]
+    got = [json.loads(x) for x in tits(homes["bob"], "recv", "--json").stdout.splitlines()]
+    assert [(g["id"], g["lifetime_s"]) for g in got if g["kind"] == "text"] == [(sent, 600)]
+
+    tits(homes["bob"], "react", sent, "love")
+    lines = [json.loads(x) for x in tits(homes["alice"], "recv", "--json").stdout.splitlines()]
+    reactions = [g for g in lines if g["kind"] == "reaction"]
+    assert [(g["id"], g["reaction"], g["from"]) for g in reactions] == [(sent, "love", fps["bob"])]
+    tits(homes["alice"], "announce", "@bob", "週五交報告")
+    lines = [json.loads(x) for x in tits(homes["bob"], "recv", "--json").stdout.splitlines()]
+    assert [g["text"] for g in lines if g["kind"] == "announcement"] == ["週五交報告"]
+    shown = json.loads(tits(homes["bob"], "announce", "@alice", "--json").stdout)
+    assert shown["text"] == "週五交報告" and shown["from"] == fps["alice"]
+    r = tits(homes["bob"], "announce", "@alice")
+    assert "週五交報告" in r.stdout
+
+    # mistakes: one clear line each, a non-zero exit, nothing sent
+    for args, words in (
+        (("react", sent, "bomb"), "no reaction"),
+        (("react", sent), "--remove"),
+        (("react", "xyz", "love"), "32 hex"),
+        (("send", "@bob", "x", "--lifetime", "3s"), "lifetime"),
+        (("announce", "@bob", "\x1b[2J"), "control"),
+        (("announce", "@bob", "x", "--clear"), "--clear"),
+    ):
+        r = tits(homes["alice"], *args, ok=False)
+        assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert tits(homes["alice"], "outbox", "--json").stdout == ""
