@@ -15,6 +15,7 @@ from . import (
     chat_cmds,
     cloud_cmds,
     config_cmds,
+    friend_cmds,
     group_cmds,
     identity_cmds,
     key_cmds,
@@ -61,6 +62,7 @@ app.command()(identity_cmds.init)
 app.command()(identity_cmds.whoami)
 app.add_typer(key_cmds.key_app, name="key")
 app.add_typer(key_cmds.contact_app, name="contact")
+app.add_typer(friend_cmds.friend_app, name="friend")
 app.command()(chat_cmds.send)
 app.command()(chat_cmds.recv)
 app.add_typer(cloud_cmds.cloud_app, name="cloud")

@@ -171,3 +171,43 @@ def test_react_announce_and_lifetime_on_the_command_line(
         r = tits(homes["alice"], *args, ok=False)
         assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert tits(homes["alice"], "outbox", "--json").stdout == ""
+
+
+def test_friends_add_each_other_from_a_code(cloud: tuple[Path, KeydProcess, BrokerProc]) -> None:
+    root, keyd, broker = cloud
+    homes, fps = {}, {}
+    for who, name in (("alice", "Alice 陳"), ("bob", "Bob 林")):
+        homes[who] = root / who
+        out = tits(
+            homes[who], "init", "--name", name, "--email", f"{who}@example.org",
+            "--broker", broker.url, "--keyserver", keyd.url, "--json",
+        )  # fmt: skip
+        fps[who] = json.loads(out.stdout)["fingerprint"]
+        tits(homes[who], "key", "publish")
+    mine = json.loads(tits(homes["bob"], "friend", "me", "--json").stdout)
+    assert mine["fingerprint"] == fps["bob"] and mine["code"].startswith("omega-im:friend?fp=")
+    shown = tits(homes["bob"], "friend", "me").stdout
+    assert "▀" in shown or "█" in shown  # the QR code, drawn with half blocks
+    grouped = " ".join(fps["bob"][i : i + 4] for i in range(0, 40, 4))
+    assert grouped in shown
+
+    added = json.loads(tits(homes["alice"], "friend", "add", mine["code"], "--json").stdout)
+    assert added["contact"] == "Bob" and added["met_before"] is False
+    assert added["fingerprint"] == fps["bob"]
+    again = tits(homes["alice"], "friend", "add", grouped)  # the ID as read aloud
+    assert "met before: @Bob" in again.stdout
+    # and Bob is reachable by the name at once
+    tits(homes["alice"], "send", "@Bob", "加好友了！")
+    texts = [
+        json.loads(x)["text"] for x in tits(homes["bob"], "recv", "--json").stdout.splitlines()
+    ]
+    assert texts == ["加好友了！"]
+
+    for bad, words in (
+        ("omega-im:friend?fp=xyz", "40 hex"),
+        (f"omega-im:friend?fp={fps['bob']}&ks=file:///etc/passwd", "http"),
+        ("hello", "friend code"),
+        (fps["alice"], "your own"),
+    ):
+        r = tits(homes["alice"], "friend", "add", bad, "--yes", ok=False)
+        assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
