@@ -112,3 +112,20 @@ def fill_gestures(home: Path, gid: bytes) -> None:
                                         ts=at(0, 14, 1), id=_id(11)))  # fmt: skip
     finally:
         store.close()
+
+
+def fill_key_changed(home: Path, me: str, bob: str) -> None:
+    """A real home (its GnuPG keyring holds Bob's key) whose user once confirmed Bob with
+    other subkeys than his key has now: his key changed since."""
+    write_toml(home / "config.toml", {"fingerprint": me, "name": "我"})
+    (home / "contacts.toml").write_text(f'bob = "{bob}"\n', encoding="utf-8")
+    store = LocalStore(home)
+    try:
+        store.confirm(bob, ["0123456789ABCDEF"])  # what Alice compared, long ago
+        conv = direct_conversation_id(me, bob)
+        store.record([
+            Message(id=_id(1), conv=conv, sender=bob, to=[me], group=None, kind="text",
+                    text="我換手機了，幫我轉帳好嗎？", verified=True, ts=at(0, 9, 5), read=False),
+        ])  # fmt: skip
+    finally:
+        store.close()

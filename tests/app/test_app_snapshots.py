@@ -108,3 +108,35 @@ def test_group_with_mentions_reactions_and_announcement(
         )
 
     assert snap_compare(app, run_before=_then("enter", wait=opened), terminal_size=(80, 34))
+
+
+@pytest.fixture
+def real_home() -> Any:
+    """Alice's home with a real GnuPG keyring (Bob's public key in it), from the shared
+    template of tests/broker_fixtures.py; its agent stopped afterwards."""
+    import shutil
+
+    from tests.broker_fixtures import _copy_home, _template
+    from tests.support import kill_agent, short_tmpdir
+
+    root = short_tmpdir("tk")
+    alice = _copy_home(_template() / "alice", root / "alice")
+    bob = _copy_home(_template() / "bob", root / "bob")
+    yield alice.path, alice.fingerprint, bob.fingerprint
+    kill_agent(alice.path / "gnupg")
+    kill_agent(bob.path / "gnupg")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_key_change_banner(snap_compare: Any, real_home: Any, lang: str) -> None:
+    from tests.app.homes import fill_key_changed
+
+    home, me, bob = real_home
+    fill_key_changed(home, me, bob)
+    app = TitsApp(home, offline=True, now=lambda: NOW, tz=UTC)
+
+    def opened(app: TitsApp) -> bool:
+        s = app.screen
+        return isinstance(s, ConversationScreen) and bool(s.query_one("#keywarn").display)
+
+    assert snap_compare(app, run_before=_then("enter", wait=opened))

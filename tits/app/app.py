@@ -186,7 +186,7 @@ class TitsApp(App[None]):
         for c in chats:  # a group's last message says who wrote it, as LINE shows it
             if c.group is not None and c.last is not None:
                 c.last_sender = b.name_of(c.last.sender)
-        friends = data.friends(b.store, b.contacts())
+        friends = data.friends(b.store, b.contacts(), b.key_changed)
         return chats, friends, titles
 
     def action_help_quit(self) -> None:
@@ -230,6 +230,8 @@ class TitsApp(App[None]):
         await self.push_screen(screen)
         messages, notices, names = await b.work(self._read_chat, chat)
         screen.load(messages, notices, names)
+        if chat.group is None and await b.work(b.key_changed, chat.peer):
+            screen.warn_key_changed(title)
         ann = await b.work(b.store.extras.announcement, chat.conv)
         if ann is not None:
             screen.show_announcement(ann, await b.work(b.names, [ann.by]))

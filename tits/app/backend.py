@@ -19,6 +19,7 @@ from tits.config import read_toml
 from tits.contacts import Contacts
 from tits.errors import TitsError
 from tits.home import Home
+from tits.identity import Identity
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,6 +35,7 @@ class Backend:
         self._pool: ThreadPoolExecutor | None = None
         self.me = str(read_toml(home / "config.toml").get("fingerprint", ""))
         self._names: dict[str, str] = {}
+        self._identity: Identity | None = None  # offline: the home's keyring, if it has one
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -94,3 +96,17 @@ class Backend:
 
     def names(self, fps: list[str]) -> dict[str, str]:
         return {fp: self.name_of(fp) for fp in fps}
+
+    def key_changed(self, fp: str) -> bool:
+        """Worker thread only. A contact confirmed once whose key is not the one confirmed
+        (its subkeys replaced under the same fingerprint): the app warns in their chat."""
+        seen = self.store.confirmation(fp)
+        if seen is None:
+            return False
+        identity = self.client.identity if self.client is not None else self._offline_identity()
+        return identity is not None and identity.subkeys(fp) != seen
+
+    def _offline_identity(self) -> Identity | None:
+        if self._identity is None and (self.home / "gnupg").is_dir():
+            self._identity = Identity(self.home / "gnupg")
+        return self._identity

@@ -8,6 +8,7 @@ the (conv, ts) index), a conversation reads its last `PAGE` messages and more on
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -149,10 +150,17 @@ class Friend:
     name: str
     fp: str
     verified: bool
+    key_changed: bool = False  # confirmed once, but its key is not the one confirmed
 
 
-def friends(store: LocalStore, contacts: list[tuple[str, str]]) -> list[Friend]:
-    return [Friend(n, fp, store.confirmation(fp) is not None) for n, fp in contacts]
+def friends(
+    store: LocalStore, contacts: list[tuple[str, str]], changed: Callable[[str], bool]
+) -> list[Friend]:
+    out = []
+    for n, fp in contacts:
+        moved = changed(fp)
+        out.append(Friend(n, fp, store.confirmation(fp) is not None and not moved, moved))
+    return out
 
 
 def search(store: LocalStore, conv: bytes, needle: str, limit: int = 50) -> list[Message]:

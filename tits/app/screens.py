@@ -209,6 +209,7 @@ class ConversationScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield TopBar(Text(safe(self.title_text), style="bold"), id="topbar")
+        yield Static(id="keywarn")
         yield Static(id="announcement")
         yield Input(placeholder=t("在聊天中搜尋…", "Search in this chat…"), id="search")
         yield MessageView(self.tits.tz, id="log")
@@ -221,6 +222,7 @@ class ConversationScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#announcement", Static).display = False
+        self.query_one("#keywarn", Static).display = False
         self.query_one("#search", Input).display = False
         self.query_one("#no-messages").display = False
         self.query_one("#line", Input).focus()
@@ -237,6 +239,18 @@ class ConversationScreen(Screen[None]):
             who = safe(names.get(ann.by, ann.by[:16]))
             bar.update(Text.assemble(("📢 ", "bold"), (t("公告", "Announcement"), "bold"),
                                      f"  {who}: ", plain(ann.text)))  # fmt: skip
+
+    def warn_key_changed(self, name: str) -> None:
+        """The banner against fraud: their key is not the one you compared (a new phone, or
+        someone in the middle). The app never asks for a code or a key; it says what to do."""
+        bar = self.query_one("#keywarn", Static)
+        who = safe(name)
+        bar.update(Text(t(
+            f"⚠ {who} 的金鑰已變更。請當面或通話核對指紋，再執行 tits contact confirm",
+            f"⚠ {who}'s key has changed. Compare fingerprints in person or on a call, then "
+            "run tits contact confirm",
+        ), style="bold"))  # fmt: skip
+        bar.display = True
 
     def set_lifetime(self, seconds: int) -> None:
         self.lifetime_s = seconds

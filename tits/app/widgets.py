@@ -84,7 +84,9 @@ def _two_columns(left: Text, right: Text, width: int) -> Text:
 def friend_prompt(f: Friend) -> Text:
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(safe(f.name), style="bold")
-    if f.verified:
+    if f.key_changed:
+        line.append(" ⚠ " + t("金鑰已變更", "key changed"), style="bold red")
+    elif f.verified:
         line.append(" ✓ " + t("已驗證", "verified"), style="green")
     line.append("  " + " ".join(f.fp[i : i + 4] for i in range(0, 40, 4)), style="dim")
     return line
