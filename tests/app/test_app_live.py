@@ -169,7 +169,7 @@ def test_invite_and_leave_from_the_input_line(broker: BrokerProc, people: People
 def test_a_mention_notifies_and_react_announce_and_complete_from_the_input_line(
     broker: BrokerProc, people: People
 ) -> None:
-    from tits.client.model import Announced, Event, Reacted
+    from tits.client.model import Announced, Event, Reacted, Unsent
 
     alice = Messenger(people.alice, broker=broker.url)
     try:
@@ -220,6 +220,14 @@ def test_a_mention_notifies_and_react_announce_and_complete_from_the_input_line(
                 line.value = "/announce 週四 8 點線上讀書"
                 await pilot.press("enter")
                 await until(pilot, lambda: "週四 8 點線上讀書" in screen_text(app))
+                line.value = "/rep"
+                await until(pilot, lambda: line._suggestion == "/reply", what="/ completion")
+                line.value = "/reply 好，我帶零食"
+                await pilot.press("enter")
+                await until(pilot, lambda: "↩ " in screen_text(app), what="the quote")
+                line.value = "/unsend"  # takes back that reply
+                await pilot.press("enter")
+                await until(pilot, lambda: "你 已收回訊息" in screen_text(app), what="收回")
                 deadline = time.monotonic() + 60
                 while await app.backend.work(app.backend.store.outbox):
                     assert time.monotonic() < deadline, "the outbox never emptied"
@@ -229,7 +237,7 @@ def test_a_mention_notifies_and_react_announce_and_complete_from_the_input_line(
 
         def seen() -> bool:
             kinds = {type(e) for e in events}
-            return Reacted in kinds and Announced in kinds
+            return {Reacted, Announced, Unsent} <= kinds
 
         bob.receive(got.append, timeout=60, on_event=events.append, until=seen)
         reacted = [e for e in events if isinstance(e, Reacted)]
@@ -238,5 +246,8 @@ def test_a_mention_notifies_and_react_announce_and_complete_from_the_input_line(
         ]
         ann = bob.store.extras.announcement(gid)
         assert ann is not None and ann.text == "週四 8 點線上讀書"
+        (unsent,) = [e for e in events if isinstance(e, Unsent)]
+        reply = bob.store.message(unsent.id)  # the reply quoted Bob's text, then went
+        assert reply is not None and reply.unsent and reply.reply_to == sent[0]
     finally:
         bob.close()

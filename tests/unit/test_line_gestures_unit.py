@@ -94,3 +94,15 @@ def test_a_hostile_name_cannot_end_the_sequence_or_start_another() -> None:
     body = seq[len("\x1b]777;notify;") : -len("\x1b\\\a")]
     assert "\x1b" not in body and "\a" not in body and "\x9b" not in body
     assert body.count(";") == 1  # only the separator between title and body
+
+
+def test_reply_unsend_and_command_completion() -> None:
+    from tits.app.commands import complete
+
+    assert parse("/reply 好啊 一起去").args == ["好啊 一起去"]
+    for bad in ("/reply", "/unsend x"):
+        with pytest.raises(CommandError):
+            parse(bad)
+    assert complete("/an") == "/announce" and complete("/un") == "/unsend"
+    assert complete("/l") is None  # /leave or /lifetime: not yet one
+    assert complete("/announce") is None and complete("hello") is None

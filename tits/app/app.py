@@ -259,7 +259,9 @@ class TitsApp(App[None]):
         older, names = await b.work(read)
         screen.prepend(older, names)
 
-    async def send_text(self, screen: ConversationScreen, text: str) -> bool:
+    async def send_text(
+        self, screen: ConversationScreen, text: str, reply_to: bytes | None = None
+    ) -> bool:
         """Send what was typed; False when it was not (offline, or a mistake in it)."""
         client = self.backend.client
         if client is None:
@@ -268,7 +270,9 @@ class TitsApp(App[None]):
             return False
         try:
             opts = await client.work(client.mention_options, screen.target, text, screen.lifetime_s)
-            item_id = await client.send(screen.target, text.encode("utf-8"), options=opts)
+            item_id = await client.send(
+                screen.target, text.encode("utf-8"), reply_to=reply_to, options=opts
+            )
         except TitsError as exc:
             self.notify(safe(exc.message), severity="error", markup=False)
             return False
@@ -277,7 +281,7 @@ class TitsApp(App[None]):
             id=item_id, conv=screen.chat.conv, sender=me, to=[screen.target],
             group=screen.chat.group, kind="text", text=text, verified=True, ts=self.now_ms(),
             outgoing=True, read=True, lifetime_s=opts.lifetime_s, mentions=opts.mentions,
-            mention_all=opts.mention_all,
+            mention_all=opts.mention_all, reply_to=reply_to,
         )  # fmt: skip
         state = SENT if item_id in self.stored else SENDING
         names = {me: await self.backend.work(self.backend.name_of, me)}
@@ -311,6 +315,30 @@ class TitsApp(App[None]):
             )  # fmt: skip
         elif cmd.name in ("announce", "react"):
             await self._gesture(cmd, screen)
+        elif cmd.name == "reply":
+            answered = screen.newest_from_others()
+            if answered is None:
+                self.notify(t("沒有可以回覆的訊息", "No message to reply to"), severity="warning")
+                return
+            await self.send_text(screen, cmd.args[0], reply_to=answered.id)
+        elif cmd.name == "unsend":
+            await self._unsend(screen)
+
+    async def _unsend(self, screen: ConversationScreen) -> None:
+        client = self.backend.client
+        mine = screen.newest_of_mine()
+        if client is None or mine is None:
+            self.notify(
+                t("沒有可以收回的訊息", "No message of yours to unsend"), severity="warning"
+            )
+            return
+        try:
+            await client.unsend(mine.id)
+        except TitsError as exc:
+            self.notify(safe(exc.message), severity="error", markup=False)
+            return
+        screen.unsent(mine.id)
+        self.notify(t("已收回訊息", "Message unsent"))
 
     async def _gesture(self, cmd: Command, screen: ConversationScreen) -> None:
         """/announce and /react: signed messages of the chat, like texts."""

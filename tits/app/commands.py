@@ -8,6 +8,8 @@
 /announce [text]   put up the chat's 公告 (no text: take it down)
 /react NAME        react to the newest message from someone else (like, love, haha, …)
 /lifetime 10m|off  texts typed after it vanish that long after they are shown
+/reply text        answer the newest message from someone else, quoting it
+/unsend            take back your newest message (收回, within 24 hours)
 /quit
 """
 
@@ -22,7 +24,8 @@ from .settings import THEMES
 from .text import t
 
 COMMANDS = (
-    "help", "theme", "invite", "leave", "pin", "mute", "announce", "react", "lifetime", "quit",
+    "help", "theme", "invite", "leave", "pin", "mute", "announce", "react", "lifetime", "reply",
+    "unsend", "quit",
 )  # fmt: skip
 
 
@@ -60,10 +63,14 @@ def parse(line: str) -> Command:
         )
     if name == "invite" and not args:
         raise CommandError(t("用法：/invite @名稱", "usage: /invite @name"))
-    if name in ("leave", "quit", "help", "pin", "mute") and args:
+    if name in ("leave", "quit", "help", "pin", "mute", "unsend") and args:
         raise CommandError(t(f"/{name} 不需要參數", f"/{name} takes no arguments"))
     if name == "announce":  # the text as typed, spaces kept
         return Command(name, [line[1:].split(None, 1)[1]] if len(parts) > 1 else [])
+    if name == "reply":
+        if len(parts) < 2:
+            raise CommandError(t("用法：/reply 回覆內容", "usage: /reply your answer"))
+        return Command(name, [line[1:].split(None, 1)[1]])
     if name == "react" and (len(args) != 1 or args[0].lower() not in REACTIONS):
         raise CommandError(
             t(f"用法：/react {'|'.join(REACTIONS)}", f"usage: /react {'|'.join(REACTIONS)}")
@@ -74,3 +81,11 @@ def parse(line: str) -> Command:
                 t("用法：/lifetime 30s|10m|2h|1d|off", "usage: /lifetime 30s|10m|2h|1d|off")
             )
     return Command(name, [a.lower() for a in args] if name == "react" else args)
+
+
+def complete(prefix: str) -> str | None:
+    """The one command a typed "/an" can only be (None: none, or several)."""
+    if not prefix.startswith("/") or " " in prefix:
+        return None
+    hits = [c for c in COMMANDS if c.startswith(prefix[1:].lower())]
+    return "/" + hits[0] if len(hits) == 1 and hits[0] != prefix[1:] else None

@@ -38,6 +38,7 @@ class MsgItem:
     show_name: bool = True
     hit: bool = False
     mentioned: bool = False  # it names me (or @All): highlighted
+    quote: str = ""  # 回覆: who and the start of what it answers
     version: int = 0  # bumped when it must be laid out again
 
 
@@ -205,6 +206,9 @@ class MessageView(ScrollView, can_focus=True):
         else:
             body = plain(t("[檔案] ", "[file] ") + (m.mime or ""))
         bubble = base + self._style("msgview--mine" if it.mine else "msgview--theirs")
+        if it.quote:  # the message answered, above the answer, as LINE quotes it
+            quote = Text("↩ " + safe(it.quote), style=self._style("msgview--meta"))
+            out.append(_line(quote, max(4, int(width * 0.75)), side, base, console))
         if it.hit:
             bubble += self._style("msgview--hit")
         inner = max(4, int(width * 0.75) - 2)

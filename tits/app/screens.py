@@ -21,6 +21,7 @@ from tits.client.model import Announced, Message
 
 from . import data
 from .commands import CommandError, is_command, parse, unescape
+from .commands import complete as complete_command
 from .data import Chat, Notice
 from .msgview import SENDING, SENT, Item, MessageView, MsgItem, NoticeItem, SepItem
 from .text import clock, day_key, day_label, lifetime_label, plain, safe, t, toggled
@@ -275,9 +276,15 @@ class ConversationScreen(Screen[None]):
                 self.view.changed(item)
 
     def newest_from_others(self) -> Message | None:
+        return self._newest(mine=False)
+
+    def newest_of_mine(self) -> Message | None:
+        return self._newest(mine=True)
+
+    def _newest(self, *, mine: bool) -> Message | None:
         for item in reversed(list(self.shown.values())):
             m = item.message
-            if not item.mine and not m.unsent and not m.expired:
+            if item.mine == mine and not m.unsent and not m.expired:
                 return m
         return None
 
@@ -310,10 +317,20 @@ class ConversationScreen(Screen[None]):
             me = self.tits.backend.me
             mine = it.outgoing or it.sender == me
             item = MsgItem(it, names.get(it.sender, it.sender[:16]), mine, state,
-                           mentioned=it.mentions_of(me))  # fmt: skip
+                           mentioned=it.mentions_of(me), quote=self._quote(it, names))  # fmt: skip
             self.shown[it.id] = item
             out.append(item)
         return out
+
+    def _quote(self, m: Message, names: dict[str, str]) -> str:
+        """回覆: the start of the message answered, if it is shown here."""
+        if m.reply_to is None:
+            return ""
+        quoted = self.shown.get(m.reply_to)
+        if quoted is None or quoted.message.unsent or quoted.message.expired:
+            return "…"
+        who = names.get(quoted.message.sender, quoted.name)
+        return f"{who}: {(quoted.message.text or t('[檔案]', '[file]'))[:40]}"
 
     def add(self, it: Message | Notice, names: dict[str, str], state: str = SENT) -> None:
         if isinstance(it, Message) and it.id in self.shown:
@@ -433,13 +450,15 @@ class ConversationScreen(Screen[None]):
 
 
 class MentionSuggester(Suggester):
-    """Completes an @name being typed from the group's members (and @All); → accepts it."""
+    """Completes a /command, and an @name from the group's members (and @All); → accepts."""
 
     def __init__(self, screen: ConversationScreen) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
         self.screen = screen
 
     async def get_suggestion(self, value: str) -> str | None:
+        if value.startswith("/") and " " not in value:
+            return complete_command(value)
         head, _, word = value.rpartition(" ")
         if not word.startswith("@") or not self.screen.members:
             return None
@@ -480,6 +499,9 @@ class HelpScreen(ModalScreen[None]):
             ("/announce [text]", "announce (no text: remove)"),
             ("/react like|love|haha|…", t("回應最新一則訊息", "react to the newest message")),
             ("/lifetime 10m|off", t("之後的訊息在顯示後多久消失", "texts vanish after shown")),
+            ("/reply 文字", t("回覆最新一則訊息", "")) if _zh() else
+            ("/reply text", "reply to the newest message"),
+            ("/unsend", t("收回你最新的一則訊息", "unsend your newest message")),
             ("/quit", t("離開", "quit")),
         ]  # fmt: skip
         text = Text()
