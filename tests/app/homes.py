@@ -106,6 +106,12 @@ def fill_gestures(home: Path, gid: bytes) -> None:
                     text=None, verified=True, ts=at(0, 14, 7), read=True, expired=True),
         ])  # fmt: skip
         store.db.execute("UPDATE messages SET expired=1 WHERE id=?", (_id(10),))
+        store.record([
+            Message(id=_id(12), conv=gid, sender=BOB, to=[ME, CAROL], group=gid, kind="text",
+                    text="我也到了", verified=True, ts=at(0, 14, 8), read=False, reply_to=_id(4)),
+        ])  # fmt: skip
+        store.add_receipts(CAROL, [_id(5)])  # 已讀 2 under my welcome
+        store.add_receipts(BOB, [_id(5)])
         store.extras.react(_id(5), CAROL, "love")
         store.extras.react(_id(5), BOB, "haha")
         store.extras.announce(Announced(conv=gid, by=CAROL, text="週六晚上 7 點 聚餐 🍲",

@@ -349,17 +349,23 @@ def test_mentions_reactions_announcement_and_lifetimes_are_drawn(tmp_path: Path)
         async with app.run_test(size=(80, 30)) as pilot:
             await ready(pilot)
             group = next(r for r in rows(app) if r.chat.group == gids[0])
-            assert group.chat.mentions == 1 and group.chat.unread == 3
+            assert group.chat.mentions == 1 and group.chat.unread == 4
             assert " @ " in screen_text(app)  # the chat list's "someone named you"
             await app.open_chat(group.chat)
             await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
-                        and len(app.screen.shown) == 5)  # fmt: skip
+                        and len(app.screen.shown) == 6)  # fmt: skip
             await until(pilot, lambda: "📢 公告" in screen_text(app), what="the 公告 bar")
             text = screen_text(app)
             assert "📢 公告  小美: 週六晚上 7 點 聚餐 🍲" in text  # pinned at the top
             assert "@ @我 週六有空嗎？" in text  # highlighted for me
             assert "❤️ 1  😆 1" in text  # under my welcome
             assert "⏱ 10 分鐘" in text and "訊息已過期" in text
+            assert "已讀 2" in text  # two members read my welcome
+            assert "↩ 小美: 大家好 👋 我是小美" in text  # Bob's reply quotes her
+            screen = app.screen
+            assert isinstance(screen, ConversationScreen)
+            await pilot.press("ctrl+r")  # jump to what the newest reply answers
+            await until(pilot, lambda: screen.shown[(4).to_bytes(16, "big")].hit)
             # shown now: its lifetime counts from here, and it goes when that runs out
             store = app.backend.store
             later = time.time() + 601

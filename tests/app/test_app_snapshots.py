@@ -103,8 +103,9 @@ def test_group_with_mentions_reactions_and_announcement(
         s = app.screen
         return (
             isinstance(s, ConversationScreen)
-            and len(s.shown) == 5
+            and len(s.shown) == 6
             and bool(s.query_one("#announcement").display)
+            and s.view.is_vertical_scroll_end  # the newest message in view
         )
 
     assert snap_compare(app, run_before=_then("enter", wait=opened), terminal_size=(80, 34))

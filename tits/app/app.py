@@ -26,6 +26,7 @@ from tits.client.model import (
     LinkEvent,
     Message,
     Reacted,
+    Receipt,
     SendFailed,
     Shown,
     Stored,
@@ -409,6 +410,21 @@ class TitsApp(App[None]):
             elif (m.group is None or m.mentions_of(self.backend.me)) and not self._muted(m.conv):
                 await self._notify_desktop(m)
             self.request_refresh()
+        elif isinstance(ev, Receipt):
+            screens = [
+                cs for cs in self.screen_stack
+                if isinstance(cs, ConversationScreen) and cs.chat.conv == ev.conv
+            ]  # fmt: skip
+            if screens:
+                store = self.backend.store
+
+                def counts() -> dict[bytes, int]:
+                    found = (store.message(i) for i in ev.ids)
+                    return {m.id: m.read_by for m in found if m is not None}
+
+                now = await self.backend.work(counts)
+                for open_chat in screens:
+                    open_chat.read_by(now)
         elif isinstance(ev, Reacted):
             msg = await self.backend.work(self.backend.store.message, ev.id)
             for s in self.screen_stack:

@@ -9,6 +9,7 @@ markup); Rich measures CJK and emoji as two cells when wrapping.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
@@ -16,11 +17,14 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tits.client.model import REACTIONS, Message
+from tits.client.model import REACTIONS
+from tits.client.model import Message as ChatMessage
 
 from .text import clock, lifetime_label, plain, safe, t
 
@@ -31,7 +35,7 @@ FAILED = "failed"
 
 @dataclass(eq=False)
 class MsgItem:
-    message: Message
+    message: ChatMessage
     name: str
     mine: bool
     state: str = SENT
@@ -108,6 +112,8 @@ class MessageView(ScrollView, can_focus=True):
         self.items = list(items)
         self._relayout()
         self.scroll_end(animate=False, immediate=True)
+        # a view not laid out yet (a chat just opened) has nothing to scroll: again once it is
+        self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     def append(self, items: list[Item]) -> None:
         at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
@@ -139,6 +145,24 @@ class MessageView(ScrollView, can_focus=True):
     @property
     def at_top(self) -> bool:
         return self.scroll_y <= 0
+
+    def item_at(self, y: int) -> Item | None:
+        """The item drawn on line `y` of the view (0: the top line shown)."""
+        line = int(self.scroll_offset.y) + y
+        i = bisect.bisect_right(self._starts, line) - 1
+        return self.items[i] if 0 <= i < len(self.items) and line < len(self._lines) else None
+
+    class Clicked(Message):
+        """A message, a separator or a notice was clicked."""
+
+        def __init__(self, item: Item) -> None:
+            super().__init__()
+            self.item = item
+
+    def on_click(self, event: events.Click) -> None:
+        item = self.item_at(event.y)
+        if item is not None:
+            self.post_message(self.Clicked(item))
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -246,6 +270,9 @@ def _meta(it: MsgItem, tz: tzinfo | None) -> str:
         return when
     state = {SENDING: t("傳送中…", "Sending…"), SENT: t("已傳送", "Sent"),
              FAILED: t("傳送失敗", "Not sent")}[it.state]  # fmt: skip
+    n = it.message.read_by
+    if it.state == SENT and n:  # 已讀 in a 1:1 chat, 已讀 N in a group, as LINE shows it
+        state = t(f"已讀 {n}", f"Read by {n}") if it.message.group else t("已讀", "Read")
     return f"{state}  {when}"
 
 

@@ -185,6 +185,9 @@ class ConversationScreen(Screen[None]):
         Binding("pageup", "page(-1)", t("上一頁", "Page up"), show=False),
         Binding("pagedown", "page(1)", t("下一頁", "Page down"), show=False),
         Binding("ctrl+f", "search", t("搜尋", "Search")),
+        Binding(
+            "ctrl+r", "jump_reply", t("跳到被回覆的訊息", "Jump to the replied message"), show=False
+        ),  # fmt: skip
         Binding("slash", "search", t("搜尋", "Search"), show=False),
         Binding("f1", "app.help", t("說明", "Help")),
     ]
@@ -235,6 +238,7 @@ class ConversationScreen(Screen[None]):
     def show_announcement(self, ann: Announced | None, names: dict[str, str]) -> None:
         """The 公告 bar at the top of the chat, as LINE pins it."""
         bar = self.query_one("#announcement", Static)
+        self._keep_end()
         bar.display = ann is not None
         if ann is not None:
             who = safe(names.get(ann.by, ann.by[:16]))
@@ -245,6 +249,7 @@ class ConversationScreen(Screen[None]):
         """The banner against fraud: their key is not the one you compared (a new phone, or
         someone in the middle). The app never asks for a code or a key; it says what to do."""
         bar = self.query_one("#keywarn", Static)
+        self._keep_end()
         who = safe(name)
         bar.update(Text(t(
             f"⚠ {who} 的金鑰已變更。請當面或通話核對指紋，再執行 tits contact confirm",
@@ -252,6 +257,13 @@ class ConversationScreen(Screen[None]):
             "run tits contact confirm",
         ), style="bold"))  # fmt: skip
         bar.display = True
+
+    def _keep_end(self) -> None:
+        """A bar appearing above the messages makes the view shorter: one that showed the
+        newest message still shows it afterwards."""
+        view = self.view
+        if view.is_vertical_scroll_end or view.max_scroll_y == 0:
+            self.call_after_refresh(view.scroll_end, animate=False, immediate=True)
 
     def set_lifetime(self, seconds: int) -> None:
         self.lifetime_s = seconds
@@ -261,6 +273,14 @@ class ConversationScreen(Screen[None]):
               f"Type a message (⏱ vanishes after {lifetime_label(seconds)})")
             if seconds else t("輸入訊息", "Type a message")
         )  # fmt: skip
+
+    def read_by(self, counts: dict[bytes, int]) -> None:
+        """已讀 N moved for these messages of ours."""
+        for msg_id, n in counts.items():
+            item = self.shown.get(msg_id)
+            if item is not None and item.message.read_by != n:
+                item.message.read_by = n
+                self.view.changed(item)
 
     def reacted(self, msg_id: bytes, reactions: dict[str, list[str]]) -> None:
         item = self.shown.get(msg_id)
@@ -397,6 +417,31 @@ class ConversationScreen(Screen[None]):
             self.view.items = items[1:]  # the day goes on: one separator, above the older page
         self.view.prepend(out)
 
+    def action_jump_reply(self) -> None:
+        """To the message the newest reply answers (LINE: tap the quote)."""
+        reply = next((i for i in reversed(list(self.shown.values())) if i.message.reply_to), None)
+        if reply is None:
+            self.notify(t("沒有回覆", "No replies here"))
+            return
+        self.jump_to(reply)
+
+    def jump_to(self, reply: MsgItem) -> None:
+        target = self.shown.get(reply.message.reply_to or b"")
+        if target is None:
+            self.notify(t("被回覆的訊息不在這一頁", "The replied message is not loaded"))
+            return
+        for item in self.shown.values():
+            if item.hit:
+                item.hit, item.version = False, item.version + 1
+        target.hit, target.version = True, target.version + 1
+        self.view.redraw()
+        self.view.scroll_to_item(target)
+
+    @on(MessageView.Clicked)
+    def _clicked(self, event: MessageView.Clicked) -> None:
+        if isinstance(event.item, MsgItem) and event.item.message.reply_to:
+            self.jump_to(event.item)
+
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
         search.display = True
@@ -486,6 +531,7 @@ class HelpScreen(ModalScreen[None]):
             ("Esc", t("返回", "back")),
             ("PgUp PgDn", t("捲動訊息", "scroll messages")),
             ("/  Ctrl+F", t("在聊天中搜尋", "search in the chat")),
+            ("Ctrl+R", t("跳到被回覆的訊息", "jump to the replied message")),
             ("Ctrl+Q", t("離開", "quit")),
         ]
         cmds = [
