@@ -407,9 +407,10 @@ def recv(
                 console.print(render(m, msg))
 
         def on_event(ev: Event) -> None:
-            if isinstance(ev, GroupChanged):
+            if isinstance(ev, GroupChanged | Reacted | Announced):
                 if as_json:
-                    emit_json(ev.to_json(_name(m, ev.actor)))
+                    who = ev.actor if isinstance(ev, GroupChanged) else ev.by
+                    emit_json(ev.to_json(_name(m, who)))
                 else:
                     line = render_event(m, ev)
                     if line is not None:
@@ -450,13 +451,6 @@ def recv(
                             t(f"{who} 已收回訊息", f"{who} took a message back"), style="dim italic"
                         )
                     )
-            elif isinstance(ev, Reacted | Announced):
-                if as_json:
-                    emit_json(ev.to_json(_name(m, ev.by)))
-                else:
-                    line = render_event(m, ev)
-                    if line is not None:
-                        console.print(line)
             elif isinstance(ev, Expired):
                 if as_json:
                     emit_json({"kind": "expired", "ids": [i.hex() for i in ev.ids]})

@@ -247,6 +247,23 @@ def entry_by(
     return ml.SignedEntry(raw=raw, signature=signer.client.identity.sign_detached(raw, signer.me))
 
 
+def join(cloud: ProcCloud, crowd: Crowd, *names: str) -> dict[str, Received]:
+    """Clients for `names` at the cloud's first broker, each with what it receives."""
+    return {n: Received(crowd.messenger(n, cloud.url(0), cloud.local.keyserver)) for n in names}
+
+
+def group_of(crowd: Crowd, rs: dict[str, Received], members: list[str], name: str) -> bytes:
+    """A group Alice makes and invites `members` to, once each of them knows all of it."""
+    alice = rs["alice"].m
+    gid = alice.group_create(name)
+    alice.group_change(gid, "invite", [crowd.fp(n) for n in members])
+    want = {crowd.fp("alice")} | {crowd.fp(n) for n in members}
+    for n in members:
+        rs[n].until(lambda r: r.knows_group(gid) and set(state_of(r.m, gid).members) == want,
+                    60, "the group")  # fmt: skip
+    return gid
+
+
 # -- fixtures for the one-broker group tests --------------------------------------------
 
 

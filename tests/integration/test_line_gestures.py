@@ -14,6 +14,8 @@ from tests.group_fixtures import (  # noqa: F401 - fixtures
     Received,
     cloud1_fixture,
     crowd_fixture,
+    group_of,
+    join,
     send_raw,
     state_of,
 )
@@ -26,21 +28,6 @@ from tits.errors import ConfigError
 from tits.session import Envelope, seal
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def join(cloud: ProcCloud, crowd: Crowd, *names: str) -> dict[str, Received]:
-    return {n: Received(crowd.messenger(n, cloud.url(0), cloud.local.keyserver)) for n in names}
-
-
-def group_of(crowd: Crowd, rs: dict[str, Received], members: list[str]) -> bytes:
-    alice = rs["alice"].m
-    gid = alice.group_create("週末")
-    alice.group_change(gid, "invite", [crowd.fp(n) for n in members])
-    want = {crowd.fp("alice")} | {crowd.fp(n) for n in members}
-    for n in members:
-        rs[n].until(lambda r: r.knows_group(gid) and set(state_of(r.m, gid).members) == want,
-                    60, "the group")  # fmt: skip
-    return gid
 
 
 def forged(r: Received, gid: bytes, payload: bytes, mime: str, **header: object) -> bytes:
@@ -60,7 +47,7 @@ def forged(r: Received, gid: bytes, payload: bytes, mime: str, **header: object)
 
 def test_mentions_reactions_and_the_announcement(cloud1: ProcCloud, crowd: Crowd) -> None:
     rs = join(cloud1, crowd, "alice", "bob", "carol", "mallory")
-    gid = group_of(crowd, rs, ["bob", "carol"])
+    gid = group_of(crowd, rs, ["bob", "carol"], "週末")
     alice, bob, carol = rs["alice"], rs["bob"], rs["carol"]
     target = "#" + gid.hex()
 
@@ -126,7 +113,7 @@ def test_forged_gestures_are_refused_and_mentions_of_outsiders_ignored(
     cloud1: ProcCloud, crowd: Crowd
 ) -> None:
     rs = join(cloud1, crowd, "alice", "bob", "carol", "mallory")
-    gid = group_of(crowd, rs, ["bob", "carol"])
+    gid = group_of(crowd, rs, ["bob", "carol"], "週末")
     alice, bob, carol = rs["alice"], rs["bob"], rs["carol"]
     first = alice.m.send_text([], "大家好", group=gid)
     carol.until(lambda r: first in {m.id for m in r.messages}, 60, "the text")

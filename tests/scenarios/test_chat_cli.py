@@ -48,16 +48,7 @@ def tits(
 
 def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, BrokerProc]) -> None:
     root, keyd, broker = cloud
-    homes = {}
-    fps = {}
-    for who, name in (("alice", "Alice 陳"), ("bob", "Bob 林")):
-        homes[who] = root / who
-        out = tits(
-            homes[who], "init", "--name", name, "--email", f"{who}@example.org",
-            "--broker", broker.url, "--keyserver", keyd.url, "--json",
-        )  # fmt: skip
-        fps[who] = json.loads(out.stdout)["fingerprint"]
-        tits(homes[who], "key", "publish")
+    homes, fps = two_users(root, keyd, broker)
     tits(homes["alice"], "contact", "add", "bob", fps["bob"])
 
     sent = []
@@ -126,10 +117,10 @@ def test_a_conversation_on_the_command_line(cloud: tuple[Path, KeydProcess, Brok
     assert texts == ["x"]
 
 
-def test_react_announce_and_lifetime_on_the_command_line(
-    cloud: tuple[Path, KeydProcess, BrokerProc],
-) -> None:
-    root, keyd, broker = cloud
+def two_users(
+    root: Path, keyd: KeydProcess, broker: BrokerProc
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Alice and Bob made with `tits init` and their keys published: homes and fingerprints."""
     homes, fps = {}, {}
     for who, name in (("alice", "Alice 陳"), ("bob", "Bob 林")):
         homes[who] = root / who
@@ -139,6 +130,14 @@ def test_react_announce_and_lifetime_on_the_command_line(
         )  # fmt: skip
         fps[who] = json.loads(out.stdout)["fingerprint"]
         tits(homes[who], "key", "publish")
+    return homes, fps
+
+
+def test_react_announce_and_lifetime_on_the_command_line(
+    cloud: tuple[Path, KeydProcess, BrokerProc],
+) -> None:
+    root, keyd, broker = cloud
+    homes, fps = two_users(root, keyd, broker)
     tits(homes["alice"], "contact", "add", "bob", fps["bob"])
     tits(homes["bob"], "contact", "add", "alice", fps["alice"])
 
@@ -175,15 +174,7 @@ def test_react_announce_and_lifetime_on_the_command_line(
 
 def test_friends_add_each_other_from_a_code(cloud: tuple[Path, KeydProcess, BrokerProc]) -> None:
     root, keyd, broker = cloud
-    homes, fps = {}, {}
-    for who, name in (("alice", "Alice 陳"), ("bob", "Bob 林")):
-        homes[who] = root / who
-        out = tits(
-            homes[who], "init", "--name", name, "--email", f"{who}@example.org",
-            "--broker", broker.url, "--keyserver", keyd.url, "--json",
-        )  # fmt: skip
-        fps[who] = json.loads(out.stdout)["fingerprint"]
-        tits(homes[who], "key", "publish")
+    homes, fps = two_users(root, keyd, broker)
     mine = json.loads(tits(homes["bob"], "friend", "me", "--json").stdout)
     assert mine["fingerprint"] == fps["bob"] and mine["code"].startswith("omega-im:friend?fp=")
     shown = tits(homes["bob"], "friend", "me").stdout
