@@ -230,14 +230,24 @@ class TitsApp(App[None]):
         screen = ConversationScreen(chat, title)
         await self.push_screen(screen)
         messages, notices, names = await b.work(self._read_chat, chat)
+
+        def gone() -> bool:  # closed (Esc) while its parts were being read
+            return screen not in self.screen_stack
+
+        if gone():
+            return
         screen.load(messages, notices, names)
-        if chat.group is None and await b.work(b.key_changed, chat.peer):
-            screen.warn_key_changed(title)
+        changed = chat.group is None and await b.work(b.key_changed, chat.peer)
         ann = await b.work(b.store.extras.announcement, chat.conv)
-        if ann is not None:
-            screen.show_announcement(ann, await b.work(b.names, [ann.by]))
+        ann_names = await b.work(b.names, [ann.by]) if ann is not None else {}
         if chat.group is not None and b.client is not None:
             screen.members = await b.work(b.client.member_names, chat.group)
+        if gone():
+            return
+        if changed:
+            screen.warn_key_changed(title)
+        if ann is not None:
+            screen.show_announcement(ann, ann_names)
         if chat.unread:
             chat.unread = 0
             await self.refresh_lists()
