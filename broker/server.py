@@ -39,6 +39,7 @@ from .dedup import MAX_RECENT, Dedup
 from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
 from .login import LoginVerifier, close_login_home, login_home
+from .metrics import Metrics
 from .relay import Fanout, Relay
 from .sessions import SETTLE_MS, Conn, Sessions, ZapPolicy, cloud_client_urls
 from .signer import BrokerSigner, BrokerVerifier
@@ -120,9 +121,11 @@ class Broker:
         self.client_port = self._bind(self.client, cfg.client_port)
         self.url = self.keys.url(url_host(cfg.public_host), self.client_port)
 
+        self.metrics = Metrics(self)  # read at scrape time, in the HTTP thread
         self.http = StatusServer(  # an IPv6 bind ("::") makes an IPv6 socket (v4 too, on Linux)
-            cfg.bind, cfg.http_port, self.snapshot, self.keys.armored, token=cfg.status_token
-        )
+            cfg.bind, cfg.http_port, self.snapshot, self.keys.armored, token=cfg.status_token,
+            metrics=self.metrics.render,
+        )  # fmt: skip
         self.http_port = self.http.port
         self.http_url = f"http://{url_host(cfg.public_host)}:{self.http_port}"
 
@@ -214,6 +217,7 @@ class Broker:
         self.writer.close()  # every accepted message is committed before we go
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.http.stop()
+        self.metrics.close()
         self.cloud.close()  # a goodbye advert, so the others repair without waiting
         self.client.disable_monitor()
         self.client_monitor.close(linger=0)

@@ -5,6 +5,8 @@ own thread, off the message loop.
     GET /api/status  JSON: id, url, pid, brokers, links, users (fingerprint, name, broker,
                      devices) and counters
     GET /api/key     the broker's armored OpenPGP public key
+    GET /metrics     Prometheus text format (broker/metrics.py): counts only, no fingerprint,
+                     so it is served to anyone, like the public view
 
 Two views of the same snapshot. The *full* one (above) is for the operator: a client on
 loopback, or one that shows the `status_token` of the config (`Authorization: Bearer …` or
@@ -59,6 +61,7 @@ _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
 Snapshot = Callable[[], dict[str, Any]]
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus's text exposition
 
 
 class _BoundedServer(web.Server):
@@ -92,9 +95,11 @@ class StatusServer:
         snapshot: Snapshot,
         armored_key: str,
         token: str | None = None,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         """Binds at once (so `port` is known before `start`); serves from `start` on."""
         self.snapshot = snapshot
+        self.metrics = metrics
         self.token = token or None
         self.armored_key = armored_key.encode()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -172,6 +177,8 @@ class StatusServer:
                 return _reply(200, "application/json; charset=utf-8", doc)
             if path == "/api/key":
                 return _reply(200, "application/pgp-keys", self.armored_key)
+            if path == "/metrics" and self.metrics is not None:
+                return _reply(200, METRICS_TYPE, self.metrics())
         except Exception:  # noqa: BLE001 - a page that fails to render is a 500, not a crash
             log.exception("status.render_failed", path=path[:64])
             return _reply(500, "text/plain; charset=utf-8", b"internal error\n")
