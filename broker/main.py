@@ -5,6 +5,8 @@
           [--check]
     titsd backup DEST (--config FILE | --data DIR)     an online copy of mailbox and keys
     titsd restore SRC (--config FILE | --data DIR)     into a new or empty data directory
+    titsd admin (--config FILE | --data DIR) [--json] stats|users|kick FP|drain [--off]
+                                                        a running broker, through <data>/admin.sock
 
 Flags override the config file. `--check` validates the settings (types, ranges, the data
 directory writable, the cloud secret private, the ports free) and exits: 0, or 2 with one line.
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("backup", "restore"):
         return backup_main(argv[0], argv[1:])
+    if argv and argv[0] == "admin":
+        from .admin_cli import main as admin_main  # Rich only for the operator's commands
+
+        return admin_main(argv[1:])
     args = parse_args(argv)
     overrides = {
         k: getattr(args, k)

@@ -31,6 +31,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from tits import wire
 
+from .admin import AdminServer
 from .admission import Admission, load_or_create_secret
 from .clientport import MONITOR_EVENTS, Batch, ClientPort, Dups, Replies
 from .cloud import Cloud
@@ -143,6 +144,8 @@ class Broker:
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
         self._refresh_snapshot()
         self.http.start()
+        self.admin = AdminServer(self, cfg.data, self._wake)  # `titsd admin`, <data>/admin.sock
+        self.admin.start()
 
         self.poller = zmq.Poller()
         self.poller.register(self.client, zmq.POLLIN)
@@ -217,6 +220,7 @@ class Broker:
         self.writer.close()  # every accepted message is committed before we go
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.http.stop()
+        self.admin.stop()
         self.metrics.close()
         self.cloud.close()  # a goodbye advert, so the others repair without waiting
         self.client.disable_monitor()
@@ -310,6 +314,7 @@ class Broker:
         if committed:
             self.delivery.pump()
         self.sessions.drain_results()
+        self.admin.run_pending()
 
     # -- client frames ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ and a pool to run it in. The login blob itself is checked in login.py.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import time
@@ -131,6 +132,10 @@ class Sessions:
         # time (broker/metrics.py); both keyed by a closed set, so their size is bounded
         self.refusals: dict[str, int] = dict.fromkeys(wire.ERROR_CODES, 0)
         self.login_results: dict[str, int] = dict.fromkeys(LOGIN_RESULTS, 0)
+        # the operator's (`titsd admin`): no logins while draining; a kicked user's logins
+        # refused until the time given (monotonic)
+        self.draining = False
+        self.kicked: dict[str, float] = {}
         self.conns: dict[str, Conn] = {}
         self.by_device: dict[tuple[str, str], Conn] = {}
         self.routes: dict[bytes, Conn] = {}  # routing id → the key bound to it
@@ -301,6 +306,20 @@ class Sessions:
             self.login_results["no-challenge"] += 1
             self.garbage(conn, "no-challenge", "ask for a challenge (hello) first")
             return
+        if self.draining:  # the client tries the cloud's next broker
+            self.login_results["unavailable"] += 1
+            self.error(conn, "login-unavailable", "this broker is draining: log in at another")
+            return
+        until = self.kicked.get(msg.fingerprint)
+        if until is not None and until > now:
+            self.login_results["refused"] += 1
+            self.error(
+                conn, "login-refused",
+                f"the operator logged you out: try again in {math.ceil((until - now) / 60)} min",
+            )  # fmt: skip
+            return
+        if until is not None:
+            del self.kicked[msg.fingerprint]
         while conn.logins and conn.logins[0] < now - 60.0:
             conn.logins.popleft()
         if len(conn.logins) >= self.limits.logins_per_minute or conn.login_busy:
@@ -394,6 +413,34 @@ class Sessions:
             )
         self.delivery.pump()
         return pending
+
+    # -- the operator (titsd admin) -------------------------------------------------------
+
+    def kick(self, user: str, seconds: float, now: float) -> int:
+        """Log out every device of `user` here, and refuse their logins for `seconds`. Returns
+        how many devices were logged out."""
+        conns = [c for (fp, _), c in list(self.by_device.items()) if fp == user]
+        for conn in conns:
+            self.error(conn, "dropped", "the operator logged you out")
+            self.logout(conn)
+        if seconds > 0:
+            if len(self.kicked) >= MAX_CONNS:
+                del self.kicked[next(iter(self.kicked))]
+            self.kicked[user] = now + seconds
+        return len(conns)
+
+    def drain(self, on: bool = True) -> int:
+        """Draining: no new logins, and every device logged out, told to log in again, so its
+        client moves to another broker of the cloud (this one answers login-unavailable).
+        Returns how many devices were logged out. `on=False` takes logins again."""
+        self.draining = on
+        if not on:
+            return 0
+        conns = list(self.by_device.values())
+        for conn in conns:
+            self.error(conn, "not-logged-in", "this broker is draining: log in at another")
+            self.logout(conn)
+        return len(conns)
 
     def logout(self, conn: Conn) -> None:
         dev = conn.device
