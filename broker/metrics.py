@@ -178,10 +178,11 @@ class BrokerCollector(Collector):
             logins.add_metric([result], results.get(result, 0))
         yield logins
 
-        # deliveries: who is online here and what is on its way to them
-        per_user = list(delivery.online.values())
-        devices = [d for devs in per_user for d in list(devs.values())]
-        in_flight = sum(len(d.inflight) for d in devices)
+        # deliveries: what is on its way to devices here and to relays toward other brokers
+        in_flight = 0
+        for devs in list(delivery.online.values()):
+            for d in list(devs.values()):
+                in_flight += len(d.inflight)
         yield _gauge(
             "titsd_deliveries_in_flight", "Deliveries sent to devices and not yet acknowledged.",
             in_flight,
@@ -222,9 +223,8 @@ class BrokerCollector(Collector):
         )
 
         # users here and in the cloud
-        me = snap.get("id", "")
         users = snap.get("users", [])
-        here = sum(1 for u in users if u.get("broker") == me)
+        here = len(b.local_presence())
         online = GaugeMetricFamily(
             "titsd_users_online", "Users online, at this broker or elsewhere in the cloud.",
             labels=["where"],
@@ -232,7 +232,9 @@ class BrokerCollector(Collector):
         online.add_metric(["here"], here)
         online.add_metric(["cloud"], len(users) - here)
         yield online
-        yield _gauge("titsd_devices_online", "Devices logged in at this broker.", len(devices))
+        yield _gauge(
+            "titsd_devices_online", "Devices logged in at this broker.", len(b.sessions.by_device)
+        )
         yield _gauge(
             "titsd_sessions", "Client connections with a logged-in device.",
             snap.get("sessions", 0),

@@ -72,6 +72,7 @@ class Broker:
         self._stop = threading.Event()
         self.counters = {"accepted": 0, "duplicates": 0, "refused": 0, "logins": 0}
         self._snapshot: dict[str, Any] = {}
+        self._presence: list[wire.PresenceEntry] | None = None
         self.started = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -174,7 +175,11 @@ class Broker:
     # -- what the status page reads ------------------------------------------------------------
 
     def local_presence(self) -> list[wire.PresenceEntry]:
-        return self.sessions.local_presence()
+        """Who is online here, as last handed to the cloud (at most a tick old): building it
+        afresh for each snapshot cost 24 ms of the loop at 10,000 users, twice a second."""
+        if self._presence is None:
+            self._presence = self.sessions.local_presence()
+        return self._presence
 
     def open_sessions(self) -> int:
         return self.sessions.open_sessions()
@@ -277,7 +282,8 @@ class Broker:
                 self._guard(cloud.tick, now)
                 if self.sessions.presence_due:
                     self.sessions.presence_due = False
-                    cloud.set_local_users(self.sessions.local_presence())
+                    self._presence = self.sessions.local_presence()
+                    cloud.set_local_users(self._presence)
                 if cloud.sockets_changed:
                     self._sync_poller()
                 self._guard(self.relay.tick)

@@ -36,6 +36,7 @@ import logging
 import os
 import socket
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -237,15 +238,27 @@ def _reply(code: int, ctype: str, body: bytes) -> web.Response:
     )  # fmt: skip
 
 
+# each broker's local users as snapshot rows, made again only when its presence list changed
+_LOCAL: weakref.WeakKeyDictionary[Broker, tuple[list[Any], list[dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def build_snapshot(broker: Broker) -> dict[str, Any]:
     """What /api/status serves (and the page renders): this broker, the cloud, the users."""
     cloud = broker.cloud.status()
     transit = broker.relay.transit
-    local = [
-        {"fingerprint": e.fingerprint, "name": e.name, "broker": broker.fingerprint,
-         "devices": list(e.devices)}
-        for e in broker.local_presence()
-    ]  # fmt: skip
+    presence = broker.local_presence()
+    held = _LOCAL.get(broker)
+    if held is not None and held[0] is presence:
+        local = held[1]  # unchanged since the last snapshot (the page only reads it)
+    else:
+        local = [
+            {"fingerprint": e.fingerprint, "name": e.name, "broker": broker.fingerprint,
+             "devices": list(e.devices)}
+            for e in presence
+        ]  # fmt: skip
+        _LOCAL[broker] = (presence, local)
     users = sorted(local + cloud["users"], key=lambda u: (u["fingerprint"], u["broker"]))
     return {
         "id": broker.fingerprint,
