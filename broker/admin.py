@@ -7,7 +7,7 @@ this host, and the kernel checks who may open it (the broker's user, and root) b
 is read; SO_PEERCRED is checked as well. Under systemd the operator reaches it with
 `sudo titsd admin --data /var/lib/titsd/NAME …` (the unit's StateDirectory).
 
-The protocol: one JSON object a line each way, `{"cmd": "stats"|"users"|"kick"|"drain", …}`
+The protocol: one JSON object a line each way, `{"cmd": "stats"|"users"|"kick"|"drain"|"reload"}`
 → `{"ok": true, …}` or `{"ok": false, "error": "…"}`. The socket's thread only reads and
 writes; every command runs on the broker's loop (`run_pending`, which the loop calls when it
 is woken), so nothing here races the message path.
@@ -30,6 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+
+from tits.errors import TitsError
+from tits.log import set_level
+
+from .config import LIVE, BrokerConfig, changes, shown
 
 if TYPE_CHECKING:
     from .server import Broker
@@ -55,8 +60,17 @@ class _Request:
 class AdminServer:
     """Listens on `<data>/admin.sock`; `run_pending()` on the loop answers what came."""
 
-    def __init__(self, broker: Broker, data: Path, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        data: Path,
+        wake: Callable[[], None],
+        load_config: Callable[[], BrokerConfig] | None = None,
+    ) -> None:
+        """`load_config`: the settings as a start would read them now (for a reload)."""
         self.broker, self.wake = broker, wake
+        cfg = broker.cfg
+        self.load_config = load_config or (lambda: BrokerConfig.load(cfg.source, data=cfg.data))
         self.path = data / SOCKET_NAME
         self.started = time.time()
         self._pending: queue.SimpleQueue[_Request] = queue.SimpleQueue()
@@ -156,6 +170,11 @@ class AdminServer:
 
     # -- on the loop --------------------------------------------------------------------------
 
+    def submit(self, cmd: dict[str, Any]) -> None:
+        """A command from this process (SIGHUP's reload): answered on the loop, logged."""
+        self._pending.put(_Request(cmd))
+        self.wake()
+
     def run_pending(self) -> None:
         while True:
             try:
@@ -174,6 +193,7 @@ class AdminServer:
     def _answer(self, cmd: dict[str, Any]) -> dict[str, Any]:
         handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "stats": self._stats, "users": self._users, "kick": self._kick, "drain": self._drain,
+            "reload": self._reload,
         }  # fmt: skip
         handler = handlers.get(cmd["cmd"])
         if handler is None:
@@ -246,6 +266,40 @@ class AdminServer:
         n = self.broker.sessions.drain(on)
         log.warning("admin.drain" if on else "admin.undrain", devices=n)
         return {"draining": on, "devices": n}
+
+    def _reload(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Read the config again (the file, TITSD_* variables, the flags it started with) and
+        apply what can change live; say what needs a restart. A bad file changes nothing."""
+        b = self.broker
+        try:
+            new = self.load_config()
+        except TitsError as exc:
+            log.error("config.reload_failed", error=exc.message)
+            raise _Refused(exc.message) from None
+        diff = changes(b.cfg, new)
+        live = {k: v for k, v in diff.items() if k in LIVE}
+        restart = sorted(k for k in diff if k not in LIVE)
+        for key, (_, value) in live.items():
+            if key.startswith("limits."):
+                setattr(b.limits, key[7:], value)  # the one Limits every part was handed
+            else:
+                setattr(b.cfg, key, value)
+        if "limits.window" in live:
+            b.delivery.window = new.limits.window
+        if "session_timeout" in live:
+            b.sessions.session_timeout = new.session_timeout
+        if "retry_s" in live:
+            b.delivery.retry_s = new.retry_s
+        if "log_level" in live:
+            set_level(new.log_level)
+        if "status_token" in live:
+            b.http.token = new.status_token or None
+        changed = {k: [shown(k, old), shown(k, value)] for k, (old, value) in live.items()}
+        log.warning(
+            "config.reloaded", source=str(b.cfg.source or ""), changed=changed,
+            restart_needed=restart,
+        )  # fmt: skip
+        return {"changed": changed, "restart_needed": restart}
 
 
 class _Refused(Exception):

@@ -5,6 +5,7 @@
     titsd admin … users                         who is logged in here, their devices, in flight
     titsd admin … kick FINGERPRINT [--minutes 15]   log a user out, refuse their logins a while
     titsd admin … drain [--off]                 send every device to another broker; no logins
+    titsd admin … reload                        read the config again (as SIGHUP does)
 
 Tables for a person, `--json` (one object) for scripts. Exit 0; 1 when the broker is not
 running or refused the command; 2 for a bad argument (a fingerprint that is not 40 hex).
@@ -38,7 +39,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--config", type=Path, help="the broker's config file (for its data)")
     p.add_argument("--data", type=Path, help="the broker's data directory")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="stats|users|kick|drain")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="stats|users|kick|drain|reload")
     sub.add_parser("stats", help="counters, users, peers, the store")
     sub.add_parser("users", help="users logged in at this broker")
     kick = sub.add_parser("kick", help="log a user out and refuse their logins for a while")
@@ -46,6 +47,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     kick.add_argument("--minutes", type=float, default=15.0, help="refuse logins this long [15]")
     drain = sub.add_parser("drain", help="move every device to other brokers; take no logins")
     drain.add_argument("--off", action="store_true", help="take logins again")
+    sub.add_parser("reload", help="read the config again; say what changed, what needs a restart")
     return p.parse_args(argv)
 
 
@@ -120,9 +122,8 @@ def main(argv: list[str]) -> None:
     if args.json:
         emit_json(answer)
         return
-    {"stats": show_stats, "users": show_users, "kick": show_kick, "drain": show_drain}[args.cmd](
-        answer
-    )
+    shows = {"stats": show_stats, "users": show_users, "kick": show_kick, "drain": show_drain}
+    shows.get(args.cmd, show_reload)(answer)
 
 
 def show_stats(a: dict[str, Any]) -> None:
@@ -215,3 +216,16 @@ def show_drain(a: dict[str, Any]) -> None:
             "when you like (systemctl stop), or take logins again: titsd admin drain --off.",
         )
     )
+
+
+def show_reload(a: dict[str, Any]) -> None:
+    changed, restart = a.get("changed", {}), a.get("restart_needed", [])
+    if not changed:
+        console.print(t("沒有可即時變更的設定改變了", "no setting that changes live was changed"))
+    for key, (old, new) in changed.items():
+        console.print(Text(f"{key}: {old} → {new}"))
+    if restart:
+        console.print(
+            Text(t("需重新啟動才生效：", "needs a restart: ") + ", ".join(restart)),
+            style="yellow",
+        )

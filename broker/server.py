@@ -73,6 +73,9 @@ class Broker:
         self.counters = {"accepted": 0, "duplicates": 0, "refused": 0, "logins": 0}
         self._snapshot: dict[str, Any] = {}
         self._presence: list[wire.PresenceEntry] | None = None
+        # the settings as a start would read them now, for a reload (main.py sets it: the same
+        # file, environment and flags); None: the file alone
+        self.load_config: Callable[[], BrokerConfig] | None = None
         self.started = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -145,7 +148,8 @@ class Broker:
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
         self._refresh_snapshot()
         self.http.start()
-        self.admin = AdminServer(self, cfg.data, self._wake)  # `titsd admin`, <data>/admin.sock
+        # `titsd admin` (<data>/admin.sock) and SIGHUP's reload
+        self.admin = AdminServer(self, cfg.data, self._wake, self.load_config)
         self.admin.start()
 
         self.poller = zmq.Poller()

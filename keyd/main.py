@@ -53,8 +53,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
-        cfg = keyd_config.load(
-            args.config,
+        flags = dict(
             host=args.host,
             port=args.port,
             data=args.data,
@@ -68,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             log_level=args.log_level,
             log_json=args.log_json,
         )
+        cfg = keyd_config.load(args.config, **flags)
         if args.check:
             keyd_config.preflight(cfg, args.config)
             print(
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             return
         configure(cfg.log_level, json=cfg.log_json)
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, lambda: keyd_config.load(args.config, **flags)))
     except TitsError as exc:
         sys.stderr.write(f"tits-keyd: {exc.message}\n")
         raise SystemExit(2 if args.check else 1) from None
