@@ -1,9 +1,13 @@
 """The broker's HTTP side: a bounded asyncio server (aiohttp's low-level `web.Server`) in its
 own thread, off the message loop.
 
-    GET /            the status page (`statuspage.render`)
+    GET /            the status page (`statuspage.render`): ?q= searches the users, ?page=N,
+                     ?lang=en|zh-TW (else the browser's first language; zh-TW by default)
     GET /api/status  JSON: id, url, pid, brokers, links, users (fingerprint, name, broker,
-                     devices) and counters
+                     devices) and counters; users_total and users_at (per broker) always;
+                     with ?q=, ?offset=, ?limit= (≤ 500) only that page of the users (sorted
+                     by name, then fingerprint), with users_matched — what the page fetches
+    GET /topology.svg  the drawing alone (the page swaps it in when brokers or links change)
     GET /api/key     the broker's armored OpenPGP public key
     GET /metrics     Prometheus text format (broker/metrics.py): counts only, no fingerprint,
                      so it is served to anyone, like the public view
@@ -113,8 +117,9 @@ class StatusServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._server: _BoundedServer | None = None
-        # per view: (the snapshot it was rendered from, html, json)
-        self._rendered: dict[bool, tuple[dict[str, Any], bytes, bytes]] = {}
+        # per view: the snapshot it was made from and what was made of it (made once each)
+        self._views: dict[bool, _View] = {}
+        self._pages: dict[tuple[bool, str], tuple[dict[str, Any], bytes]] = {}
 
     @property
     def port(self) -> int:
@@ -172,10 +177,13 @@ class StatusServer:
         path = request.path
         try:
             if path in ("/", "/index.html"):
-                return _reply(200, "text/html; charset=utf-8", self._render(self._full(request))[0])
+                return _reply(200, "text/html; charset=utf-8", self._page(request))
             if path == "/api/status":
-                doc = self._render(self._full(request))[1]
-                return _reply(200, "application/json; charset=utf-8", doc)
+                return _reply(200, "application/json; charset=utf-8", self._json(request))
+            if path == "/topology.svg":
+                view = self._view(self._full(request))
+                svg = statuspage.topology_svg(view.doc, _lang(request)).encode()
+                return _reply(200, "image/svg+xml; charset=utf-8", svg)
             if path == "/api/key":
                 return _reply(200, "application/pgp-keys", self.armored_key)
             if path == "/metrics" and self.metrics is not None:
@@ -184,6 +192,43 @@ class StatusServer:
             log.exception("status.render_failed", path=path[:64])
             return _reply(500, "text/plain; charset=utf-8", b"internal error\n")
         return _reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _view(self, full: bool) -> _View:
+        """The current snapshot in one view, with its users sorted and counted, made once."""
+        status = self.snapshot()
+        held = self._views.get(full)
+        if held is None or held.snapshot is not status:
+            held = self._views[full] = _View.of(status, full)
+        return held
+
+    def _json(self, request: web.BaseRequest) -> bytes:
+        view = self._view(self._full(request))
+        query = request.query
+        if not any(k in query for k in ("q", "offset", "limit")):
+            return view.json()
+        offset = _int(query.get("offset"), 0, 0, 10_000_000)
+        limit = _int(query.get("limit"), statuspage.PAGE_SIZE, 1, MAX_LIMIT)
+        doc = view.page(query.get("q", ""), offset, limit)
+        return json.dumps(doc, ensure_ascii=False).encode()
+
+    def _page(self, request: web.BaseRequest) -> bytes:
+        full, lang, query = self._full(request), _lang(request), request.query
+        view = self._view(full)
+        keep = {k: query[k][:200] for k in ("view", "token", "lang", "q") if query.get(k)}
+        q = query.get("q", "")
+        page = _int(query.get("page"), 1, 1, 1_000_000)
+        if q or page > 1:
+            size = statuspage.PAGE_SIZE
+            doc = view.page(q, (page - 1) * size, size)
+            return statuspage.render(doc, lang, keep).encode()
+        key = (full, lang + "?" + "&".join(f"{k}={v}" for k, v in sorted(keep.items())))
+        held = self._pages.get(key)
+        if held is None or held[0] is not view.snapshot:
+            if len(self._pages) > 64:  # a key per token and language tried: bounded
+                self._pages.clear()
+            doc = view.page("", 0, statuspage.PAGE_SIZE)
+            held = self._pages[key] = (view.snapshot, statuspage.render(doc, lang, keep).encode())
+        return held[1]
 
     def _full(self, request: web.BaseRequest) -> bool:
         """The operator's view: asked with the token, or from loopback (unless `?view=public`)."""
@@ -202,16 +247,52 @@ class StatusServer:
         except ValueError:
             return False
 
-    def _render(self, full: bool) -> tuple[bytes, bytes]:
-        """The page and the JSON of the current snapshot in one view, rendered once each."""
-        status = self.snapshot()
-        held = self._rendered.get(full)
-        if held is None or held[0] is not status:
-            doc = dict(status, view="full") if full else public_view(status)
-            page = statuspage.render(doc).encode()
-            data = json.dumps(doc, ensure_ascii=False, indent=1).encode()
-            held = self._rendered[full] = (status, page, data)
-        return held[1], held[2]
+
+MAX_LIMIT = 500  # users in one page of /api/status
+
+
+def _int(text: str | None, default: int, low: int, high: int) -> int:
+    try:
+        return min(high, max(low, int(text))) if text else default
+    except ValueError:
+        return default
+
+
+def _lang(request: web.BaseRequest) -> str:
+    """?lang=en|zh-TW, else the browser's first language (zh*: zh-TW, any other: en)."""
+    asked = request.query.get("lang") or request.headers.get("Accept-Language") or ""
+    first = asked.split(",")[0].strip().lower()
+    return "en" if first and not first.startswith("zh") else "zh-TW"
+
+
+class _View:
+    """One view of one snapshot: its document, the users in page order, the JSON, made once."""
+
+    def __init__(self, snapshot: dict[str, Any], doc: dict[str, Any]) -> None:
+        self.snapshot, self.doc = snapshot, doc
+        self.ordered = sorted(doc.get("users", []), key=statuspage.sort_key)
+        self._json: bytes | None = None
+
+    @classmethod
+    def of(cls, status: dict[str, Any], full: bool) -> _View:
+        doc = dict(status, view="full") if full else public_view(status)
+        counts = statuspage.users_at(doc)
+        doc["users_at"] = counts
+        doc["users_total"] = sum(counts.values())
+        return cls(status, doc)
+
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = json.dumps(self.doc, ensure_ascii=False, indent=1).encode()
+        return self._json
+
+    def page(self, q: str, offset: int, limit: int) -> dict[str, Any]:
+        q = q.strip()[: statuspage.MAX_QUERY]
+        users = [u for u in self.ordered if statuspage.matches(u, q)] if q else self.ordered
+        return dict(
+            self.doc, users=users[offset : offset + limit], users_matched=len(users),
+            offset=offset, limit=limit, q=q,
+        )  # fmt: skip
 
 
 def public_view(status: dict[str, Any]) -> dict[str, Any]:
