@@ -203,6 +203,7 @@ class AdminServer:
     def _stats(self, cmd: dict[str, Any]) -> dict[str, Any]:
         b = self.broker
         snap = b.snapshot()
+        # online here: real devices; Delivery also holds relay devices (toward other brokers)
         devices = [d for devs in b.delivery.online.values() for d in devs.values()]
         users = snap.get("users", [])
         here = sum(1 for u in users if u.get("broker") == b.fingerprint)
@@ -218,7 +219,7 @@ class AdminServer:
             "draining": b.sessions.draining,
             "users_here": here,
             "users_cloud": len(users) - here,
-            "devices_here": len(devices),
+            "devices_here": len(b.sessions.by_device),
             "in_flight": sum(len(d.inflight) for d in devices),
             "devices_behind": len(b.delivery.behind),
             "peers_up": len(b.cloud.peers.up_peers()),
