@@ -14,6 +14,13 @@ Their routing ids lead nowhere, and nobody writes to them.
 2. throughput: real users (GnuPG keys, real logins) in `--pairs` pairs through the same broker,
    durable acknowledgements (benchmarks/broker.py's load), rounds alternating without and with
    a scraper that GETs /metrics once a second, in the same run: medians of each.
+
+One run on the shared 2-core machine (load average about 4–5 from other work), 2026-12-02:
+a scrape at 10,000 users took 2.88 ms (median of 100; p99 33 ms; GET /api/key 0.19 ms), the
+collector 3.2 ms in process; throughput 15,505 msgs/s without a scraper and 15,335 with one
+(−1.1 %, while rounds without one spread 117 %: no measurable cost); a scrape during the load
+18.9 ms (median of 9), a constant GET at the same moments 6.2 ms: under load the HTTP thread
+waits for the loop's GIL whatever it serves.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,7 +26,7 @@ from rich.text import Text
 from tits.cli.output import console, emit_json, err_console, safe, t
 from tits.errors import TitsError
 
-from .admin import ANSWER_S, FINGERPRINT, SOCKET_NAME
+from .admin import ANSWER_S, FINGERPRINT, SOCKET_NAME, SUN_PATH_MAX
 from .config import BrokerConfig
 
 
@@ -118,7 +119,17 @@ def main(argv: list[str]) -> None:
         cfg = BrokerConfig.load(args.config, data=args.data)
     except TitsError as exc:
         _fail(exc.message, 2)
-    answer = ask(cfg.data / SOCKET_NAME, request)
+    path = cfg.data / SOCKET_NAME
+    if len(os.fsencode(path)) > SUN_PATH_MAX:  # the broker logged admin.path_too_long
+        _fail(
+            t(
+                f"{path} 太長，無法作為 Unix socket（上限 {SUN_PATH_MAX} 位元組）："
+                "伺服器沒有管理通道",
+                f"{path} is too long for a Unix socket (over {SUN_PATH_MAX} bytes): the broker "
+                "serves no admin socket",
+            )
+        )
+    answer = ask(path, request)
     if args.json:
         emit_json(answer)
         return
