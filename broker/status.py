@@ -40,7 +40,9 @@ import logging
 import os
 import socket
 import threading
+import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,7 +121,8 @@ class StatusServer:
         self._server: _BoundedServer | None = None
         # per view: the snapshot it was made from and what was made of it (made once each)
         self._views: dict[bool, _View] = {}
-        self._pages: dict[tuple[bool, str], tuple[dict[str, Any], bytes]] = {}
+        self._made_cache: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], bytes]] = OrderedDict()
+        self._budget, self._budget_at = float(MADE_PER_S), time.monotonic()
 
     @property
     def port(self) -> int:
@@ -188,6 +191,12 @@ class StatusServer:
                 return _reply(200, "application/pgp-keys", self.armored_key)
             if path == "/metrics" and self.metrics is not None:
                 return _reply(200, METRICS_TYPE, self.metrics())
+        except _Busy:
+            return web.Response(
+                status=503, body=b"busy: try again in a second\n",
+                headers={"Content-Type": "text/plain; charset=utf-8", "Retry-After": "1",
+                         "Cache-Control": "no-store"},
+            )  # fmt: skip
         except Exception:  # noqa: BLE001 - a page that fails to render is a 500, not a crash
             log.exception("status.render_failed", path=path[:64])
             return _reply(500, "text/plain; charset=utf-8", b"internal error\n")
@@ -202,33 +211,51 @@ class StatusServer:
         return held
 
     def _json(self, request: web.BaseRequest) -> bytes:
-        view = self._view(self._full(request))
-        query = request.query
+        full, query = self._full(request), request.query
+        view = self._view(full)
         if not any(k in query for k in ("q", "offset", "limit")):
             return view.json()
+        q = query.get("q", "").strip()[: statuspage.MAX_QUERY]
         offset = _int(query.get("offset"), 0, 0, 10_000_000)
         limit = _int(query.get("limit"), statuspage.PAGE_SIZE, 1, MAX_LIMIT)
-        doc = view.page(query.get("q", ""), offset, limit)
-        return json.dumps(doc, ensure_ascii=False).encode()
+        return self._made(
+            ("json", full, q, offset, limit), view,
+            lambda: json.dumps(view.page(q, offset, limit), ensure_ascii=False).encode(),
+        )  # fmt: skip
 
     def _page(self, request: web.BaseRequest) -> bytes:
         full, lang, query = self._full(request), _lang(request), request.query
         view = self._view(full)
         keep = {k: query[k][:200] for k in ("view", "token", "lang", "q") if query.get(k)}
-        q = query.get("q", "")
+        q = query.get("q", "").strip()[: statuspage.MAX_QUERY]
         page = _int(query.get("page"), 1, 1, 1_000_000)
-        if q or page > 1:
-            size = statuspage.PAGE_SIZE
-            doc = view.page(q, (page - 1) * size, size)
-            return statuspage.render(doc, lang, keep).encode()
-        key = (full, lang + "?" + "&".join(f"{k}={v}" for k, v in sorted(keep.items())))
-        held = self._pages.get(key)
-        if held is None or held[0] is not view.snapshot:
-            if len(self._pages) > 64:  # a key per token and language tried: bounded
-                self._pages.clear()
-            doc = view.page("", 0, statuspage.PAGE_SIZE)
-            held = self._pages[key] = (view.snapshot, statuspage.render(doc, lang, keep).encode())
-        return held[1]
+        size = statuspage.PAGE_SIZE
+        key = ("html", full, lang, q, page, tuple(sorted(keep.items())))
+        return self._made(
+            key, view,
+            lambda: statuspage.render(view.page(q, (page - 1) * size, size), lang, keep).encode(),
+        )  # fmt: skip
+
+    def _made(self, key: tuple[Any, ...], view: _View, make: Callable[[], bytes]) -> bytes:
+        """What `make` makes of this snapshot, made once per key (the last MADE_KEEP kept);
+        at most MADE_PER_S new ones a second, so that requests each asking a new search of
+        10,000 users cannot take the GIL from the message loop: past that, 503."""
+        held = self._made_cache.get(key)
+        if held is not None and held[0] is view.snapshot:
+            self._made_cache.move_to_end(key)
+            return held[1]
+        now = time.monotonic()
+        self._budget = min(MADE_PER_S, self._budget + (now - self._budget_at) * MADE_PER_S)
+        self._budget_at = now
+        if self._budget < 1.0:
+            raise _Busy
+        self._budget -= 1.0
+        body = make()
+        self._made_cache[key] = (view.snapshot, body)
+        self._made_cache.move_to_end(key)
+        while len(self._made_cache) > MADE_KEEP:
+            self._made_cache.popitem(last=False)
+        return body
 
     def _full(self, request: web.BaseRequest) -> bool:
         """The operator's view: asked with the token, or from loopback (unless `?view=public`)."""
@@ -249,6 +276,12 @@ class StatusServer:
 
 
 MAX_LIMIT = 500  # users in one page of /api/status
+MADE_KEEP = 64  # pages and searches kept, made of the current snapshot
+MADE_PER_S = 50.0  # new ones made a second (a search of 10,000 users: a few ms each)
+
+
+class _Busy(Exception):
+    pass
 
 
 def _int(text: str | None, default: int, low: int, high: int) -> int:
