@@ -322,3 +322,37 @@ def preflight(cfg: BrokerConfig) -> None:
                 raise ConfigError(
                     f"{where.at(name)}: {name} {cfg.bind}:{port}: {exc.strerror}"
                 ) from None
+
+
+# What SIGHUP (or `titsd admin reload`) changes in a running broker; the rest needs a restart.
+# limits.max_frame is a socket option libzmq takes before bind; dedup_s sizes the id memory.
+LIVE = frozenset(
+    {"session_timeout", "retry_s", "keep_s", "max_age_s", "log_level", "status_token"}
+    | {f"limits.{f.name}" for f in fields(Limits) if f.name != "max_frame"}
+)
+SECRET = frozenset({"status_token"})  # logged as set/unset/changed, never as its value
+
+
+def changes(old: BrokerConfig, new: BrokerConfig) -> dict[str, tuple[Any, Any]]:
+    """Every setting whose value differs, as "key" or "limits.key" → (old, new)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for f in fields(BrokerConfig):
+        if f.name in ("source", "warnings"):
+            continue
+        if f.name == "limits":
+            for lf in fields(Limits):
+                a, b = getattr(old.limits, lf.name), getattr(new.limits, lf.name)
+                if a != b:
+                    out[f"limits.{lf.name}"] = (a, b)
+            continue
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if a != b:
+            out[f.name] = (a, b)
+    return out
+
+
+def shown(key: str, value: Any) -> Any:
+    """A value as a log line may carry it (a token never)."""
+    if key in SECRET:
+        return "(set)" if value else "(unset)"
+    return str(value) if isinstance(value, Path) else value
