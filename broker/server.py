@@ -334,8 +334,10 @@ class Broker:
         store = self.store
         ts_ms = time.time_ns() // 1_000_000
         ts_s = ts_ms // 1000
-        rows = []
-        fanout = []
+        rows: list[Row] = []
+        fanout: Fanout = []
+        add_row, add_fanout = rows.append, fanout.append
+        seq = store.next_seq
         encode = wire.encode
         Deliver = wire.Deliver  # noqa: N806
         for conn, msg, body in batch:
@@ -348,12 +350,16 @@ class Broker:
             )  # fmt: skip
             # one row per mailbox: the recipients', and the sender's for their other devices
             # (the sending device skips it); the body is stored once for all of them
-            sender = msg.sender
-            for user in dict.fromkeys([*msg.to, sender]):
-                seq = store.allocate()
+            sender, msg_id, to = msg.sender, msg.id, msg.to
+            users = (
+                to + [sender] if len(to) == 1 and to[0] != sender else dict.fromkeys([*to, sender])
+            )
+            for user in users:
                 skip = device if user == sender else ""
-                rows.append((seq, user, msg.id, sender, env, body, ts_s, skip))
-                fanout.append((user, seq, msg.id, env, body, skip))
+                add_row((seq, user, msg_id, sender, env, body, ts_s, skip))
+                add_fanout((user, seq, msg_id, env, body, skip))
+                seq += 1
+        store.next_seq = seq  # (what `store.allocate` does, a row at a time)
         self.port.moves_due = False
         self.writer.submit(
             Job(rows=rows, cursors=self.delivery.cursor_moves(), token=(batch, dups, fanout))

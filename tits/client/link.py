@@ -151,6 +151,10 @@ class Link:
             return []
         if isinstance(msg, wire.Deliver):
             return [Delivered([Incoming(msg, frames[1])])] if len(frames) == 2 else []
+        if isinstance(msg, wire.Deliveries):  # (the login asked for them: `batch`)
+            if len(frames) != 1 + len(msg.items):
+                return []
+            return [Delivered([Incoming(d, b) for d, b in zip(msg.items, frames[1:], strict=True)])]
         if isinstance(msg, wire.Accepted):
             return [Acked([msg.id, *msg.ids])]
         if isinstance(msg, wire.Error):
