@@ -13,6 +13,7 @@ from tits.errors import TitsError
 
 from . import chat_cmds, cloud_cmds, config_cmds, group_cmds, identity_cmds, key_cmds, logs_cmds
 from .context import State
+from .device_cmds import device_app
 from .output import choose_lang, fail
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ app.command()(chat_cmds.outbox)
 app.command()(chat_cmds.unsend)
 app.command()(logs_cmds.logs)
 app.add_typer(config_cmds.config_app, name="config")
+app.add_typer(device_app, name="device")
 app.command("app")(app_cmd)
 
 

@@ -1,0 +1,118 @@
+"""`tits device link|join|list|revoke`: your account on several devices (docs/devices.md)."""
+
+from __future__ import annotations
+
+import io
+import socket
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from tits import pairing
+from tits.client import linking
+from tits.log import configure
+
+from .context import State
+from .output import console, emit_json, err_console, safe, t
+
+device_app = typer.Typer(help="Your devices: link a new one, list them, revoke one.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON objects, one a line.")]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Accept the short code without asking (scripts).")
+]
+
+
+def _asker(yes: bool, as_json: bool) -> linking.Ask:
+    def ask(sas: str) -> bool:
+        if as_json:
+            emit_json({"sas": sas})
+        else:
+            console.print(
+                f"{t('確認碼', 'short code')}: [bold reverse] {sas} [/]  "
+                + t("兩台裝置上顯示的必須相同。", "both devices must show the same.")
+            )
+        if yes:
+            return True
+        return typer.confirm(t("兩邊的確認碼相同嗎？", "Do both devices show this code?"), err=True)
+
+    return ask
+
+
+def _qr(text: str) -> str:
+    import segno
+
+    out = io.StringIO()
+    segno.make(text, error="l").terminal(out=out, compact=True)
+    return out.getvalue()
+
+
+@device_app.command("link")
+def link(
+    ctx: typer.Context,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds the code works (at most 900).")
+    ] = pairing.CODE_TTL_S,
+    broker: Annotated[str | None, typer.Option("--broker", help="Broker to pair through.")] = None,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a one-time code (and QR) for a new device, wait for it to join."""
+    configure("warning")
+    home = State.of(ctx).home
+    home.require()
+
+    def on_code(code: pairing.Code) -> None:
+        text = code.text()
+        if as_json:
+            emit_json({"code": text, "expires": code.expires})
+            return
+        console.print(_qr(text), end="", soft_wrap=True, markup=False, highlight=False)
+        console.print(t("在新裝置上執行：", "on the new device, run:"))
+        console.print(f"  tits --home NEW device join {text}", soft_wrap=True, markup=False)
+        console.print(
+            t(f"這組代碼只能用一次，{int(timeout)} 秒內有效。",
+              f"the code works once, for {int(timeout)} s.")
+        )  # fmt: skip
+
+    done = linking.link(home, _asker(yes, as_json), on_code, broker=broker, ttl_s=timeout)
+    if as_json:
+        emit_json({"linked": done.device, "name": done.name, "seconds": round(done.seconds, 2)})
+    else:
+        console.print(
+            f"[bold green]✓[/] {t('已連結裝置', 'device linked')}: "
+            f"{escape(safe(done.name))} ({done.device})"
+        )
+
+
+@device_app.command("join")
+def join(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="The code `tits device link` showed.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="This device's name [hostname].")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for each answer.")
+    ] = linking.ANSWER_S,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Join your account from this (new) device with the code another device showed."""
+    configure("warning")
+    home = State.of(ctx).home
+    dev = name or socket.gethostname()[:64] or "device"
+    done = linking.join(home, code, _asker(yes, as_json), dev, answer_s=timeout)
+    if as_json:
+        emit_json({"fingerprint": done.fingerprint, "device": done.device,
+                   "published": done.published})  # fmt: skip
+        return
+    joined = t("已加入帳號", "joined account")
+    console.print(f"[bold green]✓[/] {joined}: [bold]{done.fingerprint}[/]")
+    console.print(f"  {t('裝置', 'device')}: {escape(safe(dev))} ({done.device})")
+    if not done.published:
+        err_console.print(
+            t("裝置憑證尚未發布到金鑰伺服器：請執行 `tits key publish`。",
+              "the device certificate is not on the key server yet: run `tits key publish`.")
+        )  # fmt: skip
