@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import socket
+import time
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from tits import pairing
-from tits.client import linking
+from tits.client import device_admin, linking
 from tits.log import configure
 
 from .context import State
@@ -116,3 +119,60 @@ def join(
             t("裝置憑證尚未發布到金鑰伺服器：請執行 `tits key publish`。",
               "the device certificate is not on the key server yet: run `tits key publish`.")
         )  # fmt: skip
+
+
+KeyserverOpt = Annotated[
+    str | None, typer.Option("--keyserver", help="Key server URL [the home's keyserver].")
+]
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+@device_app.command("list")
+def list_cmd(ctx: typer.Context, keyserver: KeyserverOpt = None, as_json: JsonOpt = False) -> None:
+    """Your devices: name, created, last seen, which one this is."""
+    home = State.of(ctx).home
+    rows = device_admin.list_devices(home, keyserver)
+    if as_json:
+        for r in rows:
+            emit_json(r.to_json())
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in (t("名稱", "name"), "id", t("建立", "created"), t("最後出現", "last seen"), ""):
+        table.add_column(col)
+    for r in rows:
+        mark = t("← 這台", "← this one") if r.this else ""
+        if r.revoked:
+            mark = t("已撤銷", "revoked")
+        seen = _when(r.last_seen_ms / 1000 if r.last_seen_ms else None)
+        table.add_row(Text(safe(r.name)), r.device, _when(r.created), seen, mark)
+    console.print(table)
+
+
+@device_app.command("revoke")
+def revoke_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The device's name or id (`tits device list`).")],
+    keyserver: KeyserverOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke another of your devices: brokers refuse it, others refuse its signatures, and
+    your groups move to new keys without it."""
+    configure("warning")
+    home = State.of(ctx).home
+    row = device_admin.revoke_device(home, name, keyserver)
+    from tits.client.blocking import Messenger
+
+    with Messenger(home, keyserver=keyserver) as m:
+        groups = m.rekey_groups()
+    if as_json:
+        emit_json({"revoked": row.device, "name": row.name, "groups_rekeyed": groups})
+        return
+    console.print(
+        f"[bold green]✓[/] {t('已撤銷裝置', 'device revoked')}: {escape(safe(row.name))} "
+        f"({row.device}); {t('重新換鑰的群組', 'groups rekeyed')}: {groups}"
+    )

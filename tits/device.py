@@ -256,6 +256,10 @@ class CertificateCache:
         self._revoked[(rev.identity, rev.device)] = rev.revoked
         return rev
 
+    def remember_revocation(self, identity: str, device: str, revoked: int) -> None:
+        """A revocation checked before (kept by the caller): no gpg call."""
+        self._revoked[(identity, device)] = revoked
+
     def check_current(self, cert: Certificate, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         if (cert.identity, cert.device) in self._revoked:
