@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -89,6 +90,30 @@ def link(
         )
 
 
+class _Bar:
+    def __init__(self, disabled: bool) -> None:
+        self.disabled = disabled
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def update(self, have: int, total: int) -> None:
+        if self.disabled:
+            return
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn(t("歷史紀錄", "history")), BarColumn(), MofNCompleteColumn(),
+                console=err_console, transient=True,
+            )  # fmt: skip
+            self.progress.start()
+            self.task = self.progress.add_task("history", total=total)
+        assert self.task is not None
+        self.progress.update(self.task, completed=have, total=total)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
 @device_app.command("join")
 def join(
     ctx: typer.Context,
@@ -99,6 +124,9 @@ def join(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for each answer.")
     ] = linking.ANSWER_S,
+    history: Annotated[
+        str, typer.Option("--history", help="How much history to bring: none, 30d or all.")
+    ] = "all",
     yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -106,14 +134,22 @@ def join(
     configure("warning")
     home = State.of(ctx).home
     dev = name or socket.gethostname()[:64] or "device"
-    done = linking.join(home, code, _asker(yes, as_json), dev, answer_s=timeout)
+    bar = _Bar(disabled=as_json)  # only once the history comes: the short code is asked first
+    try:
+        done = linking.join(
+            home, code, _asker(yes, as_json), dev, answer_s=timeout, history=history,
+            progress=bar.update,
+        )  # fmt: skip
+    finally:
+        bar.stop()
     if as_json:
         emit_json({"fingerprint": done.fingerprint, "device": done.device,
-                   "published": done.published})  # fmt: skip
+                   "published": done.published, "messages": done.messages})  # fmt: skip
         return
     joined = t("已加入帳號", "joined account")
     console.print(f"[bold green]✓[/] {joined}: [bold]{done.fingerprint}[/]")
     console.print(f"  {t('裝置', 'device')}: {escape(safe(dev))} ({done.device})")
+    console.print(f"  {t('帶來的訊息', 'messages brought over')}: {done.messages}")
     if not done.published:
         err_console.print(
             t("裝置憑證尚未發布到金鑰伺服器：請執行 `tits key publish`。",

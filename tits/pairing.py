@@ -19,8 +19,11 @@ random digits that neither of their keys could choose, and the person sees two d
                                                   ←   Offer(id, a_x, mac)
     Reveal(id, n_x, device key, name, mac)        →   both: K = HKDF(X25519, salt=secret)
     [person compares the SAS on both screens]
-    Sealed(confirm)                               →
-                                                  ←   Sealed(bundle): identity, certificate
+    Sealed(confirm, history=none|30d|all)         →
+                                                  ←   Sealed(bundle): identity, certificate,
+                                                      the history's size and SHA-256
+                                                  ←   Sealed(chunk) …  (tits/client/history.py)
+    Sealed(want: chunks that did not come)        →   (resent)
     Sealed(done)                                  →
 
 The bundle (identity key, the new device's certificate signed by the identity, settings) is
@@ -164,8 +167,8 @@ def decode(data: bytes) -> PairMsg:
 
 
 # what travels inside `Sealed`
-class Confirm(Struct, tag="confirm", tag_field="s"):
-    pass
+class Confirm(Struct, tag="confirm", tag_field="s", forbid_unknown_fields=False):
+    history: Annotated[str, Meta(pattern=r"^(none|30d|all)\Z")] = "all"  # what the new one wants
 
 
 class Bundle(Struct, tag="bundle", tag_field="s", forbid_unknown_fields=False, kw_only=True):
@@ -174,14 +177,27 @@ class Bundle(Struct, tag="bundle", tag_field="s", forbid_unknown_fields=False, k
     cert: Annotated[bytes, Meta(max_length=4096)]
     cert_sig: Annotated[str, Meta(max_length=8192)]
     settings: dict[str, str | bool] = {}  # name, email, broker, keyserver, listed, lang
-    history: int = 0  # history chunks that follow (tits/client/history.py); 0: none
+    history_chunks: int = 0  # chunks that follow (tits/client/history.py); 0: none
+    history_bytes: int = 0
+    history_sha256: bytes = b""
+
+
+class Chunk(Struct, tag="chunk", tag_field="s"):
+    index: Annotated[int, Meta(ge=0, lt=1 << 24)]
+    data: Annotated[bytes, Meta(max_length=MAX_BUNDLE)]
+
+
+class Want(Struct, tag="want", tag_field="s"):
+    """The new device asks again for chunks that did not come (a transfer resumed)."""
+
+    indexes: Annotated[list[int], Meta(max_length=1024)]
 
 
 class Done(Struct, tag="done", tag_field="s"):
     pass
 
 
-Inner = Confirm | Bundle | Done
+Inner = Confirm | Bundle | Done | Chunk | Want
 _inner_decoder = msgspec.msgpack.Decoder(Inner)
 
 
@@ -266,6 +282,8 @@ class LinkSide:
         self._commit = b""
         self._person_ok = False
         self._peer_ok = False
+        self.history = "all"  # what the new device asked for (in its sealed confirmation)
+        self.wanted: list[int] = []  # chunks it asked for again
 
     def on_message(self, sender: str, data: bytes) -> list[PairMsg]:
         """What to send back to `sender`; raises `PairingError` only for our own peer's
@@ -313,10 +331,13 @@ class LinkSide:
             inner = self.channel.open(msg)
             if isinstance(inner, Confirm):
                 self._peer_ok = True
+                self.history = inner.history
                 if self._person_ok:
                     self.state = "confirmed"
             elif isinstance(inner, Done) and self.state == "sent":
                 self.state = "done"
+            elif isinstance(inner, Want) and self.state == "sent":
+                self.wanted.extend(inner.indexes)
             return []
         return []
 
@@ -419,11 +440,16 @@ class JoinSide:
     def sas(self) -> str | None:
         return self.channel.sas if self.channel else None
 
-    def confirm(self) -> Sealed:
+    def confirm(self, history: str = "all") -> Sealed:
         if self.channel is None:
             raise PairingError("nothing to confirm yet")
         self.state = "confirmed"
-        return self.channel.seal(self.code.id, Confirm())
+        return self.channel.seal(self.code.id, Confirm(history=history))
+
+    def seal(self, inner: Inner) -> Sealed:
+        if self.channel is None or self.bundle is None:
+            raise PairingError("no bundle yet")
+        return self.channel.seal(self.code.id, inner)
 
     def done(self) -> Sealed:
         if self.channel is None or self.bundle is None:

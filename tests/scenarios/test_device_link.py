@@ -10,10 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.broker_fixtures import BrokerProc
 from tests.keyd_fixtures import KeydProcess
 from tests.scenarios.test_chat_cli import cloud, tits  # noqa: F401 - the fixture
 from tits.keyclient import KeyClient
+
+pytestmark = pytest.mark.timeout(300)  # a dozen CLI runs, each a Python start and gpg
 
 
 def start_link(home: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
@@ -85,3 +89,49 @@ def test_link_a_device_that_then_gets_the_users_messages(
         got = [json.loads(line) for line in tits(home, "recv", "--json").stdout.splitlines()]
         texts = [(g["text"], g["from"], g["verified"]) for g in got if g["kind"] == "text"]
         assert texts == [("早安", bfp, True)], (home, got)
+
+
+def test_the_new_device_brings_the_history_it_asks_for(
+    cloud: tuple[Path, KeydProcess, BrokerProc],  # noqa: F811
+) -> None:
+    root, keyd, broker = cloud
+    alice, afp = new_user(root, "alice", broker, keyd)
+    bob, bfp = new_user(root, "bob", broker, keyd)
+    tits(bob, "contact", "add", "alice", afp)
+    tits(bob, "key", "fetch", afp)
+    tits(alice, "contact", "add", "bob", bfp)
+    tits(alice, "key", "fetch", bfp)
+    for i in range(3):
+        tits(bob, "send", "@alice", f"bob {i}")
+    tits(alice, "recv")
+    tits(alice, "send", "@bob", "alice 0")
+
+    for home, choice, count in ((root / "alice2", "all", 4), (root / "alice3", "none", 0)):
+        proc, code = start_link(alice, "--timeout", "120")
+        joined = tits(home, "device", "join", code, "--yes", "--json", "--history", choice)
+        assert json.loads(joined.stdout.splitlines()[-1])["messages"] == count
+        finish_link(proc)
+        # the contacts came too
+        assert tits(home, "contact", "list").stdout.count("bob") >= 1
+    old = root / "alice2" / "store.db"
+    import sqlite3
+
+    db = sqlite3.connect(old)
+    got = sorted(t for (t,) in db.execute("SELECT text FROM messages"))
+    db.close()
+    assert got == ["alice 0", "bob 0", "bob 1", "bob 2"]
+
+    # the chat's session key came with the history: Bob's next text opens on both new devices
+    # (the one that brought none still gets what the broker's mailbox kept for the account)
+    tits(bob, "send", "@alice", "還是同一個聊天")
+    for home, before in (
+        (root / "alice2", []),
+        (root / "alice3", ["alice 0", "bob 0", "bob 1", "bob 2"]),
+    ):
+        got2 = [json.loads(x) for x in tits(home, "recv", "--json").stdout.splitlines()]
+        texts = [(g["text"], g["verified"]) for g in got2 if g["kind"] == "text"]
+        assert sorted(texts) == sorted([(t, True) for t in [*before, "還是同一個聊天"]]), (
+            home,
+            got2,
+        )
+        assert [g for g in got2 if g["kind"] == "refused"] == [], got2

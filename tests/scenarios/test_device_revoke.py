@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.broker_fixtures import BrokerProc
 from tests.keyd_fixtures import KeydProcess
 from tests.scenarios.test_chat_cli import cloud, tits  # noqa: F401 - the fixture
@@ -16,6 +18,8 @@ from tits import wire
 from tits.client.blocking import Messenger
 from tits.client.connection import Connection
 from tits.home import Home
+
+pytestmark = pytest.mark.timeout(300)  # a dozen CLI runs, each a Python start and gpg
 
 
 def recv(home: Path) -> list[dict[str, object]]:

@@ -29,10 +29,22 @@ from ..errors import ConfigError, IdentityError, KeyServerError, VerificationErr
 from ..home import Home
 from ..identity import Identity
 from .connection import Connection
+from .history import (
+    CHOICES,
+    Receiver,
+    chunk_count,
+    chunks,
+    digest,
+    install,
+    make_archive,
+    read_chunk,
+)
 
 log = structlog.get_logger("tits.pairing")
 
 ANSWER_S = 60.0  # how long the new device waits for each answer of the linking device
+RESUME_S = 5.0  # no chunk for this long: ask again for those missing
+SEND_BATCH = 8  # history chunks given to the broker at once (each waits for its ack)
 SETTINGS = ("name", "email", "broker", "keyserver", "listed", "lang")
 
 Ask = Callable[[str], bool]  # shown the short code, says whether the person accepts it
@@ -112,42 +124,79 @@ def link(
     ttl_s: float = P.CODE_TTL_S,
 ) -> Linked:
     """Show a code (`on_code`), wait for one new device to join, have the person compare the
-    short code (`ask`), then hand over the identity and the new device's certificate."""
+    short code (`ask`), then hand over the identity, the new device's certificate and the
+    history it asked for."""
     home.require()
     broker = broker or home.config.get("broker")
     keyserver = keyserver or home.config.get("keyserver") or ""
     if not broker:
         raise ConfigError("no broker to pair through: give --broker or `tits config set broker`")
-    with Rendezvous(str(broker)) as rv:
-        code = P.new_code(home.fingerprint, rv.fingerprint, str(broker), str(keyserver), ttl_s)
-        side = P.LinkSide(code)
-        on_code(code)
-        t0 = time.monotonic()
-        asked = False
-        while side.state != "done":
-            if time.time() >= code.expires and side.state in ("waiting", "offered"):
-                raise P.PairingError("nobody joined before the pairing code expired")
-            for sender, body in rv.receive(1.0):
-                answers = side.on_message(sender, body)
-                rv.send(sender, answers)
-            if side.state == "keyed" and not asked:
-                asked = True
-                t0 = time.monotonic()
-                if not ask(side.sas or ""):
-                    raise P.PairingError("the short codes did not match: nothing was sent")
-                side.confirm()
-            if side.state == "confirmed" and side.peer and side.device_key:
-                rv.send(side.peer, [side.bundle(_bundle(home, side))])
-            if side.state in ("keyed", "sent") and time.monotonic() - t0 > ANSWER_S * 2:
-                raise P.PairingError("the new device stopped answering")
-        assert side.device_key is not None  # state "done" implies it
-        dev = Certificate(home.fingerprint, side.device_key, side.device_name, 0, 0).device
-        log.info("pairing.linked", device=dev)
-        return Linked(dev, side.device_name, side.sas or "", time.monotonic() - t0)
+    work = Path(tempfile.mkdtemp(prefix="tits-history-"))
+    try:
+        with Rendezvous(str(broker)) as rv:
+            code = P.new_code(home.fingerprint, rv.fingerprint, str(broker), str(keyserver), ttl_s)
+            side = P.LinkSide(code)
+            on_code(code)
+            return _link(home, rv, side, ask, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def _bundle(home: Home, side: P.LinkSide) -> P.Bundle:
+def _link(home: Home, rv: Rendezvous, side: P.LinkSide, ask: Ask, work: Path) -> Linked:
+    code = side.code
+    t0 = time.monotonic()
+    asked = False
+    archive: Path | None = None
+    sent_chunks = False
+    last = time.monotonic()
+    while side.state != "done":
+        if time.time() >= code.expires and side.state in ("waiting", "offered"):
+            raise P.PairingError("nobody joined before the pairing code expired")
+        got = rv.receive(0.05 if side.state == "sent" and not sent_chunks else 1.0)
+        if got:
+            last = time.monotonic()
+        for sender, body in got:
+            rv.send(sender, side.on_message(sender, body))
+        if side.state == "keyed" and not asked:
+            asked = True
+            t0 = time.monotonic()
+            if not ask(side.sas or ""):
+                raise P.PairingError("the short codes did not match: nothing was sent")
+            side.confirm()
+        if side.state == "confirmed" and side.peer and side.device_key:
+            archive = make_archive(home.path, side.history, work, _public_keys(home))
+            rv.send(side.peer, [side.bundle(_bundle(home, side, archive))])
+            last = time.monotonic()
+        if side.state == "sent" and archive is not None and side.peer:
+            if not sent_chunks:
+                batch: list[P.PairMsg] = []
+                for i, data in chunks(archive):
+                    batch.append(side.seal_more(P.Chunk(i, data)))
+                    if len(batch) == SEND_BATCH:
+                        rv.send(side.peer, batch)
+                        batch = []
+                rv.send(side.peer, batch)
+                sent_chunks = True
+            again, side.wanted = side.wanted[:], []
+            for i in again:
+                rv.send(side.peer, [side.seal_more(P.Chunk(i, read_chunk(archive, i)))])
+        if side.state in ("keyed", "sent") and time.monotonic() - last > ANSWER_S * 2:
+            raise P.PairingError("the new device stopped answering")
+    assert side.device_key is not None  # state "done" implies it
+    dev = Certificate(home.fingerprint, side.device_key, side.device_name, 0, 0).device
+    log.info("pairing.linked", device=dev)
+    return Linked(dev, side.device_name, side.sas or "", time.monotonic() - t0)
+
+
+def _public_keys(home: Home) -> str:
+    """Everyone's public key this home holds but our own (that comes with the secret)."""
+    fps = [k.fingerprint for k in home.identity.keys() if k.fingerprint != home.fingerprint]
+    return str(home.identity.gpg.export_keys(fps, armor=True)) if fps else ""
+
+
+def _bundle(home: Home, side: P.LinkSide, archive: Path) -> P.Bundle:
     assert side.device_key is not None
+    size = archive.stat().st_size
     cert, sig = certify_key(home.identity, home.fingerprint, side.device_key, side.device_name)
     secret = home.identity.gpg.export_keys(home.fingerprint, secret=True, expect_passphrase=False)
     if "PRIVATE KEY BLOCK" not in secret:
@@ -159,6 +208,9 @@ def _bundle(home: Home, side: P.LinkSide) -> P.Bundle:
         cert=cert.to_bytes(),
         cert_sig=sig,
         settings=settings,
+        history_chunks=chunk_count(size),
+        history_bytes=size,
+        history_sha256=digest(archive),
     )
 
 
@@ -168,41 +220,103 @@ class Joined:
     device: str
     sas: str
     published: bool
+    messages: int = 0  # in the history taken in
+
+
+Progress = Callable[[int, int], None]  # (chunks had, chunks in all)
 
 
 def join(
-    home: Home, code_text: str, ask: Ask, device_name: str, answer_s: float = ANSWER_S
+    home: Home,
+    code_text: str,
+    ask: Ask,
+    device_name: str,
+    answer_s: float = ANSWER_S,
+    history: str = "all",
+    progress: Progress | None = None,
 ) -> Joined:
     """Join the account the code names: answer at its rendezvous, have the person compare
-    the short code, take the identity in only from a bundle that opens and checks."""
+    the short code, take the identity and the history in only once both open and check."""
     if home.initialised:
         raise ConfigError(
             f"{home.path} already holds identity {home.config['fingerprint']}; "
             "join from a new home (--home NEW)"
         )
+    if history not in CHOICES:
+        raise ConfigError(f"--history takes none, 30d or all, not {history!r}")
     code = P.Code.parse(code_text)
     device = DeviceKey.generate()
     Certificate.parse(Certificate(code.user, device.public_key, device_name, 0, 1).to_bytes())
-    with Rendezvous(code.broker) as rv:
-        side = P.JoinSide(code, rv.fingerprint, device.public_key, device_name)
-        rv.send(code.rendezvous, [side.start()])
-        deadline = time.monotonic() + answer_s
-        while side.bundle is None:
-            if time.monotonic() > deadline:
-                raise P.PairingError(
-                    "the linking device did not answer (the code expired, was used, or "
-                    "`tits device link` stopped)"
-                )
-            for sender, body in rv.receive(1.0):
-                rv.send(sender, side.on_message(sender, body))
-            if side.state == "keyed":
-                if not ask(side.sas or ""):
-                    raise P.PairingError("the short codes did not match: nothing was taken in")
-                rv.send(code.rendezvous, [side.confirm()])
-                deadline = time.monotonic() + answer_s * 2  # the other person confirms too
-        published = _apply(home, code, device, side.bundle)
-        rv.send(code.rendezvous, [side.done()])
-        return Joined(code.user, device.id, side.sas or "", published)
+    work = Path(tempfile.mkdtemp(prefix="tits-history-"))
+    try:
+        with Rendezvous(code.broker) as rv:
+            side = P.JoinSide(code, rv.fingerprint, device.public_key, device_name)
+            rv.send(code.rendezvous, [side.start()])
+            bundle = _await_bundle(rv, side, ask, answer_s, history)
+            archive = _receive_history(rv, side, bundle, work / "history.tar", answer_s, progress)
+            published = _apply(home, code, device, bundle)
+            messages = install(archive, home.path, code.user, home.identity) if archive else 0
+            rv.send(code.rendezvous, [side.done()])
+            return Joined(code.user, device.id, side.sas or "", published, messages)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _await_bundle(
+    rv: Rendezvous, side: P.JoinSide, ask: Ask, answer_s: float, history: str
+) -> P.Bundle:
+    code = side.code
+    deadline = time.monotonic() + answer_s
+    while side.bundle is None:
+        if time.monotonic() > deadline:
+            raise P.PairingError(
+                "the linking device did not answer (the code expired, was used, or "
+                "`tits device link` stopped)"
+            )
+        for sender, body in rv.receive(1.0):
+            rv.send(sender, side.on_message(sender, body))
+        if side.state == "keyed":
+            if not ask(side.sas or ""):
+                raise P.PairingError("the short codes did not match: nothing was taken in")
+            rv.send(code.rendezvous, [side.confirm(history)])
+            deadline = time.monotonic() + answer_s * 2  # the other person confirms too
+    return side.bundle
+
+
+def _receive_history(
+    rv: Rendezvous,
+    side: P.JoinSide,
+    bundle: P.Bundle,
+    path: Path,
+    answer_s: float,
+    progress: Progress | None,
+) -> Path | None:
+    """The chunks, in any order, asked for again when they stop coming; the archive once it
+    matches the sealed bundle's SHA-256."""
+    if bundle.history_chunks == 0:
+        return None
+    got = Receiver(path, bundle.history_chunks, bundle.history_bytes, bundle.history_sha256)
+    last = time.monotonic()
+    asked_at = last
+    while not got.complete:
+        for sender, body in rv.receive(1.0):
+            side.on_message(sender, body)
+        fresh = False
+        for inner in side.extra:
+            if isinstance(inner, P.Chunk):
+                fresh |= got.add(inner.index, inner.data)
+        side.extra.clear()
+        now = time.monotonic()
+        if fresh:
+            last = now
+            if progress is not None:
+                progress(len(got.have), got.total)
+        elif now - max(last, asked_at) > RESUME_S:
+            rv.send(side.code.rendezvous, [side.seal(P.Want(got.missing[:1024]))])
+            asked_at = now
+        if now - last > answer_s * 2:
+            raise P.PairingError(f"the history stopped coming ({len(got.have)} of {got.total})")
+    return got.finish()
 
 
 def _apply(home: Home, code: P.Code, device: DeviceKey, bundle: P.Bundle) -> bool:
