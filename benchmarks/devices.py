@@ -41,6 +41,7 @@ from tits.client.store import LocalStore  # noqa: E402
 from tits.home import Home  # noqa: E402
 from tits.keyclient import KeyClient  # noqa: E402
 from tits.localcloud import LocalCloud  # noqa: E402
+from tits.log import configure  # noqa: E402
 from tits.session import direct_conversation_id  # noqa: E402
 
 BOB = "B" * 40
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     sizes = [int(x) for x in args.messages.split(",") if x]
+    configure("warning")
     root = Path(tempfile.mkdtemp(prefix="tits-bench-devices-"))
     cloud = LocalCloud(root / "cloud", 0)
     try:
