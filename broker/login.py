@@ -178,6 +178,14 @@ class LoginVerifier:
                 self._revoked.add(key)
                 raise VerificationError(f"device {cert.device} was revoked by its owner")
 
+    def take_revocation(self, data: bytes, signature: str) -> tuple[str, str]:
+        """Check a revocation with gpg (the owner's key is in the ring: they logged in) and
+        keep it; its (identity, device)."""
+        with self._lock:
+            rev = self.certs.add_revocation(data, signature)
+        self._revoked.add((rev.identity, rev.device))
+        return rev.identity, rev.device
+
     def _ensure_key(self, fp: str, pubkey: bytes) -> str:
         """Have `fp`'s public key in the broker's ring (key server first, then the key the
         client sent, only if it is exactly `fp`); return the key's name."""

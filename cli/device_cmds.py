@@ -194,6 +194,10 @@ def revoke_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The device's name or id (`tits device list`).")],
     keyserver: KeyserverOpt = None,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds for brokers to end its session before the rekey."),
+    ] = device_admin.SESSION_END_S,
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke another of your devices: brokers refuse it, others refuse its signatures, and
@@ -202,6 +206,12 @@ def revoke_cmd(
     home = State.of(ctx).home
     row = device_admin.revoke_device(home, name, keyserver)
     from tits.client.blocking import Messenger
+
+    if not as_json:
+        waiting = t("已撤銷；等伺服器結束它的連線，再換群組金鑰…",
+                    "revoked; waiting for brokers to end its session, then rekeying…")  # fmt: skip
+        console.print(waiting)
+    time.sleep(max(0.0, wait))  # a session it holds now must not receive the new keys
 
     with Messenger(home, keyserver=keyserver) as m:
         groups = m.rekey_groups()

@@ -17,6 +17,10 @@ from ..keyclient import KeyClient
 from .devices import DeviceChecker, Sightings
 from .store import LocalStore
 
+# brokers look for revocations every 5 s (broker/revocations.py) and end the sessions of the
+# devices revoked: a rekey sent after this no longer reaches a session the device held
+SESSION_END_S = 7.0
+
 
 @dataclass(frozen=True)
 class DeviceRow:
