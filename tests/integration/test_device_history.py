@@ -30,10 +30,13 @@ def link_new_device(alice: Home, new: Home, broker: str, keyserver: str) -> link
     ready = threading.Event()
     errors: list[BaseException] = []
 
+    def on_code(code: P.Code) -> None:
+        codes.append(code)
+        ready.set()
+
     def run() -> None:
         try:
-            linking.link(alice, lambda sas: True, lambda c: (codes.append(c), ready.set()),
-                         broker=broker, keyserver=keyserver)  # fmt: skip
+            linking.link(alice, lambda sas: True, on_code, broker=broker, keyserver=keyserver)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test
             errors.append(exc)
             ready.set()
