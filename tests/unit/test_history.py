@@ -21,6 +21,7 @@ from tits.session import direct_conversation_id
 ME = "A" * 40
 BOB = "B" * 40
 EVE = "E" * 40
+SHA = "ab" * 32
 
 
 def _msgs(n: int, sender: str, to: str, age_days: float = 0) -> list[Message]:
@@ -44,7 +45,9 @@ def _msgs(n: int, sender: str, to: str, age_days: float = 0) -> list[Message]:
 def _home(tmp_path: Path, old: int = 5, new: int = 1000) -> Path:
     home = tmp_path / "old"
     store = LocalStore(home)
-    store.record(_msgs(old, BOB, ME, age_days=60) + _msgs(new, ME, BOB))
+    msgs = _msgs(old, BOB, ME, age_days=60) + _msgs(new, ME, BOB)
+    msgs[-1].kind, msgs[-1].mime, msgs[-1].file = "media", "image/png", str(home / "media" / SHA)
+    store.record(msgs)
     store.close()
     (home / "contacts.toml").write_text(f'bob = "{BOB}"\n')
     return home
@@ -70,7 +73,10 @@ def test_each_choice_brings_what_it_says(tmp_path: Path, choice: str, count: int
     assert H.install(got.finish(), new, ME) == count
     store = LocalStore(new)
     conv = direct_conversation_id(ME, BOB)
-    assert len(store.history(conv, limit=5000)) == count
+    chat = store.history(conv, limit=5000)
+    assert len(chat) == count
+    if count:  # a picture names where this home keeps media (fetched on demand)
+        assert chat[-1].file == str(new / "media" / SHA)
     store.close()
     assert (new / "contacts.toml").read_text() == f'bob = "{BOB}"\n'
 

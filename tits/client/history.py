@@ -176,6 +176,7 @@ def install(archive: Path, home: Path, me: str, identity: Identity | None = None
     db_path = stage / "store.db"
     if db_path.exists():
         count = _check_store(db_path, me)
+        _rehome_media(db_path, home)
     keys = stage / "keys.asc"
     if keys.exists():
         text = keys.read_text("utf-8", "replace")
@@ -194,6 +195,21 @@ def install(archive: Path, home: Path, me: str, identity: Identity | None = None
             os.chmod(dest, 0o600)
     shutil.rmtree(stage, ignore_errors=True)
     return count
+
+
+def _rehome_media(path: Path, home: Path) -> None:
+    """Media is fetched on demand, not archived: a picture's row named where the linking
+    device kept it; it now names where this home will (HOME/media/<sha256 hex>)."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            db.execute(
+                "UPDATE messages SET file = ? || substr(file, -64) "
+                "WHERE file IS NOT NULL AND length(file) >= 64",
+                (str(home / "media") + os.sep,),
+            )
+    finally:
+        db.close()
 
 
 def _check_store(path: Path, me: str) -> int:
