@@ -135,3 +135,16 @@ def test_the_new_device_brings_the_history_it_asks_for(
             got2,
         )
         assert [g for g in got2 if g["kind"] == "refused"] == [], got2
+
+
+def test_a_code_nobody_uses_shows_a_qr_and_expires(
+    cloud: tuple[Path, KeydProcess, BrokerProc],  # noqa: F811
+) -> None:
+    root, keyd, broker = cloud
+    alice, _ = new_user(root, "alice", broker, keyd)
+    r = tits(alice, "device", "link", "--timeout", "10", ok=False)
+    assert r.returncode == 1 and "expired" in r.stderr
+    assert "█" in r.stdout and "device join tits-link:" in r.stdout
+    code = r.stdout.split("device join ", 1)[1].split()[0]
+    r = tits(root / "late", "device", "join", code, "--yes", ok=False)
+    assert r.returncode == 1 and "expired" in r.stderr
