@@ -42,6 +42,7 @@ from .keys import ServerKeys
 from .login import LoginVerifier, close_login_home, login_home
 from .metrics import Metrics
 from .relay import Fanout, Relay
+from .revocations import RevocationWatch
 from .sessions import SETTLE_MS, Conn, Sessions, ZapPolicy, cloud_client_urls
 from .signer import BrokerSigner, BrokerVerifier
 from .status import StatusServer, build_snapshot, write_ready
@@ -123,6 +124,13 @@ class Broker:
         self.auth.configure_curve_callback(
             domain=ZAP_DOMAIN, credentials_provider=ZapPolicy(self.sessions.banned)
         )
+        self.revocations = (
+            RevocationWatch(
+                cfg.keyserver, self.verifier,
+                lambda i, d: (i, d) in self.sessions.by_device, self._wake,
+            ).start()
+            if cfg.keyserver else None
+        )  # fmt: skip
         self.client_port = self._bind(self.client, cfg.client_port)
         self.url = self.keys.url(url_host(cfg.public_host), self.client_port)
 
@@ -225,6 +233,8 @@ class Broker:
             pass
 
     def close(self) -> None:
+        if self.revocations is not None:
+            self.revocations.stop()
         self.writer.submit(Job(cursors=self.delivery.cursor_moves()))
         self.writer.close()  # every accepted message is committed before we go
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -452,6 +462,11 @@ class Broker:
             self.writer.submit(Job(cursors=self.delivery.cursor_moves()))
         self.sessions.expire(now)
         self.dedup.prune(now)
+        for key in self.revocations.take() if self.revocations else []:
+            conn = self.sessions.by_device.get(key)
+            if conn is not None:  # the owner revoked this device while it was logged in
+                self.sessions.error(conn, "login-refused", "this device was revoked by its owner")
+                self.sessions.logout(conn)
 
     def _prune(self) -> None:
         self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))

@@ -23,6 +23,7 @@ from . import (
     react_cmds,
 )
 from .context import State
+from .device_cmds import device_app
 from .output import choose_lang, fail
 
 app = typer.Typer(
@@ -74,6 +75,7 @@ app.command()(react_cmds.react)
 app.command()(react_cmds.announce)
 app.command()(logs_cmds.logs)
 app.add_typer(config_cmds.config_app, name="config")
+app.add_typer(device_app, name="device")
 app.command("app")(app_cmd)
 
 

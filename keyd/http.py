@@ -5,6 +5,7 @@
     POST /tits/devices       {"certificate": base64, "signature": armored, "proof": base64}
     GET  /tits/devices/<FP>  {"identity": FP, "devices": [{..., "revoked": bool}]}
     POST /tits/revocations   {"revocation": base64, "signature": armored}
+    GET  /tits/revocations?since=T   {"revocations": [...dated T or later], "more": bool}
     GET  /tits/status        counts, for operators and `tits cloud up`
     GET  /metrics            the same and more in the Prometheus text format (keyd/metrics.py)
 
@@ -227,6 +228,10 @@ async def devices(request: web.Request) -> web.Response:
     return web.json_response(_service(request).devices(request.match_info["fp"]))
 
 
+async def revocations(request: web.Request) -> web.Response:
+    return web.json_response(_service(request).revocations(request.query.get("since")))
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response({"server": "tits-keyd", **_service(request).store.stats()})
 
@@ -260,6 +265,7 @@ def make_app(
     app.router.add_post("/tits/devices", publish_device)
     app.router.add_get("/tits/devices/{fp}", devices)
     app.router.add_post("/tits/revocations", revoke_device)
+    app.router.add_get("/tits/revocations", revocations)
     app.router.add_get("/tits/status", status)
 
     async def serve_metrics(request: web.Request) -> web.Response:

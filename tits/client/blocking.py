@@ -241,6 +241,13 @@ class Messenger:
         self.flush_and_wait([i for i in items if i not in before], timeout)
         return ev
 
+    def rekey_groups(self, timeout: float = 60.0) -> int:
+        """Every group we are in moves to a new epoch; how many, once the broker has them."""
+        self.connect(timeout)
+        items = self._run(self.client.rekey_groups(), timeout)
+        self.flush_and_wait(items, timeout)
+        return len(items)
+
     # -- the compatibility surface for tests that build frames themselves ----------------------
 
     def prepare_text(

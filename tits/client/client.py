@@ -39,7 +39,7 @@ from . import mentions
 from .compose import Composer
 from .connection import BrokerURL, Incoming
 from .controls import clean_announcement, reaction_payload
-from .devices import DeviceChecker
+from .devices import DeviceChecker, Sightings
 from .groups import Groups, require_key
 from .inbox import Batch, Inbox
 from .keyring import Keyring
@@ -101,7 +101,10 @@ class Client:
         self.certificate = (cert_bytes, cert_sig)
         self.card = (cert_bytes, cert_sig, home.device.prove(cert_bytes))  # what key messages carry
         self.keyring = Keyring(self.store, self.identity, self.me)
-        self.devices = DeviceChecker(self.store, self.identity, self.me, self.certificate)
+        self.devices = DeviceChecker(
+            self.store, self.identity, self.me, self.certificate,
+            revocations=home.path / "revoked-devices.json", recheck=bool(self.keyserver),
+        )  # fmt: skip
         ensure = require_key(self.identity, self._fetch_key if self.keyserver else None)
         self.groups = Groups(self.store, self.identity, self.me, self.keyring, self.card, ensure)
         self.composer = Composer(
@@ -113,6 +116,7 @@ class Client:
             ensure, self._keep_media,
         )  # fmt: skip
         self.outbox = Outbox(self.store)
+        self.sightings = Sightings(home.path / "devices-seen.json")
         self.outbox.load()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="tits-worker")
         self._lookups = ThreadPoolExecutor(2, thread_name_prefix="tits-lookup")
@@ -128,6 +132,8 @@ class Client:
         self._down: asyncio.Future[L.Down] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._looked_up: dict[tuple[str, str], float] = {}
+        self._rechecking: set[str] = set()
+        self._recheck_again: set[str] = set()
         self.received = 0  # deliveries since login (for draining)
         self.processing = False  # a batch is being opened on the worker
         self.last_delivery = 0.0
@@ -611,6 +617,12 @@ class Client:
             self._wake.clear()
             items, self._incoming = self._incoming, []
             self.processing = True  # until its events are out: a drain must not stop here
+            seen = {
+                i.envelope.device: i.envelope.ts for i in items
+                if i.envelope.sender == self.me and i.envelope.device
+            }  # fmt: skip
+            if seen:
+                await self.work(self.sightings.note, seen)
             try:
                 batch: Batch = await self.work(self.inbox.process, items)
             except Exception as exc:  # a bug must not stop receiving: log, keep the items
@@ -628,6 +640,8 @@ class Client:
             self.processing = False
             for need in batch.needs:
                 self._look_up(need)
+            for who in await self.work(self.devices.take_rechecks):
+                self._recheck(who)
             for group in batch.rekey:
                 asyncio.create_task(self._rekey(group))
 
@@ -637,6 +651,19 @@ class Client:
             await self.queue_frames("#" + group.hex(), change.frames)
         except TitsError as exc:
             log.warning("client.rekey_failed", why=exc.message[:200])
+
+    async def rekey_groups(self) -> list[bytes]:
+        """A new epoch in every group we are in (a device of ours was revoked): the outbox
+        items that carry them."""
+        items = []
+        for gid, _, _ in await self.work(self.store.groups):
+            try:
+                change = await self.work(self.groups.rekey, gid)
+            except TitsError as exc:  # a group we left: nothing to rekey
+                log.info("client.rekey_skipped", why=exc.message[:120])
+                continue
+            items.append(await self.queue_frames("#" + gid.hex(), change.frames))
+        return items
 
     def _look_up(self, need: NotYet) -> None:
         """Ask the key server for a certificate or a key, off the receive path; the held
@@ -675,6 +702,52 @@ class Client:
                 await self.work(self.devices.not_found, who, device)
         self._wake.set()
 
+    def _recheck(self, who: str) -> None:
+        """Ask the key server for `who`'s devices again (a key message came: a device may
+        have been revoked); one at a time per identity, once more if asked meanwhile."""
+        if not self.keyserver:
+            return
+        if who in self._rechecking:
+            self._recheck_again.add(who)
+            return
+        self._rechecking.add(who)
+        asyncio.create_task(self._recheck_task(who))
+
+    async def _recheck_task(self, who: str) -> None:
+        from tits.keyclient import KeyClient
+
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._recheck_again.discard(who)
+                kc = KeyClient(str(self.keyserver), timeout=5.0)
+                try:
+                    found = await loop.run_in_executor(self._lookups, kc.devices, who)
+                    await self.work(self._learn_revocations, who, found)
+                except (KeyServerError, TitsError, OSError) as exc:
+                    log.info("client.recheck_failed", who=who[:16], why=str(exc)[:120])
+                if who not in self._recheck_again:
+                    return
+        finally:
+            self._rechecking.discard(who)
+            await self.work(self.devices.recheck_done, who)
+            self._wake.set()  # what waited for the answer is tried again
+
+    def _learn_revocations(self, who: str, found: list[dict[str, Any]]) -> None:
+        import base64
+
+        for d in found:
+            if not (d.get("revoked") and d.get("revocation")):
+                continue
+            try:
+                rev = self.devices.revoked(
+                    base64.b64decode(d["revocation"], validate=True), str(d["revocation_signature"])
+                )
+            except (TitsError, KeyError, ValueError, TypeError):
+                continue  # a revocation that does not check is not one
+            if rev is not None and rev.identity == who:
+                log.warning("client.device_revoked", who=who[:16], device=rev.device)
+
     async def _not_found(self, who: str, device: str) -> None:
         await self.work(self.devices.not_found, who, device)
         self._wake.set()
@@ -682,6 +755,7 @@ class Client:
     def _learn_devices(self, who: str, device: str, found: list[dict[str, Any]]) -> None:
         import base64
 
+        self._learn_revocations(who, found)
         hit = False
         for d in found:
             try:

@@ -134,7 +134,9 @@ class Inbox:
                         self.store.hold(env.id, env.sender, wire.encode(env), inc.body)
                         self.held[env.id] = inc
                         out.ack.append(env.id)  # safe on our disk now
-                        out.events.append(Held(id=env.id, sender=env.sender, reason=exc.message))
+                        if exc.need != "devices":  # (a moment's look at keyd: not news)
+                            out.events.append(Held(id=env.id, sender=env.sender,
+                                                   reason=exc.message))  # fmt: skip
                         continue
                     exc = NotYet(exc.need, f"{env.sender[:16]} has {n} messages waiting for "
                                  "a key they never sent: refused")  # fmt: skip
