@@ -32,6 +32,8 @@ from zmq.auth.thread import ThreadAuthenticator
 from tits import wire
 
 from .admission import Admission, load_or_create_secret
+from .blobport import BlobPort, Routes
+from .blobs import BlobStore, MediaLimits
 from .clientport import MONITOR_EVENTS, Batch, ClientPort, Dups, Replies
 from .cloud import Cloud
 from .config import BrokerConfig, url_host
@@ -114,6 +116,12 @@ class Broker:
             dedup=self.dedup, delivery=self.delivery, commit=self._commit,
             senders_of=self.store.senders_of, counters=self.counters,
         )  # fmt: skip
+        self.blobs = BlobStore(cfg.data, MediaLimits(
+            retention_s=cfg.media_retention_s, quota_bytes=cfg.media_quota_bytes,
+            max_size=cfg.media_max_size, max_chunks=cfg.media_max_chunks,
+        ))  # fmt: skip
+        self.media = BlobPort(self.blobs, self.fingerprint, self.replies, self.counters)
+        self.port.media = self.media
         self.auth.configure_curve_callback(
             domain=ZAP_DOMAIN, credentials_provider=ZapPolicy(self.sessions.banned)
         )
@@ -137,6 +145,8 @@ class Broker:
             cfg.name, public_host=cfg.public_host,
         )  # fmt: skip
         self.relay.start(self.cloud)
+        self.media.cloud = Routes(self.cloud)
+        self.cloud.media = self.media
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
         self._refresh_snapshot()
         self.http.start()
@@ -221,6 +231,7 @@ class Broker:
         self.auth.stop()
         self.ctx.term()
         self.store.close()
+        self.blobs.close()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         subprocess.run(
@@ -427,9 +438,11 @@ class Broker:
             self.writer.submit(Job(cursors=self.delivery.cursor_moves()))
         self.sessions.expire(now)
         self.dedup.prune(now)
+        self.media.tick(now)
 
     def _prune(self) -> None:
         self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))
+        self._guard(self.media.gc)
 
     def _refresh_snapshot(self) -> None:
         self._snapshot = build_snapshot(self)

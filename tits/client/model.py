@@ -38,6 +38,33 @@ class Message(msgspec.Struct, kw_only=True):
     reply_to: bytes | None = None
     unsent: bool = False  # taken back by its sender: only "○○ 已收回訊息" remains
     read_by: int = 0  # how many others have read it (已讀 N): each member once
+    manifest: bytes | None = None  # media: the signed `wire.Manifest` (chunks fetched later)
+
+    def media(self) -> dict[str, Any] | None:
+        """What `recv --json` says of a media message: `path` None until fetched."""
+        if self.manifest is None:
+            return None
+        from tits import wire
+        from tits.errors import WireError
+
+        try:
+            m = wire.MANIFEST_DECODER.decode(self.manifest)
+        except WireError:
+            return None
+        from tits.media.names import safe_name
+
+        return {
+            "sha256": m.sha256.hex(),
+            "size": m.size,
+            "mime": m.mime,
+            "name": safe_name(m.name, m.sha256.hex()[:16]),
+            "path": self.file,
+            "verified": self.verified,
+            "thumbnail": bool(m.thumb),
+            "width": m.width,
+            "height": m.height,
+            "sticker": m.sticker or None,
+        }
 
     def to_json(self, sender_name: str = "") -> dict[str, Any]:
         return {
@@ -57,6 +84,7 @@ class Message(msgspec.Struct, kw_only=True):
             "reply_to": self.reply_to.hex() if self.reply_to else None,
             "unsent": self.unsent,
             "read_by": self.read_by,
+            **({"media": self.media()} if self.manifest is not None else {}),
         }
 
 

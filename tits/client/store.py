@@ -106,6 +106,10 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE TABLE tombstones (id BLOB PRIMARY KEY, by TEXT NOT NULL, at REAL NOT NULL);
     """,
+    # media: a media message keeps its signed manifest (tits/media/), `file` once fetched
+    """
+    ALTER TABLE messages ADD COLUMN manifest BLOB;
+    """,
 ]
 
 
@@ -116,13 +120,14 @@ def _direct_conv(sender: str, recipients: str) -> bytes:
 _MSG_COLS = (
     "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read, "
     "reply_to, unsent, "
-    "(SELECT count(*) FROM receipts r WHERE r.id = messages.id AND r.reader != messages.sender)"
+    "(SELECT count(*) FROM receipts r WHERE r.id = messages.id AND r.reader != messages.sender), "
+    "manifest"
 )
 _INS_COLS = (
     "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read, "
-    "reply_to, unsent"
+    "reply_to, unsent, manifest"
 )
-_MSG_MARKS = ",".join("?" * 15)
+_MSG_MARKS = ",".join("?" * 16)
 
 
 def _message(r: Sequence[Any]) -> Message:
@@ -143,6 +148,7 @@ def _message(r: Sequence[Any]) -> Message:
         reply_to=bytes(r[13]) if r[13] is not None else None,
         unsent=bool(r[14]),
         read_by=int(r[15]),
+        manifest=bytes(r[16]) if len(r) > 16 and r[16] is not None else None,
     )
 
 
@@ -250,6 +256,7 @@ class LocalStore:
                         int(m.read),
                         m.reply_to,
                         int(m.unsent),
+                        m.manifest,
                         raw.get(m.id),
                     )
                     for m in messages
@@ -295,7 +302,7 @@ class LocalStore:
             f"SELECT {_MSG_COLS}, raw FROM messages WHERE conv=? AND raw IS NOT NULL "
             "AND unsent=0 ORDER BY ts"
         )
-        return [(_message(r), bytes(r[16])) for r in self.db.execute(q, (conv,))]
+        return [(_message(r), bytes(r[17])) for r in self.db.execute(q, (conv,))]
 
     # -- receipts and unsends -------------------------------------------------------------------
 
@@ -315,6 +322,10 @@ class LocalStore:
             "UPDATE messages SET text=NULL, file=NULL, raw=NULL, unsent=1, read=1 WHERE id=?",
             (msg_id,),
         )
+
+    def set_file(self, msg_id: bytes, path: str) -> None:
+        """A media message's file, once fetched (HOME/media/<sha256>)."""
+        self.db.execute("UPDATE messages SET file=? WHERE id=?", (path, msg_id))
 
     def tombstone(self, msg_id: bytes, by: str) -> None:
         """An unsend that came before its message: drop the message when it comes (from `by`)."""
@@ -490,7 +501,7 @@ class LocalStore:
                         message.id, message.conv, message.sender, ",".join(message.to),
                         message.group, message.kind, message.text, int(message.verified),
                         message.ts, int(message.outgoing), message.mime, message.file, 1,
-                        message.reply_to, 0, raw,
+                        message.reply_to, 0, message.manifest, raw,
                     ),
                 )  # fmt: skip
             db.execute("COMMIT")
