@@ -11,7 +11,16 @@ import typer
 from tits.app.cli import app_cmd
 from tits.errors import TitsError
 
-from . import chat_cmds, cloud_cmds, config_cmds, group_cmds, identity_cmds, key_cmds, logs_cmds
+from . import (
+    chat_cmds,
+    cloud_cmds,
+    config_cmds,
+    group_cmds,
+    identity_cmds,
+    key_cmds,
+    logs_cmds,
+    media_cmds,
+)
 from .context import State
 from .output import choose_lang, fail
 
@@ -61,6 +70,7 @@ app.command()(chat_cmds.outbox)
 app.command()(chat_cmds.unsend)
 app.command()(logs_cmds.logs)
 app.add_typer(config_cmds.config_app, name="config")
+app.add_typer(media_cmds.media_app, name="media")
 app.command("app")(app_cmd)
 
 

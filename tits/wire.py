@@ -430,6 +430,7 @@ MediaErrorCode = Literal[
     "not-found",  # no such chunk here, and none found in the cloud (yet): try again later
     "storage",  # the broker could not write it: retry
 ]
+MEDIA_ERROR_CODES: tuple[str, ...] = get_args(MediaErrorCode)
 
 
 class BlobOffer(_Msg, tag="blob-offer"):

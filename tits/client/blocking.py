@@ -173,6 +173,13 @@ class Messenger:
             raise ConfigError(f"{len(payload)} bytes is too big to send inline (max ~1 MiB)")
         return self._send(to, payload, "media", mime, group, timeout)
 
+    def scan(self, path: Path, progress: Progress | None = None) -> wire.Manifest:
+        """A file's manifest (hashed on the media thread); `progress(done, total)`."""
+        total = path.stat().st_size
+        return self._run(
+            self.client.scan(path, progress=lambda d: progress(d, total) if progress else None)
+        )
+
     def send_file(
         self,
         target: str,

@@ -386,11 +386,13 @@ class Client:
 
     # -- media ---------------------------------------------------------------------------------
 
-    async def scan(self, path: Path, name: str | None = None) -> wire.Manifest:
+    async def scan(
+        self, path: Path, name: str | None = None, progress: Callable[[int], None] | None = None
+    ) -> wire.Manifest:
         """Hash a file (on the media thread): its manifest, thumbnail and MIME type."""
         from tits.media.manifest import scan
 
-        return await self._run_media(lambda: scan(path, name=name))
+        return await self._run_media(lambda: scan(path, name=name, progress=progress))
 
     async def send_file(
         self, target: str, path: Path, manifest: wire.Manifest, *,

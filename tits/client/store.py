@@ -323,6 +323,11 @@ class LocalStore:
             (msg_id,),
         )
 
+    def media_messages(self, limit: int = 10_000) -> list[Message]:
+        """Media messages with a manifest, newest first (what `tits media get` looks in)."""
+        q = f"SELECT {_MSG_COLS} FROM messages WHERE manifest IS NOT NULL ORDER BY ts DESC LIMIT ?"
+        return [_message(r) for r in self.db.execute(q, (limit,))]
+
     def set_file(self, msg_id: bytes, path: str) -> None:
         """A media message's file, once fetched (HOME/media/<sha256>)."""
         self.db.execute("UPDATE messages SET file=? WHERE id=?", (path, msg_id))
