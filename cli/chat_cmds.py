@@ -16,7 +16,6 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from tits import wire
 from tits.client.blocking import Messenger
 from tits.client.model import (
     Event,
@@ -33,13 +32,12 @@ from tits.client.model import (
 from tits.client.store import LocalStore
 from tits.errors import BrokerError, ConfigError
 from tits.log import configure
+from tits.media.stickers import Shelf
 from tits.session import direct_conversation_id
 
 from .context import State
 from .media_cmds import bar, fetch_shown, render_media
 from .output import console, emit_json, err_console, safe, t
-
-STICKER_MIME = "application/x-tits-sticker"
 
 BrokerOpt = Annotated[
     str | None,
@@ -83,7 +81,12 @@ def send(
             "--file", help="Send a file (signed, never encrypted); give it again for an album."
         ),
     ] = None,
-    sticker: Annotated[str | None, typer.Option("--sticker", help="Send a sticker by id.")] = None,
+    sticker: Annotated[
+        str | None,
+        typer.Option(
+            "--sticker", help="Send a sticker: PACK/(code) or (code) (tits sticker list)."
+        ),
+    ] = None,
     reply_to: Annotated[
         str | None, typer.Option("--reply-to", help="Answer this message (its id).", metavar="ID")
     ] = None,
@@ -105,18 +108,14 @@ def send(
     for f in files:
         if not f.is_file():
             raise ConfigError(t(f"{f}：不是檔案", f"{f}: not a file"))
-    media: list[tuple[bytes, str]] = []
-    if sticker is not None:
-        media.append((sticker.encode(), STICKER_MIME))
+    stuck = Shelf(state.home.path).find(sticker) if sticker is not None else None
+    if stuck is not None and stuck.image is None:
+        raise ConfigError(t("這張貼圖的圖片不在這裡", "that sticker's image is not here"))
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
         target = _target(m, who)
         items = []
         if text:
             items.append(m.enqueue(target, text.encode(), "text", "text/plain", answering))
-        for data, mime in media:
-            if len(data) > wire.MAX_BODY - 4096:
-                raise ConfigError(t("檔案太大（最多約 1 MiB）", "the file is too big (max ~1 MiB)"))
-            items.append(m.enqueue(target, data, "media", mime))
         try:
             m.connect(min(timeout, 60.0))
             m.flush_and_wait(items, timeout)
@@ -128,6 +127,13 @@ def send(
                         m.send_file(target, f, manifest=manifest, progress=cb,
                                     timeout=max(timeout, 3600.0))
                     )  # fmt: skip
+            if stuck is not None and stuck.image is not None:  # a sticker: media like any
+                sm = m.scan(stuck.image)
+                sm.name, sm.sticker = (
+                    f"{stuck.sticker.code}.png",
+                    f"{stuck.pack.id}/{stuck.sticker.code}",
+                )
+                items.append(m.send_file(target, stuck.image, manifest=sm, timeout=timeout))
         except BrokerError as exc:
             _report_links(m)
             waiting = len(m.store.outbox("pending"))
@@ -264,7 +270,7 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
     if msg.text is not None:
         line.append(safe(msg.text))
     else:
-        line.append(render_media(msg))
+        line.append(render_media(msg, m.home.path))
     if msg.outgoing and msg.read_by:
         seen = (
             t("已讀", "read")

@@ -20,6 +20,7 @@ from . import (
     key_cmds,
     logs_cmds,
     media_cmds,
+    sticker_cmds,
 )
 from .context import State
 from .output import choose_lang, fail
@@ -71,6 +72,7 @@ app.command()(chat_cmds.unsend)
 app.command()(logs_cmds.logs)
 app.add_typer(config_cmds.config_app, name="config")
 app.add_typer(media_cmds.media_app, name="media")
+app.add_typer(sticker_cmds.sticker_app, name="sticker")
 app.command("app")(app_cmd)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,7 @@ from tits.client.blocking import Messenger
 from tits.client.model import Message
 from tits.errors import ConfigError, MediaError
 from tits.log import configure
+from tits.media.stickers import Shelf
 
 from .context import State
 from .output import console, emit_json, err_console, safe, t
@@ -64,10 +66,17 @@ def fetch_shown(m: Messenger, msg: Message, hidden: bool) -> str | None:
     return None
 
 
-def render_media(msg: Message) -> Text:
+def render_media(msg: Message, home: Path | None = None) -> Text:
     info = msg.media()
     if info is None:
         return Text(f"[{msg.mime}] {msg.file or ''}")
+    if info["sticker"] and home is not None:
+        try:
+            found = Shelf(home).find(str(info["sticker"]))
+            if found.sticker.sha256 == info["sha256"]:
+                return Text.assemble(safe(found.sticker.text), (f"  {found.sticker.code}", "dim"))
+        except MediaError:
+            pass  # a pack we do not have: shown as the file it is
     size = _size(int(info["size"]))
     out = Text.assemble(
         ("[", "dim"), safe(str(info["mime"])), ("] ", "dim"), safe(str(info["name"])),

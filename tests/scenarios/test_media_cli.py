@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.broker_fixtures import BrokerProc
 from tests.keyd_fixtures import KeydProcess
+from tits.cli.media_cmds import render_media
 from tits.client.blocking import Messenger
 from tits.home import Home
 
@@ -89,3 +90,30 @@ def test_a_name_that_leaves_the_media_folder_lands_inside_it(
     assert isinstance(media, dict) and media["name"] == "bashrc"
     assert (root / "bob" / "media" / "files" / "bashrc").read_bytes() == b"echo pwned\n"
     assert not (root / ".bashrc").exists() and not (root / "bob" / ".bashrc").exists()
+
+
+def test_a_sticker_shows_from_the_receivers_own_pack(
+    cloud: tuple[Path, KeydProcess, BrokerProc],  # noqa: F811
+) -> None:
+    root, keyd, broker = cloud
+    _setup(root, keyd, broker)
+    packs = [
+        json.loads(x)
+        for x in tits(root / "bob", "sticker", "list", "--json").stdout.split("\n")
+        if x
+    ]
+    faces = next(p for p in packs if p["id"] == "tits-faces")
+    love = next(s for s in faces["stickers"] if s["code"] == "(love)")
+    for _ in range(3):
+        tits(root / "alice", "send", "@bob", "--sticker", "(love)")
+    got = _lines(tits(root / "bob", "recv", "--json").stdout)
+    assert len(got) == 3
+    for g in got:
+        media = g["media"]
+        assert isinstance(media, dict)
+        assert media["sticker"] == "tits-faces/(love)" and media["sha256"] == love["sha256"]
+        assert media["path"] == love["image"]  # Bob's own copy: nothing fetched
+    # a plain terminal shows the sticker's text rendering
+    with Messenger(Home(root / "bob")) as b:
+        msgs = [x for x in b.store.media_messages() if x.media()]
+        assert "(♥‿♥)" in render_media(msgs[0], root / "bob").plain

@@ -263,6 +263,11 @@ class Inbox:
             raise VerificationError(f"media refused: {exc.message}") from None
         h = opened.header
         have = self.media_path(m.sha256)
+        if have is None and m.sticker and self.media_folder is not None:
+            from tits.media.stickers import Shelf
+
+            own = Shelf(self.media_folder.parent).image(m.sha256)  # our copy of the pack
+            have = str(own) if own is not None else None
         return Message(
             id=env.id, conv=opened.conv, sender=env.sender, to=list(env.to), group=env.group,
             kind="media", text=None, verified=opened.verified, ts=h.ts_ms,
