@@ -5,19 +5,28 @@ missing: a resumed upload sends only those), `ChunkPut` (+ bytes) with `ChunkOk`
 with `ChunkData` (+ bytes). Every refusal is a `BlobError` with a `wire.MediaErrorCode`;
 nothing a client sends stops the broker or leaves a half chunk on disk.
 
-A chunk this broker lacks is asked of the broker the manifest names as its holder: a
-`ChunkWant` goes hop by hop along the cloud's shortest path (the topology `Relay` uses;
-no broker is asked that is not on it), and any broker on the way that has the chunk
-answers with `ChunkFound` back along the path. The chunk is checked against its hash and
-kept here, so the next receiver at this broker is served from disk. A want unanswered in
-WANT_S is answered `not-found`: the client asks again (the path may have been repaired).
+The store's work (hashing, disk, SQLite) runs on one media thread, never on the broker's
+loop, so a 1 MiB chunk costs the loop only its routing; the results come back through the
+loop's wake pipe (`drain`). At most MAX_JOBS wait for that thread: beyond, `busy`.
+
+A chunk asked for that is on its way (its file offered here, the upload under way) waits
+for it, so a receiver can fetch while the sender still sends. A chunk this broker lacks
+otherwise is asked of the broker the manifest names as its holder: a `ChunkWant` goes hop
+by hop along the cloud's shortest path (the topology `Relay` uses; no broker off that path
+is asked), and any broker on the way that has the chunk answers with `ChunkFound` back
+along the path. The chunk is checked against its hash and kept here, so the next receiver
+at this broker is served from disk. A wait unanswered in WANT_S is answered `not-found`: the
+client asks again (the path may have been repaired meanwhile).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Protocol
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 import structlog
 import zmq
@@ -30,9 +39,14 @@ from .delivery import SendResult
 
 log = structlog.get_logger("titsd")
 
-WANT_S = 10.0  # a chunk asked of the cloud and not come by then: `not-found`, ask again
-MAX_WAITERS = 10_000  # chunk requests parked for the cloud at once (beyond: `not-found`)
-MEDIA_KINDS = (wire.BlobOffer, wire.ChunkPut, wire.ChunkGet)
+T = TypeVar("T")
+WANT_S = 10.0  # a chunk waited for (from the cloud, or an upload) this long: `not-found`
+MAX_WAITERS = 10_000  # chunk requests parked at once (beyond: `not-found`)
+MAX_JOBS = 256  # chunks waiting for the media thread (beyond: `busy`)
+UPLOAD_S = 600.0  # an offered file's missing chunks count as on their way this long
+
+Serve = Callable[[bytes], None]
+Fail = Callable[[str], None]
 
 
 class ReplySink(Protocol):
@@ -63,16 +77,64 @@ class Routes:
 
 class BlobPort:
     def __init__(
-        self, store: BlobStore, me: str, replies: ReplySink, counters: dict[str, int]
+        self,
+        store: BlobStore,
+        me: str,
+        replies: ReplySink,
+        counters: dict[str, int],
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.store, self.me, self.replies = store, me, replies
         self.cloud: CloudRoutes | None = None
         self.counters = counters
         for k in ("media_in", "media_out", "media_refused", "media_cloud"):
             counters.setdefault(k, 0)
-        # chunk → (route, index) of the clients waiting for it, and when it was asked
-        self._waiting: dict[bytes, list[tuple[bytes, int]]] = {}
+        self._wake = wake
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="titsd-media") if wake else None
+        self._done: deque[Callable[[], None]] = deque()
+        self._jobs = 0
+        # chunk → who waits for it (serve, fail), and since when it is asked / expected
+        self._waiting: dict[bytes, list[tuple[Serve, Fail]]] = {}
         self._asked: dict[bytes, float] = {}
+        self._coming: dict[bytes, float] = {}  # chunks of files offered here, not yet put
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- the media thread ----------------------------------------------------------------------
+
+    def _run(self, work: Callable[[], T], then: Callable[[Future[T]], None]) -> bool:
+        """`work` on the media thread, then `then` on the loop (from `drain`). Without a
+        wake (unit tests, tools) both run here and now."""
+        if self._pool is None or self._wake is None:
+            f: Future[T] = Future()
+            try:
+                f.set_result(work())
+            except Exception as exc:  # noqa: BLE001 - handed to `then`, like the thread's
+                f.set_exception(exc)
+            then(f)
+            return True
+        if self._jobs >= MAX_JOBS:
+            return False
+        self._jobs += 1
+        wake = self._wake
+
+        def finished(f: Future[T]) -> None:
+            self._done.append(lambda: then(f))
+            wake()
+
+        self._pool.submit(work).add_done_callback(finished)
+        return True
+
+    def drain(self) -> None:
+        """On the loop: what the media thread finished."""
+        while self._done:
+            self._jobs -= 1
+            try:
+                self._done.popleft()()
+            except Exception:
+                log.exception("media.after_job_failed")
 
     # -- the client port -----------------------------------------------------------------------
 
@@ -80,56 +142,111 @@ class BlobPort:
         if user is None:
             self.replies.reply(route, wire.Error(code="not-logged-in", message="log in first"))
             return
-        try:
-            if isinstance(msg, wire.BlobOffer):
-                if len(frames) != 3:
-                    raise MediaError("an offer needs its manifest", code="bad-manifest")
-                offered = self.store.offer(user, frames[2].bytes, msg.sha256)
-                self.replies.reply(route, wire.BlobHave(sha256=msg.sha256, missing=offered.missing))
-            elif isinstance(msg, wire.ChunkPut):
-                if len(frames) != 3:
-                    raise MediaError("a chunk needs its bytes", code="bad-chunk")
-                data = frames[2].buffer
-                complete = self.store.put(msg.sha256, msg.index, data)
-                self.counters["media_in"] += len(data)
-                self.replies.reply(
-                    route, wire.ChunkOk(sha256=msg.sha256, index=msg.index, complete=complete)
-                )
-            elif isinstance(msg, wire.ChunkGet):
-                self._get(route, msg)
-        except MediaError as exc:
-            self.counters["media_refused"] += 1
-            sha = getattr(msg, "sha256", None)
-            chunk = getattr(msg, "chunk", None)
-            self.replies.reply(
-                route,
-                wire.BlobError(
-                    code=exc.code, message=exc.message[:1000], sha256=sha, chunk=chunk,  # type: ignore[arg-type]
-                    index=getattr(msg, "index", 0),
-                ),
-            )  # fmt: skip
+        if isinstance(msg, wire.BlobOffer):
+            if len(frames) != 3:
+                return self._refuse(route, msg, MediaError("an offer needs its manifest",
+                                                           code="bad-manifest"))  # fmt: skip
+            body = frames[2].bytes
+            ok = self._run(lambda: self.store.offer(user, body, msg.sha256),
+                           lambda f: self._offered(route, msg, f))  # fmt: skip
+        elif isinstance(msg, wire.ChunkPut):
+            if len(frames) != 3:
+                return self._refuse(route, msg, MediaError("a chunk needs its bytes",
+                                                           code="bad-chunk"))  # fmt: skip
+            frame = frames[2]
+            ok = self._run(lambda: self._put(msg, frame), lambda f: self._stored(route, msg, f))
+        elif isinstance(msg, wire.ChunkGet):
+            ok = self._run(lambda: self.store.read(msg.chunk), lambda f: self._read(route, msg, f))
+        else:
+            return None
+        if not ok:
+            self._refuse(route, msg, MediaError("the broker is busy: try again", code="busy"))
+        return None
 
-    def _get(self, route: bytes, msg: wire.ChunkGet) -> None:
-        data = self.store.read(msg.chunk)
+    def _put(self, msg: wire.ChunkPut, frame: zmq.Frame) -> tuple[bool, bytes, bytes]:
+        data = frame.bytes
+        complete = self.store.put(msg.sha256, msg.index, data)
+        m = self.store.manifest(msg.sha256)
+        assert m is not None  # put raised otherwise
+        return complete, m.chunks[msg.index], data
+
+    def _offered(self, route: bytes, msg: wire.BlobOffer, f: Future[Any]) -> None:
+        try:
+            offered = f.result()
+        except MediaError as exc:
+            return self._refuse(route, msg, exc)
+        until = time.monotonic() + UPLOAD_S
+        for c in offered.lacking:
+            self._coming[c] = until
+        self.replies.reply(route, wire.BlobHave(sha256=msg.sha256, missing=offered.missing))
+        return None
+
+    def _stored(self, route: bytes, msg: wire.ChunkPut, f: Future[Any]) -> None:
+        try:
+            complete, chunk, data = f.result()
+        except MediaError as exc:
+            return self._refuse(route, msg, exc)
+        self.counters["media_in"] += len(data)
+        self.replies.reply(route, wire.ChunkOk(sha256=msg.sha256, index=msg.index,
+                                               complete=complete))  # fmt: skip
+        self._coming.pop(chunk, None)
+        self._asked.pop(chunk, None)
+        for serve, _ in self._waiting.pop(chunk, []):
+            serve(data)
+        return None
+
+    def _read(self, route: bytes, msg: wire.ChunkGet, f: Future[Any]) -> None:
+        try:
+            data = f.result()
+        except MediaError as exc:
+            return self._refuse(route, msg, exc)
         if data is not None:
-            self.store.touch(msg.chunk)
             self._serve(route, msg.chunk, msg.index, data)
-            return
+            return None
+
+        def serve(d: bytes) -> None:
+            self._serve(route, msg.chunk, msg.index, d)
+
+        def fail(why: str) -> None:
+            self.replies.reply(route, wire.BlobError(code="not-found", message=why,
+                                                     chunk=msg.chunk, index=msg.index))  # fmt: skip
+
+        if msg.chunk in self._coming:  # its upload is under way here: wait for it
+            self._park(msg.chunk, serve, fail)
+            return None
         holder = msg.holder
         if self.cloud is None or not holder or holder == self.me or not wire.is_fingerprint(holder):
-            raise MediaError("no such chunk here", code="not-found")
-        waiters = self._waiting.setdefault(msg.chunk, [])
-        if sum(map(len, self._waiting.values())) >= MAX_WAITERS:
-            raise MediaError("too many chunks on their way here: try again", code="not-found")
-        waiters.append((route, msg.index))
-        if msg.chunk not in self._asked:
+            return self._refuse(route, msg, MediaError("no such chunk here", code="not-found"))
+        first = msg.chunk not in self._asked
+        if self._park(msg.chunk, serve, fail) and first:
             if not self._want(msg.chunk, holder):
                 self._fail(msg.chunk, "no route to the broker that holds it")
+        return None
+
+    def _park(self, chunk: bytes, serve: Serve, fail: Fail) -> bool:
+        if sum(map(len, self._waiting.values())) >= MAX_WAITERS:
+            fail("too many chunks on their way here: try again")
+            return False
+        self._waiting.setdefault(chunk, []).append((serve, fail))
+        self._asked.setdefault(chunk, time.monotonic())
+        return True
 
     def _serve(self, route: bytes, chunk: bytes, index: int, data: bytes) -> None:
         env = wire.encode(wire.ChunkData(chunk=chunk, index=index))
         if self.replies.deliver(route, env, data) is SendResult.OK:
             self.counters["media_out"] += len(data)
+
+    def _refuse(self, route: bytes, msg: Any, exc: MediaError) -> None:
+        self.counters["media_refused"] += 1
+        code = exc.code if exc.code in wire.MEDIA_ERROR_CODES else "storage"
+        self.replies.reply(
+            route,
+            wire.BlobError(
+                code=code, message=exc.message[:1000],  # type: ignore[arg-type]
+                sha256=getattr(msg, "sha256", None), chunk=getattr(msg, "chunk", None),
+                index=getattr(msg, "index", 0),
+            ),
+        )  # fmt: skip
 
     # -- the cloud -----------------------------------------------------------------------------
 
@@ -144,26 +261,14 @@ class BlobPort:
 
     def _fail(self, chunk: bytes, why: str) -> None:
         self._asked.pop(chunk, None)
-        for route, index in self._waiting.pop(chunk, []):
-            self.replies.reply(
-                route, wire.BlobError(code="not-found", message=why, chunk=chunk, index=index)
-            )
+        for _, fail in self._waiting.pop(chunk, []):
+            fail(why)
 
     def on_peer(self, peer: str, msg: object, body: bytes | None) -> None:
-        cloud = self.cloud
-        if cloud is None:
+        if self.cloud is None:
             return
         if isinstance(msg, wire.ChunkWant):
-            data = self.store.read(msg.chunk)
-            if data is not None:
-                self.store.touch(msg.chunk)
-                self._toward(msg.origin, wire.ChunkFound(chunk=msg.chunk, to=msg.origin), data)
-            elif msg.target == self.me or msg.hops == 0:
-                self._toward(msg.origin, wire.ChunkFound(chunk=msg.chunk, to=msg.origin,
-                                                         missing=True), None)  # fmt: skip
-            else:
-                msg.hops -= 1
-                self._toward(msg.target, msg, None)
+            self._run(lambda: self.store.read(msg.chunk), lambda f: self._wanted(msg, f))
         elif isinstance(msg, wire.ChunkFound):
             if msg.to != self.me:
                 if msg.hops > 0:
@@ -177,14 +282,37 @@ class BlobPort:
                 log.warning("media.bad_cloud_chunk", peer=peer[:16])
                 self._fail(msg.chunk, "a broker sent the wrong bytes")
                 return
-            try:
-                self.store.store(msg.chunk, body)
-            except MediaError as exc:
-                log.error("media.store_failed", error=exc.message[:200])
+            data = body
+            self._run(lambda: self.store.store(msg.chunk, data), lambda f: None)
             self.counters["media_cloud"] += len(body)
             self._asked.pop(msg.chunk, None)
-            for route, index in self._waiting.pop(msg.chunk, []):
-                self._serve(route, msg.chunk, index, body)
+            for serve, _ in self._waiting.pop(msg.chunk, []):
+                serve(body)
+
+    def _wanted(self, msg: wire.ChunkWant, f: Future[Any]) -> None:
+        try:
+            data = f.result()
+        except MediaError:
+            data = None
+        if data is not None:
+            self._toward(msg.origin, wire.ChunkFound(chunk=msg.chunk, to=msg.origin), data)
+            return
+        found = wire.ChunkFound(chunk=msg.chunk, to=msg.origin)
+
+        def serve(d: bytes) -> None:
+            self._toward(msg.origin, found, d)
+
+        def fail(_why: str) -> None:
+            found.missing = True
+            self._toward(msg.origin, found, None)
+
+        if msg.chunk in self._coming:  # uploaded here right now: it goes when it is in
+            self._park(msg.chunk, serve, fail)
+        elif msg.target == self.me or msg.hops == 0:
+            fail("")
+        else:
+            msg.hops -= 1
+            self._toward(msg.target, msg, None)
 
     def _toward(self, broker: str, msg: object, body: bytes | None) -> None:
         assert self.cloud is not None
@@ -197,9 +325,19 @@ class BlobPort:
     def tick(self, now: float) -> None:
         for chunk, asked in list(self._asked.items()):
             if now - asked >= WANT_S:
-                self._fail(chunk, "no broker answered for this chunk in time: try again")
+                self._fail(chunk, "the chunk did not come in time: try again")
+        for chunk, until in list(self._coming.items()):
+            if now >= until:
+                del self._coming[chunk]
 
     def gc(self) -> None:
-        files, chunks = self.store.gc()
-        if files or chunks:
-            log.info("media.gc", files=files, chunks=chunks)
+        def done(f: Future[tuple[int, int]]) -> None:
+            try:
+                files, chunks = f.result()
+            except Exception:
+                log.exception("media.gc_failed")
+                return
+            if files or chunks:
+                log.info("media.gc", files=files, chunks=chunks)
+
+        self._run(self.store.gc, done)

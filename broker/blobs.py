@@ -60,6 +60,7 @@ class MediaLimits:
 class Offered:
     missing: list[int]
     new: bool  # the first offer of this file here
+    lacking: frozenset[bytes] = frozenset()  # the hashes of the chunks still missing
 
 
 class BlobStore:
@@ -73,6 +74,7 @@ class BlobStore:
         self.db.executescript(_SCHEMA)
         self._manifests: dict[bytes, wire.Manifest] = {}  # small cache: chunk lists by file
         self._lacking: dict[bytes, set[bytes]] = {}  # file → chunk hashes not yet here
+        self._folders: set[str] = set()  # blobs/<xx> folders known to exist
 
     def close(self) -> None:
         self.db.close()
@@ -128,8 +130,8 @@ class BlobStore:
             raise
         self._manifests[sha] = m
         missing = self.missing(m)
-        self._lacking[sha] = {m.chunks[i] for i in missing}
-        return Offered(missing, new=row is None)
+        lacking = self._lacking[sha] = {m.chunks[i] for i in missing}
+        return Offered(missing, new=row is None, lacking=frozenset(lacking))
 
     def missing(self, m: wire.Manifest) -> list[int]:
         present = self._present(set(m.chunks))
@@ -174,11 +176,12 @@ class BlobStore:
         chunk = m.chunks[index]
         if hashlib.sha256(data).digest() != chunk:
             raise MediaError(f"chunk {index} does not match its hash", code="bad-chunk")
-        self.store(chunk, data)
         lacking = self._lacking.get(sha)
         if lacking is None:
             lacking = self._lacking[sha] = {m.chunks[i] for i in self.missing(m)}
-        lacking.discard(chunk)
+        if chunk in lacking:  # else: here already (a resend, or another file's chunk)
+            self._write(chunk, data, time.time())
+            lacking.discard(chunk)
         return not lacking
 
     def store(self, chunk: bytes, data: bytes | memoryview, now: float | None = None) -> None:
@@ -187,13 +190,24 @@ class BlobStore:
         if self.has(chunk):
             self.db.execute("UPDATE chunks SET used=? WHERE hash=?", (now, chunk))
             return
+        self._write(chunk, data, now)
+
+    def _write(self, chunk: bytes, data: bytes | memoryview, now: float) -> None:
         path = self.path_of(chunk)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        folder = path.parent
+        if folder.name not in self._folders:
+            folder.mkdir(exist_ok=True)
+            self._folders.add(folder.name)
+        tmp = folder / f".{path.name}.tmp"
         try:
-            with tmp.open("wb") as fh:
-                fh.write(data)
-            tmp.replace(path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise MediaError(

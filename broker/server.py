@@ -120,7 +120,9 @@ class Broker:
             retention_s=cfg.media_retention_s, quota_bytes=cfg.media_quota_bytes,
             max_size=cfg.media_max_size, max_chunks=cfg.media_max_chunks,
         ))  # fmt: skip
-        self.media = BlobPort(self.blobs, self.fingerprint, self.replies, self.counters)
+        self.media = BlobPort(
+            self.blobs, self.fingerprint, self.replies, self.counters, wake=self._wake
+        )
         self.port.media = self.media
         self.auth.configure_curve_callback(
             domain=ZAP_DOMAIN, credentials_provider=ZapPolicy(self.sessions.banned)
@@ -231,6 +233,7 @@ class Broker:
         self.auth.stop()
         self.ctx.term()
         self.store.close()
+        self.media.close()
         self.blobs.close()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
@@ -317,6 +320,7 @@ class Broker:
         if committed:
             self.delivery.pump()
         self.sessions.drain_results()
+        self.media.drain()
 
     # -- client frames ------------------------------------------------------------------------
 

@@ -429,6 +429,7 @@ MediaErrorCode = Literal[
     "bad-chunk",  # the bytes do not match the chunk's hash (or its length)
     "not-found",  # no such chunk here, and none found in the cloud (yet): try again later
     "storage",  # the broker could not write it: retry
+    "busy",  # too many chunks waiting to be stored or read here: try again shortly
 ]
 MEDIA_ERROR_CODES: tuple[str, ...] = get_args(MediaErrorCode)
 

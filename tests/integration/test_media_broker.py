@@ -149,3 +149,45 @@ def test_lying_chunks_and_unknown_files_are_refused(broker: BrokerProc, people: 
     finally:
         conn.close()
     assert blob_files(broker.data) == []
+
+
+def test_a_receiver_fetches_while_the_sender_still_sends(
+    broker: BrokerProc, people: People, tmp_path: Path
+) -> None:
+    """The message goes once the broker took the offer; the broker holds a chunk asked for
+    until its upload brings it."""
+    import threading
+
+    data = os.urandom(12 * MB)
+    src = tmp_path / "live.bin"
+    src.write_bytes(data)
+    with (
+        Messenger(people.alice, broker=broker.url) as a,
+        Messenger(people.bob, broker=broker.url) as b,
+    ):
+        m = a.scan(src)
+        events: list[tuple[str, float]] = []
+
+        def slow(done: int, total: int) -> None:
+            time.sleep(0.15)  # a slow uplink: ~7 MB/s
+            if done == total:
+                events.append(("sent", time.monotonic()))
+
+        def receive() -> None:
+            [msg] = media_of(b, 1)
+
+            def got(done: int, total: int) -> None:
+                if not any(e == "first" for e, _ in events):
+                    events.append(("first", time.monotonic()))
+
+            path = b.fetch(msg, progress=got)
+            events.append(("fetched", time.monotonic()))
+            assert path.read_bytes() == data
+
+        t = threading.Thread(target=receive)
+        t.start()
+        a.send_file(people.bob.fingerprint, src, manifest=m, progress=slow)
+        t.join(120)
+    when = dict(events)
+    assert set(when) == {"sent", "first", "fetched"}, events
+    assert when["first"] < when["sent"]  # Bob had chunks before Alice had sent them all

@@ -42,15 +42,40 @@ def _run(cloud: Cloud, people: People, tmp_path: Path) -> None:
     dist = hops(st)
     a, b = max(((x, y) for x in dist for y in dist[x]), key=lambda p: dist[p[0]][p[1]])
     assert dist[a][b] >= 2, "a relay between them"
+    graph: dict[str, dict[str, int]] = {x: {} for x in dist}
+    for link in st["links"]:
+        graph[link["a"]][link["b"]] = graph[link["b"]][link["a"]] = 1
+    relay = shortest_path(graph, b, a)[1]
     index = {br["id"]: i for i, br in enumerate(cloud.local.brokers)}
-    data = os.urandom(20 * MB)
-    src = tmp_path / "movie.bin"
-    src.write_bytes(data)
+    one, two = tmp_path / "movie.bin", tmp_path / "second.bin"
+    one.write_bytes(os.urandom(20 * MB))
+    two.write_bytes(os.urandom(20 * MB))
 
     alice = Messenger(people.alice, broker=cloud.by_id[a]["url"], keyserver=ks)
     bob = Messenger(people.bob, broker=cloud.by_id[b]["url"], keyserver=ks)
     try:
-        m = alice.scan(src)
+        # 1. a relay on the path from Bob's broker to Alice's dies mid-download
+        m1 = alice.scan(one)
+        alice.send_file(people.bob.fingerprint, one, manifest=m1)
+        msg = _media(bob, m1.sha256)
+        cut: list[int] = []
+
+        def download_progress(done: int, total: int) -> None:
+            if done >= total // 2 and not cut:
+                cut.append(done)
+                cloud.kill9(relay)
+
+        path = bob.fetch(msg, progress=download_progress, timeout=240)
+        assert cut and hashlib.sha256(path.read_bytes()).digest() == m1.sha256
+        assert bob.client.transfers.got_bytes <= 20 * MB + 9 * MB
+        # kept at the holder and at Bob's broker; the relays only passed chunks on
+        assert chunk_files(cloud.root / f"broker{index[a]}") == 20
+        assert chunk_files(cloud.root / f"broker{index[b]}") == 20
+        others = [x for x in cloud.by_id if x not in (a, b)]
+        assert all(chunk_files(cloud.root / f"broker{index[x]}") == 0 for x in others)
+
+        # 2. Alice's broker dies mid-upload and comes back: nothing sent twice
+        m2 = alice.scan(two)
         killed: list[int] = []
 
         def upload_progress(done: int, total: int) -> None:
@@ -60,38 +85,24 @@ def _run(cloud: Cloud, people: People, tmp_path: Path) -> None:
                 cloud.local.restart(index[a])
                 cloud.proc[a] = cloud.local.broker_procs[index[a]]
 
-        alice.send_file(people.bob.fingerprint, src, manifest=m, progress=upload_progress)
-        assert killed and m.holder == a
-        sent = alice.client.transfers.sent_bytes
-        assert len(data) <= sent <= len(data) + 9 * MB, sent
-        cloud.wait_whole(set(cloud.by_id), 60)
-
-        got: list[Message] = []
-        bob.receive(got.append, timeout=60, until=lambda: any(g.kind == "media" for g in got))
-        [msg] = [g for g in got if g.kind == "media"]
-
-        st = _status(cloud.by_id[b]["http"])
-        graph: dict[str, dict[str, int]] = {x: {} for x in hops(st)}
-        for link in st["links"]:
-            graph[link["a"]][link["b"]] = graph[link["b"]][link["a"]] = 1
-        relay = shortest_path(graph, b, a)[1]
-        assert relay not in (a, b)
-        cut: list[int] = []
-
-        def download_progress(done: int, total: int) -> None:
-            if done >= total // 2 and not cut:
-                cut.append(done)
-                cloud.kill9(relay)
-
-        path = bob.fetch(msg, progress=download_progress, timeout=240)
-        assert cut
-        assert hashlib.sha256(path.read_bytes()).digest() == m.sha256
-        assert bob.client.transfers.got_bytes <= len(data) + 9 * MB
-        # stored at the holder and at Bob's broker; the relays only passed chunks on
-        assert chunk_files(cloud.root / f"broker{index[a]}") == 20
-        assert chunk_files(cloud.root / f"broker{index[b]}") == 20
-        others = [x for x in cloud.by_id if x not in (a, b)]
-        assert all(chunk_files(cloud.root / f"broker{index[x]}") == 0 for x in others)
+        before = alice.client.transfers.sent_bytes
+        alice.send_file(people.bob.fingerprint, two, manifest=m2, progress=upload_progress)
+        sent = alice.client.transfers.sent_bytes - before
+        assert killed and m2.holder == a
+        assert 20 * MB <= sent <= 20 * MB + 9 * MB, sent
+        msg2 = _media(bob, m2.sha256)
+        path2 = bob.fetch(msg2, timeout=240)
+        assert hashlib.sha256(path2.read_bytes()).digest() == m2.sha256
     finally:
         bob.close()
         alice.close()
+
+
+def _media(m: Messenger, sha: bytes) -> Message:
+    got: list[Message] = []
+
+    def has() -> bool:
+        return any((g.media() or {}).get("sha256") == sha.hex() for g in got)
+
+    m.receive(got.append, timeout=60, until=has)
+    return next(g for g in got if (g.media() or {}).get("sha256") == sha.hex())

@@ -398,11 +398,21 @@ class Client:
         self, target: str, path: Path, manifest: wire.Manifest, *,
         progress: Progress | None = None, timeout: float = 3600.0,
     ) -> bytes:  # fmt: skip
-        """Upload the chunks the broker lacks, then send the signed manifest (the message):
-        its `holder` names the broker that has them, for receivers' brokers to fetch from."""
-        await self.transfers.upload(path, manifest, timeout=timeout, progress=progress)
-        manifest.holder = (self.link.broker if self.link else None) or ""
-        return await self.send(target, wire.encode(manifest), kind="media", mime=wire.MANIFEST_MIME)
+        """Offer the file, send the signed manifest (the message) once the broker took the
+        offer, then the chunks it lacks: receivers fetch while the rest is on its way (their
+        broker waits for a chunk still coming). `holder` names the broker they go to, for
+        receivers' brokers to fetch from. Returns the message id when every chunk is in."""
+        sent: list[bytes] = []
+
+        async def offered() -> None:
+            manifest.holder = (self.link.broker if self.link else None) or ""
+            body = wire.encode(manifest)
+            sent.append(await self.send(target, body, kind="media", mime=wire.MANIFEST_MIME))
+
+        await self.transfers.upload(
+            path, manifest, timeout=timeout, progress=progress, offered=offered
+        )
+        return sent[0]
 
     async def fetch(
         self, msg: Message, *, progress: Progress | None = None, timeout: float = 3600.0

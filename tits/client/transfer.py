@@ -105,9 +105,11 @@ class Transfers:
 
     async def upload(
         self, path: Path, m: wire.Manifest, *, timeout: float = 3600.0,
-        progress: Progress | None = None,
+        progress: Progress | None = None, offered: Callable[[], Awaitable[None]] | None = None,
     ) -> int:  # fmt: skip
-        """Until the broker has every chunk; returns the chunk bytes sent for it."""
+        """Until the broker has every chunk; returns the chunk bytes sent for it.
+        `offered` runs once the broker first took the offer (the message can go then:
+        receivers fetch while the rest is still being sent)."""
         deadline = time.monotonic() + timeout
         offer = [wire.encode(wire.BlobOffer(sha256=m.sha256)), wire.encode(m)]
         sent = 0
@@ -122,6 +124,9 @@ class Transfers:
                 await self._send(offer)
                 have: wire.BlobHave = await self._wait(key, f)
                 missing = have.missing
+                if offered is not None:
+                    await offered()
+                    offered = None
                 if progress is not None:
                     progress(m.size - sum(chunk_length(m, i) for i in missing), m.size)
                 if not missing:
