@@ -97,6 +97,7 @@ class BlobPort:
         self._waiting: dict[bytes, list[tuple[Serve, Fail]]] = {}
         self._asked: dict[bytes, float] = {}
         self._coming: dict[bytes, float] = {}  # chunks of files offered here, not yet put
+        self._buckets: dict[str, tuple[float, float]] = {}  # user → (bytes allowed, when)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -142,6 +143,9 @@ class BlobPort:
         if user is None:
             self.replies.reply(route, wire.Error(code="not-logged-in", message="log in first"))
             return
+        if isinstance(msg, wire.ChunkPut | wire.ChunkGet) and not self._allow(user):
+            return self._refuse(route, msg, MediaError(
+                "too many media bytes a second: slow down", code="rate-limited"))  # fmt: skip
         if isinstance(msg, wire.BlobOffer):
             if len(frames) != 3:
                 return self._refuse(route, msg, MediaError("an offer needs its manifest",
@@ -162,6 +166,23 @@ class BlobPort:
         if not ok:
             self._refuse(route, msg, MediaError("the broker is busy: try again", code="busy"))
         return None
+
+    def _allow(self, user: str) -> bool:
+        """A token bucket of chunk bytes per user (each chunk costs a full CHUNK_SIZE)."""
+        rate = self.store.limits.rate_bytes
+        if rate <= 0:
+            return True
+        now = time.monotonic()
+        burst = max(rate, 8.0 * wire.CHUNK_SIZE)
+        tokens, at = self._buckets.get(user, (burst, now))
+        tokens = min(burst, tokens + (now - at) * rate)
+        if tokens < wire.CHUNK_SIZE:
+            self._buckets[user] = (tokens, now)
+            return False
+        self._buckets[user] = (tokens - wire.CHUNK_SIZE, now)
+        if len(self._buckets) > 100_000:
+            self._buckets.clear()
+        return True
 
     def _put(self, msg: wire.ChunkPut, frame: zmq.Frame) -> tuple[bool, bytes, bytes]:
         data = frame.bytes

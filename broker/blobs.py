@@ -54,6 +54,7 @@ class MediaLimits:
     quota_bytes: int = 2 << 30  # per user: the distinct files they offered, within retention
     max_size: int = 2 << 30  # one file
     max_chunks: int = wire.MAX_CHUNKS
+    rate_bytes: float = 0.0  # chunk bytes per second per user, up and down (0: no limit)
 
 
 @dataclass(frozen=True)

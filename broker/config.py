@@ -54,6 +54,7 @@ MINIMUM: dict[str, float] = {
     "logins_per_minute": 1, "login_queue": 1, "window": 1,
     "session_timeout": 1e-9, "retry_s": 1e-9, "keep_s": 0.0, "max_age_s": 1e-9, "dedup_s": 1e-9,
     "media_retention_s": 0.0, "media_quota_bytes": 0, "media_max_size": 0, "media_max_chunks": 1,
+    "media_rate_bytes": 0.0,
 }  # fmt: skip
 
 
@@ -85,6 +86,7 @@ class BrokerConfig:
     media_quota_bytes: int = 2 << 30  # per user: the distinct files they offered, in retention
     media_max_size: int = 2 << 30  # bytes in one file
     media_max_chunks: int = wire.MAX_CHUNKS  # chunks in one file
+    media_rate_bytes: float = 0.0  # chunk bytes a second per user, up and down; 0: no limit
     source: Path | None = field(default=None, compare=False)  # the config file, if any
     warnings: list[str] = field(default_factory=list, compare=False)
 

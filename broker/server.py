@@ -119,6 +119,7 @@ class Broker:
         self.blobs = BlobStore(cfg.data, MediaLimits(
             retention_s=cfg.media_retention_s, quota_bytes=cfg.media_quota_bytes,
             max_size=cfg.media_max_size, max_chunks=cfg.media_max_chunks,
+            rate_bytes=cfg.media_rate_bytes,
         ))  # fmt: skip
         self.media = BlobPort(
             self.blobs, self.fingerprint, self.replies, self.counters, wake=self._wake

@@ -430,6 +430,7 @@ MediaErrorCode = Literal[
     "not-found",  # no such chunk here, and none found in the cloud (yet): try again later
     "storage",  # the broker could not write it: retry
     "busy",  # too many chunks waiting to be stored or read here: try again shortly
+    "rate-limited",  # over the broker's media bytes per second for this user: slow down
 ]
 MEDIA_ERROR_CODES: tuple[str, ...] = get_args(MediaErrorCode)
 

@@ -30,6 +30,7 @@ WINDOW = 8  # chunks in flight per transfer
 REPLY_S = 15.0  # a chunk unanswered this long: the link is presumed lost, offer again
 BAD_CHUNK_TRIES = 3  # a chunk that came wrong this often from our broker: give up
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+_AGAIN = frozenset({"not-found", "busy", "rate-limited"})  # worth asking again, later
 RunIO = Callable[..., Awaitable[Any]]
 
 
@@ -134,6 +135,10 @@ class Transfers:
                 sent += await self._put_all(path, m, missing, progress)
             except _Lost:
                 await asyncio.sleep(0.2)
+            except MediaError as exc:
+                if exc.code not in _AGAIN:
+                    raise
+                await asyncio.sleep(0.5)  # the broker is busy, or we went too fast
 
     async def _put_all(
         self, path: Path, m: wire.Manifest, missing: list[int], progress: Progress | None
@@ -197,7 +202,7 @@ class Transfers:
             except _Lost:
                 await asyncio.sleep(0.2)
             except MediaError as exc:
-                if exc.code != "not-found":
+                if exc.code not in _AGAIN:
                     raise
                 await asyncio.sleep(0.5)  # on its way through the cloud, or a path repaired
 
