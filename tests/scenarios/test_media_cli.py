@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from PIL import Image
+
 from tests.broker_fixtures import BrokerProc
 from tests.keyd_fixtures import KeydProcess
 from tits.cli.media_cmds import render_media
@@ -84,9 +86,19 @@ def test_a_name_that_leaves_the_media_folder_lands_inside_it(
         m = a._run(a.client.scan(evil, name="../../.bashrc\x1b[2K"))
         assert m.name == "bashrc[2K"  # the sender's own client makes it safe too...
         m.name = "../../.bashrc"  # ... and a hostile one would not
+        m.mime = "image/png"  # nor tell the truth about what it is
         a.send_file(fps["bob"], evil, manifest=m)
-    [g] = _lines(tits(root / "bob", "recv", "--json").stdout)
-    media = g["media"]
+        photo = root / "photo.png"
+        Image.new("RGB", (800, 600), (10, 120, 200)).save(photo)
+        a.send_file(fps["bob"], photo)
+    got = _lines(tits(root / "bob", "recv", "--json", "--no-media").stdout)
+    thumb = got[1]["media"]["thumbnail"]  # type: ignore[index]
+    with Image.open(str(thumb)) as im:  # there at once, before any fetch
+        assert max(im.size) <= 160
+    assert got[1]["media"]["path"] is None  # type: ignore[index]
+    r = tits(root / "bob", "media", "get", str(got[0]["media"]["sha256"]), "--json")  # type: ignore[index]
+    media = json.loads(r.stdout)["media"]
+    assert media["mime"] == "text/plain" and media["claimed_mime"] == "image/png"
     assert isinstance(media, dict) and media["name"] == "bashrc"
     assert (root / "bob" / "media" / "files" / "bashrc").read_bytes() == b"echo pwned\n"
     assert not (root / ".bashrc").exists() and not (root / "bob" / ".bashrc").exists()

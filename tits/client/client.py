@@ -429,8 +429,9 @@ class Client:
         path = await self.transfers.download(m, folder, timeout=timeout, progress=progress)
         name = safe_name(m.name, m.sha256.hex()[:16])
         await self._run_media(_named_copy, folder, path, name)
-        await self.work(self.store.set_file, msg.id, str(path))
-        msg.file = str(path)
+        mime = await self._run_media(_sniff_file, path)  # the content's word, not the sender's
+        await self.work(self.store.set_file, msg.id, str(path), mime)
+        msg.file, msg.mime = str(path), mime
         return path
 
     def target_of(self, msg: Message) -> str:
@@ -704,6 +705,13 @@ class Client:
     @property
     def path(self) -> Path:
         return self.home.path
+
+
+def _sniff_file(path: Path) -> str:
+    from tits.media.sniff import SNIFF_BYTES, sniff
+
+    with path.open("rb") as fh:
+        return sniff(fh.read(SNIFF_BYTES))
 
 
 def _named_copy(folder: Path, path: Path, name: str) -> Path:

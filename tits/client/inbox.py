@@ -40,6 +40,7 @@ from .model import (
     Refused,
     Shown,
     Unsent,
+    thumb_name,
 )
 from .opener import NotYet, Opened, conversation_of, open_body
 from .store import LocalStore
@@ -268,11 +269,21 @@ class Inbox:
 
             own = Shelf(self.media_folder.parent).image(m.sha256)  # our copy of the pack
             have = str(own) if own is not None else None
+        thumb = None
+        if m.thumb and self.media_folder is not None:  # so a chat can show it at once
+            path = self.media_folder / "thumbs" / thumb_name(m)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(m.thumb)
+                tmp.replace(path)
+            thumb = str(path)
         return Message(
             id=env.id, conv=opened.conv, sender=env.sender, to=list(env.to), group=env.group,
             kind="media", text=None, verified=opened.verified, ts=h.ts_ms,
             outgoing=env.sender == self.me, mime=m.mime, file=have,
             read=env.sender == self.me, reply_to=h.reply_to, manifest=opened.payload,
+            thumb=thumb,
         )  # fmt: skip
 
     def _history(self, env: wire.Deliver, body: wire.HistoryBody) -> list[Message]:

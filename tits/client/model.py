@@ -7,11 +7,19 @@ the same rows.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
 MessageKind = Literal["text", "media"]
+_EXT = {"image/jpeg": "jpg", "image/png": "png"}
+
+
+def thumb_name(m: Any) -> str:
+    """HOME/media/thumbs/<this>: a manifest's thumbnail, by the file's hash."""
+    return f"{m.sha256.hex()}.{_EXT.get(m.thumb_mime, 'img')}"
+
 
 # Receipts (已讀) and unsends (收回) are sealed, signed messages of the conversation like texts;
 # only their MIME type says what they are, so a broker cannot tell them from texts.
@@ -39,6 +47,7 @@ class Message(msgspec.Struct, kw_only=True):
     unsent: bool = False  # taken back by its sender: only "○○ 已收回訊息" remains
     read_by: int = 0  # how many others have read it (已讀 N): each member once
     manifest: bytes | None = None  # media: the signed `wire.Manifest` (chunks fetched later)
+    thumb: str | None = None  # media: its thumbnail, saved as it came (HOME/media/thumbs/)
 
     def media(self) -> dict[str, Any] | None:
         """What `recv --json` says of a media message: `path` None until fetched."""
@@ -53,14 +62,19 @@ class Message(msgspec.Struct, kw_only=True):
             return None
         from tits.media.names import safe_name
 
+        thumb = self.thumb
+        if thumb is None and m.thumb and self.file:
+            t = Path(self.file).parent / "thumbs" / thumb_name(m)
+            thumb = str(t) if t.exists() else None
         return {
             "sha256": m.sha256.hex(),
             "size": m.size,
-            "mime": m.mime,
+            "mime": self.mime,  # from the content once fetched (the manifest's until then)
+            "claimed_mime": m.mime,
             "name": safe_name(m.name, m.sha256.hex()[:16]),
             "path": self.file,
             "verified": self.verified,
-            "thumbnail": bool(m.thumb),
+            "thumbnail": thumb,
             "width": m.width,
             "height": m.height,
             "sticker": m.sticker or None,

@@ -328,9 +328,13 @@ class LocalStore:
         q = f"SELECT {_MSG_COLS} FROM messages WHERE manifest IS NOT NULL ORDER BY ts DESC LIMIT ?"
         return [_message(r) for r in self.db.execute(q, (limit,))]
 
-    def set_file(self, msg_id: bytes, path: str) -> None:
-        """A media message's file, once fetched (HOME/media/<sha256>)."""
-        self.db.execute("UPDATE messages SET file=? WHERE id=?", (path, msg_id))
+    def set_file(self, msg_id: bytes, path: str, mime: str | None = None) -> None:
+        """A media message's file, once fetched (HOME/media/<sha256>), and the MIME type its
+        content shows (a sender's manifest may lie)."""
+        if mime is None:
+            self.db.execute("UPDATE messages SET file=? WHERE id=?", (path, msg_id))
+        else:
+            self.db.execute("UPDATE messages SET file=?, mime=? WHERE id=?", (path, mime, msg_id))
 
     def tombstone(self, msg_id: bytes, by: str) -> None:
         """An unsend that came before its message: drop the message when it comes (from `by`)."""
