@@ -35,6 +35,7 @@ _SRCFD = int(zmq.SRCFD)
 _ACCEPTED, _DISCONNECTED = int(zmq.EVENT_ACCEPTED), int(zmq.EVENT_DISCONNECTED)
 MONITOR_EVENTS = _ACCEPTED | _DISCONNECTED
 
+_MEDIA = (wire.BlobOffer, wire.ChunkPut, wire.ChunkGet)
 Batch = list[tuple[Conn, wire.Send, bytes]]
 Dups = list[tuple[Conn, bytes]]
 Commit = Callable[[Batch, Dups], None]
@@ -127,6 +128,7 @@ class ClientPort:
         self.counters = counters if counters is not None else {}
         self.counters.setdefault("refused", 0)
         self.moves_due = False  # acknowledgements moved cursors without a commit to carry them
+        self.media: Any = None  # the BlobPort (broker/blobport.py) media frames go to
 
     # -- draining -----------------------------------------------------------------------------
 
@@ -242,6 +244,8 @@ class ClientPort:
             sessions.login(conn, msg, now)
         elif kind is wire.Bye:
             sessions.logout(conn)  # the key's garbage count stays (a Bye does not reset it)
+        elif kind in _MEDIA and self.media is not None:
+            self.media.handle(conn.route, conn.device.user if conn.device else None, msg, frames)
         else:  # a kind this channel does not take
             sessions.garbage(conn, "bad-kind", f"{kind.__name__} is not for this port")
         return False

@@ -123,6 +123,7 @@ class Cloud:
         public_host: str = "",  # the name peers dial [bind_host]
     ) -> None:
         self.me, self.host, self.signer = me, host, signer
+        self.media: Any = None  # the BlobPort: chunks asked and found along the routes
         self.client_url, self.http_url, self.name = client_url, http_url, name[:64]
         self.topology = Topology(me, identity_data, signer, verifier)
         self.directory = Directory(me)
@@ -445,6 +446,9 @@ class Cloud:
                         if self.verifier.is_pending(broker):
                             self._join_waits.add(broker)
                     self._maybe_join(time.monotonic())
+            case wire.ChunkWant() | wire.ChunkFound():
+                if self.media is not None:  # media chunks along the routes (broker/blobport.py)
+                    self.media.on_peer(peer.id, msg, body)
             case wire.Error(code=code, message=text):
                 log.info("peer.error", peer=peer.id[:16], code=code, message=text[:200])
             case _:

@@ -53,6 +53,8 @@ MINIMUM: dict[str, float] = {
     "max_frame": 1024, "max_frames": 1, "rate": 1e-9, "burst": 1.0, "garbage": 0,
     "logins_per_minute": 1, "login_queue": 1, "window": 1,
     "session_timeout": 1e-9, "retry_s": 1e-9, "keep_s": 0.0, "max_age_s": 1e-9, "dedup_s": 1e-9,
+    "media_retention_s": 0.0, "media_quota_bytes": 0, "media_max_size": 0, "media_max_chunks": 1,
+    "media_rate_bytes": 0.0,
 }  # fmt: skip
 
 
@@ -79,6 +81,12 @@ class BrokerConfig:
     log_level: str = "info"
     log_format: str = "console"  # "json": one JSON object a line (what `tits logs` reads)
     limits: Limits = field(default_factory=Limits)
+    # -- media (broker/blobs.py): the chunk store's retention and limits --
+    media_retention_s: float = 30 * 24 * 3600.0  # a file nobody offered or fetched this long goes
+    media_quota_bytes: int = 2 << 30  # per user: the distinct files they offered, in retention
+    media_max_size: int = 2 << 30  # bytes in one file
+    media_max_chunks: int = wire.MAX_CHUNKS  # chunks in one file
+    media_rate_bytes: float = 0.0  # chunk bytes a second per user, up and down; 0: no limit
     source: Path | None = field(default=None, compare=False)  # the config file, if any
     warnings: list[str] = field(default_factory=list, compare=False)
 

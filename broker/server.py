@@ -33,6 +33,8 @@ from tits import wire
 
 from .admin import AdminServer
 from .admission import Admission, load_or_create_secret
+from .blobport import BlobPort, Routes
+from .blobs import BlobStore, MediaLimits
 from .clientport import MONITOR_EVENTS, Batch, ClientPort, Dups, Replies
 from .cloud import Cloud
 from .config import BrokerConfig, url_host
@@ -121,6 +123,15 @@ class Broker:
             dedup=self.dedup, delivery=self.delivery, commit=self._commit,
             senders_of=self.store.senders_of, counters=self.counters,
         )  # fmt: skip
+        self.blobs = BlobStore(cfg.data, MediaLimits(
+            retention_s=cfg.media_retention_s, quota_bytes=cfg.media_quota_bytes,
+            max_size=cfg.media_max_size, max_chunks=cfg.media_max_chunks,
+            rate_bytes=cfg.media_rate_bytes,
+        ))  # fmt: skip
+        self.media = BlobPort(
+            self.blobs, self.fingerprint, self.replies, self.counters, wake=self._wake
+        )
+        self.port.media = self.media
         self.auth.configure_curve_callback(
             domain=ZAP_DOMAIN, credentials_provider=ZapPolicy(self.sessions.banned)
         )
@@ -153,6 +164,8 @@ class Broker:
             cfg.name, public_host=cfg.public_host,
         )  # fmt: skip
         self.relay.start(self.cloud)
+        self.media.cloud = Routes(self.cloud)
+        self.cloud.media = self.media
         self.peer_port, self.pub_port = self.cloud.peers.port, self.cloud.gossip.port
         self._refresh_snapshot()
         self.http.start()
@@ -248,6 +261,8 @@ class Broker:
         self.auth.stop()
         self.ctx.term()
         self.store.close()
+        self.media.close()
+        self.blobs.close()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         subprocess.run(
@@ -335,6 +350,7 @@ class Broker:
             self.delivery.pump()
         self.sessions.drain_results()
         self.admin.run_pending()
+        self.media.drain()
 
     # -- client frames ------------------------------------------------------------------------
 
@@ -467,9 +483,11 @@ class Broker:
             if conn is not None:  # the owner revoked this device while it was logged in
                 self.sessions.error(conn, "login-refused", "this device was revoked by its owner")
                 self.sessions.logout(conn)
+        self.media.tick(now)
 
     def _prune(self) -> None:
         self.writer.submit(Job(prune=(time.time(), self.cfg.keep_s, self.cfg.max_age_s)))
+        self._guard(self.media.gc)
 
     def _refresh_snapshot(self) -> None:
         self._snapshot = build_snapshot(self)

@@ -16,6 +16,8 @@ only the messages waiting for it, never the receive path).
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +69,7 @@ from .model import (
 from .opener import NotYet
 from .outbox import Outbox
 from .store import LocalStore, OutboxItem
+from .transfer import Progress, Transfers
 
 log = structlog.get_logger("tits.client")
 
@@ -115,10 +118,14 @@ class Client:
             self.store, self.identity, self.me, self.keyring, self.groups, self.devices,
             ensure, self._keep_media,
         )  # fmt: skip
+        self.inbox.media_folder = home.path / "media"
         self.outbox = Outbox(self.store)
         self.sightings = Sightings(home.path / "devices-seen.json")
         self.outbox.load()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="tits-worker")
+        # media: reading, hashing and writing chunks, apart from gpg and the store
+        self._media_io = ThreadPoolExecutor(1, thread_name_prefix="tits-media")
+        self.transfers = Transfers(self._send_frames, self.wait_ready, self._run_media)
         self._lookups = ThreadPoolExecutor(2, thread_name_prefix="tits-lookup")
         self._ctx: zmq.asyncio.Context | None = None
         self._sock: zmq.asyncio.Socket | None = None
@@ -162,12 +169,25 @@ class Client:
             self._ctx = None
         self._worker.submit(self.store.close).result()
         self._worker.shutdown(wait=True)
+        self._media_io.shutdown(wait=True, cancel_futures=True)
         self._lookups.shutdown(wait=False, cancel_futures=True)
 
     async def work(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` on the worker thread (gpg, the store): never on the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, lambda: fn(*args, **kwargs))
+
+    async def _run_media(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._media_io, lambda: fn(*args))
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Until the link is logged in (a failover or a re-login may be under way)."""
+        deadline = time.monotonic() + timeout
+        while self.link is None or self.link.state is not L.State.READY:
+            if time.monotonic() >= deadline:
+                raise BrokerError("no broker to send to", code="timeout")
+            await asyncio.sleep(0.05)
 
     # -- brokers ---------------------------------------------------------------------------------
 
@@ -293,7 +313,10 @@ class Client:
                 self.outbox.resend_now()
                 self._ready.set()
                 await self._events.put(LinkEvent(state="ready", broker_url=str(self.url)))
+            elif isinstance(a, L.MediaReply):
+                self.transfers.on_reply(a.msg, a.body)
             elif isinstance(a, L.Down):
+                self.transfers.link_lost()
                 if self._down is not None and not self._down.done():
                     self._down.set_result(a)
                 if self._ready.is_set():
@@ -475,6 +498,56 @@ class Client:
             if removed:
                 await self._events.put(Expired(ids=removed))
             await asyncio.sleep(1.0)
+
+    # -- media ---------------------------------------------------------------------------------
+
+    async def scan(
+        self, path: Path, name: str | None = None, progress: Callable[[int], None] | None = None
+    ) -> wire.Manifest:
+        """Hash a file (on the media thread): its manifest, thumbnail and MIME type."""
+        from tits.media.manifest import scan
+
+        return await self._run_media(lambda: scan(path, name=name, progress=progress))
+
+    async def send_file(
+        self, target: str, path: Path, manifest: wire.Manifest, *,
+        progress: Progress | None = None, timeout: float = 3600.0,
+    ) -> bytes:  # fmt: skip
+        """Offer the file, send the signed manifest (the message) once the broker took the
+        offer, then the chunks it lacks: receivers fetch while the rest is on its way (their
+        broker waits for a chunk still coming). `holder` names the broker they go to, for
+        receivers' brokers to fetch from. Returns the message id when every chunk is in."""
+        sent: list[bytes] = []
+
+        async def offered() -> None:
+            manifest.holder = (self.link.broker if self.link else None) or ""
+            body = wire.encode(manifest)
+            sent.append(await self.send(target, body, kind="media", mime=wire.MANIFEST_MIME))
+
+        await self.transfers.upload(
+            path, manifest, timeout=timeout, progress=progress, offered=offered
+        )
+        return sent[0]
+
+    async def fetch(
+        self, msg: Message, *, progress: Progress | None = None, timeout: float = 3600.0
+    ) -> Path:
+        """A media message's file, every chunk checked against its signed manifest:
+        HOME/media/<sha256>, and a link to it under the sender's name made safe."""
+        from tits.media.manifest import decode
+        from tits.media.names import safe_name
+
+        if msg.manifest is None:
+            raise ConfigError("not a media message")
+        m = decode(msg.manifest)
+        folder = self.home.path / "media"
+        path = await self.transfers.download(m, folder, timeout=timeout, progress=progress)
+        name = safe_name(m.name, m.sha256.hex()[:16])
+        await self._run_media(_named_copy, folder, path, name)
+        mime = await self._run_media(_sniff_file, path)  # the content's word, not the sender's
+        await self.work(self.store.set_file, msg.id, str(path), mime)
+        msg.file, msg.mime = str(path), mime
+        return path
 
     def target_of(self, msg: Message) -> str:
         """Where an answer to `msg` goes: its group, or the other side of the chat."""
@@ -815,6 +888,36 @@ class Client:
     @property
     def path(self) -> Path:
         return self.home.path
+
+
+def _sniff_file(path: Path) -> str:
+    from tits.media.sniff import SNIFF_BYTES, sniff
+
+    with path.open("rb") as fh:
+        return sniff(fh.read(SNIFF_BYTES))
+
+
+def _named_copy(folder: Path, path: Path, name: str) -> Path:
+    """HOME/media/files/<name>: a hard link to the file (a copy where links fail); a name
+    another file has already gets the hash's start added. Never outside that folder."""
+    files = folder / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    target = files / name
+    if target.exists():
+        if target.stat().st_ino == path.stat().st_ino:
+            return target
+        stem, dot, ext = name.rpartition(".")
+        tag = path.name[:12]
+        target = files / (f"{stem}-{tag}.{ext}" if dot and stem else f"{name}-{tag}")
+        if target.exists():
+            return target
+    if target.resolve().parent != files.resolve():
+        raise ConfigError("a media name that leaves the media folder")
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copyfile(path, target)
+    return target
 
 
 def refused_event(ev: Refused) -> dict[str, Any]:
