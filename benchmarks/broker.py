@@ -78,9 +78,11 @@ def make_users(root: Path, n: int) -> list[Home]:
     return homes
 
 
-def login(home: Home, url: str, ctx: zmq.Context) -> Connection:
+def login(home: Home, url: str, ctx: zmq.Context, batch: bool = False) -> Connection:
     _, cert_bytes, sig = home.certificate
-    conn = Connection(url, home.identity, home.fingerprint, cert_bytes, sig, context=ctx)
+    conn = Connection(
+        url, home.identity, home.fingerprint, cert_bytes, sig, context=ctx, batch=batch
+    )
     conn.login()
     return conn
 
@@ -490,6 +492,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--only", choices=["throughput", "latency", "fanout"], help="one phase")
     ap.add_argument("--members", type=int, default=10, help="fanout: the group's size")
+    ap.add_argument(
+        "--batch",
+        action="store_true",
+        help="1:1: clients take batched deliveries (as tits.client does), not one a message",
+    )
     args = ap.parse_args()
     if args.only == "fanout":
         print_fanout(run_fanout(args.members, rounds=args.rounds, window=args.window))
@@ -506,7 +513,7 @@ def main() -> None:
         login_ms = []
         first_ms = []
         for h in homes:
-            c = login(h, info["url"], ctx)
+            c = login(h, info["url"], ctx, batch=args.batch)
             conns.append(c)
             first_ms.append(c.login_ms)
         # the first login of a user imports keys on both sides; measure logins after that
@@ -557,8 +564,9 @@ def main() -> None:
         print(
             f"throughput, durable acks, delivered and acknowledged: {rate:,.0f} msgs/s "
             f"(median of {len(rounds)} rounds: {', '.join(f'{r[0]:,.0f}' for r in rounds)}; "
-            f"{n} in {dt:.2f} s; CPU: broker {cpu_broker:.2f} s, clients {cpu_clients:.2f} s, "
-            f"{os.cpu_count()} cores)"
+            f"{n} in {dt:.2f} s; CPU: broker {cpu_broker:.2f} s = "
+            f"{cpu_broker * 1e6 / max(n, 1):.1f} µs a message, clients {cpu_clients:.2f} s, "
+            f"{os.cpu_count()} cores{'; batched deliveries' if args.batch else ''})"
         )
         print(
             f"latency at {args.rate:,.0f} msgs/s: ack p50 {pct(lat.ack_lat, 50) * ms:.2f} ms, "

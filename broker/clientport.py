@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import structlog
 import zmq
 
@@ -36,15 +35,24 @@ _SRCFD = int(zmq.SRCFD)
 _ACCEPTED, _DISCONNECTED = int(zmq.EVENT_ACCEPTED), int(zmq.EVENT_DISCONNECTED)
 MONITOR_EVENTS = _ACCEPTED | _DISCONNECTED
 
+_MEDIA = (wire.BlobOffer, wire.ChunkPut, wire.ChunkGet)
 Batch = list[tuple[Conn, wire.Send, bytes]]
 Dups = list[tuple[Conn, bytes]]
 Commit = Callable[[Batch, Dups], None]
 
 
-class _DeliveriesOut(msgspec.Struct, tag="deliveries", tag_field="k"):
-    """`wire.Deliveries` made of envelopes already encoded (as stored): no re-encoding."""
+# `wire.Deliveries` as msgpack, up to its list of envelopes: {"k": "deliveries", "items": [...]}.
+# The stored envelopes are joined on (no re-encoding, no object per item: msgspec.Raw and
+# the encoder were a tenth of a fan-out's loop); tests/unit/test_broker_batch.py checks it
+# against the encoder.
+_DELIVERIES_HEAD = b"\x82\xa1k\xaadeliveries\xa5items"
 
-    items: list[msgspec.Raw]
+
+def deliveries_frame(envs: list[bytes]) -> bytes:
+    """The `Deliveries` frame of these encoded `Deliver`s (at most 65,535)."""
+    n = len(envs)
+    count = bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+    return b"".join((_DELIVERIES_HEAD, count, *envs))
 
 
 class Replies:
@@ -69,7 +77,7 @@ class Replies:
 
     def deliver_many(self, route: bytes, envs: list[bytes], bodies: list[bytes]) -> SendResult:
         """One `Deliveries` message: [route, envelopes, body 1, ..., body n]."""
-        frame = wire.encode(_DeliveriesOut(items=[msgspec.Raw(e) for e in envs]))
+        frame = deliveries_frame(envs)
         try:
             send = self._send
             send(route, _MORE_NB)
@@ -120,6 +128,7 @@ class ClientPort:
         self.counters = counters if counters is not None else {}
         self.counters.setdefault("refused", 0)
         self.moves_due = False  # acknowledgements moved cursors without a commit to carry them
+        self.media: Any = None  # the BlobPort (broker/blobport.py) media frames go to
 
     # -- draining -----------------------------------------------------------------------------
 
@@ -217,7 +226,7 @@ class ClientPort:
             # (garbage has its own budget above)
             return False
         if kind is wire.Send:
-            self._send(conn, msg, frames, batch, dups, old)
+            self._send(conn, msg, frames, batch, dups, old, now)
             return False
         if kind is wire.Received:
             if conn.device is None:
@@ -235,13 +244,15 @@ class ClientPort:
             sessions.login(conn, msg, now)
         elif kind is wire.Bye:
             sessions.logout(conn)  # the key's garbage count stays (a Bye does not reset it)
+        elif kind in _MEDIA and self.media is not None:
+            self.media.handle(conn.route, conn.device.user if conn.device else None, msg, frames)
         else:  # a kind this channel does not take
             sessions.garbage(conn, "bad-kind", f"{kind.__name__} is not for this port")
         return False
 
     def _send(
         self, conn: Conn, msg: wire.Send, frames: list[zmq.Frame], batch: Batch, dups: Dups,
-        old: Batch,
+        old: Batch, now: float,
     ) -> None:  # fmt: skip
         sessions = self.sessions
         if len(frames) != 3:
@@ -272,7 +283,7 @@ class ClientPort:
         if seen is Seen.OLD:
             old.append((conn, msg, body))
         else:
-            self.dedup.remember(msg.id, msg.sender)
+            self.dedup.remember(msg.id, msg.sender, now)
             batch.append((conn, msg, body))
 
     def _resolve_old(self, old: Batch, batch: Batch, dups: Dups) -> None:

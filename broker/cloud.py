@@ -123,6 +123,7 @@ class Cloud:
         public_host: str = "",  # the name peers dial [bind_host]
     ) -> None:
         self.me, self.host, self.signer = me, host, signer
+        self.media: Any = None  # the BlobPort: chunks asked and found along the routes
         self.client_url, self.http_url, self.name = client_url, http_url, name[:64]
         self.topology = Topology(me, identity_data, signer, verifier)
         self.directory = Directory(me)
@@ -158,6 +159,9 @@ class Cloud:
         self._presence_signed: list[wire.PresenceUpdate] = []
         self._presence_refresh = now
         self._unlinked_since: dict[str, float] = {}
+        # what /metrics counts of the cloud's self-repair (read at scrape time)
+        self.link_events = {"up": 0, "down": 0, "lost": 0}
+        self.repair_dials = 0  # links the repair plan had this broker dial
         # joining: seeds given on the command line, else our neighbours before a restart
         held = self.topology.advert(me)
         self.seeds = list(seeds)
@@ -377,6 +381,7 @@ class Cloud:
     # -- PeerEvents ----------------------------------------------------------------------------
 
     def on_link_up(self, peer: Peer) -> None:
+        self.link_events["up"] += 1
         self.sockets_changed = True
         self._unlinked_since.pop(peer.id, None)
         self._redial.pop(peer.id, None)
@@ -387,6 +392,7 @@ class Cloud:
             self._seed_ids.add(peer.id)
 
     def on_link_down(self, peer: Peer) -> None:
+        self.link_events["lost" if peer.lost else "down"] += 1
         self.sockets_changed = True
         self._buckets.pop(peer.id, None)
         self.gossip.unfollow(peer.id)
@@ -440,6 +446,9 @@ class Cloud:
                         if self.verifier.is_pending(broker):
                             self._join_waits.add(broker)
                     self._maybe_join(time.monotonic())
+            case wire.ChunkWant() | wire.ChunkFound():
+                if self.media is not None:  # media chunks along the routes (broker/blobport.py)
+                    self.media.on_peer(peer.id, msg, body)
             case wire.Error(code=code, message=text):
                 log.info("peer.error", peer=peer.id[:16], code=code, message=text[:200])
             case _:
@@ -633,18 +642,21 @@ class Cloud:
         self.joined = True
         log.info("cloud.joined", peers=[p[:16] for p in plan], brokers=len(others) + 1)
 
-    def _dial(self, broker: str, now: float) -> None:
+    def _dial(self, broker: str, now: float) -> bool:
+        """True when a new dial went out (not when one is under way or the link is up)."""
         if self.peers.is_up(broker):
-            return
+            return False
         advert = self.topology.advert(broker)
         if advert is None or not advert.address:
-            return
+            return False
         try:
             if self.peers.dial(advert.address, expect=broker, now=now):
                 self.sockets_changed = True
+                return True
         except TitsError as exc:  # an admitted broker advertised an unusable address
             log.warning("cloud.bad_address", broker=broker[:16], error=exc.message)
             self._presumed_dead(broker)
+        return False
 
     def _lost(self, broker: str, address: str) -> None:
         """`broker` went without a goodbye: dial it again with backoff until it is back."""
@@ -693,7 +705,8 @@ class Cloud:
             wanted.add(other)
             first = self._unlinked_since.setdefault(other, now)
             if a == self.me or now - first > REPAIR_GRACE or not graph.get(self.me):
-                self._dial(other, now)
+                if self._dial(other, now):
+                    self.repair_dials += 1
         for other in list(self._unlinked_since):
             if other not in wanted:
                 del self._unlinked_since[other]

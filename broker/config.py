@@ -53,6 +53,8 @@ MINIMUM: dict[str, float] = {
     "max_frame": 1024, "max_frames": 1, "rate": 1e-9, "burst": 1.0, "garbage": 0,
     "logins_per_minute": 1, "login_queue": 1, "window": 1,
     "session_timeout": 1e-9, "retry_s": 1e-9, "keep_s": 0.0, "max_age_s": 1e-9, "dedup_s": 1e-9,
+    "media_retention_s": 0.0, "media_quota_bytes": 0, "media_max_size": 0, "media_max_chunks": 1,
+    "media_rate_bytes": 0.0,
 }  # fmt: skip
 
 
@@ -79,6 +81,12 @@ class BrokerConfig:
     log_level: str = "info"
     log_format: str = "console"  # "json": one JSON object a line (what `tits logs` reads)
     limits: Limits = field(default_factory=Limits)
+    # -- media (broker/blobs.py): the chunk store's retention and limits --
+    media_retention_s: float = 30 * 24 * 3600.0  # a file nobody offered or fetched this long goes
+    media_quota_bytes: int = 2 << 30  # per user: the distinct files they offered, in retention
+    media_max_size: int = 2 << 30  # bytes in one file
+    media_max_chunks: int = wire.MAX_CHUNKS  # chunks in one file
+    media_rate_bytes: float = 0.0  # chunk bytes a second per user, up and down; 0: no limit
     source: Path | None = field(default=None, compare=False)  # the config file, if any
     warnings: list[str] = field(default_factory=list, compare=False)
 
@@ -322,3 +330,37 @@ def preflight(cfg: BrokerConfig) -> None:
                 raise ConfigError(
                     f"{where.at(name)}: {name} {cfg.bind}:{port}: {exc.strerror}"
                 ) from None
+
+
+# What SIGHUP (or `titsd admin reload`) changes in a running broker; the rest needs a restart.
+# limits.max_frame is a socket option libzmq takes before bind; dedup_s sizes the id memory.
+LIVE = frozenset(
+    {"session_timeout", "retry_s", "keep_s", "max_age_s", "log_level", "status_token"}
+    | {f"limits.{f.name}" for f in fields(Limits) if f.name != "max_frame"}
+)
+SECRET = frozenset({"status_token"})  # logged as set/unset/changed, never as its value
+
+
+def changes(old: BrokerConfig, new: BrokerConfig) -> dict[str, tuple[Any, Any]]:
+    """Every setting whose value differs, as "key" or "limits.key" → (old, new)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for f in fields(BrokerConfig):
+        if f.name in ("source", "warnings"):
+            continue
+        if f.name == "limits":
+            for lf in fields(Limits):
+                a, b = getattr(old.limits, lf.name), getattr(new.limits, lf.name)
+                if a != b:
+                    out[f"limits.{lf.name}"] = (a, b)
+            continue
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if a != b:
+            out[f.name] = (a, b)
+    return out
+
+
+def shown(key: str, value: Any) -> Any:
+    """A value as a log line may carry it (a token never)."""
+    if key in SECRET:
+        return "(set)" if value else "(unset)"
+    return str(value) if isinstance(value, Path) else value

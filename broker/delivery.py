@@ -177,7 +177,9 @@ class Delivery:
         of `stored` and `_room` inlined). `absent(user)` is called first for a user with no
         device here (the relay may give it one: a device at another broker)."""
         last, online, behind, window = self.last, self.online, self.behind, self.window
+        out = self._out if self._send_many is not None else None
         now = time.monotonic()
+        sent = 0
         for user, seq, msg_id, env, body, skip in items:
             if user not in online:
                 absent(user)
@@ -194,8 +196,21 @@ class Delivery:
                     dev.window or window
                 ):
                     behind.add(dev)
+                elif out is not None and dev.batch and msg_id not in dev.ids:
+                    # `_transmit` for a batching device, inlined (a group message is this
+                    # once per member): in flight now, sent at `flush`
+                    seqs = out.get(dev)
+                    if seqs is None:
+                        seqs = out[dev] = []
+                    seqs.append(seq)
+                    dev.inflight_bytes += len(body)
+                    dev.inflight[seq] = (msg_id, now, env, body)
+                    dev.ids[msg_id] = seq
+                    dev.sent_upto = seq
+                    sent += 1
                 else:
                     self._transmit(dev, seq, msg_id, env, body, now)
+        self.delivered += sent
         if self._out:
             self.flush()
 

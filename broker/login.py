@@ -9,6 +9,7 @@ does not refuse them. And a login the broker could not check through its own tro
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -19,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from tits import wire
 from tits.device import Certificate, CertificateCache
 from tits.errors import IdentityError, KeyServerError, TitsError, VerificationError
@@ -27,8 +30,11 @@ from tits.login import parse_plaintext
 
 from .keys import ServerKeys
 
+log = structlog.get_logger("titsd.login")
+
 RAM_DIRS = ("/dev/shm", "/run/shm")
 HEALTH_S = 10.0  # how long a self-check of the broker's own decryption is believed
+REVOCATION_TIMEOUT_S = 3.0
 
 
 class BrokerFault(TitsError):
@@ -114,6 +120,7 @@ class LoginVerifier:
         self.certs = CertificateCache(self.identity)
         self._lock = threading.Lock()
         self._known: dict[str, str] = {}  # fingerprint → name, for keys already in the ring
+        self._revoked: set[tuple[str, str]] = set()  # (identity, device) revocations checked
         self._healthy_until = 0.0
 
     def verify(self, login: wire.Login, nonce: bytes, curve_key: bytes) -> LoginOk:
@@ -137,7 +144,47 @@ class LoginVerifier:
             raise VerificationError("login was made for another connection")
         with self._lock:
             cert = self.certs.add(claims.cert, claims.cert_sig, expected_identity=fp)
+        self._check_revoked(cert)
         return LoginOk(fp, cert.device, name, cert)
+
+    def _check_revoked(self, cert: Certificate) -> None:
+        """Refuse a device its owner revoked (docs/devices.md). Asked of the key server at
+        every login (a few ms beside the login's gpg calls; a revocation must hold from the
+        moment it is published); a revocation, once checked with gpg, is kept for good. A key
+        server that cannot be reached lets the login through (logged): brokers stay usable
+        while keyd is down, at the price of that window."""
+        key = (cert.identity, cert.device)
+        if key in self._revoked:
+            raise VerificationError(f"device {cert.device} was revoked by its owner")
+        if not self.keyserver:
+            return
+        from tits.keyclient import KeyClient
+
+        try:
+            found = KeyClient(self.keyserver, timeout=REVOCATION_TIMEOUT_S).devices(cert.identity)
+        except KeyServerError as exc:
+            log.warning("login.revocation_unchecked", device=cert.device, why=exc.message[:120])
+            return
+        for d in found:
+            if d.get("device") != cert.device or not d.get("revocation"):
+                continue
+            try:
+                data = base64.b64decode(d["revocation"], validate=True)
+                with self._lock:
+                    rev = self.certs.add_revocation(data, str(d["revocation_signature"]))
+            except (TitsError, KeyError, TypeError, ValueError):
+                continue  # a revocation that does not check is not one
+            if (rev.identity, rev.device) == key:
+                self._revoked.add(key)
+                raise VerificationError(f"device {cert.device} was revoked by its owner")
+
+    def take_revocation(self, data: bytes, signature: str) -> tuple[str, str]:
+        """Check a revocation with gpg (the owner's key is in the ring: they logged in) and
+        keep it; its (identity, device)."""
+        with self._lock:
+            rev = self.certs.add_revocation(data, signature)
+        self._revoked.add((rev.identity, rev.device))
+        return rev.identity, rev.device
 
     def _ensure_key(self, fp: str, pubkey: bytes) -> str:
         """Have `fp`'s public key in the broker's ring (key server first, then the key the

@@ -5,9 +5,13 @@
           [--check]
     titsd backup DEST (--config FILE | --data DIR)     an online copy of mailbox and keys
     titsd restore SRC (--config FILE | --data DIR)     into a new or empty data directory
+    titsd admin (--config FILE | --data DIR) [--json] stats|users|kick FP|drain [--off]
+                                                        a running broker, through <data>/admin.sock
 
-Flags override the config file. `--check` validates the settings (types, ranges, the data
-directory writable, the cloud secret private, the ports free) and exits: 0, or 2 with one line.
+Flags override the config file. SIGHUP reloads it: limits, retention, session timeout, log
+level and the status token change live; the rest is logged as needing a restart. `--check`
+validates the settings (types, ranges, the data directory writable, the cloud secret private,
+the ports free) and exits: 0, or 2 with one line.
 The same checks run before a start, so a bad setting never leaves a half-started broker.
 Port 0 picks a free port; once every socket is bound the broker writes `<data>/ready.json`
 (id, url, pid, ports) atomically, and removes it when it stops. Under systemd (Type=notify)
@@ -106,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("backup", "restore"):
         return backup_main(argv[0], argv[1:])
+    if argv and argv[0] == "admin":
+        from .admin_cli import main as admin_main  # Rich only for the operator's commands
+
+        return admin_main(argv[1:])
     args = parse_args(argv)
     overrides = {
         k: getattr(args, k)
@@ -143,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     configure(cfg.log_level, json=cfg.log_format == "json")
     broker = Broker(cfg)
+    broker.load_config = lambda: BrokerConfig.load(args.config, **overrides)
     try:
         broker.start()
     except (TitsError, OSError) as exc:
@@ -160,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # SIGHUP: read the config again and apply what can change live (broker/config.py LIVE);
+    # the loop does it, and logs config.reloaded with what changed and what needs a restart
+    signal.signal(signal.SIGHUP, lambda signum, frame: broker.admin.submit({"cmd": "reload"}))
     # Each message allocates a few containers; at the default gen-0 threshold (700) the
     # collector ran every few dozen forwards, and what start-up made never becomes garbage.
     # Measured (benchmarks/cloud.py, 2 runs each): relays 7–8 µs a forward, was 10–13.

@@ -9,6 +9,7 @@ and a pool to run it in. The login blob itself is checked in login.py.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import time
@@ -39,6 +40,7 @@ MAX_STRIKES = 100_000  # CURVE keys whose garbage count outlives their connectio
 MAX_PRESENCE_USERS = 100_000  # as in wire.PresenceUpdate
 MAX_PRESENCE_DEVICES = 64  # as in wire.PresenceEntry
 SETTLE_MS = 1500  # presence debounce + gossip + a forward or two, with room to spare
+LOGIN_RESULTS = ("ok", "refused", "unavailable", "busy", "rate-limited", "no-challenge")
 
 Reply = Callable[[bytes, Any], bool]
 Verify = Callable[[wire.Login, bytes, bytes], LoginOk]
@@ -126,6 +128,14 @@ class Sessions:
         self.counters = counters if counters is not None else {}
         for name in ("refused", "logins"):
             self.counters.setdefault(name, 0)
+        # every Error sent, by its code, and each login's outcome: read by /metrics at scrape
+        # time (broker/metrics.py); both keyed by a closed set, so their size is bounded
+        self.refusals: dict[str, int] = dict.fromkeys(wire.ERROR_CODES, 0)
+        self.login_results: dict[str, int] = dict.fromkeys(LOGIN_RESULTS, 0)
+        # the operator's (`titsd admin`): no logins while draining; a kicked user's logins
+        # refused until the time given (monotonic)
+        self.draining = False
+        self.kicked: dict[str, float] = {}
         self.conns: dict[str, Conn] = {}
         self.by_device: dict[tuple[str, str], Conn] = {}
         self.routes: dict[bytes, Conn] = {}  # routing id → the key bound to it
@@ -192,6 +202,7 @@ class Sessions:
                 self.unbind(owner, "route taken")
             log.warning("conn.route_in_use", curve=conn.curve[:12], owner=owner.curve[:12])
             self.counters["refused"] += 1
+            self.refusals["route-in-use"] += 1
             self.reply(route, wire.Error(code="route-in-use", message="routing id in use"))
             return False
         if self.routes.get(conn.route) is conn and conn.route != route:
@@ -253,6 +264,7 @@ class Sessions:
     def error(
         self, conn: Conn, code: wire.ErrorCode, message: str, ref: bytes | None = None
     ) -> None:
+        self.refusals[code] = self.refusals.get(code, 0) + 1
         self.reply(conn.route, wire.Error(code=code, message=message[:1000], ref=ref))
 
     def garbage(
@@ -291,14 +303,31 @@ class Sessions:
     def login(self, conn: Conn, msg: wire.Login, now: float) -> None:
         nonce, conn.nonce = conn.nonce, None  # a challenge answers one login attempt, at most
         if nonce is None or now > conn.nonce_expires:
+            self.login_results["no-challenge"] += 1
             self.garbage(conn, "no-challenge", "ask for a challenge (hello) first")
             return
+        if self.draining:  # the client tries the cloud's next broker
+            self.login_results["unavailable"] += 1
+            self.error(conn, "login-unavailable", "this broker is draining: log in at another")
+            return
+        until = self.kicked.get(msg.fingerprint)
+        if until is not None and until > now:
+            self.login_results["refused"] += 1
+            self.error(
+                conn, "login-refused",
+                f"the operator logged you out: try again in {math.ceil((until - now) / 60)} min",
+            )  # fmt: skip
+            return
+        if until is not None:
+            del self.kicked[msg.fingerprint]
         while conn.logins and conn.logins[0] < now - 60.0:
             conn.logins.popleft()
         if len(conn.logins) >= self.limits.logins_per_minute or conn.login_busy:
+            self.login_results["rate-limited"] += 1
             self.error(conn, "rate-limited", "too many login attempts")
             return
         if self.logins_inflight >= self.limits.login_queue:
+            self.login_results["busy"] += 1
             self.error(conn, "busy", "the broker is busy; try again shortly")
             return
         conn.logins.append(now)
@@ -338,6 +367,7 @@ class Sessions:
         conn.login_busy = False
         if not isinstance(result, LoginOk):
             code, message, client_fault = describe(result)
+            self.login_results["refused" if client_fault else "unavailable"] += 1
             log.warning("login.refused", curve=curve[:12], code=code, why=sanitise(message))
             if client_fault:
                 self.garbage(conn, code, message)
@@ -357,6 +387,7 @@ class Sessions:
         self.presence_due = True
         pending = self.attach(conn, welcome=True)
         self.counters["logins"] += 1
+        self.login_results["ok"] += 1
         log.info("login.ok", user=result.fingerprint[:16], device=result.device, pending=pending)
 
     def attach(self, conn: Conn, welcome: bool = False) -> int:
@@ -382,6 +413,34 @@ class Sessions:
             )
         self.delivery.pump()
         return pending
+
+    # -- the operator (titsd admin) -------------------------------------------------------
+
+    def kick(self, user: str, seconds: float, now: float) -> int:
+        """Log out every device of `user` here, and refuse their logins for `seconds`. Returns
+        how many devices were logged out."""
+        conns = [c for (fp, _), c in list(self.by_device.items()) if fp == user]
+        for conn in conns:
+            self.error(conn, "dropped", "the operator logged you out")
+            self.logout(conn)
+        if seconds > 0:
+            if len(self.kicked) >= MAX_CONNS:
+                del self.kicked[next(iter(self.kicked))]
+            self.kicked[user] = now + seconds
+        return len(conns)
+
+    def drain(self, on: bool = True) -> int:
+        """Draining: no new logins, and every device logged out, told to log in again, so its
+        client moves to another broker of the cloud (this one answers login-unavailable).
+        Returns how many devices were logged out. `on=False` takes logins again."""
+        self.draining = on
+        if not on:
+            return 0
+        conns = list(self.by_device.values())
+        for conn in conns:
+            self.error(conn, "not-logged-in", "this broker is draining: log in at another")
+            self.logout(conn)
+        return len(conns)
 
     def logout(self, conn: Conn) -> None:
         dev = conn.device

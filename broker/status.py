@@ -1,10 +1,16 @@
 """The broker's HTTP side: a bounded asyncio server (aiohttp's low-level `web.Server`) in its
 own thread, off the message loop.
 
-    GET /            the status page (`statuspage.render`)
+    GET /            the status page (`statuspage.render`): ?q= searches the users, ?page=N,
+                     ?lang=en|zh-TW (else the browser's first language; zh-TW by default)
     GET /api/status  JSON: id, url, pid, brokers, links, users (fingerprint, name, broker,
-                     devices) and counters
+                     devices) and counters; users_total and users_at (per broker) always;
+                     with ?q=, ?offset=, ?limit= (≤ 500) only that page of the users (sorted
+                     by name, then fingerprint), with users_matched — what the page fetches
+    GET /topology.svg  the drawing alone (the page swaps it in when brokers or links change)
     GET /api/key     the broker's armored OpenPGP public key
+    GET /metrics     Prometheus text format (broker/metrics.py): counts only, no fingerprint,
+                     so it is served to anyone, like the public view
 
 Two views of the same snapshot. The *full* one (above) is for the operator: a client on
 loopback, or one that shows the `status_token` of the config (`Authorization: Bearer …` or
@@ -34,6 +40,9 @@ import logging
 import os
 import socket
 import threading
+import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +68,7 @@ _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
 Snapshot = Callable[[], dict[str, Any]]
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus's text exposition
 
 
 class _BoundedServer(web.Server):
@@ -92,9 +102,11 @@ class StatusServer:
         snapshot: Snapshot,
         armored_key: str,
         token: str | None = None,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         """Binds at once (so `port` is known before `start`); serves from `start` on."""
         self.snapshot = snapshot
+        self.metrics = metrics
         self.token = token or None
         self.armored_key = armored_key.encode()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -107,8 +119,10 @@ class StatusServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._server: _BoundedServer | None = None
-        # per view: (the snapshot it was rendered from, html, json)
-        self._rendered: dict[bool, tuple[dict[str, Any], bytes, bytes]] = {}
+        # per view: the snapshot it was made from and what was made of it (made once each)
+        self._views: dict[bool, _View] = {}
+        self._made_cache: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], bytes]] = OrderedDict()
+        self._budget, self._budget_at = float(MADE_PER_S), time.monotonic()
 
     @property
     def port(self) -> int:
@@ -166,16 +180,82 @@ class StatusServer:
         path = request.path
         try:
             if path in ("/", "/index.html"):
-                return _reply(200, "text/html; charset=utf-8", self._render(self._full(request))[0])
+                return _reply(200, "text/html; charset=utf-8", self._page(request))
             if path == "/api/status":
-                doc = self._render(self._full(request))[1]
-                return _reply(200, "application/json; charset=utf-8", doc)
+                return _reply(200, "application/json; charset=utf-8", self._json(request))
+            if path == "/topology.svg":
+                view = self._view(self._full(request))
+                svg = statuspage.topology_svg(view.doc, _lang(request)).encode()
+                return _reply(200, "image/svg+xml; charset=utf-8", svg)
             if path == "/api/key":
                 return _reply(200, "application/pgp-keys", self.armored_key)
+            if path == "/metrics" and self.metrics is not None:
+                return _reply(200, METRICS_TYPE, self.metrics())
+        except _Busy:
+            return web.Response(
+                status=503, body=b"busy: try again in a second\n",
+                headers={"Content-Type": "text/plain; charset=utf-8", "Retry-After": "1",
+                         "Cache-Control": "no-store"},
+            )  # fmt: skip
         except Exception:  # noqa: BLE001 - a page that fails to render is a 500, not a crash
             log.exception("status.render_failed", path=path[:64])
             return _reply(500, "text/plain; charset=utf-8", b"internal error\n")
         return _reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _view(self, full: bool) -> _View:
+        """The current snapshot in one view, with its users sorted and counted, made once."""
+        status = self.snapshot()
+        held = self._views.get(full)
+        if held is None or held.snapshot is not status:
+            held = self._views[full] = _View.of(status, full)
+        return held
+
+    def _json(self, request: web.BaseRequest) -> bytes:
+        full, query = self._full(request), request.query
+        view = self._view(full)
+        if not any(k in query for k in ("q", "offset", "limit")):
+            return view.json()
+        q = query.get("q", "").strip()[: statuspage.MAX_QUERY]
+        offset = _int(query.get("offset"), 0, 0, 10_000_000)
+        limit = _int(query.get("limit"), statuspage.PAGE_SIZE, 1, MAX_LIMIT)
+        return self._made(
+            ("json", full, q, offset, limit), view,
+            lambda: json.dumps(view.page(q, offset, limit), ensure_ascii=False).encode(),
+        )  # fmt: skip
+
+    def _page(self, request: web.BaseRequest) -> bytes:
+        full, lang, query = self._full(request), _lang(request), request.query
+        view = self._view(full)
+        keep = {k: query[k][:200] for k in ("view", "token", "lang", "q") if query.get(k)}
+        q = query.get("q", "").strip()[: statuspage.MAX_QUERY]
+        page = _int(query.get("page"), 1, 1, 1_000_000)
+        size = statuspage.PAGE_SIZE
+        key = ("html", full, lang, q, page, tuple(sorted(keep.items())))
+        return self._made(
+            key, view,
+            lambda: statuspage.render(view.page(q, (page - 1) * size, size), lang, keep).encode(),
+        )  # fmt: skip
+
+    def _made(self, key: tuple[Any, ...], view: _View, make: Callable[[], bytes]) -> bytes:
+        """What `make` makes of this snapshot, made once per key (the last MADE_KEEP kept);
+        at most MADE_PER_S new ones a second, so that requests each asking a new search of
+        10,000 users cannot take the GIL from the message loop: past that, 503."""
+        held = self._made_cache.get(key)
+        if held is not None and held[0] is view.snapshot:
+            self._made_cache.move_to_end(key)
+            return held[1]
+        now = time.monotonic()
+        self._budget = min(MADE_PER_S, self._budget + (now - self._budget_at) * MADE_PER_S)
+        self._budget_at = now
+        if self._budget < 1.0:
+            raise _Busy
+        self._budget -= 1.0
+        body = make()
+        self._made_cache[key] = (view.snapshot, body)
+        self._made_cache.move_to_end(key)
+        while len(self._made_cache) > MADE_KEEP:
+            self._made_cache.popitem(last=False)
+        return body
 
     def _full(self, request: web.BaseRequest) -> bool:
         """The operator's view: asked with the token, or from loopback (unless `?view=public`)."""
@@ -194,16 +274,58 @@ class StatusServer:
         except ValueError:
             return False
 
-    def _render(self, full: bool) -> tuple[bytes, bytes]:
-        """The page and the JSON of the current snapshot in one view, rendered once each."""
-        status = self.snapshot()
-        held = self._rendered.get(full)
-        if held is None or held[0] is not status:
-            doc = dict(status, view="full") if full else public_view(status)
-            page = statuspage.render(doc).encode()
-            data = json.dumps(doc, ensure_ascii=False, indent=1).encode()
-            held = self._rendered[full] = (status, page, data)
-        return held[1], held[2]
+
+MAX_LIMIT = 500  # users in one page of /api/status
+MADE_KEEP = 64  # pages and searches kept, made of the current snapshot
+MADE_PER_S = 50.0  # new ones made a second (a search of 10,000 users: a few ms each)
+
+
+class _Busy(Exception):
+    pass
+
+
+def _int(text: str | None, default: int, low: int, high: int) -> int:
+    try:
+        return min(high, max(low, int(text))) if text else default
+    except ValueError:
+        return default
+
+
+def _lang(request: web.BaseRequest) -> str:
+    """?lang=en|zh-TW, else the browser's first language (zh*: zh-TW, any other: en)."""
+    asked = request.query.get("lang") or request.headers.get("Accept-Language") or ""
+    first = asked.split(",")[0].strip().lower()
+    return "en" if first and not first.startswith("zh") else "zh-TW"
+
+
+class _View:
+    """One view of one snapshot: its document, the users in page order, the JSON, made once."""
+
+    def __init__(self, snapshot: dict[str, Any], doc: dict[str, Any]) -> None:
+        self.snapshot, self.doc = snapshot, doc
+        self.ordered = sorted(doc.get("users", []), key=statuspage.sort_key)
+        self._json: bytes | None = None
+
+    @classmethod
+    def of(cls, status: dict[str, Any], full: bool) -> _View:
+        doc = dict(status, view="full") if full else public_view(status)
+        counts = statuspage.users_at(doc)
+        doc["users_at"] = counts
+        doc["users_total"] = sum(counts.values())
+        return cls(status, doc)
+
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = json.dumps(self.doc, ensure_ascii=False, indent=1).encode()
+        return self._json
+
+    def page(self, q: str, offset: int, limit: int) -> dict[str, Any]:
+        q = q.strip()[: statuspage.MAX_QUERY]
+        users = [u for u in self.ordered if statuspage.matches(u, q)] if q else self.ordered
+        return dict(
+            self.doc, users=users[offset : offset + limit], users_matched=len(users),
+            offset=offset, limit=limit, q=q,
+        )  # fmt: skip
 
 
 def public_view(status: dict[str, Any]) -> dict[str, Any]:
@@ -230,15 +352,27 @@ def _reply(code: int, ctype: str, body: bytes) -> web.Response:
     )  # fmt: skip
 
 
+# each broker's local users as snapshot rows, made again only when its presence list changed
+_LOCAL: weakref.WeakKeyDictionary[Broker, tuple[list[Any], list[dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def build_snapshot(broker: Broker) -> dict[str, Any]:
     """What /api/status serves (and the page renders): this broker, the cloud, the users."""
     cloud = broker.cloud.status()
     transit = broker.relay.transit
-    local = [
-        {"fingerprint": e.fingerprint, "name": e.name, "broker": broker.fingerprint,
-         "devices": list(e.devices)}
-        for e in broker.local_presence()
-    ]  # fmt: skip
+    presence = broker.local_presence()
+    held = _LOCAL.get(broker)
+    if held is not None and held[0] is presence:
+        local = held[1]  # unchanged since the last snapshot (the page only reads it)
+    else:
+        local = [
+            {"fingerprint": e.fingerprint, "name": e.name, "broker": broker.fingerprint,
+             "devices": list(e.devices)}
+            for e in presence
+        ]  # fmt: skip
+        _LOCAL[broker] = (presence, local)
     users = sorted(local + cloud["users"], key=lambda u: (u["fingerprint"], u["broker"]))
     return {
         "id": broker.fingerprint,

@@ -16,7 +16,6 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from tits import wire
 from tits.client.blocking import Messenger
 from tits.client.controls import lifetime_seconds
 from tits.client.model import (
@@ -40,12 +39,12 @@ from tits.client.model import (
 from tits.client.store import LocalStore
 from tits.errors import BrokerError, ConfigError
 from tits.log import configure
+from tits.media.stickers import Shelf
 from tits.session import direct_conversation_id
 
 from .context import State
+from .media_cmds import bar, fetch_shown, render_media
 from .output import console, emit_json, err_console, safe, t
-
-STICKER_MIME = "application/x-tits-sticker"
 
 BrokerOpt = Annotated[
     str | None,
@@ -84,9 +83,17 @@ def send(
     who: Annotated[str, typer.Argument(help="@name, fingerprint or #group.")],
     text: Annotated[str, typer.Argument(help="The text to send (a caption with --file).")] = "",
     file: Annotated[
-        Path | None, typer.Option("--file", help="Send a file (signed, not encrypted; ≤ 1 MiB).")
+        list[Path] | None,
+        typer.Option(
+            "--file", help="Send a file (signed, never encrypted); give it again for an album."
+        ),
     ] = None,
-    sticker: Annotated[str | None, typer.Option("--sticker", help="Send a sticker by id.")] = None,
+    sticker: Annotated[
+        str | None,
+        typer.Option(
+            "--sticker", help="Send a sticker: PACK/(code) or (code) (tits sticker list)."
+        ),
+    ] = None,
     reply_to: Annotated[
         str | None, typer.Option("--reply-to", help="Answer this message (its id).", metavar="ID")
     ] = None,
@@ -111,30 +118,39 @@ def send(
     configure("warning")
     state = State.of(ctx)
     text = _text_arg(text)
-    if not text and file is None and sticker is None:
+    files = list(file or [])
+    if not text and not files and sticker is None:
         raise ConfigError(t("沒有內容可傳送", "nothing to send: give a text, --file or --sticker"))
-    media: list[tuple[bytes, str]] = []
-    if file is not None:
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{file}: {exc.strerror or exc}") from None
-        media.append((data, _sniff(data, file.name)))
-    if sticker is not None:
-        media.append((sticker.encode(), STICKER_MIME))
+    for f in files:
+        if not f.is_file():
+            raise ConfigError(t(f"{f}：不是檔案", f"{f}: not a file"))
+    stuck = Shelf(state.home.path).find(sticker) if sticker is not None else None
+    if stuck is not None and stuck.image is None:
+        raise ConfigError(t("這張貼圖的圖片不在這裡", "that sticker's image is not here"))
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
         target = _target(m, who)
         items = []
         if text:
             options = m.options_for(target, text, life)
             items.append(m.enqueue(target, text.encode(), "text", "text/plain", answering, options))
-        for data, mime in media:
-            if len(data) > wire.MAX_BODY - 4096:
-                raise ConfigError(t("檔案太大（最多約 1 MiB）", "the file is too big (max ~1 MiB)"))
-            items.append(m.enqueue(target, data, "media", mime))
         try:
             m.connect(min(timeout, 60.0))
             m.flush_and_wait(items, timeout)
+            for f in files:  # an album: each file its own message, in the order given
+                with bar(t(f"雜湊 {f.name}", f"hashing {f.name}"), as_json) as cb:
+                    manifest = m.scan(f, progress=cb)
+                with bar(t(f"上傳 {f.name}", f"sending {f.name}"), as_json) as cb:
+                    items.append(
+                        m.send_file(target, f, manifest=manifest, progress=cb,
+                                    timeout=max(timeout, 3600.0))
+                    )  # fmt: skip
+            if stuck is not None and stuck.image is not None:  # a sticker: media like any
+                sm = m.scan(stuck.image)
+                sm.name, sm.sticker = (
+                    f"{stuck.sticker.code}.png",
+                    f"{stuck.pack.id}/{stuck.sticker.code}",
+                )
+                items.append(m.send_file(target, stuck.image, manifest=sm, timeout=timeout))
         except BrokerError as exc:
             _report_links(m)
             waiting = len(m.store.outbox("pending"))
@@ -210,27 +226,6 @@ def _who(m: Messenger, target: str) -> str:
     return safe(_name(m, target))
 
 
-def _sniff(data: bytes, name: str) -> str:
-    """MIME type from the content, not the name (a name can lie)."""
-    signatures = [
-        (b"\x89PNG\r\n\x1a\n", "image/png"),
-        (b"\xff\xd8\xff", "image/jpeg"),
-        (b"GIF87a", "image/gif"),
-        (b"GIF89a", "image/gif"),
-        (b"%PDF-", "application/pdf"),
-    ]
-    for magic, mime in signatures:
-        if data.startswith(magic):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    try:
-        data[:4096].decode("utf-8")
-        return "text/plain" if b"\0" not in data[:4096] else "application/octet-stream"
-    except UnicodeDecodeError:
-        return "application/octet-stream"
-
-
 def _report_links(m: Messenger) -> None:
     m.take_events()
     for ev in m.events:
@@ -294,7 +289,10 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
         quoted = m.store.message(msg.reply_to)
         quote = safe((quoted.text or "")[:30]) if quoted and not quoted.unsent else "…"
         line.append(f"↩ {quote} | ", style="dim")
-    line.append(safe(msg.text) if msg.text is not None else f"[{msg.mime}] {msg.file or ''}")
+    if msg.text is not None:
+        line.append(safe(msg.text))
+    else:
+        line.append(render_media(msg, m.home.path))
     if msg.outgoing and msg.read_by:
         seen = (
             t("已讀", "read")
@@ -386,10 +384,14 @@ def recv(
     ] = None,
     broker: BrokerOpt = None,
     keyserver: KeyserverOpt = None,
+    no_media: Annotated[
+        bool, typer.Option("--no-media", help="Do not fetch files (tits media get later).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Print your unread messages (oldest first), then what waits at the broker; --follow
-    keeps listening."""
+    keeps listening. Files are fetched into HOME/media (each chunk checked) unless
+    --no-media."""
     configure("warning")
     state = State.of(ctx)
     if timeout is None and not follow:
@@ -401,10 +403,21 @@ def recv(
             if msg.id in shown_ids:
                 return
             shown_ids.append(msg.id)
+            why = None
+            if msg.kind == "media" and not no_media:
+                why = fetch_shown(m, msg, as_json)
             if as_json:
-                emit_json(msg.to_json(_name(m, msg.sender)))
-            else:
-                console.print(render(m, msg))
+                row = msg.to_json(_name(m, msg.sender))
+                if why is not None:
+                    row["media_error"] = why
+                emit_json(row)
+                return
+            console.print(render(m, msg))
+            if why is not None:
+                err_console.print(
+                    Text.assemble(("! ", "yellow"), t("檔案未下載", "file not fetched"),
+                                  f": {safe(why)}")
+                )  # fmt: skip
 
         def on_event(ev: Event) -> None:
             if isinstance(ev, GroupChanged | Reacted | Announced):

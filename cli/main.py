@@ -20,9 +20,12 @@ from . import (
     identity_cmds,
     key_cmds,
     logs_cmds,
+    media_cmds,
     react_cmds,
+    sticker_cmds,
 )
 from .context import State
+from .device_cmds import device_app
 from .output import choose_lang, fail
 
 app = typer.Typer(
@@ -74,6 +77,9 @@ app.command()(react_cmds.react)
 app.command()(react_cmds.announce)
 app.command()(logs_cmds.logs)
 app.add_typer(config_cmds.config_app, name="config")
+app.add_typer(device_app, name="device")
+app.add_typer(media_cmds.media_app, name="media")
+app.add_typer(sticker_cmds.sticker_app, name="sticker")
 app.command("app")(app_cmd)
 
 

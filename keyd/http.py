@@ -5,7 +5,9 @@
     POST /tits/devices       {"certificate": base64, "signature": armored, "proof": base64}
     GET  /tits/devices/<FP>  {"identity": FP, "devices": [{..., "revoked": bool}]}
     POST /tits/revocations   {"revocation": base64, "signature": armored}
+    GET  /tits/revocations?since=T   {"revocations": [...dated T or later], "more": bool}
     GET  /tits/status        counts, for operators and `tits cloud up`
+    GET  /metrics            the same and more in the Prometheus text format (keyd/metrics.py)
 
 Every refusal is a status code with one line of text (HKP) or `{"error", "message"}` (JSON);
 nothing a client sends can stop the server. Unknown `op` → 501, nothing found → 404, a client
@@ -36,6 +38,7 @@ from aiohttp import web
 from tits.log import sanitise
 
 from .limits import RateLimiter, client_address, client_key
+from .metrics import CONTENT_TYPE, KeydMetrics
 from .service import KeydError, KeyService
 
 MAX_JSON_BODY = 64 * 1024
@@ -225,6 +228,10 @@ async def devices(request: web.Request) -> web.Response:
     return web.json_response(_service(request).devices(request.match_info["fp"]))
 
 
+async def revocations(request: web.Request) -> web.Response:
+    return web.json_response(_service(request).revocations(request.query.get("since")))
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response({"server": "tits-keyd", **_service(request).store.stats()})
 
@@ -243,7 +250,8 @@ def make_app(
     searches: RateLimiter | None = None,
     trusted_proxies: frozenset[str] = frozenset(),
 ) -> web.Application:
-    app = web.Application(client_max_size=max_upload, middlewares=[_errors])
+    metrics = KeydMetrics(service)
+    app = web.Application(client_max_size=max_upload, middlewares=[metrics.middleware, _errors])
     app[SERVICE_KEY] = service
     app[LIMITS_KEY] = Limits(
         RateLimiter(1.0, 60) if uploads is None else uploads,
@@ -257,5 +265,11 @@ def make_app(
     app.router.add_post("/tits/devices", publish_device)
     app.router.add_get("/tits/devices/{fp}", devices)
     app.router.add_post("/tits/revocations", revoke_device)
+    app.router.add_get("/tits/revocations", revocations)
     app.router.add_get("/tits/status", status)
+
+    async def serve_metrics(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/metrics", serve_metrics)
     return app

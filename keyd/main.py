@@ -1,4 +1,8 @@
-"""`tits-keyd`: the ω IM key server. Flags override the config file; see keyd/config.py."""
+"""`tits-keyd`: the ω IM key server. Flags override the config file; see keyd/config.py.
+
+`--check` validates the settings (types, ranges, the data directory writable, the port free)
+without starting: exit 0 with one line, or 2 with one line naming the key and its line.
+SIGHUP reloads the file (server.py says which settings change live)."""
 
 from __future__ import annotations
 
@@ -42,14 +46,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", choices=keyd_config.LOG_LEVELS, help="[info]")
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines to stderr")
+    p.add_argument("--check", action="store_true", help="validate the settings and exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
-        cfg = keyd_config.load(
-            args.config,
+        flags = dict(
             host=args.host,
             port=args.port,
             data=args.data,
@@ -63,11 +67,19 @@ def main(argv: list[str] | None = None) -> None:
             log_level=args.log_level,
             log_json=args.log_json,
         )
+        cfg = keyd_config.load(args.config, **flags)
+        if args.check:
+            keyd_config.preflight(cfg, args.config)
+            print(
+                f"tits-keyd: {args.config or 'flags'}: OK — binds {cfg.host}:{cfg.port}, "
+                f"data {cfg.data}"
+            )
+            return
         configure(cfg.log_level, json=cfg.log_json)
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, lambda: keyd_config.load(args.config, **flags)))
     except TitsError as exc:
         sys.stderr.write(f"tits-keyd: {exc.message}\n")
-        raise SystemExit(1) from None
+        raise SystemExit(2 if args.check else 1) from None
     except OSError as exc:  # e.g. the port is taken, the data directory is not writable
         sys.stderr.write(f"tits-keyd: {exc.strerror or exc}\n")
         raise SystemExit(1) from None

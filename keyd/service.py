@@ -57,6 +57,7 @@ MAX_RESULTS = 100
 MAX_SHORT_RESULTS = 20  # for a search of 1–2 CJK ideographs
 MAX_DEVICES_PER_IDENTITY = 64
 MAX_REVOCATIONS_PER_IDENTITY = 1024
+MAX_REVOCATIONS_LISTED = 500
 MAX_CERTIFICATE_BYTES = 1024
 MAX_SIGNATURE_BYTES = 8192
 CLOCK_SKEW = 300
@@ -376,6 +377,28 @@ class KeyService:
             self.store.put_revocation(rev.identity, rev.device, data, signature, rev.revoked)
         log.info("device.revoked", identity=rev.identity, device=rev.device)
         return {"identity": rev.identity, "device": rev.device, "revoked": True}
+
+    def revocations(self, since_text: str | None) -> dict[str, Any]:
+        """GET /tits/revocations?since=T: revocations dated T or later (at most
+        MAX_REVOCATIONS_LISTED), each with the identity's signature for the reader to check."""
+        try:
+            since = int(since_text or "0")
+        except ValueError:
+            raise KeydError(400, "since must be Unix seconds") from None
+        rows = self.store.revocations_since(since, MAX_REVOCATIONS_LISTED)
+        return {
+            "revocations": [
+                {
+                    "identity": i,
+                    "device": d,
+                    "revoked_at": r,
+                    "signature": sig,
+                    "revocation": base64.b64encode(data).decode("ascii"),
+                }
+                for i, d, data, sig, r in rows
+            ],  # fmt: skip
+            "more": len(rows) == MAX_REVOCATIONS_LISTED,
+        }
 
     def devices(self, fp_text: str) -> dict[str, Any]:
         fp = parse_fingerprint(fp_text)

@@ -241,6 +241,16 @@ class Store:
         ).fetchone()
         return row is not None
 
+    def revocations_since(self, since: int, limit: int) -> list[tuple[str, str, bytes, str, int]]:
+        """(identity, device, revocation, signature, revoked) of revocations dated `since` or
+        later, oldest first (brokers watch them to end a revoked device's session)."""
+        rows = self.db.execute(
+            "SELECT identity, device, revocation, signature, revoked FROM revocations "
+            "WHERE revoked >= ? ORDER BY revoked, identity, device LIMIT ?",
+            (since, limit),
+        )
+        return [(str(a), str(b), bytes(c), str(d), int(e)) for a, b, c, d, e in rows]
+
     def revocation_count(self, identity: str) -> int:
         return int(
             self.db.execute(

@@ -107,6 +107,14 @@ class LinkStateDB:
         """Brokers whose newest advert says they are in the cloud, sorted."""
         return sorted(b for b, e in self._entries.items() if e.advert.alive)
 
+    def oldest_alive(self, now: float, skip: str = "") -> float:
+        """Seconds since the stalest live broker's newest advert came (0.0 for none; `skip`:
+        our own): how far behind gossip is. Safe from another thread (it reads a copy)."""
+        entries = list(self._entries.items())
+        return max(
+            (now - e.received for b, e in entries if e.advert.alive and b != skip), default=0.0
+        )
+
     def graph(self) -> Graph:
         """Every live broker, with only the links both ends advertise.
 

@@ -192,6 +192,21 @@ class DeviceKey:
         return cert, identity.sign_detached(cert.to_bytes(), fingerprint)
 
 
+def certify_key(
+    identity: Identity,
+    fingerprint: str,
+    public_key: bytes,
+    name: str,
+    lifetime: int = DEFAULT_LIFETIME,
+) -> tuple[Certificate, str]:
+    """Have the identity certify another device's public key (pairing: the new device sent
+    it); the certificate still needs that device's proof of possession to be published."""
+    now = int(time.time())
+    cert = Certificate(normalise_fingerprint(fingerprint), public_key, name, now, now + lifetime)
+    Certificate.parse(cert.to_bytes())  # refuse keys and names that would not round-trip
+    return cert, identity.sign_detached(cert.to_bytes(), fingerprint)
+
+
 def revoke(identity: Identity, fingerprint: str, device: str) -> tuple[Revocation, str]:
     rev = Revocation(normalise_fingerprint(fingerprint), device, int(time.time()))
     return rev, identity.sign_detached(rev.to_bytes(), fingerprint)
@@ -240,6 +255,10 @@ class CertificateCache:
         self.identity.verify_detached(data, signature, rev.identity)
         self._revoked[(rev.identity, rev.device)] = rev.revoked
         return rev
+
+    def remember_revocation(self, identity: str, device: str, revoked: int) -> None:
+        """A revocation checked before (kept by the caller): no gpg call."""
+        self._revoked[(identity, device)] = revoked
 
     def check_current(self, cert: Certificate, now: float | None = None) -> None:
         now = self.clock() if now is None else now

@@ -7,7 +7,8 @@ TitsError
 ├── VerificationError  a signature is bad, by the wrong key, expired or revoked
 ├── DecryptionError    ciphertext that does not open (tampered, wrong key or epoch)
 ├── KeyServerError     the key server refused or could not be reached
-└── BrokerError        the broker refused a request (carries its error code)
+├── BrokerError        the broker refused a request (carries its error code)
+└── MediaError         a file, chunk or manifest refused (its code: wire.MediaErrorCode)
 """
 
 from __future__ import annotations
@@ -54,3 +55,9 @@ class KeyServerError(TitsError):
 
 class BrokerError(TitsError):
     code = "broker"
+
+
+class MediaError(TitsError):
+    """A file, a chunk or a manifest refused (its `code` is a `wire.MediaErrorCode`)."""
+
+    code = "media"

@@ -11,6 +11,9 @@
                                               "expires", ...}: only devices of `fp` whose
                                               proof of possession checks (or revoked ones)
     kc.revoke_device(rev_bytes, signature) -> dict
+    kc.revocations(since) -> (list[dict], more)   revocations dated `since` (Unix s) or later:
+                                              {"identity", "device", "revocation" (base64),
+                                              "signature", "revoked_at"}; unchecked
 
 It only ever talks to the one server it was given (our own keyd); it has no code path that
 uploads anywhere else. Every failure is a `KeyServerError` with a readable message.
@@ -200,6 +203,13 @@ class KeyClient:
     def revoke_device(self, rev_bytes: bytes, signature: str) -> dict[str, Any]:
         payload = {"revocation": base64.b64encode(rev_bytes).decode(), "signature": signature}
         return dict(self._json("POST", "/tits/revocations", payload))
+
+    def revocations(self, since: int) -> tuple[list[dict[str, Any]], bool]:
+        result = self._json("GET", f"/tits/revocations?since={int(since)}")
+        items = result.get("revocations") if isinstance(result, dict) else None
+        if not isinstance(items, list):
+            raise KeyServerError(f"key server {self.base_url} sent a malformed revocation list")
+        return [d for d in items if isinstance(d, dict)], bool(result.get("more"))
 
 
 def _proven(entry: dict[str, Any], fingerprint: str) -> bool:

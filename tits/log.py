@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
+# The level is checked by a processor, not baked into the logger class, so that `set_level`
+# changes it for loggers already cached (a broker's SIGHUP): below it, an event is dropped.
+_THRESHOLD = [logging.INFO]
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "msg": logging.INFO,
+    "warning": logging.WARNING, "warn": logging.WARNING, "error": logging.ERROR,
+    "exception": logging.ERROR, "critical": logging.CRITICAL, "fatal": logging.CRITICAL,
+}  # fmt: skip
+
+
+def _by_level(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if _METHOD_LEVELS.get(method, logging.INFO) < _THRESHOLD[0]:
+        raise structlog.DropEvent
+    return event
+
+
+def set_level(level: str) -> None:
+    """Change the level of every logger, cached ones included."""
+    _THRESHOLD[0] = getattr(logging, level.upper(), logging.INFO)
+
 
 def configure(level: str = "info", json: bool = False) -> None:
-    lvl = getattr(logging, level.upper(), logging.INFO)
+    set_level(level)
     renderer = (
         structlog.processors.JSONRenderer()
         if json
@@ -17,12 +41,13 @@ def configure(level: str = "info", json: bool = False) -> None:
     )
     structlog.configure(
         processors=[
+            _by_level,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )

@@ -11,11 +11,13 @@ whose `v` is not `PROTOCOL` is refused with a `VersionError`, whatever else it h
 
 Channels and who sends what:
 
-- client → broker (`CLIENT_DECODER`): Hello, Login, Send, Received, Ping, Bye
+- client → broker (`CLIENT_DECODER`): Hello, Login, Send, Received, Ping, Bye; for media
+  BlobOffer, ChunkPut, ChunkGet
 - broker → client (`SERVER_DECODER`): Challenge, Welcome, Accepted, Deliver, Deliveries (to a
-  client that asked for them), Error, Pong
+  client that asked for them), Error, Pong; for media BlobHave, ChunkOk, ChunkData, BlobError
 - broker ↔ broker (`PEER_DECODER`): PeerHello, PeerBye, Heartbeat, HeartbeatAck, Forward,
-  ForwardAck, PeerBatch (of forwards and acks), SnapshotRequest, Snapshot, Error
+  ForwardAck, PeerBatch (of forwards and acks), SnapshotRequest, Snapshot, Error, ChunkWant,
+  ChunkFound
 - gossip PUB/SUB (`GOSSIP_DECODER`): SignedAdvert, PresenceUpdate
 """
 
@@ -382,8 +384,147 @@ class Snapshot(_Msg, tag="snapshot"):
     presence: Annotated[list[PresenceUpdate], Meta(max_length=4096)] = []
 
 
-ClientMsg = Union[Hello, Login, Send, Received, Ping, Bye]
-ServerMsg = Union[Challenge, Welcome, Accepted, Deliver, Deliveries, Error, Pong]
+# -- media: content-addressed, chunked, signed, never encrypted (tits/media/, broker/blobs.py) --
+
+CHUNK_SIZE = 1 << 20  # every chunk but a file's last is this long
+MAX_CHUNKS = 8192  # a manifest names at most this many chunks (8 GiB at CHUNK_SIZE)
+MAX_MEDIA_SIZE = MAX_CHUNKS * CHUNK_SIZE
+MAX_THUMB = 48 << 10
+MAX_MANIFEST = MAX_CHUNKS * 34 + MAX_THUMB + (8 << 10)  # the chunk list, a thumbnail, fields
+MANIFEST_MIME = "application/x-tits-media"  # a media message's payload is a `Manifest`
+MediaName = Annotated[str, Meta(max_length=255)]
+
+
+class Manifest(Struct, forbid_unknown_fields=False, omit_defaults=True, kw_only=True):
+    """What a media message carries instead of the bytes: the file's SHA-256 and size, the
+    SHA-256 of each `chunk_size` piece, the MIME type sniffed from the content, the name
+    the sender gave it (made safe again by every receiver) and, for pictures, a small
+    thumbnail. It is the payload of a `MediaBody`, so the sender's device key signs it
+    together with the envelope (`session.sign_media`): a receiver checks each chunk against
+    it, and the whole file against `sha256`, whatever broker served the bytes.
+
+    `holder` is the broker the sender uploaded to: a receiver's broker that lacks a chunk
+    fetches it from there along the cloud's routes."""
+
+    sha256: Sha256
+    size: Annotated[int, Meta(ge=0, le=MAX_MEDIA_SIZE)]
+    chunk_size: Annotated[int, Meta(ge=4096, le=CHUNK_SIZE)] = CHUNK_SIZE
+    chunks: Annotated[list[Sha256], Meta(max_length=MAX_CHUNKS)]
+    mime: Mime = "application/octet-stream"
+    name: MediaName = ""
+    thumb: Annotated[bytes, Meta(max_length=MAX_THUMB)] = b""
+    thumb_mime: Annotated[str, Meta(max_length=100)] = ""
+    width: Annotated[int, Meta(ge=0, le=1 << 20)] = 0
+    height: Annotated[int, Meta(ge=0, le=1 << 20)] = 0
+    holder: Annotated[str, Meta(max_length=40)] = ""
+    sticker: Annotated[str, Meta(max_length=200)] = ""  # "PACK/SHORTCODE" for a sticker
+
+
+MediaErrorCode = Literal[
+    "bad-manifest",  # undecodable, or its chunk list does not fit its size
+    "too-big",  # over the broker's size limit for one file
+    "too-many-chunks",  # over the broker's chunk-count limit
+    "quota",  # the user's stored media would pass their quota
+    "unknown-manifest",  # a chunk for a file never offered here
+    "bad-chunk",  # the bytes do not match the chunk's hash (or its length)
+    "not-found",  # no such chunk here, and none found in the cloud (yet): try again later
+    "storage",  # the broker could not write it: retry
+    "busy",  # too many chunks waiting to be stored or read here: try again shortly
+    "rate-limited",  # over the broker's media bytes per second for this user: slow down
+]
+MEDIA_ERROR_CODES: tuple[str, ...] = get_args(MediaErrorCode)
+
+
+class BlobOffer(_Msg, tag="blob-offer"):
+    """Client → broker: "I will upload this file", the `Manifest` in the body frame. The
+    answer is a `BlobHave` listing the chunks the broker still lacks (none: nothing to send,
+    the same sticker a hundredth time), so a broken upload resumes where it stopped."""
+
+    sha256: Sha256
+
+
+class ChunkPut(_Msg, tag="chunk-put"):
+    """Client → broker: chunk `index` of an offered file, its bytes in the body frame."""
+
+    sha256: Sha256
+    index: Annotated[int, Meta(ge=0, lt=MAX_CHUNKS)]
+
+
+class ChunkGet(_Msg, tag="chunk-get"):
+    """Client → broker: send me the chunk whose SHA-256 is `chunk`; `index` is echoed.
+    `holder` (a broker id) is where to look in the cloud if this broker lacks it."""
+
+    chunk: Sha256
+    index: Annotated[int, Meta(ge=0, lt=MAX_CHUNKS)] = 0
+    holder: Annotated[str, Meta(max_length=40)] = ""
+
+
+class BlobHave(_Msg, tag="blob-have"):
+    """Broker → client: the chunks of `sha256` it still lacks (all stored: `missing` empty)."""
+
+    sha256: Sha256
+    missing: Annotated[list[int], Meta(max_length=MAX_CHUNKS)]
+
+
+class ChunkOk(_Msg, tag="chunk-ok"):
+    """Broker → client: chunk `index` of `sha256` is stored; `complete`: all of it is."""
+
+    sha256: Sha256
+    index: Annotated[int, Meta(ge=0, lt=MAX_CHUNKS)]
+    complete: bool = False
+
+
+class ChunkData(_Msg, tag="chunk"):
+    """Broker → client: the chunk `chunk` (asked as `index`), its bytes in the body frame."""
+
+    chunk: Sha256
+    index: Annotated[int, Meta(ge=0, lt=MAX_CHUNKS)] = 0
+
+
+class BlobError(_Msg, tag="blob-error"):
+    """Broker → client: a typed refusal about one file (`sha256`) or one chunk (`chunk`)."""
+
+    code: MediaErrorCode
+    message: Text = ""
+    sha256: Sha256 | None = None
+    chunk: Sha256 | None = None
+    index: Annotated[int, Meta(ge=0, lt=MAX_CHUNKS)] = 0
+
+
+class ChunkWant(_Msg, tag="chunk-want"):
+    """Broker → broker, hop by hop toward `target` (the manifest's holder): `origin` lacks
+    the chunk `chunk`. Any broker on the way that has it answers instead."""
+
+    chunk: Sha256
+    origin: HopFingerprint
+    target: HopFingerprint
+    hops: Hops = DEFAULT_TTL
+
+
+class ChunkFound(_Msg, tag="chunk-found"):
+    """Broker → broker, hop by hop back toward `to`: the chunk's bytes in the body frame
+    (none, and `missing`, when the holder does not have it either)."""
+
+    chunk: Sha256
+    to: HopFingerprint
+    hops: Hops = DEFAULT_TTL
+    missing: bool = False
+
+
+ClientMsg = Union[Hello, Login, Send, Received, Ping, Bye, BlobOffer, ChunkPut, ChunkGet]
+ServerMsg = Union[
+    Challenge,
+    Welcome,
+    Accepted,
+    Deliver,
+    Deliveries,
+    Error,
+    Pong,
+    BlobHave,
+    ChunkOk,
+    ChunkData,
+    BlobError,
+]
 PeerMsg = Union[
     PeerHello,
     PeerBye,
@@ -395,6 +536,8 @@ PeerMsg = Union[
     SnapshotRequest,
     Snapshot,
     Error,
+    ChunkWant,
+    ChunkFound,
 ]
 GossipMsg = Union[SignedAdvert, PresenceUpdate]
 
@@ -554,6 +697,7 @@ PRESENCE_DECODER = _Decoder(Presence, "presence", 8 << 20, versioned=False)
 BODY_DECODER = _Decoder(Body, "body", MAX_BODY + (64 << 10), versioned=False)
 HISTORY_LIMIT = MAX_BODY - (64 << 10)  # a HistoryBody is cut into messages of this size
 SIGNED_DECODER = _Decoder(Signed, "signed body", MAX_BODY + 1024, versioned=False)
+MANIFEST_DECODER = _Decoder(Manifest, "manifest", MAX_MANIFEST, versioned=False)
 HEADER_PAYLOAD_DECODER = _Decoder(
     tuple[Header, bytes], "header and payload", MAX_BODY + 1024, versioned=False
 )

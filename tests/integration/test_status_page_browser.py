@@ -1,7 +1,7 @@
 """The status page in a real browser: headless Chromium (Debian's `chromium`, which `.ci/run`
 installs) renders a live broker's `/` page while two users are logged in at two other brokers.
 The DOM after rendering must list both users with their proxy broker, every broker, and an SVG
-with one circle per broker and one line per link; the screenshot is kept as evidence in
+with one circle per broker and one curve per link; the screenshot is kept as evidence in
 `test-artifacts/status-page.png` (git-ignored)."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class _Dom(HTMLParser):
             self._row, self._row_titles = [], []
         elif tag == "circle":
             self.circles.append(a)
-        elif tag == "line":
+        elif tag == "path" and "link" in (a.get("class") or ""):
             self.lines.append(a)
         elif tag == "script":
             self.scripts += 1
@@ -146,7 +146,7 @@ def test_status_page_renders_in_chromium(cloud: LocalCloud, people: People) -> N
             return st if all(where.get(fp) == b for fp, b in want.items()) else None
 
         status = wait_for(ready, 20, "both users and all brokers on the status page")
-        url = page_broker["http"] + "/"
+        url = page_broker["http"] + "/?lang=zh-TW"
 
         dom = _Dom()
         dom.feed(chromium(url, "--dump-dom").stdout.decode())
@@ -180,7 +180,7 @@ def test_status_page_renders_in_chromium(cloud: LocalCloud, people: People) -> N
         sorted(tuple(sorted((k["a"], k["b"]))) for k in s["links"]) for s in (status, after)
     ]
     assert drawn in link_sets and len(drawn) >= BROKERS
-    assert dom.scripts == 0
+    assert dom.scripts == 2  # the page's strings (JSON) and its static script
 
     data = ARTIFACT.read_bytes()
     assert png_size(data) == (1400, 1000)

@@ -71,3 +71,25 @@ def test_any_outbox_drains_in_order_in_decodable_frames(items: list) -> None:
     assert [f.id for b in batches for f in b.fwds] == [
         m.id for m, _ in outbox if isinstance(m, wire.Forward)
     ]
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(min_value=1, max_value=wire.BATCH_DELIVERIES), st.integers(0, 3))
+def test_a_deliveries_frame_joined_by_hand_is_what_the_encoder_makes(n: int, group: int) -> None:
+    """The broker joins stored envelopes into `Deliveries` without the encoder: the bytes
+    must be the encoder's, for every count (msgpack's fixarray ends at 15)."""
+    import msgspec
+
+    from tits.broker.clientport import deliveries_frame
+
+    items = [
+        wire.Deliver(id=k.to_bytes(16, "big"), sender=FPS[1], to=FPS[: 1 + group * k % 7],
+                     group=b"g" * 16 if group else None, ts=k, device="0123456789abcdef")
+        for k in range(n)
+    ]  # fmt: skip
+    envs = [wire.encode(d) for d in items]
+    frame = deliveries_frame(envs)
+    assert frame == wire.encode(wire.Deliveries(items=items))
+    if len(frame) <= wire.BATCH_ENVELOPES:  # (the broker makes none bigger)
+        assert wire.SERVER_DECODER.decode(frame) == wire.Deliveries(items=items)
+    assert msgspec.msgpack.decode(frame)["items"][-1]["ts"] == n - 1

@@ -157,3 +157,100 @@ def test_seqs_never_go_back_after_pruning_took_the_newest_rows(tmp_path: Path) -
     again = Store(path)
     assert again.next_seq == 6 and again.stats()["bodies"] == 0
     again.close()
+
+
+# the mailbox as schema 2 wrote it (users by name in every row), kept here as it was on disk
+SCHEMA_2_ON_DISK = """
+CREATE TABLE bodies (ref INTEGER PRIMARY KEY, last INTEGER NOT NULL, id BLOB NOT NULL,
+    sender TEXT NOT NULL, ts INTEGER NOT NULL, env BLOB NOT NULL, body BLOB NOT NULL);
+CREATE TABLE mail (user TEXT NOT NULL, seq INTEGER NOT NULL, id BLOB NOT NULL,
+    ref INTEGER NOT NULL, ts INTEGER NOT NULL, skip TEXT NOT NULL,
+    PRIMARY KEY (user, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX mail_id_user ON mail(id, user);
+CREATE TABLE cursors (user TEXT NOT NULL, device TEXT NOT NULL, cursor INTEGER NOT NULL,
+    seen INTEGER NOT NULL, PRIMARY KEY (user, device)) WITHOUT ROWID;
+PRAGMA user_version=2;
+"""
+
+
+def test_a_schema_2_mailbox_opens_with_its_mail_cursors_and_dedup(tmp_path: Path) -> None:
+    """Schema 3 numbers the users; a data dir of schema 2 keeps every message, cursor and
+    seq, and takes new mail (a duplicate of an old message still once per mailbox)."""
+    import sqlite3
+
+    path = tmp_path / "m.db"
+    alice, bob, carol = "A" * 40, "B" * 40, "C" * 40
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_2_ON_DISK)
+    now = int(time.time())
+    # a group message of Alice's for Bob and Carol (one body), and her own row (from d1)
+    db.execute(
+        "INSERT INTO bodies VALUES (1, 3, ?, ?, ?, ?, ?)", (b"1" * 16, alice, now, b"e1", b"b1")
+    )
+    db.executemany(
+        "INSERT INTO mail VALUES (?, ?, ?, 1, ?, ?)",
+        [(bob, 1, b"1" * 16, now, ""), (carol, 2, b"1" * 16, now, ""),
+         (alice, 3, b"1" * 16, now, "d1")],
+    )  # fmt: skip
+    db.execute(
+        "INSERT INTO bodies VALUES (4, 4, ?, ?, ?, ?, ?)", (b"2" * 16, bob, now, b"e2", b"b2")
+    )
+    db.execute("INSERT INTO mail VALUES (?, 4, ?, 4, ?, '')", (alice, b"2" * 16, now))
+    db.execute("INSERT INTO cursors VALUES (?, 'd2', 1, 0)", (bob,))
+    db.commit()
+    db.close()
+
+    store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert store.next_seq == 5
+    assert store.stats() == {"stored": 4, "bodies": 2, "devices": 1}
+    assert [(r[0], bytes(r[1]), r[3], r[4]) for r in store.fetch(alice, 0, 10)] == [
+        (3, b"1" * 16, b"b1", "d1"),
+        (4, b"2" * 16, b"b2", ""),
+    ]
+    assert store.count_after(alice, 0, "d1") == 1  # her own from d1 is not for d1
+    assert [r[0] for r in store.fetch(bob, 0, 10)] == [1]
+    assert store.device_cursor(bob, "d2") == 1
+    assert store.senders_of([b"1" * 16, b"2" * 16]) == {b"1" * 16: alice, b"2" * 16: bob}
+    assert store.recent(now - 10, 100) == ([(b"1" * 16, alice), (b"2" * 16, bob)], None)
+    # the view of schema 2's table, for people and tools reading the file
+    got = store.db.execute("SELECT user, seq, ts FROM mail ORDER BY seq").fetchall()
+    assert got == [(bob, 1, now), (carol, 2, now), (alice, 3, now), (alice, 4, now)]
+
+    writer = Writer(path, "normal", lambda: None)
+    again = [(store.allocate(), u, b"1" * 16, alice, b"e", b"b", now, "") for u in (bob, "D" * 40)]
+    writer.submit(Job(rows=again))
+    assert writer.done.get(timeout=10).error is None
+    assert [r[0] for r in store.fetch(bob, 0, 10)] == [1]  # Bob's copy is not a second row
+    assert [r[0] for r in store.fetch("D" * 40, 0, 10)] == [6]
+    writer.close()
+    store.close()
+
+
+def test_a_schema_1_mailbox_opens_with_its_mail(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "m.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE mail (seq INTEGER PRIMARY KEY, user TEXT NOT NULL, id BLOB NOT NULL,
+            sender TEXT NOT NULL, env BLOB NOT NULL, body BLOB NOT NULL, ts INTEGER NOT NULL);
+        CREATE INDEX mail_user ON mail(user, seq);
+        CREATE INDEX mail_id ON mail(id);
+        CREATE TABLE cursors (user TEXT NOT NULL, device TEXT NOT NULL,
+            cursor INTEGER NOT NULL, seen INTEGER NOT NULL,
+            PRIMARY KEY (user, device)) WITHOUT ROWID;
+        """
+    )
+    db.executemany(
+        "INSERT INTO mail VALUES (?, ?, ?, ?, ?, ?, 0)",
+        [(n, "U" * 40, b"%016d" % n, "S" * 40, b"e", b"b%d" % n) for n in range(1, 4)],
+    )
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert [(r[0], r[3]) for r in store.fetch("U" * 40, 1, 10)] == [(2, b"b2"), (3, b"b3")]
+    assert store.next_seq == 4
+    store.close()

@@ -224,6 +224,17 @@ def test_a_delivery_without_its_body_is_dropped() -> None:
     assert link.received([wire.encode(deliver), b"a", b"b"], T0 + 1) == []
 
 
+def test_a_batch_of_deliveries_is_one_delivered_in_order_and_a_short_one_dropped() -> None:
+    """The client logs in with `batch`: a `Deliveries` is its envelopes, then one body each."""
+    link, _ = ready_link()
+    items = [wire.Deliver(id=bytes([n]) * 16, sender=OTHER, to=[ME], ts=n) for n in (1, 2, 3)]
+    frames = [wire.encode(wire.Deliveries(items=items)), b"b1", b"b2", b"b3"]
+    assert link.received(frames, T0 + 1) == [
+        Delivered([Incoming(d, b) for d, b in zip(items, frames[1:], strict=True)])
+    ]
+    assert link.received(frames[:3], T0 + 1) == []  # a body missing: none of them is taken
+
+
 @pytest.mark.parametrize("code", ["version", "busy", "login-unavailable"])
 def test_an_error_before_ready_closes_with_its_code(code: str) -> None:
     link = Link(ME)

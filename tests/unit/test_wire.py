@@ -270,11 +270,35 @@ def test_an_error_code_outside_the_list_is_refused() -> None:
 
 
 def test_every_code_the_broker_emits_is_listed() -> None:
-    """The broker's sources name only codes of `ErrorCode` (a new one is added there first)."""
+    """The broker's sources name only codes of `ErrorCode` or, for media, `MediaErrorCode`
+    (a new one is added there first)."""
     import re
     from pathlib import Path
 
     broker = Path(__file__).resolve().parents[2] / "broker"
     pattern = re.compile(r'(?:_error|_garbage)\(\s*\w+,\s*"([a-z-]+)"|code="([a-z-]+)"')
     found = {a or b for f in broker.glob("*.py") for a, b in pattern.findall(f.read_text())}
-    assert found and found <= set(wire.ERROR_CODES), found - set(wire.ERROR_CODES)
+    known = set(wire.ERROR_CODES) | set(wire.MEDIA_ERROR_CODES)
+    assert found and found <= known, found - known
+
+
+def test_media_frames_round_trip() -> None:
+    sha = bytes(range(32))
+    for msg in (
+        wire.BlobOffer(sha256=sha),
+        wire.ChunkPut(sha256=sha, index=3),
+        wire.ChunkGet(chunk=sha, index=2, holder="A" * 40),
+    ):
+        assert wire.CLIENT_DECODER.decode(wire.encode(msg)) == msg
+    for reply in (
+        wire.BlobHave(sha256=sha, missing=[0, 5]),
+        wire.ChunkOk(sha256=sha, index=1, complete=True),
+        wire.ChunkData(chunk=sha, index=4),
+        wire.BlobError(code="quota", message="m", sha256=sha),
+    ):
+        assert wire.SERVER_DECODER.decode(wire.encode(reply)) == reply
+    want = wire.ChunkWant(chunk=sha, origin="A" * 40, target="B" * 40)
+    assert wire.PEER_DECODER.decode(wire.encode(want)) == want
+    with pytest.raises(WireError):  # a chunk index past any manifest
+        wire.CLIENT_DECODER.decode(msgspec.msgpack.encode({"k": "chunk-put", "sha256": sha,
+                                                           "index": wire.MAX_CHUNKS}))  # fmt: skip

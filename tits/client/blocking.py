@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tits import wire
@@ -24,6 +25,7 @@ from .connection import Connection, Incoming
 from .inbox import KEY_WAIT_S
 from .model import Event, GroupChanged, Message, Refused, SendFailed, SendOptions, Shown
 from .store import OutboxItem
+from .transfer import Progress
 
 T = TypeVar("T")
 
@@ -186,6 +188,37 @@ class Messenger:
             raise ConfigError(f"{len(payload)} bytes is too big to send inline (max ~1 MiB)")
         return self._send(to, payload, "media", mime, group, timeout)
 
+    def scan(self, path: Path, progress: Progress | None = None) -> wire.Manifest:
+        """A file's manifest (hashed on the media thread); `progress(done, total)`."""
+        total = path.stat().st_size
+        return self._run(
+            self.client.scan(path, progress=lambda d: progress(d, total) if progress else None)
+        )
+
+    def send_file(
+        self,
+        target: str,
+        path: Path,
+        *,
+        manifest: wire.Manifest | None = None,
+        progress: Progress | None = None,
+        timeout: float = 3600.0,
+    ) -> bytes:
+        """Upload a file's missing chunks and send its signed manifest to `target` (a
+        fingerprint or #group id hex); returns the message id once a broker stored it."""
+        m = manifest if manifest is not None else self._run(self.client.scan(path))
+        self.connect(min(timeout, 60.0))
+        item = self._run(self.client.send_file(target, path, m, progress=progress, timeout=timeout))
+        self.flush_and_wait([item], min(timeout, 60.0))
+        return item
+
+    def fetch(
+        self, msg: Message, *, progress: Progress | None = None, timeout: float = 3600.0
+    ) -> Path:
+        """A media message's file, every chunk checked: HOME/media/<sha256>."""
+        self.connect(min(timeout, 60.0))
+        return self._run(self.client.fetch(msg, progress=progress, timeout=timeout))
+
     def _send(
         self,
         to: list[str] | str,
@@ -240,6 +273,13 @@ class Messenger:
         items = [i.id for i in self._run(self.client.work(self.store.outbox, "pending"))]
         self.flush_and_wait([i for i in items if i not in before], timeout)
         return ev
+
+    def rekey_groups(self, timeout: float = 60.0) -> int:
+        """Every group we are in moves to a new epoch; how many, once the broker has them."""
+        self.connect(timeout)
+        items = self._run(self.client.rekey_groups(), timeout)
+        self.flush_and_wait(items, timeout)
+        return len(items)
 
     # -- the compatibility surface for tests that build frames themselves ----------------------
 

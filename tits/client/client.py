@@ -16,6 +16,8 @@ only the messages waiting for it, never the receive path).
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +41,7 @@ from . import mentions
 from .compose import Composer
 from .connection import BrokerURL, Incoming
 from .controls import clean_announcement, reaction_payload
-from .devices import DeviceChecker
+from .devices import DeviceChecker, Sightings
 from .groups import Groups, require_key
 from .inbox import Batch, Inbox
 from .keyring import Keyring
@@ -67,6 +69,7 @@ from .model import (
 from .opener import NotYet
 from .outbox import Outbox
 from .store import LocalStore, OutboxItem
+from .transfer import Progress, Transfers
 
 log = structlog.get_logger("tits.client")
 
@@ -101,7 +104,10 @@ class Client:
         self.certificate = (cert_bytes, cert_sig)
         self.card = (cert_bytes, cert_sig, home.device.prove(cert_bytes))  # what key messages carry
         self.keyring = Keyring(self.store, self.identity, self.me)
-        self.devices = DeviceChecker(self.store, self.identity, self.me, self.certificate)
+        self.devices = DeviceChecker(
+            self.store, self.identity, self.me, self.certificate,
+            revocations=home.path / "revoked-devices.json", recheck=bool(self.keyserver),
+        )  # fmt: skip
         ensure = require_key(self.identity, self._fetch_key if self.keyserver else None)
         self.groups = Groups(self.store, self.identity, self.me, self.keyring, self.card, ensure)
         self.composer = Composer(
@@ -112,9 +118,14 @@ class Client:
             self.store, self.identity, self.me, self.keyring, self.groups, self.devices,
             ensure, self._keep_media,
         )  # fmt: skip
+        self.inbox.media_folder = home.path / "media"
         self.outbox = Outbox(self.store)
+        self.sightings = Sightings(home.path / "devices-seen.json")
         self.outbox.load()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="tits-worker")
+        # media: reading, hashing and writing chunks, apart from gpg and the store
+        self._media_io = ThreadPoolExecutor(1, thread_name_prefix="tits-media")
+        self.transfers = Transfers(self._send_frames, self.wait_ready, self._run_media)
         self._lookups = ThreadPoolExecutor(2, thread_name_prefix="tits-lookup")
         self._ctx: zmq.asyncio.Context | None = None
         self._sock: zmq.asyncio.Socket | None = None
@@ -128,6 +139,8 @@ class Client:
         self._down: asyncio.Future[L.Down] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._looked_up: dict[tuple[str, str], float] = {}
+        self._rechecking: set[str] = set()
+        self._recheck_again: set[str] = set()
         self.received = 0  # deliveries since login (for draining)
         self.processing = False  # a batch is being opened on the worker
         self.last_delivery = 0.0
@@ -156,12 +169,25 @@ class Client:
             self._ctx = None
         self._worker.submit(self.store.close).result()
         self._worker.shutdown(wait=True)
+        self._media_io.shutdown(wait=True, cancel_futures=True)
         self._lookups.shutdown(wait=False, cancel_futures=True)
 
     async def work(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` on the worker thread (gpg, the store): never on the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, lambda: fn(*args, **kwargs))
+
+    async def _run_media(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._media_io, lambda: fn(*args))
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Until the link is logged in (a failover or a re-login may be under way)."""
+        deadline = time.monotonic() + timeout
+        while self.link is None or self.link.state is not L.State.READY:
+            if time.monotonic() >= deadline:
+                raise BrokerError("no broker to send to", code="timeout")
+            await asyncio.sleep(0.05)
 
     # -- brokers ---------------------------------------------------------------------------------
 
@@ -287,7 +313,10 @@ class Client:
                 self.outbox.resend_now()
                 self._ready.set()
                 await self._events.put(LinkEvent(state="ready", broker_url=str(self.url)))
+            elif isinstance(a, L.MediaReply):
+                self.transfers.on_reply(a.msg, a.body)
             elif isinstance(a, L.Down):
+                self.transfers.link_lost()
                 if self._down is not None and not self._down.done():
                     self._down.set_result(a)
                 if self._ready.is_set():
@@ -336,7 +365,11 @@ class Client:
             cert, sig,
         )  # fmt: skip
         pubkey = self.identity.export_public(self.me).encode()
-        return wire.Login(blob=blob, fingerprint=self.me, pubkey=pubkey, listed=self.listed)
+        # batch: many deliveries a message (a group's fan-out, a backlog) cost the broker
+        # and this client a frame and a CURVE box less each
+        return wire.Login(
+            blob=blob, fingerprint=self.me, pubkey=pubkey, listed=self.listed, batch=True
+        )
 
     def _learn_brokers(self, welcome: wire.Welcome) -> None:
         urls = [u for u in getattr(welcome, "brokers", [])][:MAX_LEARNT_BROKERS]
@@ -465,6 +498,56 @@ class Client:
             if removed:
                 await self._events.put(Expired(ids=removed))
             await asyncio.sleep(1.0)
+
+    # -- media ---------------------------------------------------------------------------------
+
+    async def scan(
+        self, path: Path, name: str | None = None, progress: Callable[[int], None] | None = None
+    ) -> wire.Manifest:
+        """Hash a file (on the media thread): its manifest, thumbnail and MIME type."""
+        from tits.media.manifest import scan
+
+        return await self._run_media(lambda: scan(path, name=name, progress=progress))
+
+    async def send_file(
+        self, target: str, path: Path, manifest: wire.Manifest, *,
+        progress: Progress | None = None, timeout: float = 3600.0,
+    ) -> bytes:  # fmt: skip
+        """Offer the file, send the signed manifest (the message) once the broker took the
+        offer, then the chunks it lacks: receivers fetch while the rest is on its way (their
+        broker waits for a chunk still coming). `holder` names the broker they go to, for
+        receivers' brokers to fetch from. Returns the message id when every chunk is in."""
+        sent: list[bytes] = []
+
+        async def offered() -> None:
+            manifest.holder = (self.link.broker if self.link else None) or ""
+            body = wire.encode(manifest)
+            sent.append(await self.send(target, body, kind="media", mime=wire.MANIFEST_MIME))
+
+        await self.transfers.upload(
+            path, manifest, timeout=timeout, progress=progress, offered=offered
+        )
+        return sent[0]
+
+    async def fetch(
+        self, msg: Message, *, progress: Progress | None = None, timeout: float = 3600.0
+    ) -> Path:
+        """A media message's file, every chunk checked against its signed manifest:
+        HOME/media/<sha256>, and a link to it under the sender's name made safe."""
+        from tits.media.manifest import decode
+        from tits.media.names import safe_name
+
+        if msg.manifest is None:
+            raise ConfigError("not a media message")
+        m = decode(msg.manifest)
+        folder = self.home.path / "media"
+        path = await self.transfers.download(m, folder, timeout=timeout, progress=progress)
+        name = safe_name(m.name, m.sha256.hex()[:16])
+        await self._run_media(_named_copy, folder, path, name)
+        mime = await self._run_media(_sniff_file, path)  # the content's word, not the sender's
+        await self.work(self.store.set_file, msg.id, str(path), mime)
+        msg.file, msg.mime = str(path), mime
+        return path
 
     def target_of(self, msg: Message) -> str:
         """Where an answer to `msg` goes: its group, or the other side of the chat."""
@@ -607,6 +690,12 @@ class Client:
             self._wake.clear()
             items, self._incoming = self._incoming, []
             self.processing = True  # until its events are out: a drain must not stop here
+            seen = {
+                i.envelope.device: i.envelope.ts for i in items
+                if i.envelope.sender == self.me and i.envelope.device
+            }  # fmt: skip
+            if seen:
+                await self.work(self.sightings.note, seen)
             try:
                 batch: Batch = await self.work(self.inbox.process, items)
             except Exception as exc:  # a bug must not stop receiving: log, keep the items
@@ -624,6 +713,8 @@ class Client:
             self.processing = False
             for need in batch.needs:
                 self._look_up(need)
+            for who in await self.work(self.devices.take_rechecks):
+                self._recheck(who)
             for group in batch.rekey:
                 asyncio.create_task(self._rekey(group))
 
@@ -633,6 +724,19 @@ class Client:
             await self.queue_frames("#" + group.hex(), change.frames)
         except TitsError as exc:
             log.warning("client.rekey_failed", why=exc.message[:200])
+
+    async def rekey_groups(self) -> list[bytes]:
+        """A new epoch in every group we are in (a device of ours was revoked): the outbox
+        items that carry them."""
+        items = []
+        for gid, _, _ in await self.work(self.store.groups):
+            try:
+                change = await self.work(self.groups.rekey, gid)
+            except TitsError as exc:  # a group we left: nothing to rekey
+                log.info("client.rekey_skipped", why=exc.message[:120])
+                continue
+            items.append(await self.queue_frames("#" + gid.hex(), change.frames))
+        return items
 
     def _look_up(self, need: NotYet) -> None:
         """Ask the key server for a certificate or a key, off the receive path; the held
@@ -671,6 +775,52 @@ class Client:
                 await self.work(self.devices.not_found, who, device)
         self._wake.set()
 
+    def _recheck(self, who: str) -> None:
+        """Ask the key server for `who`'s devices again (a key message came: a device may
+        have been revoked); one at a time per identity, once more if asked meanwhile."""
+        if not self.keyserver:
+            return
+        if who in self._rechecking:
+            self._recheck_again.add(who)
+            return
+        self._rechecking.add(who)
+        asyncio.create_task(self._recheck_task(who))
+
+    async def _recheck_task(self, who: str) -> None:
+        from tits.keyclient import KeyClient
+
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._recheck_again.discard(who)
+                kc = KeyClient(str(self.keyserver), timeout=5.0)
+                try:
+                    found = await loop.run_in_executor(self._lookups, kc.devices, who)
+                    await self.work(self._learn_revocations, who, found)
+                except (KeyServerError, TitsError, OSError) as exc:
+                    log.info("client.recheck_failed", who=who[:16], why=str(exc)[:120])
+                if who not in self._recheck_again:
+                    return
+        finally:
+            self._rechecking.discard(who)
+            await self.work(self.devices.recheck_done, who)
+            self._wake.set()  # what waited for the answer is tried again
+
+    def _learn_revocations(self, who: str, found: list[dict[str, Any]]) -> None:
+        import base64
+
+        for d in found:
+            if not (d.get("revoked") and d.get("revocation")):
+                continue
+            try:
+                rev = self.devices.revoked(
+                    base64.b64decode(d["revocation"], validate=True), str(d["revocation_signature"])
+                )
+            except (TitsError, KeyError, ValueError, TypeError):
+                continue  # a revocation that does not check is not one
+            if rev is not None and rev.identity == who:
+                log.warning("client.device_revoked", who=who[:16], device=rev.device)
+
     async def _not_found(self, who: str, device: str) -> None:
         await self.work(self.devices.not_found, who, device)
         self._wake.set()
@@ -678,6 +828,7 @@ class Client:
     def _learn_devices(self, who: str, device: str, found: list[dict[str, Any]]) -> None:
         import base64
 
+        self._learn_revocations(who, found)
         hit = False
         for d in found:
             try:
@@ -737,6 +888,36 @@ class Client:
     @property
     def path(self) -> Path:
         return self.home.path
+
+
+def _sniff_file(path: Path) -> str:
+    from tits.media.sniff import SNIFF_BYTES, sniff
+
+    with path.open("rb") as fh:
+        return sniff(fh.read(SNIFF_BYTES))
+
+
+def _named_copy(folder: Path, path: Path, name: str) -> Path:
+    """HOME/media/files/<name>: a hard link to the file (a copy where links fail); a name
+    another file has already gets the hash's start added. Never outside that folder."""
+    files = folder / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    target = files / name
+    if target.exists():
+        if target.stat().st_ino == path.stat().st_ino:
+            return target
+        stem, dot, ext = name.rpartition(".")
+        tag = path.name[:12]
+        target = files / (f"{stem}-{tag}.{ext}" if dot and stem else f"{name}-{tag}")
+        if target.exists():
+            return target
+    if target.resolve().parent != files.resolve():
+        raise ConfigError("a media name that leaves the media folder")
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copyfile(path, target)
+    return target
 
 
 def refused_event(ev: Refused) -> dict[str, Any]:

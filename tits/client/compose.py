@@ -134,11 +134,15 @@ class Composer:
             return None  # a receipt or an unsend: nothing to show
         text = item.payload.decode("utf-8", "replace") if item.kind == "text" else None
         opts = item.options or SendOptions()
+        mime, manifest = item.mime, None
+        if item.mime == wire.MANIFEST_MIME:
+            manifest = item.payload
+            mime = wire.MANIFEST_DECODER.decode(manifest).mime
         return Message(
             id=item.id, conv=conv, sender=self.me, to=to, group=group,
             kind="text" if item.kind == "text" else "media", text=text, verified=True,
-            ts=int(item.created * 1000), outgoing=True, mime=item.mime, read=True,
+            ts=int(item.created * 1000), outgoing=True, mime=mime, read=True,
             reply_to=item.reply_to, lifetime_s=opts.lifetime_s,
             mentions=opts.mentions if group is not None else [],
-            mention_all=opts.mention_all and group is not None,
+            mention_all=opts.mention_all and group is not None, manifest=manifest,
         )  # fmt: skip

@@ -80,6 +80,7 @@ class Connection:
         context: zmq.Context | None = None,
         send_pubkey: bool = True,
         listed: bool = True,
+        batch: bool = False,
     ) -> None:
         self.url = url if isinstance(url, BrokerURL) else BrokerURL.parse(url)
         self.identity = identity
@@ -88,6 +89,8 @@ class Connection:
         self.cert_sig = cert_sig
         self.send_pubkey = send_pubkey
         self.listed = listed
+        self.batch = batch  # ask for `Deliveries` (many deliveries a message)
+        self._batched: deque[Incoming] = deque()  # the rest of the last `Deliveries`
         self._own_ctx = context is None
         self.ctx = context or zmq.Context()
         public, secret = zmq.curve_keypair()
@@ -138,6 +141,8 @@ class Connection:
 
     def _recv(self, timeout: float) -> Incoming | Any | None:
         """One message from the broker, or None after `timeout` seconds."""
+        if self._batched:
+            return self._batched.popleft()
         if not self.sock.poll(int(max(timeout, 0) * 1000)):
             return None
         frames = self.sock.recv_multipart()
@@ -149,6 +154,11 @@ class Connection:
             if len(frames) != 2:
                 return None
             return Incoming(msg, frames[1])
+        if type(msg) is wire.Deliveries:
+            if len(frames) != 1 + len(msg.items) or not msg.items:
+                return None
+            self._batched.extend(Incoming(d, b) for d, b in zip(msg.items, frames[1:], strict=True))
+            return self._batched.popleft()
         return msg
 
     # -- login --------------------------------------------------------------------------------
@@ -178,6 +188,7 @@ class Connection:
                 fingerprint=self.fingerprint,
                 pubkey=self._pubkey or b"",
                 listed=self.listed,
+                batch=self.batch,
             )
         )
         welcome = self._wait_for(wire.Welcome, deadline, "the broker's welcome")

@@ -14,12 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 
 from tits import wire
-from tits.errors import TitsError, VerificationError
+from tits.errors import MediaError, TitsError, VerificationError
 from tits.identity import Identity
+from tits.media.manifest import decode as manifest_decode
 from tits.session import SessionKey
 
 from .connection import Incoming
@@ -44,8 +46,9 @@ from .model import (
     Refused,
     Shown,
     Unsent,
+    thumb_name,
 )
-from .opener import NotYet, conversation_of, open_body
+from .opener import NotYet, Opened, conversation_of, open_body
 from .store import LocalStore
 
 _IDS = msgspec.msgpack.Decoder(list[wire.MsgId])
@@ -92,6 +95,7 @@ class Inbox:
             if isinstance(d, wire.Deliver):
                 self.held[d.id] = Incoming(d, body)
         self.unfindable: set[str] = set()  # public keys no key server can give us
+        self.media_folder: Path | None = None  # HOME/media: a file fetched before is shown
 
     def process(self, deliveries: list[Incoming]) -> Batch:
         out = Batch()
@@ -134,7 +138,9 @@ class Inbox:
                         self.store.hold(env.id, env.sender, wire.encode(env), inc.body)
                         self.held[env.id] = inc
                         out.ack.append(env.id)  # safe on our disk now
-                        out.events.append(Held(id=env.id, sender=env.sender, reason=exc.message))
+                        if exc.need != "devices":  # (a moment's look at keyd: not news)
+                            out.events.append(Held(id=env.id, sender=env.sender,
+                                                   reason=exc.message))  # fmt: skip
                         continue
                     exc = NotYet(exc.need, f"{env.sender[:16]} has {n} messages waiting for "
                                  "a key they never sent: refused")  # fmt: skip
@@ -233,6 +239,12 @@ class Inbox:
             self.store.unsend(target)
         out.events.append(Unsent(id=target, conv=msg.conv, by=msg.sender))
 
+    def media_path(self, sha: bytes) -> str | None:
+        if self.media_folder is None:
+            return None
+        path = self.media_folder / sha.hex()
+        return str(path) if path.exists() else None
+
     def _in_conv(self, msg_id: bytes, conv: bytes) -> bool:
         m = self.store.message(msg_id)
         return m is not None and m.conv == conv
@@ -251,6 +263,8 @@ class Inbox:
             check_device=self.devices, history=history,
         )  # fmt: skip
         h = opened.header
+        if h.mime == wire.MANIFEST_MIME and isinstance(body, wire.MediaBody):
+            return self._media(env, opened), opened.payload
         text_like = h.mime.startswith("text/")
         control = h.mime in CONTROL_MIMES
         file = None if text_like or control else self.keep_media(opened.payload)
@@ -266,6 +280,37 @@ class Inbox:
             lifetime_s=min(h.lifetime_s, LIFETIME_MAX_S),
         )  # fmt: skip
         return msg, opened.payload
+
+    def _media(self, env: wire.Deliver, opened: Opened) -> Message:
+        """A signed manifest: the message shows at once (with its thumbnail); the chunks
+        are fetched when asked (`Client.fetch`), each checked against this manifest."""
+        try:
+            m = manifest_decode(opened.payload)
+        except MediaError as exc:
+            raise VerificationError(f"media refused: {exc.message}") from None
+        h = opened.header
+        have = self.media_path(m.sha256)
+        if have is None and m.sticker and self.media_folder is not None:
+            from tits.media.stickers import Shelf
+
+            own = Shelf(self.media_folder.parent).image(m.sha256)  # our copy of the pack
+            have = str(own) if own is not None else None
+        thumb = None
+        if m.thumb and self.media_folder is not None:  # so a chat can show it at once
+            path = self.media_folder / "thumbs" / thumb_name(m)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(m.thumb)
+                tmp.replace(path)
+            thumb = str(path)
+        return Message(
+            id=env.id, conv=opened.conv, sender=env.sender, to=list(env.to), group=env.group,
+            kind="media", text=None, verified=opened.verified, ts=h.ts_ms,
+            outgoing=env.sender == self.me, mime=m.mime, file=have,
+            read=env.sender == self.me, reply_to=h.reply_to, manifest=opened.payload,
+            thumb=thumb,
+        )  # fmt: skip
 
     def _history(self, env: wire.Deliver, body: wire.HistoryBody) -> list[Message]:
         """Earlier messages of a group a member passed on: each still sealed and signed by its

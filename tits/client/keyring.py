@@ -82,7 +82,9 @@ class Keyring:
         of the conversation as it now is, so the ones before it are superseded."""
         known = self.store.epoch(key.conversation, key.epoch)
         if known is not None:
-            if known.key.key != key.key or known.creator != creator:
+            # the same key from another member is no conflict: a device of ours that joined
+            # later gets both the maker's key message and the one our reply carried
+            if known.key.key != key.key:
                 raise VerificationError(f"epoch {key.epoch} already exists with another key")
             return False
         self.store.put_epoch(key, creator)

@@ -83,7 +83,16 @@ class BrokerRefusal:
     message: str
 
 
-Action = Transmit | Prove | Up | Down | Delivered | Acked | BrokerRefusal
+@dataclass(frozen=True)
+class MediaReply:
+    """An answer to an upload or a download (tits/client/transfer.py)."""
+
+    msg: Any
+    body: bytes | None = None
+
+
+_MEDIA_REPLIES = (wire.BlobHave, wire.ChunkOk, wire.ChunkData, wire.BlobError)
+Action = Transmit | Prove | Up | Down | Delivered | Acked | BrokerRefusal | MediaReply
 
 
 @dataclass
@@ -151,8 +160,14 @@ class Link:
             return []
         if isinstance(msg, wire.Deliver):
             return [Delivered([Incoming(msg, frames[1])])] if len(frames) == 2 else []
+        if isinstance(msg, wire.Deliveries):  # (the login asked for them: `batch`)
+            if len(frames) != 1 + len(msg.items):
+                return []
+            return [Delivered([Incoming(d, b) for d, b in zip(msg.items, frames[1:], strict=True)])]
         if isinstance(msg, wire.Accepted):
             return [Acked([msg.id, *msg.ids])]
+        if isinstance(msg, _MEDIA_REPLIES):
+            return [MediaReply(msg, frames[1] if len(frames) == 2 else None)]
         if isinstance(msg, wire.Error):
             if msg.code == "not-logged-in":
                 return self._again(now)

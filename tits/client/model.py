@@ -7,11 +7,19 @@ the same rows.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
 MessageKind = Literal["text", "media"]
+_EXT = {"image/jpeg": "jpg", "image/png": "png"}
+
+
+def thumb_name(m: Any) -> str:
+    """HOME/media/thumbs/<this>: a manifest's thumbnail, by the file's hash."""
+    return f"{m.sha256.hex()}.{_EXT.get(m.thumb_mime, 'img')}"
+
 
 # Receipts (已讀) and unsends (收回) are sealed, signed messages of the conversation like texts;
 # only their MIME type says what they are, so a broker cannot tell them from texts.
@@ -58,9 +66,42 @@ class Message(msgspec.Struct, kw_only=True):
     lifetime_s: int = 0  # 0: kept; else removed that long after it was first shown here
     expired: bool = False  # its lifetime ran out: only a placeholder remains
     reactions: dict[str, list[str]] = {}  # reaction name → who reacted so (one each)
+    manifest: bytes | None = None  # media: the signed `wire.Manifest` (chunks fetched later)
+    thumb: str | None = None  # media: its thumbnail, saved as it came (HOME/media/thumbs/)
 
     def mentions_of(self, fp: str) -> bool:
         return not self.outgoing and (self.mention_all or fp in self.mentions)
+
+    def media(self) -> dict[str, Any] | None:
+        """What `recv --json` says of a media message: `path` None until fetched."""
+        if self.manifest is None:
+            return None
+        from tits import wire
+        from tits.errors import WireError
+
+        try:
+            m = wire.MANIFEST_DECODER.decode(self.manifest)
+        except WireError:
+            return None
+        from tits.media.names import safe_name
+
+        thumb = self.thumb
+        if thumb is None and m.thumb and self.file:
+            t = Path(self.file).parent / "thumbs" / thumb_name(m)
+            thumb = str(t) if t.exists() else None
+        return {
+            "sha256": m.sha256.hex(),
+            "size": m.size,
+            "mime": self.mime,  # from the content once fetched (the manifest's until then)
+            "claimed_mime": m.mime,
+            "name": safe_name(m.name, m.sha256.hex()[:16]),
+            "path": self.file,
+            "verified": self.verified,
+            "thumbnail": thumb,
+            "width": m.width,
+            "height": m.height,
+            "sticker": m.sticker or None,
+        }
 
     def to_json(self, sender_name: str = "") -> dict[str, Any]:
         return {
@@ -85,6 +126,7 @@ class Message(msgspec.Struct, kw_only=True):
             "lifetime_s": self.lifetime_s,
             "expired": self.expired,
             "reactions": self.reactions,
+            **({"media": self.media()} if self.manifest is not None else {}),
         }
 
 

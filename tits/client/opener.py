@@ -27,7 +27,10 @@ class NotYet(TitsError):
     """Cannot be decided until something arrives: `need` says what."""
 
     def __init__(
-        self, need: Literal["key", "cert", "group", "pubkey"], message: str, **what: str
+        self,
+        need: Literal["key", "cert", "group", "pubkey", "devices"],
+        message: str,
+        **what: str,
     ) -> None:
         super().__init__(message, code="not-yet")
         self.need = need

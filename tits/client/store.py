@@ -125,6 +125,10 @@ MIGRATIONS: list[str] = [
         ts INTEGER NOT NULL
     );
     """,
+    # 7: media — a media message keeps its signed manifest (tits/media/), `file` once fetched
+    """
+    ALTER TABLE messages ADD COLUMN manifest BLOB;
+    """,
 ]
 
 
@@ -136,21 +140,21 @@ _MSG_COLS = (
     "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read, "
     "reply_to, unsent, "
     "(SELECT count(*) FROM receipts r WHERE r.id = messages.id AND r.reader != messages.sender), "
-    "mentions, mention_all, lifetime_s, expired"
+    "mentions, mention_all, lifetime_s, expired, manifest"
 )
-_RAW = 20  # the column after _MSG_COLS
+_RAW = 21  # the column after _MSG_COLS
 _INS_COLS = (
     "id, conv, sender, recipients, grp, kind, text, verified, ts, outgoing, mime, file, read, "
-    "reply_to, unsent, mentions, mention_all, lifetime_s, shown_at"
+    "reply_to, unsent, mentions, mention_all, lifetime_s, shown_at, manifest"
 )
-_MSG_MARKS = ",".join("?" * 19)
+_MSG_MARKS = ",".join("?" * 20)
 
 
 def _ins_row(m: Message, shown_at: float | None) -> tuple[Any, ...]:
     return (
         m.id, m.conv, m.sender, ",".join(m.to), m.group, m.kind, m.text, int(m.verified), m.ts,
         int(m.outgoing), m.mime, m.file, int(m.read), m.reply_to, int(m.unsent),
-        ",".join(m.mentions), int(m.mention_all), m.lifetime_s, shown_at,
+        ",".join(m.mentions), int(m.mention_all), m.lifetime_s, shown_at, m.manifest,
     )  # fmt: skip
 
 
@@ -176,6 +180,7 @@ def _message(r: Sequence[Any]) -> Message:
         mention_all=bool(r[17]),
         lifetime_s=int(r[18]),
         expired=bool(r[19]),
+        manifest=bytes(r[20]) if r[20] is not None else None,
     )
 
 
@@ -342,6 +347,19 @@ class LocalStore:
             "UPDATE messages SET text=NULL, file=NULL, raw=NULL, unsent=1, read=1 WHERE id=?",
             (msg_id,),
         )
+
+    def media_messages(self, limit: int = 10_000) -> list[Message]:
+        """Media messages with a manifest, newest first (what `tits media get` looks in)."""
+        q = f"SELECT {_MSG_COLS} FROM messages WHERE manifest IS NOT NULL ORDER BY ts DESC LIMIT ?"
+        return [_message(r) for r in self.db.execute(q, (limit,))]
+
+    def set_file(self, msg_id: bytes, path: str, mime: str | None = None) -> None:
+        """A media message's file, once fetched (HOME/media/<sha256>), and the MIME type its
+        content shows (a sender's manifest may lie)."""
+        if mime is None:
+            self.db.execute("UPDATE messages SET file=? WHERE id=?", (path, msg_id))
+        else:
+            self.db.execute("UPDATE messages SET file=?, mime=? WHERE id=?", (path, mime, msg_id))
 
     def tombstone(self, msg_id: bytes, by: str) -> None:
         """An unsend that came before its message: drop the message when it comes (from `by`)."""
