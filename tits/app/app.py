@@ -38,10 +38,11 @@ from . import data, notify
 from .backend import Backend
 from .commands import Command
 from .data import Chat, Notice
+from .media import Visual, visual_for
 from .msgview import FAILED, SENDING, SENT
-from .screens import ConversationScreen, HelpScreen, MainScreen
+from .screens import ConversationScreen, HelpScreen, MainScreen, StickerPicker
 from .settings import Settings
-from .text import lifetime_label, safe, t, toggled
+from .text import lifetime_label, safe, t, toggled, zh
 
 REFRESH_S = 0.25  # the chat list redraws at most this often while messages pour in
 BELL_S = 2.0
@@ -229,7 +230,8 @@ class TitsApp(App[None]):
             title += f" ({chat.members})"
         screen = ConversationScreen(chat, title)
         await self.push_screen(screen)
-        messages, notices, names = await b.work(self._read_chat, chat)
+        messages, notices, names, visuals = await b.work(self._read_chat, chat)
+        screen.visuals.update(visuals)
 
         def gone() -> bool:  # closed (Esc) while its parts were being read
             return screen not in self.screen_stack
@@ -252,22 +254,35 @@ class TitsApp(App[None]):
             chat.unread = 0
             await self.refresh_lists()
 
-    def _read_chat(self, chat: Chat) -> tuple[list[Message], list[Notice], dict[str, str]]:
+    def _read_chat(
+        self, chat: Chat
+    ) -> tuple[list[Message], list[Notice], dict[str, str], dict[bytes, Visual]]:
         b = self.backend
         messages = data.open_chat(b.store, chat.conv)
+        visuals = self._visuals(messages)
         notices = data.notices(b.store, chat.group) if chat.group is not None else []
         fps = {m.sender for m in messages} | {n.actor for n in notices}
         fps |= {x for n in notices for x in n.targets}
-        return messages, notices, b.names(sorted(fps))
+        return messages, notices, b.names(sorted(fps)), visuals
+
+    def _visuals(self, messages: list[Message]) -> dict[bytes, Visual]:
+        """Worker thread: how each media message is drawn (decoded off the loop)."""
+        out = {}
+        for m in messages:
+            v = visual_for(self.home, m)
+            if v is not None:
+                out[m.id] = v
+        return out
 
     async def load_older(self, screen: ConversationScreen, before: int) -> None:
         b = self.backend
 
-        def read() -> tuple[list[Message], dict[str, str]]:
+        def read() -> tuple[list[Message], dict[str, str], dict[bytes, Visual]]:
             older = data.page(b.store, screen.chat.conv, data.PAGE, before)
-            return older, b.names(sorted({m.sender for m in older}))
+            return older, b.names(sorted({m.sender for m in older})), self._visuals(older)
 
-        older, names = await b.work(read)
+        older, names, visuals = await b.work(read)
+        screen.visuals.update(visuals)
         screen.prepend(older, names)
 
     async def send_text(
@@ -334,6 +349,88 @@ class TitsApp(App[None]):
             await self.send_text(screen, cmd.args[0], reply_to=answered.id)
         elif cmd.name == "unsend":
             await self._unsend(screen)
+        elif cmd.name == "sticker":
+            if cmd.args:
+                if not await self.send_sticker(screen, cmd.args[0]):
+                    self.notify(t("找不到這張貼圖", "No such sticker here"), severity="warning")
+            else:
+                await self.open_stickers(screen)
+        elif cmd.name == "file":
+            path = Path(cmd.args[0]).expanduser()
+            if not path.is_file():
+                self.notify(t(f"不是檔案：{safe(str(path))}", f"Not a file: {safe(str(path))}"),
+                            severity="warning", markup=False)  # fmt: skip
+                return
+            self._send_media(screen, path, None)
+
+    # -- media: stickers and files -------------------------------------------------------------
+
+    def _packs(self) -> list[tuple[str, str, list[tuple[str, str]]]]:
+        """Worker thread: the sticker packs here, for the picker."""
+        from tits.media.stickers import Shelf
+
+        return [
+            (p.id, p.name_zh if zh() else p.name_en, [(s.code, s.text) for s in p.stickers])
+            for p, _folder, _builtin in Shelf(self.home).packs()
+        ]
+
+    async def open_stickers(self, screen: ConversationScreen) -> None:
+        packs = await self.backend.work(self._packs)
+        if not packs:
+            self.notify(t("沒有貼圖組：tits sticker add", "No sticker packs: tits sticker add"))
+            return
+
+        def chosen(ref: str | None) -> None:
+            if ref:
+                self.run_worker(self.send_sticker(screen, ref), group="media")
+
+        self.push_screen(StickerPicker(packs), chosen)
+
+    async def send_sticker(self, screen: ConversationScreen, ref: str) -> bool:
+        """A sticker by `PACK/(code)` or `(code)`; False when no pack here has it."""
+        from tits.media.stickers import Shelf
+
+        try:
+            found = await self.backend.work(Shelf(self.home).find, ref)
+        except TitsError:
+            return False
+        if found.image is None:
+            self.notify(t("這張貼圖的圖片不在這裡", "That sticker's image is not here"),
+                        severity="warning")  # fmt: skip
+            return True
+        sticker = (f"{found.sticker.code}.png", f"{found.pack.id}/{found.sticker.code}")
+        self._send_media(screen, found.image, sticker)
+        return True
+
+    def _send_media(
+        self, screen: ConversationScreen, path: Path, sticker: tuple[str, str] | None
+    ) -> None:
+        """Hash and upload in a worker (a big file takes a while; the chat stays usable), then
+        show it as sent."""
+        client = self.backend.client
+        if client is None:
+            self.notify(t("離線模式：無法傳送", "Offline: cannot send"), severity="warning")
+            return
+
+        async def go() -> None:
+            try:
+                manifest = await client.scan(path)
+                if sticker is not None:
+                    manifest.name, manifest.sticker = sticker
+                else:
+                    self.notify(t(f"傳送中：{safe(path.name)}", f"Sending {safe(path.name)}…"),
+                                markup=False)  # fmt: skip
+                msg_id = await client.send_file(screen.target, path, manifest=manifest)
+            except TitsError as exc:
+                self.notify(safe(exc.message), severity="error", markup=False)
+                return
+            b = self.backend
+            msg = await b.work(b.store.message, msg_id)
+            if msg is not None and screen in self.screen_stack:
+                screen.visuals.update(await b.work(self._visuals, [msg]))
+                screen.add(msg, {b.me: await b.work(b.name_of, b.me)})
+
+        self.run_worker(go(), group="media")
 
     async def _unsend(self, screen: ConversationScreen) -> None:
         client = self.backend.client
@@ -415,6 +512,8 @@ class TitsApp(App[None]):
             m = ev.message
             if conv_screen is not None and conv_screen.chat.conv == m.conv:
                 names = await self.backend.work(self.backend.names, [m.sender])
+                if m.kind == "media":
+                    conv_screen.visuals.update(await self.backend.work(self._visuals, [m]))
                 conv_screen.add(m, names)
                 await self.backend.work(data.mark_read, self.backend.store, [m.id])
             elif (m.group is None or m.mentions_of(self.backend.me)) and not self._muted(m.conv):

@@ -10,6 +10,8 @@
 /lifetime 10m|off  texts typed after it vanish that long after they are shown
 /reply text        answer the newest message from someone else, quoting it
 /unsend            take back your newest message (收回, within 24 hours)
+/sticker [(code)]  the sticker picker (packs as tabs), or send that sticker at once
+/file PATH         send a file (a picture shows as a preview)
 /quit
 """
 
@@ -25,7 +27,7 @@ from .text import t
 
 COMMANDS = (
     "help", "theme", "invite", "leave", "pin", "mute", "announce", "react", "lifetime", "reply",
-    "unsend", "quit",
+    "unsend", "sticker", "file", "quit",
 )  # fmt: skip
 
 
@@ -67,6 +69,14 @@ def parse(line: str) -> Command:
         raise CommandError(t(f"/{name} 不需要參數", f"/{name} takes no arguments"))
     if name == "announce":  # the text as typed, spaces kept
         return Command(name, [line[1:].split(None, 1)[1]] if len(parts) > 1 else [])
+    if name == "file":
+        if len(parts) < 2:
+            raise CommandError(t("用法：/file 檔案路徑", "usage: /file PATH"))
+        return Command(name, [line[1:].split(None, 1)[1].strip()])
+    if name == "sticker" and len(args) > 1:
+        raise CommandError(
+            t("用法：/sticker 或 /sticker (代碼)", "usage: /sticker or /sticker (code)")
+        )
     if name == "reply":
         if len(parts) < 2:
             raise CommandError(t("用法：/reply 回覆內容", "usage: /reply your answer"))

@@ -26,6 +26,7 @@ from textual.strip import Strip
 from tits.client.model import REACTIONS
 from tits.client.model import Message as ChatMessage
 
+from .media import Visual
 from .text import clock, lifetime_label, plain, safe, t
 
 SENDING = "sending"
@@ -43,6 +44,7 @@ class MsgItem:
     hit: bool = False
     mentioned: bool = False  # it names me (or @All): highlighted
     quote: str = ""  # 回覆: who and the start of what it answers
+    visual: Visual | None = None  # media: a sticker, a picture's preview, a file's name
     version: int = 0  # bumped when it must be laid out again
 
 
@@ -223,6 +225,13 @@ class MessageView(ScrollView, can_focus=True):
         if m.expired:
             return out + [_centre(t("訊息已過期", "This message has expired"), width,
                                   base + self._style("msgview--notice"), console)]  # fmt: skip
+        if m.kind == "media" and it.visual is not None:  # drawn as it is, beside no bubble
+            for ln in it.visual.lines:
+                out.append(_align(Strip(list(ln.render(console)), ln.cell_len), width, side, base))
+            out.append(_line(plain(it.visual.caption), width, side, base, console))
+            meta = base + self._style("msgview--meta")
+            out.append(_line(Text(_meta(it, self.tz), style=meta), width, side, base, console))
+            return out
         if m.kind == "text":
             body = plain(m.text)
             if it.mentioned:

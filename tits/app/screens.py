@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
@@ -23,9 +24,12 @@ from . import data
 from .commands import CommandError, is_command, parse, unescape
 from .commands import complete as complete_command
 from .data import Chat, Notice
+from .media import Visual
 from .msgview import SENDING, SENT, Item, MessageView, MsgItem, NoticeItem, SepItem
 from .text import clock, day_key, day_label, lifetime_label, plain, safe, t, toggled
 from .widgets import ChatRow, friend_prompt, notice_text
+
+SHORTCODE = re.compile(r"\([a-z0-9_-]{1,30}\)")
 
 if TYPE_CHECKING:
     from .app import TitsApp
@@ -206,6 +210,7 @@ class ConversationScreen(Screen[None]):
         self._hit_index = -1
         self.lifetime_s = 0  # /lifetime: texts typed from now on vanish this long after shown
         self.members: dict[str, list[str]] = {}  # a group's others and their names (@ completion)
+        self.visuals: dict[bytes, Visual] = {}  # media messages as they are drawn (the worker's)
 
     @property
     def tits(self) -> TitsApp:
@@ -337,7 +342,8 @@ class ConversationScreen(Screen[None]):
             me = self.tits.backend.me
             mine = it.outgoing or it.sender == me
             item = MsgItem(it, names.get(it.sender, it.sender[:16]), mine, state,
-                           mentioned=it.mentions_of(me), quote=self._quote(it, names))  # fmt: skip
+                           mentioned=it.mentions_of(me), quote=self._quote(it, names),
+                           visual=self.visuals.get(it.id))  # fmt: skip
             self.shown[it.id] = item
             out.append(item)
         return out
@@ -490,6 +496,8 @@ class ConversationScreen(Screen[None]):
                 return
             await self.tits.run_command(cmd, self)
             return
+        if SHORTCODE.fullmatch(line.strip()) and await self.tits.send_sticker(self, line.strip()):
+            return  # "(love)" alone is that sticker, as LINE's input turns it into one
         if not await self.tits.send_text(self, unescape(line)):
             event.input.value = line  # not sent (a mistake to fix): the text is kept
 
@@ -548,6 +556,8 @@ class HelpScreen(ModalScreen[None]):
             ("/reply 文字", t("回覆最新一則訊息", "")) if _zh() else
             ("/reply text", "reply to the newest message"),
             ("/unsend", t("收回你最新的一則訊息", "unsend your newest message")),
+            ("/sticker", t("貼圖（也可直接輸入 (代碼)）", "stickers (or type a (code))")),
+            ("/file 路徑", t("傳送檔案", "")) if _zh() else ("/file PATH", "send a file"),
             ("/quit", t("離開", "quit")),
         ]  # fmt: skip
         text = Text()
@@ -570,3 +580,45 @@ def _zh() -> bool:
     from .text import zh
 
     return zh()
+
+
+class StickerPicker(ModalScreen[str | None]):
+    """貼圖: one tab a pack, arrow keys to choose, Enter sends, Esc closes. Each sticker is
+    shown by its text rendering and shortcode (and sent as the pack's image)."""
+
+    BINDINGS = [Binding("escape", "dismiss_none", t("關閉", "Close"))]
+
+    def __init__(self, packs: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
+        super().__init__()
+        self.packs = packs  # (pack id, its name, [(shortcode, text rendering)])
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="sticker-box"):
+            yield Static(t("貼圖", "Stickers"), id="sticker-title")
+            with TabbedContent():
+                for pack_id, name, stickers in self.packs:
+                    with TabPane(safe(name), id=f"pack-{pack_id}"):
+                        yield OptionList(
+                            *[Option(Text.assemble((safe(text), "bold"), "  ", (code, "dim")),
+                                     id=f"{pack_id}/{code}") for code, text in stickers],
+                            classes="sticker-list",
+                        )  # fmt: skip
+
+    def on_mount(self) -> None:
+        lists = self.query(".sticker-list")
+        if lists:
+            lists.first(OptionList).focus()
+
+    @on(TabbedContent.TabActivated)
+    def _tab(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane
+        if pane is not None:
+            pane.query_one(OptionList).focus()
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
