@@ -135,3 +135,40 @@ def fill_key_changed(home: Path, me: str, bob: str) -> None:
         ])  # fmt: skip
     finally:
         store.close()
+
+
+def fill_media(home: Path) -> bytes:
+    """Add to a filled home's chat with Bob: a picture (its signed manifest carrying a small
+    thumbnail, not fetched yet) and a sticker of a built-in pack. Returns the chat's id."""
+    import io
+
+    from PIL import Image
+
+    from tits import wire
+
+    img = Image.new("RGB", (32, 16), "#d0021b")
+    img.paste(Image.new("RGB", (16, 16), "#06c755"), (16, 0))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    picture = wire.Manifest(
+        sha256=b"\x11" * 32, size=2_400_000, chunks=[b"\x22" * 32] * 3, mime="image/jpeg",
+        name="夜市.jpg", thumb=buf.getvalue(), thumb_mime="image/png", width=64, height=32,
+    )  # fmt: skip
+    sticker = wire.Manifest(
+        sha256=b"\x33" * 32, size=900, chunks=[b"\x33" * 32], mime="image/png",
+        name="(love).png", sticker="tits-faces/(love)",
+    )  # fmt: skip
+    conv = direct_conversation_id(ME, BOB)
+    store = LocalStore(home)
+    try:
+        store.record([
+            Message(id=_id(20), conv=conv, sender=BOB, to=[ME], group=None, kind="media",
+                    text=None, verified=True, ts=at(0, 9, 10), read=False, mime="image/jpeg",
+                    manifest=wire.encode(picture)),
+            Message(id=_id(21), conv=conv, sender=BOB, to=[ME], group=None, kind="media",
+                    text=None, verified=True, ts=at(0, 9, 11), read=False, mime="image/png",
+                    manifest=wire.encode(sticker)),
+        ])  # fmt: skip
+    finally:
+        store.close()
+    return conv

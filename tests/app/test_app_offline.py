@@ -406,3 +406,43 @@ def test_lifetime_react_and_announce_commands_offline(tmp_path: Path) -> None:
             assert screen.lifetime_s == 0 and line.placeholder == "輸入訊息"
 
     asyncio.run(go())
+
+
+def test_pictures_stickers_and_the_picker(tmp_path: Path) -> None:
+    from tests.app.homes import fill_media
+    from tits.app.screens import StickerPicker
+
+    home = fill(tmp_path / "h")
+    conv = fill_media(home)
+
+    async def go() -> None:
+        app = make_app(home)
+        async with app.run_test(size=(80, 40), notifications=True) as pilot:
+            await ready(pilot)
+            bob = next(r for r in rows(app) if r.chat.conv == conv)
+            await app.open_chat(bob.chat)
+            screen = await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
+                                 and len(app.screen.shown) == 5 and app.screen)  # fmt: skip
+            text = screen_text(app)
+            assert "▀▀▀▀" in text  # the picture's half-block preview
+            assert "[圖片] 夜市.jpg  2.3 MB" in text
+            assert "(♥‿♥)" in text  # the sticker, drawn from our own built-in pack
+            line = screen.query_one("#line", Input)
+            line.value = "/sticker"
+            await pilot.press("enter")
+            picker = await until(pilot, lambda: isinstance(app.screen, StickerPicker)
+                                 and app.screen)  # fmt: skip
+            assert "表情" in screen_text(app) and "(^_^)" in screen_text(app)
+            await pilot.press("right")  # the next pack's tab
+            await until(pilot, lambda: "[OK ✓]" in screen_text(app))
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is screen)
+            assert picker not in app.screen_stack
+            line.value = "(love)"  # a shortcode alone is the sticker: offline, said so
+            await pilot.press("enter")
+            await until(
+                pilot, lambda: "離線模式：無法傳送" in [n.message for n in app._notifications]
+            )
+            assert line.value == ""
+
+    asyncio.run(go())

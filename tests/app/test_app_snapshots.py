@@ -141,3 +141,36 @@ def test_key_change_banner(snap_compare: Any, real_home: Any, lang: str) -> None
         return isinstance(s, ConversationScreen) and bool(s.query_one("#keywarn").display)
 
     assert snap_compare(app, run_before=_then("enter", wait=opened))
+
+
+def test_pictures_stickers_and_the_sticker_picker(
+    snap_compare: Any, tmp_path: Path, lang: str
+) -> None:
+    from tests.app.homes import fill_media
+    from tits.app.screens import StickerPicker
+
+    home = fill(tmp_path / "h")
+    fill_media(home)
+    app = TitsApp(home, offline=True, now=lambda: NOW, tz=UTC)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await ready(pilot)
+        await pilot.press("down", "enter")  # Bob's chat: a picture and a sticker last
+
+        def opened() -> bool:
+            s = app.screen
+            return (
+                isinstance(s, ConversationScreen)
+                and len(s.shown) == 5
+                and (s.view.is_vertical_scroll_end)
+            )
+
+        await until(pilot, opened)
+        line = app.screen.query_one("#line", Input)
+        line.cursor_blink = False
+        line.value = "/sticker"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, StickerPicker))
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=run_before, terminal_size=(80, 30))

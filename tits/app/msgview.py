@@ -107,6 +107,7 @@ class MessageView(ScrollView, can_focus=True):
         self._lines: list[Strip] = []
         self._starts: list[int] = []  # the first line of each item
         self._width = 0
+        self._max_y = 0  # the bottom scroll position at the last layout
 
     # -- what is shown -------------------------------------------------------------------------
 
@@ -169,7 +170,12 @@ class MessageView(ScrollView, can_focus=True):
     # -- layout ----------------------------------------------------------------------------------
 
     def on_resize(self) -> None:
+        # one that showed the newest line still does when it gets shorter (a bar above it
+        # appeared, the terminal shrank) or narrower (lines wrap again)
+        at_end = self.scroll_y >= self._max_y
         self._relayout()
+        if at_end:
+            self.scroll_end(animate=False, immediate=True)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -197,6 +203,7 @@ class MessageView(ScrollView, can_focus=True):
         self._lines = lines
         self._starts = starts
         self.virtual_size = Size(width, len(lines))
+        self._max_y = max(0, len(lines) - self.scrollable_content_region.height)
         self.refresh()
 
     def _style(self, name: str) -> Style:

@@ -243,7 +243,6 @@ class ConversationScreen(Screen[None]):
     def show_announcement(self, ann: Announced | None, names: dict[str, str]) -> None:
         """The 公告 bar at the top of the chat, as LINE pins it."""
         bar = self.query_one("#announcement", Static)
-        self._keep_end()
         bar.display = ann is not None
         if ann is not None:
             who = safe(names.get(ann.by, ann.by[:16]))
@@ -254,7 +253,6 @@ class ConversationScreen(Screen[None]):
         """The banner against fraud: their key is not the one you compared (a new phone, or
         someone in the middle). The app never asks for a code or a key; it says what to do."""
         bar = self.query_one("#keywarn", Static)
-        self._keep_end()
         who = safe(name)
         bar.update(Text(t(
             f"⚠ {who} 的金鑰已變更。請當面或通話核對指紋，再執行 tits contact confirm",
@@ -262,13 +260,6 @@ class ConversationScreen(Screen[None]):
             "run tits contact confirm",
         ), style="bold"))  # fmt: skip
         bar.display = True
-
-    def _keep_end(self) -> None:
-        """A bar appearing above the messages makes the view shorter: one that showed the
-        newest message still shows it afterwards."""
-        view = self.view
-        if view.is_vertical_scroll_end or view.max_scroll_y == 0:
-            self.call_after_refresh(view.scroll_end, animate=False, immediate=True)
 
     def set_lifetime(self, seconds: int) -> None:
         self.lifetime_s = seconds
@@ -586,7 +577,11 @@ class StickerPicker(ModalScreen[str | None]):
     """貼圖: one tab a pack, arrow keys to choose, Enter sends, Esc closes. Each sticker is
     shown by its text rendering and shortcode (and sent as the pack's image)."""
 
-    BINDINGS = [Binding("escape", "dismiss_none", t("關閉", "Close"))]
+    BINDINGS = [
+        Binding("escape", "dismiss_none", t("關閉", "Close")),
+        Binding("left", "pack(-1)", t("上一組", "Previous pack"), show=False),
+        Binding("right", "pack(1)", t("下一組", "Next pack"), show=False),
+    ]
 
     def __init__(self, packs: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
         super().__init__()
@@ -622,3 +617,11 @@ class StickerPicker(ModalScreen[str | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+    def action_pack(self, step: int) -> None:
+        """← → between the packs (↑ ↓ stay within one)."""
+        tabs = self.query_one(TabbedContent)
+        ids = [f"pack-{p[0]}" for p in self.packs]
+        if tabs.active in ids:
+            tabs.active = ids[(ids.index(tabs.active) + step) % len(ids)]
+            tabs.get_pane(tabs.active).query_one(OptionList).focus()
