@@ -35,6 +35,7 @@ log = structlog.get_logger("titsd.login")
 RAM_DIRS = ("/dev/shm", "/run/shm")
 HEALTH_S = 10.0  # how long a self-check of the broker's own decryption is believed
 REVOCATION_TIMEOUT_S = 3.0
+KEYD_REST_S = 30.0  # after keyd failed to answer, logins skip the revocation check this long
 
 
 class BrokerFault(TitsError):
@@ -121,6 +122,7 @@ class LoginVerifier:
         self._lock = threading.Lock()
         self._known: dict[str, str] = {}  # fingerprint → name, for keys already in the ring
         self._revoked: set[tuple[str, str]] = set()  # (identity, device) revocations checked
+        self._keyd_down_until = 0.0
         self._healthy_until = 0.0
 
     def verify(self, login: wire.Login, nonce: bytes, curve_key: bytes) -> LoginOk:
@@ -151,18 +153,21 @@ class LoginVerifier:
         """Refuse a device its owner revoked (docs/devices.md). Asked of the key server at
         every login (a few ms beside the login's gpg calls; a revocation must hold from the
         moment it is published); a revocation, once checked with gpg, is kept for good. A key
-        server that cannot be reached lets the login through (logged): brokers stay usable
-        while keyd is down, at the price of that window."""
+        server that cannot be reached lets the login through (logged), and is not asked again
+        for KEYD_REST_S: brokers stay usable while keyd is down, at the price of that window
+        (a session taken in it still ends when broker/revocations.py finds the revocation)."""
         key = (cert.identity, cert.device)
         if key in self._revoked:
             raise VerificationError(f"device {cert.device} was revoked by its owner")
-        if not self.keyserver:
+        if not self.keyserver or time.monotonic() < self._keyd_down_until:
             return
         from tits.keyclient import KeyClient
 
         try:
             found = KeyClient(self.keyserver, timeout=REVOCATION_TIMEOUT_S).devices(cert.identity)
         except KeyServerError as exc:
+            # a key server that hangs must not add its timeout to every login: rest a while
+            self._keyd_down_until = time.monotonic() + KEYD_REST_S
             log.warning("login.revocation_unchecked", device=cert.device, why=exc.message[:120])
             return
         for d in found:

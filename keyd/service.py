@@ -25,7 +25,11 @@ Policy, decided here and documented for operators:
   key as their own (no proof: 400 `no-proof`; a wrong one: 403 `bad-proof`). Devices stored
   before proofs existed are served with `"proof": null` until their owner publishes again.
   A revocation is accepted only when signed by that identity, and is permanent: a revoked
-  device stays revoked and is served marked so.
+  device stays revoked and is served marked so. A client may name the device that made it
+  (`by`, with that device key's signature over the revocation): one made by a device already
+  revoked is refused (409 `revoker-revoked`), so of two devices revoking each other, even at
+  the same instant, the first in wins. `GET /tits/revocations?since=T` lists revocations by
+  their signed date, for brokers that end revoked devices' sessions.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from nacl.exceptions import BadSignatureError
+from nacl.exceptions import ValueError as NaclValueError
+from nacl.signing import VerifyKey
 
-from tits.device import PROOF_BYTES, Certificate, Revocation
+from tits.device import PROOF_BYTES, REVOKE_BY_CONTEXT, Certificate, Revocation
 from tits.errors import VerificationError
 from tits.log import sanitise
 
@@ -371,12 +378,41 @@ class KeyService:
             raise KeydError(
                 403, f"revocation is not signed by {rev.identity}: {exc.message}", "forged"
             ) from None
+        by = self._revoker(rev, data, body)
         async with self._lock("dev:" + rev.identity):
+            if by is not None and self.store.is_revoked(rev.identity, by):
+                # two devices revoking each other: the first one in wins, the other is told
+                raise KeydError(
+                    409, f"device {by}, which made this revocation, was itself revoked",
+                    "revoker-revoked",
+                )  # fmt: skip
             if self.store.revocation_count(rev.identity) >= MAX_REVOCATIONS_PER_IDENTITY:
                 raise KeydError(422, "too many revocations for this identity", "too-many")
             self.store.put_revocation(rev.identity, rev.device, data, signature, rev.revoked)
         log.info("device.revoked", identity=rev.identity, device=rev.device)
         return {"identity": rev.identity, "device": rev.device, "revoked": True}
+
+    def _revoker(self, rev: Revocation, data: bytes, body: dict[str, Any]) -> str | None:
+        """The device that made a revocation, when the client names it (`by`, with that
+        device key's signature over it, `by_proof`); None for a client that does not."""
+        by = body.get("by")
+        if by is None:
+            return None
+        if not isinstance(by, str) or not re.fullmatch(r"[0-9a-f]{16}", by):
+            raise KeydError(400, "by must be a 16-hex device id")
+        proof = _b64(body.get("by_proof"), "by_proof", PROOF_BYTES)
+        row = next((d for d in self.store.devices(rev.identity) if d.device == by), None)
+        if row is None:
+            raise KeydError(404, f"no device {by} of {rev.identity} here", "no-device")
+        try:
+            VerifyKey(Certificate.parse(row.certificate).public_key).verify(
+                REVOKE_BY_CONTEXT + data, proof
+            )
+        except (BadSignatureError, NaclValueError, VerificationError, TypeError, ValueError):
+            raise KeydError(
+                403, f"the revocation is not signed by device {by}", "bad-proof"
+            ) from None
+        return by
 
     def revocations(self, since_text: str | None) -> dict[str, Any]:
         """GET /tits/revocations?since=T: revocations dated T or later (at most

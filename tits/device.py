@@ -46,6 +46,7 @@ CERT_MAGIC = "tits-device-certificate-v1"
 REVOKE_MAGIC = "tits-device-revocation-v1"
 PROOF_CONTEXT = b"tits-device-proof-v1\n"  # no message a device signs starts so (msgpack)
 PROOF_BYTES = 64
+REVOKE_BY_CONTEXT = b"tits-revoked-by-v1\n"  # a device's signature over a revocation it made
 DEFAULT_LIFETIME = 2 * 365 * 24 * 3600
 _NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}\Z")
 

@@ -200,8 +200,14 @@ class KeyClient:
             raise KeyServerError(f"key server {self.base_url} sent a malformed device list")
         return [d for d in devices if isinstance(d, dict) and (_proven(d, fp) or d.get("revoked"))]
 
-    def revoke_device(self, rev_bytes: bytes, signature: str) -> dict[str, Any]:
+    def revoke_device(
+        self, rev_bytes: bytes, signature: str, by: str | None = None, by_proof: bytes = b""
+    ) -> dict[str, Any]:
+        """`by`: the device making it, with its signature `by_proof` (`REVOKE_BY_CONTEXT`):
+        keyd then refuses it if that device was revoked first (two revoking each other)."""
         payload = {"revocation": base64.b64encode(rev_bytes).decode(), "signature": signature}
+        if by is not None:
+            payload |= {"by": by, "by_proof": base64.b64encode(by_proof).decode()}
         return dict(self._json("POST", "/tits/revocations", payload))
 
     def revocations(self, since: int) -> tuple[list[dict[str, Any]], bool]:

@@ -396,7 +396,10 @@ class JoinSide:
     def on_message(self, sender: str, data: bytes) -> list[PairMsg]:
         if sender != self.code.rendezvous:
             return []  # only the linking device named in the code speaks here
-        msg = decode(data)
+        try:
+            msg = decode(data)
+        except PairingError:
+            return []  # garbage (a broker's doing): nothing to act on
         if msg.id != self.code.id:
             return []
         if isinstance(msg, Refuse):

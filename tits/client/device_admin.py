@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..device import Certificate, revoke
+from ..device import REVOKE_BY_CONTEXT, Certificate, revoke
 from ..errors import ConfigError, TitsError, VerificationError
 from ..home import Home
 from ..keyclient import KeyClient
@@ -100,8 +100,9 @@ def find(rows: list[DeviceRow], which: str) -> DeviceRow:
 def revoke_device(home: Home, which: str, keyserver: str | None = None) -> DeviceRow:
     """Sign a revocation of another of our devices, publish it, and keep it here (this home
     refuses that device's signatures at once). A device revokes another, never itself, and
-    a device already revoked revokes nothing: of two devices revoking each other, the second
-    finds itself revoked (unless both publish in the same instant: docs/devices.md)."""
+    a device already revoked revokes nothing: of two devices revoking each other, even at the
+    same instant, keyd takes the first and refuses the other (it names the device that made
+    each revocation, proven by that device's key)."""
     rows = list_devices(home, keyserver)
     if any(r.this and r.revoked for r in rows):
         raise ConfigError("this device was revoked: it cannot revoke others")
@@ -109,7 +110,9 @@ def revoke_device(home: Home, which: str, keyserver: str | None = None) -> Devic
     if row.this:
         raise ConfigError("this is the device you are on: revoke it from another of your devices")
     rev, sig = revoke(home.identity, home.fingerprint, row.device)
-    answer = keyclient(home, keyserver).revoke_device(rev.to_bytes(), sig)
+    data = rev.to_bytes()
+    by_proof = home.device.sign(REVOKE_BY_CONTEXT + data)
+    answer = keyclient(home, keyserver).revoke_device(data, sig, home.device.id, by_proof)
     if not answer.get("revoked"):
         raise VerificationError("the key server did not take the revocation")
     checker = DeviceChecker(

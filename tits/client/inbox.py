@@ -333,7 +333,7 @@ class Inbox:
                     continue
                 msg = self._open(old, inner, history=True)
             except NotYet as exc:
-                if exc.need in ("cert", "pubkey"):
+                if exc.need in ("cert", "pubkey", "devices"):
                     raise  # hold the whole batch while its sender's device is looked up
                 continue  # an epoch not shared with us: that part of the past stays closed
             except (TitsError, ValueError):

@@ -254,7 +254,7 @@ def join(
             rv.send(code.rendezvous, [side.start()])
             bundle = _await_bundle(rv, side, ask, answer_s, history)
             archive = _receive_history(rv, side, bundle, work / "history.tar", answer_s, progress)
-            published = _apply(home, code, device, bundle)
+            published = _apply(home, code, device, bundle, work)
             messages = install(archive, home.path, code.user, home.identity) if archive else 0
             rv.send(code.rendezvous, [side.done()])
             return Joined(code.user, device.id, side.sas or "", published, messages)
@@ -319,7 +319,26 @@ def _receive_history(
     return got.finish()
 
 
-def _apply(home: Home, code: P.Code, device: DeviceKey, bundle: P.Bundle) -> bool:
+def _check_secret(bundle: P.Bundle, user: str, scratch: Path) -> None:
+    """The bundle holds exactly the account's secret key, and it signed the certificate."""
+    ident = Identity(scratch / "gnupg")
+    try:
+        result = ident.gpg.import_keys(bundle.secret_key)
+        got = {str(f).upper() for f in result.fingerprints if f}
+        if got != {user} or not any(k.fingerprint == user for k in ident.keys(secret=True)):
+            raise P.PairingError("the bundle does not hold the account's own secret key")
+        try:
+            ident.verify_detached(bundle.cert, bundle.cert_sig, user)
+        except VerificationError as exc:
+            raise P.PairingError(f"the bundle's certificate: {exc.message}") from None
+    finally:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(ident.home), "--kill", "gpg-agent"],
+            check=False, capture_output=True, timeout=10,
+        )  # fmt: skip
+
+
+def _apply(home: Home, code: P.Code, device: DeviceKey, bundle: P.Bundle, work: Path) -> bool:
     """Check everything in the bundle, then write the home; True if the key server took the
     new device's certificate."""
     try:
@@ -328,14 +347,12 @@ def _apply(home: Home, code: P.Code, device: DeviceKey, bundle: P.Bundle) -> boo
         raise P.PairingError(f"the bundle's certificate is unusable: {exc.message}") from None
     if cert.identity != code.user or cert.public_key != device.public_key:
         raise P.PairingError("the bundle certifies another device or account")
-    home.path.mkdir(parents=True, exist_ok=True)
+    _check_secret(bundle, code.user, work / "check")  # in a scratch home: the new one
+    home.path.mkdir(parents=True, exist_ok=True)  # gets nothing from a bundle that fails
     home.path.chmod(0o700)
-    ident = home.identity
-    result = ident.gpg.import_keys(bundle.secret_key)
-    got = {str(f).upper() for f in result.fingerprints if f}
-    if got != {code.user} or not any(k.fingerprint == code.user for k in ident.keys(secret=True)):
-        raise P.PairingError("the bundle does not hold the account's own secret key")
-    ident.verify_detached(bundle.cert, bundle.cert_sig, code.user)
+    result = home.identity.gpg.import_keys(bundle.secret_key)
+    if {str(f).upper() for f in result.fingerprints if f} != {code.user}:
+        raise P.PairingError("the account's key did not go into this home")
     device.save(home.path / "device.key")
     (home.path / "device.cert").write_bytes(bundle.cert)
     (home.path / "device.sig").write_text(bundle.cert_sig)
