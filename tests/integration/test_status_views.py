@@ -147,10 +147,12 @@ def test_a_whole_clouds_metrics(cloud4: Cloud) -> None:
     """/metrics of a real 4-broker cloud: every broker linked to the 3 others, all alive,
     gossip fresh (brokers re-advertise every 2 s)."""
     for b in cloud4.local.brokers[:3]:
-        m = wait_for(
-            lambda b=b: (m := metrics(b["http"]))[("titsd_peers_up", ())] >= 3 and m, 30,
-            "three peers up",
-        )  # fmt: skip
+
+        def linked(b: dict[str, Any] = b) -> dict[tuple[str, Any], float] | None:
+            m = metrics(b["http"])
+            return m if m[("titsd_peers_up", ())] >= 3 else None
+
+        m = wait_for(linked, 30, "three peers up")
         assert m[("titsd_brokers", (("state", "alive"),))] == 4
         assert m[("titsd_peer_link_events_total", (("event", "up"),))] >= 3
         assert m[("titsd_gossip_lag_seconds", ())] < 15
