@@ -35,6 +35,7 @@ from tits.errors import TitsError
 from tits.log import set_level
 
 from .config import LIVE, BrokerConfig, changes, shown
+from .sdnotify import notify
 
 if TYPE_CHECKING:
     from .server import Broker
@@ -272,10 +273,13 @@ class AdminServer:
         """Read the config again (the file, TITSD_* variables, the flags it started with) and
         apply what can change live; say what needs a restart. A bad file changes nothing."""
         b = self.broker
+        # systemd (notify-reload, 253+) waits for READY=1 again; older ones ignore it
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             new = self.load_config()
         except TitsError as exc:
             log.error("config.reload_failed", error=exc.message)
+            notify("READY=1")
             raise _Refused(exc.message) from None
         diff = changes(b.cfg, new)
         live = {k: v for k, v in diff.items() if k in LIVE}
@@ -300,6 +304,7 @@ class AdminServer:
             "config.reloaded", source=str(b.cfg.source or ""), changed=changed,
             restart_needed=restart,
         )  # fmt: skip
+        notify("READY=1")
         return {"changed": changed, "restart_needed": restart}
 
 

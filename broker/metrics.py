@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 # group commits take ~0.1 ms (durability "normal") to tens of ms (an fsync on a slow disk)
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+RENDER_GAP_S = 0.05  # at most 20 renderings a second, however many scrape
 MAILBOX_EVERY_S = 10.0  # counting the mailbox's rows is a query: at most this often
 
 
@@ -302,13 +303,19 @@ class Metrics:
         self.commits = CommitTimer(broker.writer.stats, broker.writer.notify)
         broker.writer.notify = self.commits
         self.mailbox = MailboxCounter(broker.cfg.data / "mailbox.db")
+        self._last: tuple[float, bytes] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(BrokerCollector(broker, self.commits, self.mailbox))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text format; at most one rendering every RENDER_GAP_S (a scrape sooner gets the
+        last one), so that a flood of scrapes cannot take the GIL from the message loop."""
+        now = time.monotonic()
+        if self._last is None or now - self._last[0] >= RENDER_GAP_S:
+            self._last = (now, generate_latest(self.registry))
+        return self._last[1]
 
     def close(self) -> None:
         self.mailbox.close()

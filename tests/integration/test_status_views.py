@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     People,
@@ -132,6 +133,31 @@ def test_a_real_brokers_public_view_counts_the_unlisted(cloud4: Cloud, people: P
         mallory.close()
 
 
+def metrics(http: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    code, body = get(http + "/metrics")
+    assert code == 200
+    return {
+        (smp.name, tuple(sorted(smp.labels.items()))): smp.value
+        for family in text_string_to_metric_families(body.decode())
+        for smp in family.samples
+    }
+
+
+def test_a_whole_clouds_metrics(cloud4: Cloud) -> None:
+    """/metrics of a real 4-broker cloud: every broker linked to the 3 others, all alive,
+    gossip fresh (brokers re-advertise every 2 s)."""
+    for b in cloud4.local.brokers[:3]:
+
+        def linked(b: dict[str, Any] = b) -> dict[tuple[str, Any], float] | None:
+            m = metrics(b["http"])
+            return m if m[("titsd_peers_up", ())] >= 3 else None
+
+        m = wait_for(linked, 30, "three peers up")
+        assert m[("titsd_brokers", (("state", "alive"),))] == 4
+        assert m[("titsd_peer_link_events_total", (("event", "up"),))] >= 3
+        assert m[("titsd_gossip_lag_seconds", ())] < 15
+
+
 def test_after_a_broker_died_every_survivor_says_so(cloud4: Cloud) -> None:
     victim = cloud4.local.brokers[3]
     cloud4.kill9(victim["id"])
@@ -147,6 +173,14 @@ def test_after_a_broker_died_every_survivor_says_so(cloud4: Cloud) -> None:
         banner = re.search(r'id="problems">(.*?)</div>', page.decode(), re.S)
         assert code == 200 and banner is not None, page[:2000]
         assert "invariants hold" not in banner.group(1) and "problems (" in banner.group(1)
+        assert metrics(b["http"])[("titsd_cloud_problems", ())] >= 1  # for Prometheus too
+
+        def link_gone(b: dict[str, Any] = b) -> bool:  # its own link, once liveness says so
+            m = metrics(b["http"])
+            return sum(m[("titsd_peer_link_events_total", (("event", e),))]
+                       for e in ("down", "lost")) >= 1  # fmt: skip
+
+        wait_for(link_gone, 90, f"{b['id'][:8]} counting the lost link")
 
 
 def test_searches_are_budgeted_and_pages_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
