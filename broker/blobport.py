@@ -42,7 +42,8 @@ log = structlog.get_logger("titsd")
 T = TypeVar("T")
 WANT_S = 10.0  # a chunk waited for (from the cloud, or an upload) this long: `not-found`
 MAX_WAITERS = 10_000  # chunk requests parked at once (beyond: `not-found`)
-MAX_JOBS = 256  # chunks waiting for the media thread (beyond: `busy`)
+MAX_JOBS = 64  # chunks waiting for the media thread (beyond: `busy`): 64 MiB at most
+MAX_ASKED = 128  # chunks asked of the cloud at once (beyond: `not-found`, ask again)
 UPLOAD_S = 600.0  # an offered file's missing chunks count as on their way this long
 
 Serve = Callable[[bytes], None]
@@ -239,6 +240,9 @@ class BlobPort:
         if self.cloud is None or not holder or holder == self.me or not wire.is_fingerprint(holder):
             return self._refuse(route, msg, MediaError("no such chunk here", code="not-found"))
         first = msg.chunk not in self._asked
+        if first and len(self._asked) >= MAX_ASKED:  # what is on its way here stays bounded
+            return self._refuse(route, msg, MediaError("too many chunks on their way here: "
+                                                       "try again", code="busy"))  # fmt: skip
         if self._park(msg.chunk, serve, fail) and first:
             if not self._want(msg.chunk, holder):
                 self._fail(msg.chunk, "no route to the broker that holds it")
