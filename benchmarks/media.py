@@ -221,7 +221,9 @@ def bench_cloud(root: Path, src: Path) -> dict[str, float]:
             kc.publish_key(h.identity.export_public(h.fingerprint))
             _, cert, sig = h.certificate
             kc.publish_device(cert, sig, h.device.prove(cert))
-        dist = hop_counts(graph_of(_status(cloud.brokers[0]["http"])))
+        status = _status(cloud.brokers[0]["http"])
+        assert status is not None
+        dist = hop_counts(graph_of(status))
         x, y = max(((p, q) for p in dist for q in dist[p]), key=lambda pq: dist[pq[0]][pq[1]])
         by_id = {br["id"]: br for br in cloud.brokers}
         ks = cloud.keyserver

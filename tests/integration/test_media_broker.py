@@ -96,7 +96,7 @@ def test_an_upload_resumes_after_the_broker_is_killed(
     src.write_bytes(data)
     with Messenger(people.alice, broker=broker.url) as a:
         m = a._run(a.client.scan(src))
-        killed = []
+        killed: list[int] = []
 
         def progress(done: int, total: int) -> None:
             if done >= total // 2 and not killed:
