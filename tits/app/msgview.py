@@ -22,7 +22,7 @@ from textual.strip import Strip
 
 from tits.client.model import Message
 
-from .text import clock, plain, safe, t
+from .text import clock, media_label, plain, safe, t
 
 SENDING = "sending"
 SENT = "sent"
@@ -195,7 +195,7 @@ class MessageView(ScrollView, can_focus=True):
         if m.kind == "text":
             body = plain(m.text)
         else:
-            body = plain(t("[檔案] ", "[file] ") + (m.mime or ""))
+            body = plain(media_label(m))
         bubble = base + self._style("msgview--mine" if it.mine else "msgview--theirs")
         if it.hit:
             bubble += self._style("msgview--hit")

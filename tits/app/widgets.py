@@ -13,7 +13,7 @@ from rich.text import Text
 from tits.client.model import Message
 
 from .data import Chat, Friend, Notice
-from .text import list_time, safe, t
+from .text import list_time, media_label, safe, t
 
 PREVIEW_CHARS = 80
 
@@ -24,7 +24,7 @@ def preview(m: Message | None) -> str:
     if m.unsent:
         return t("已收回訊息", "Message unsent")
     if m.kind == "media":
-        return t("[檔案]", "[file]")
+        return media_label(m)
     return safe((m.text or "").replace("\n", " ")[:PREVIEW_CHARS])
 
 
