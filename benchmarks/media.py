@@ -96,7 +96,10 @@ def _bob(home: str, url: str, keyserver: str | None, out: Any) -> None:
             b.connect(60)
             out.send("ready")
             got: list[Message] = []
-            b.receive(got.append, timeout=300, until=lambda: any(x.kind == "media" for x in got))
+            b.receive(
+                got.append, follow=True, timeout=300,
+                until=lambda: any(x.kind == "media" for x in got),
+            )  # fmt: skip
             msg = next(x for x in got if x.kind == "media")
             path = b.fetch(msg)
             fetched = time.time()
