@@ -12,7 +12,7 @@
    checked, saved in his home; he starts when her message comes). End to end: her first
    byte to his last checked one. Upload: her send alone; download: Bob fetching it again
    from the broker's disk. One real `titsd` (CURVE, fsync on for messages), both clients
-   real, in this process.
+   real: Alice in this process, Bob in one of his own (as on his own device).
 3. three hops: a cloud of six brokers, Alice and Bob on the two farthest; Bob's broker
    fetches each chunk from Alice's along the cloud's route.
 4. resume after half: the upload is broken off at half (the client closed), then a new
@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from tits.client.blocking import Message, Messenger
 from tits.home import Home
@@ -86,43 +87,63 @@ def kill_agents(*homes: Home) -> None:
                        check=False, capture_output=True)  # fmt: skip
 
 
-def transfer(a: Messenger, b: Messenger, to: str, src: Path) -> dict[str, float]:
-    """Alice sends while Bob fetches (he starts when her message comes, which is as soon as
-    her broker took the offer): end to end is her first byte to his last checked byte. Then
-    Bob fetches it again from the broker's disk alone (his copy deleted): the download."""
-    import threading
-
-    m = a.scan(src)
-    done: dict[str, float] = {}
-    paths: list[Path] = []
-    errors: list[BaseException] = []
-
-    def bob() -> None:
-        try:
+def _bob(home: str, url: str, keyserver: str | None, out: Any) -> None:
+    """Bob in a process of his own (as on his own device): wait for Alice's media message,
+    fetch it, report when it was checked and saved; then fetch it again from the broker's
+    disk alone (his copy deleted) and report how long that took."""
+    try:
+        with Messenger(Home(Path(home)), broker=url, keyserver=keyserver) as b:
+            b.connect(60)
+            out.send("ready")
             got: list[Message] = []
-            b.receive(got.append, timeout=120, until=lambda: any(x.kind == "media" for x in got))
+            b.receive(
+                got.append, follow=True, timeout=300,
+                until=lambda: any(x.kind == "media" for x in got),
+            )  # fmt: skip
             msg = next(x for x in got if x.kind == "media")
-            paths.append(b.fetch(msg))
-            done["fetched"] = time.perf_counter()
-            paths[0].unlink()
+            path = b.fetch(msg)
+            fetched = time.time()
+            path.unlink()
             b.store.set_file(msg.id, "")
             msg.file = None
             t1 = time.perf_counter()
             b.fetch(msg)
-            done["down"] = time.perf_counter() - t1
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+            out.send((fetched, time.perf_counter() - t1))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        out.send(repr(exc))
 
-    t = threading.Thread(target=bob)
-    t0 = time.perf_counter()
-    t.start()
-    a.send_file(to, src, manifest=m)
-    up = time.perf_counter() - t0
-    t.join(600)
-    if errors:
-        raise errors[0]
+
+def transfer(
+    a: Messenger, b_home: Home, url: str, src: Path, keyserver: str | None = None
+) -> dict[str, float]:
+    """Alice sends while Bob fetches (he starts when her message comes, which is as soon as
+    her broker took the offer): end to end is her first byte to his last checked byte. Then
+    Bob fetches it again from the broker's disk alone: the download."""
+    import multiprocessing as mp
+
+    m = a.scan(src)
+    ctx = mp.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    proc = ctx.Process(target=_bob, args=(str(b_home.path), url, keyserver, theirs))
+    proc.start()
+    try:
+        if not mine.poll(120) or mine.recv() != "ready":
+            raise SystemExit("Bob's process did not start")
+        t0 = time.time()
+        a.send_file(b_home.fingerprint, src, manifest=m)
+        up = time.time() - t0
+        if not mine.poll(600):
+            raise SystemExit("Bob did not get the file")
+        answer = mine.recv()
+        if isinstance(answer, str):
+            raise SystemExit(f"Bob failed: {answer}")
+        fetched, down = answer
+    finally:
+        proc.join(60)
+        if proc.is_alive():
+            proc.kill()
     size = src.stat().st_size / MB
-    return {"up": size / up, "e2e": size / (done["fetched"] - t0), "down": size / done["down"]}
+    return {"up": size / up, "e2e": size / (fetched - t0), "down": size / down}
 
 
 def rss_kb(pid: int | None = None) -> int:
@@ -155,10 +176,11 @@ def bench_one(root: Path, src: Path, show_rss: bool) -> dict[str, float]:
     a_home, b_home = pair(root)
     proc, info = start_broker(root / "broker")
     try:
-        with Messenger(a_home, broker=info["url"]) as a, Messenger(b_home, broker=info["url"]) as b:
-            out = transfer(a, b, b_home.fingerprint, src)
+        with Messenger(a_home, broker=info["url"]) as a:
+            out = transfer(a, b_home, info["url"], src)
             if show_rss:
-                out["rss_clients_mb"] = rss_kb() / 1024
+                out["rss_alice_mb"] = rss_kb() / 1024
+                out["rss_bob_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
                 out["rss_broker_mb"] = rss_kb(proc.pid) / 1024
         return out
     finally:
@@ -221,15 +243,14 @@ def bench_cloud(root: Path, src: Path) -> dict[str, float]:
             kc.publish_key(h.identity.export_public(h.fingerprint))
             _, cert, sig = h.certificate
             kc.publish_device(cert, sig, h.device.prove(cert))
-        dist = hop_counts(graph_of(_status(cloud.brokers[0]["http"])))
+        status = _status(cloud.brokers[0]["http"])
+        assert status is not None
+        dist = hop_counts(graph_of(status))
         x, y = max(((p, q) for p in dist for q in dist[p]), key=lambda pq: dist[pq[0]][pq[1]])
         by_id = {br["id"]: br for br in cloud.brokers}
         ks = cloud.keyserver
-        with (
-            Messenger(a_home, broker=by_id[x]["url"], keyserver=ks) as a,
-            Messenger(b_home, broker=by_id[y]["url"], keyserver=ks) as b,
-        ):
-            out = transfer(a, b, b_home.fingerprint, src)
+        with Messenger(a_home, broker=by_id[x]["url"], keyserver=ks) as a:
+            out = transfer(a, b_home, by_id[y]["url"], src, ks)
         return {"hops": dist[x][y], **out}
     finally:
         cloud.stop()
@@ -286,8 +307,9 @@ def main() -> None:
         print(f"one broker: upload {one['up']:,.0f} MB/s, download {one['down']:,.0f} MB/s, "
               f"end to end {one['e2e']:,.0f} MB/s")  # fmt: skip
         if args.rss:
-            print(f"peak RSS: both clients (this process) {one['rss_clients_mb']:,.0f} MB, "
-                  f"broker {one['rss_broker_mb']:,.0f} MB")  # fmt: skip
+            print(f"peak RSS: Alice's client {one['rss_alice_mb']:,.0f} MB, Bob's (a process "
+                  f"of his own) {one['rss_bob_mb']:,.0f} MB, broker "
+                  f"{one['rss_broker_mb']:,.0f} MB")  # fmt: skip
         res = bench_resume(root / "resume", src)
         print(f"resume after half: first try sent {res['first']:.0%}, the resumed one "
               f"{res['second']:.0%} of the file ({res['total']:.0%} in all) at "

@@ -11,8 +11,10 @@ loop's wake pipe (`drain`). At most MAX_JOBS wait for that thread: beyond, `busy
 
 A chunk asked for that is on its way (its file offered here, the upload under way) waits
 for it, so a receiver can fetch while the sender still sends. A chunk this broker lacks
-otherwise is asked of the broker the manifest names as its holder: a `ChunkWant` goes hop
-by hop along the cloud's shortest path (the topology `Relay` uses; no broker off that path
+otherwise is asked of the broker the manifest names as its holder (or, when that cannot be
+reached or lacks it, of a broker where the presence gossip lists the file's sender — one
+at a time, each ask after a failed one going to the next): a `ChunkWant` goes hop by hop
+along the cloud's shortest path (the topology `Relay` uses; no broker off that path
 is asked), and any broker on the way that has the chunk answers with `ChunkFound` back
 along the path. The chunk is checked against its hash and kept here, so the next receiver
 at this broker is served from disk. A wait unanswered in WANT_S is answered `not-found`: the
@@ -42,7 +44,8 @@ log = structlog.get_logger("titsd")
 T = TypeVar("T")
 WANT_S = 10.0  # a chunk waited for (from the cloud, or an upload) this long: `not-found`
 MAX_WAITERS = 10_000  # chunk requests parked at once (beyond: `not-found`)
-MAX_JOBS = 256  # chunks waiting for the media thread (beyond: `busy`)
+MAX_JOBS = 64  # chunks waiting for the media thread (beyond: `busy`): 64 MiB at most
+MAX_ASKED = 128  # chunks asked of the cloud at once (beyond: `not-found`, ask again)
 UPLOAD_S = 600.0  # an offered file's missing chunks count as on their way this long
 
 Serve = Callable[[bytes], None]
@@ -59,6 +62,7 @@ class CloudRoutes(Protocol):
 
     def next_hop(self, broker: str) -> str | None: ...
     def send(self, peer: str, msg: object, body: bytes | None = None) -> bool: ...
+    def where(self, fingerprint: str) -> list[str]: ...
 
 
 class Routes:
@@ -73,6 +77,10 @@ class Routes:
 
     def send(self, peer: str, msg: object, body: bytes | None = None) -> bool:
         return bool(self._cloud.peers.send(peer, msg, body))
+
+    def where(self, fingerprint: str) -> list[str]:
+        """The brokers the cloud's presence gossip lists this user at."""
+        return sorted(self._cloud.where(fingerprint))
 
 
 class BlobPort:
@@ -98,6 +106,7 @@ class BlobPort:
         self._asked: dict[bytes, float] = {}
         self._coming: dict[bytes, float] = {}  # chunks of files offered here, not yet put
         self._buckets: dict[str, tuple[float, float]] = {}  # user → (bytes allowed, when)
+        self._tries: dict[bytes, int] = {}  # chunk → asks of the cloud that failed
 
     def close(self) -> None:
         if self._pool is not None:
@@ -235,14 +244,33 @@ class BlobPort:
         if msg.chunk in self._coming:  # its upload is under way here: wait for it
             self._park(msg.chunk, serve, fail)
             return None
-        holder = msg.holder
-        if self.cloud is None or not holder or holder == self.me or not wire.is_fingerprint(holder):
+        holder = self._source(msg)
+        if holder is None:
             return self._refuse(route, msg, MediaError("no such chunk here", code="not-found"))
         first = msg.chunk not in self._asked
+        if first and len(self._asked) >= MAX_ASKED:  # what is on its way here stays bounded
+            return self._refuse(route, msg, MediaError("too many chunks on their way here: "
+                                                       "try again", code="busy"))  # fmt: skip
         if self._park(msg.chunk, serve, fail) and first:
             if not self._want(msg.chunk, holder):
                 self._fail(msg.chunk, "no route to the broker that holds it")
         return None
+
+    def _source(self, msg: wire.ChunkGet) -> str | None:
+        """Which broker to ask for a chunk not here: the manifest's holder, then (each time
+        a try failed) the brokers where its sender is online, by presence gossip: those a
+        route reaches, in turn. None: nobody to ask."""
+        cloud = self.cloud
+        if cloud is None:
+            return None
+        found = [msg.holder] if wire.is_fingerprint(msg.holder) else []
+        if wire.is_fingerprint(msg.sender):
+            found += [b for b in cloud.where(msg.sender) if b not in found]
+        found = [b for b in found if b != self.me and cloud.next_hop(b) is not None]
+        if not found:
+            return None
+        tries = self._tries.get(msg.chunk, 0)
+        return found[tries % len(found)]
 
     def _park(self, chunk: bytes, serve: Serve, fail: Fail) -> bool:
         if sum(map(len, self._waiting.values())) >= MAX_WAITERS:
@@ -282,6 +310,9 @@ class BlobPort:
 
     def _fail(self, chunk: bytes, why: str) -> None:
         self._asked.pop(chunk, None)
+        self._tries[chunk] = self._tries.get(chunk, 0) + 1  # the next ask goes elsewhere
+        if len(self._tries) > MAX_WAITERS:
+            self._tries.clear()
         for _, fail in self._waiting.pop(chunk, []):
             fail(why)
 
@@ -307,6 +338,7 @@ class BlobPort:
             self._run(lambda: self.store.store(msg.chunk, data), lambda f: None)
             self.counters["media_cloud"] += len(body)
             self._asked.pop(msg.chunk, None)
+            self._tries.pop(msg.chunk, None)
             for serve, _ in self._waiting.pop(msg.chunk, []):
                 serve(body)
 

@@ -452,11 +452,15 @@ class ChunkPut(_Msg, tag="chunk-put"):
 
 class ChunkGet(_Msg, tag="chunk-get"):
     """Client → broker: send me the chunk whose SHA-256 is `chunk`; `index` is echoed.
-    `holder` (a broker id) is where to look in the cloud if this broker lacks it."""
+    `holder` (a broker id) is where to look in the cloud if this broker lacks it, then the
+    brokers where `sender` is online."""
 
     chunk: Sha256
     index: Annotated[int, Meta(ge=0, lt=MAX_CHUNKS)] = 0
     holder: Annotated[str, Meta(max_length=40)] = ""
+    # the file's sender: where the cloud's presence says they are logged in is asked when
+    # the holder cannot be reached or lacks it (a sender who failed over mid-upload)
+    sender: Annotated[str, Meta(max_length=40)] = ""
 
 
 class BlobHave(_Msg, tag="blob-have"):

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.broker_fixtures import (  # noqa: F401
     BrokerProc,
@@ -23,6 +26,7 @@ from tits import wire
 from tits.client import Connection
 from tits.client.blocking import Messenger
 from tits.client.model import Message
+from tits.errors import MediaError
 from tits.media.manifest import scan
 
 MB = 1 << 20
@@ -92,7 +96,7 @@ def test_an_upload_resumes_after_the_broker_is_killed(
     src.write_bytes(data)
     with Messenger(people.alice, broker=broker.url) as a:
         m = a._run(a.client.scan(src))
-        killed = []
+        killed: list[int] = []
 
         def progress(done: int, total: int) -> None:
             if done >= total // 2 and not killed:
@@ -191,3 +195,34 @@ def test_a_receiver_fetches_while_the_sender_still_sends(
     when = dict(events)
     assert set(when) == {"sent", "first", "fetched"}, events
     assert when["first"] < when["sent"]  # Bob had chunks before Alice had sent them all
+
+
+def test_the_quota_in_the_broker_config_is_a_typed_refusal(
+    people: People, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.broker_fixtures import short_tmpdir
+
+    monkeypatch.setenv("TITSD_MEDIA_QUOTA_BYTES", str(3 * MB))
+    monkeypatch.setenv("TITSD_MEDIA_MAX_SIZE", str(4 * MB))
+    root = short_tmpdir("tq")
+    broker = BrokerProc(root / "broker").start()
+    try:
+        files = []
+        for i, size in enumerate((2 * MB, 2 * MB, 5 * MB)):
+            f = tmp_path / f"f{i}.bin"
+            f.write_bytes(os.urandom(size))
+            files.append(f)
+        with Messenger(people.alice, broker=broker.url) as a:
+            a.send_file(people.bob.fingerprint, files[0])
+            with pytest.raises(MediaError) as err:
+                a.send_file(people.bob.fingerprint, files[1])
+            assert err.value.code == "quota"
+            with pytest.raises(MediaError) as err:
+                a.send_file(people.bob.fingerprint, files[2])
+            assert err.value.code == "too-big"
+            a.send_file(people.bob.fingerprint, files[0])  # what she has there costs no more
+        with Messenger(people.bob, broker=broker.url) as b:
+            assert len(media_of(b, 2)) == 2  # the refused ones were never sent
+    finally:
+        broker.cleanup()
+        shutil.rmtree(root, ignore_errors=True)

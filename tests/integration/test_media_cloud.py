@@ -39,13 +39,16 @@ def _run(cloud: Cloud, people: People, tmp_path: Path) -> None:
     ks = cloud.local.keyserver
     publish(people, ks)
     st = _status(cloud.live()[0]["http"])
+    assert st is not None
     dist = hops(st)
     a, b = max(((x, y) for x in dist for y in dist[x]), key=lambda p: dist[p[0]][p[1]])
     assert dist[a][b] >= 2, "a relay between them"
     graph: dict[str, dict[str, int]] = {x: {} for x in dist}
     for link in st["links"]:
         graph[link["a"]][link["b"]] = graph[link["b"]][link["a"]] = 1
-    relay = shortest_path(graph, b, a)[1]
+    route = shortest_path(graph, b, a)
+    assert route is not None
+    relay = route[1]
     index = {br["id"]: i for i, br in enumerate(cloud.local.brokers)}
     one, two = tmp_path / "movie.bin", tmp_path / "second.bin"
     one.write_bytes(os.urandom(20 * MB))

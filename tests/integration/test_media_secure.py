@@ -67,7 +67,7 @@ def test_media_in_a_secure_chat(cloud1: ProcCloud, crowd: Crowd, tmp_path: Path)
     conn = alice.connection()
     conn._send(wire.BlobOffer(sha256=m.sha256), wire.encode(m))
     conn._send(wire.ChunkPut(sha256=m.sha256, index=0), os.urandom(300_000))
-    codes = []
+    codes: list[str] = []
     while len(codes) < 1:
         got = conn.recv(20.0)
         assert got is not None

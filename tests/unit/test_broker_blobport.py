@@ -4,6 +4,7 @@ errors, and a client not logged in gets nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -92,4 +93,48 @@ def test_limits_are_typed_refusals(tmp_path: Path) -> None:
     p.handle(b"eve", None, get, frames(get))
     assert [type(x) for x in r.of(b"eve")] == [wire.Error]
     assert r.of(b"eve")[0].code == "not-logged-in"
+    p.store.close()
+
+
+class FakeCloud:
+    """Routes to `reachable` brokers (each its own next hop); the sender online at `at`."""
+
+    def __init__(self, reachable: set[str], at: list[str]) -> None:
+        self.reachable, self.at = reachable, at
+        self.sent: list[tuple[str, Any]] = []
+
+    def next_hop(self, broker: str) -> str | None:
+        return broker if broker in self.reachable else None
+
+    def send(self, peer: str, msg: object, body: bytes | None = None) -> bool:
+        self.sent.append((peer, msg))
+        return True
+
+    def where(self, fingerprint: str) -> list[str]:
+        return self.at if fingerprint == ALICE else []
+
+
+def test_a_chunk_is_asked_of_the_holder_then_of_where_its_sender_is(tmp_path: Path) -> None:
+    holder, now_at = "D" * 40, "E" * 40
+    p, r = port(tmp_path)
+    cloud = FakeCloud({holder, now_at}, [now_at])
+    p.cloud = cloud
+    chunk = os.urandom(32)
+    get = wire.ChunkGet(chunk=chunk, index=0, holder=holder, sender=ALICE)
+    p.handle(b"bob", BOB, get, frames(get))
+    assert [(peer, type(m)) for peer, m in cloud.sent] == [(holder, wire.ChunkWant)]
+    # the holder restarted without it (Alice failed over mid-upload): it says so
+    p.on_peer(holder, wire.ChunkFound(chunk=chunk, to=p.me, missing=True), None)
+    assert r.of(b"bob")[-1].code == "not-found"
+    p.handle(b"bob", BOB, get, frames(get))  # Bob asks again: now where Alice is
+    assert cloud.sent[-1][0] == now_at and cloud.sent[-1][1].target == now_at
+    data = os.urandom(1000)
+    found = wire.ChunkFound(chunk=hashlib.sha256(data).digest(), to=p.me)
+    p.on_peer(now_at, found, data)  # bytes for another chunk: nobody waits for them
+    assert r.of(b"bob")[-1].code == "not-found"
+    # and a holder no route reaches is skipped at once
+    cloud.reachable = {now_at}
+    other = wire.ChunkGet(chunk=os.urandom(32), index=1, holder=holder, sender=ALICE)
+    p.handle(b"bob", BOB, other, frames(other))
+    assert cloud.sent[-1][0] == now_at
     p.store.close()

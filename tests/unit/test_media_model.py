@@ -130,3 +130,15 @@ def test_assembly_refuses_a_swapped_chunk_and_resumes(tmp_path: Path) -> None:
     final = again.finish()
     assert final == home / m.sha256.hex() and final.read_bytes() == data
     assert not list((home / ".partial").iterdir())
+
+
+def test_a_big_manifest_goes_to_fewer_recipients_per_send() -> None:
+    """A 2 GiB file's manifest × 256 recipients would pass what a broker takes in one Send."""
+    from tits.client.compose import FANOUT_BYTES, recipients_per_send
+
+    big = wire.Manifest(sha256=b"\0" * 32, size=2 << 30, chunks=[b"\1" * 32] * 2048,
+                        thumb=b"\2" * wire.MAX_THUMB)  # fmt: skip
+    n = len(wire.encode(big))
+    per = recipients_per_send(n)
+    assert 1 <= per < wire.MAX_RECIPIENTS and (n + 1024) * per <= FANOUT_BYTES
+    assert recipients_per_send(200) == wire.MAX_RECIPIENTS  # a text: as many as may be

@@ -27,7 +27,7 @@ from tits.client.model import REACTIONS
 from tits.client.model import Message as ChatMessage
 
 from .media import Visual
-from .text import clock, lifetime_label, plain, safe, t
+from .text import clock, lifetime_label, media_label, plain, safe, t
 
 SENDING = "sending"
 SENT = "sent"
@@ -244,7 +244,7 @@ class MessageView(ScrollView, can_focus=True):
             if it.mentioned:
                 body = Text("@ ", style=self._style("msgview--mention")) + body
         else:
-            body = plain(t("[檔案] ", "[file] ") + (m.mime or ""))
+            body = plain(media_label(m))
         bubble = base + self._style("msgview--mine" if it.mine else "msgview--theirs")
         if it.quote:  # the message answered, above the answer, as LINE quotes it
             quote = Text("↩ " + safe(it.quote), style=self._style("msgview--meta"))

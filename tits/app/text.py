@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 from rich.text import Text
 
 from tits.cli.output import safe, t, zh
+from tits.client.model import Message
 
 __all__ = ["clock", "day_label", "list_time", "plain", "safe", "t", "zh"]
 
@@ -78,3 +79,16 @@ def toggled(which: str, on: bool) -> str:
     if which == "pinned":
         return t("已置頂", "Pinned") if on else t("已取消置頂", "Unpinned")
     return t("已靜音", "Muted") if on else t("已取消靜音", "Unmuted")
+
+
+def media_label(m: Message) -> str:
+    """A media message in a line: a sticker's text rendering, else [圖片]/[檔案] and its
+    name made safe (the file itself is fetched by the client library, `Client.fetch`)."""
+    info = m.media()
+    if info is None:
+        return t("[檔案]", "[file]")
+    if info["sticker"]:
+        return t("[貼圖] ", "[sticker] ") + safe(str(info["sticker"]).rpartition("/")[2])
+    kind = t("[圖片] ", "[picture] ") if str(info["mime"]).startswith("image/") else t(
+        "[檔案] ", "[file] ")  # fmt: skip
+    return kind + safe(str(info["name"]))

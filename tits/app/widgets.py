@@ -13,7 +13,7 @@ from rich.text import Text
 from tits.client.model import Message
 
 from .data import Chat, Friend, Notice
-from .text import list_time, safe, t
+from .text import list_time, media_label, safe, t
 
 PREVIEW_CHARS = 80
 
@@ -26,7 +26,7 @@ def preview(m: Message | None) -> str:
     if m.expired:
         return t("訊息已過期", "Message expired")
     if m.kind == "media":
-        return t("[檔案]", "[file]")
+        return media_label(m)
     return safe((m.text or "").replace("\n", " ")[:PREVIEW_CHARS])
 
 

@@ -541,7 +541,9 @@ class Client:
             raise ConfigError("not a media message")
         m = decode(msg.manifest)
         folder = self.home.path / "media"
-        path = await self.transfers.download(m, folder, timeout=timeout, progress=progress)
+        path = await self.transfers.download(
+            m, folder, timeout=timeout, progress=progress, sender=msg.sender
+        )
         name = safe_name(m.name, m.sha256.hex()[:16])
         await self._run_media(_named_copy, folder, path, name)
         mime = await self._run_media(_sniff_file, path)  # the content's word, not the sender's

@@ -12,10 +12,18 @@ from tits.device import DeviceKey
 from tits.errors import ConfigError
 from tits.session import Envelope, SessionKey, direct_conversation_id, seal, sign_media
 
-from .groups import Groups, chunks
+from .groups import MAX_GROUP_RECIPIENTS, Groups, chunks
 from .keyring import Keyring
 from .model import Message, Prepared, SendOptions
 from .store import LocalStore, OutboxItem
+
+FANOUT_BYTES = 16 << 20  # body × recipients a broker takes in one Send (its MAX_FANOUT_BYTES)
+
+
+def recipients_per_send(payload_len: int) -> int:
+    """Recipients in one Send: the most a group message may name, fewer for a body so big
+    (a 2 GiB file's manifest is ~120 KB) that body × recipients would pass FANOUT_BYTES."""
+    return max(1, min(MAX_GROUP_RECIPIENTS, FANOUT_BYTES // (payload_len + 2048)))
 
 
 class Composer:
@@ -107,7 +115,7 @@ class Composer:
         self, item: OutboxItem, key: SessionKey, to: list[str], group: bytes | None
     ) -> list[tuple[bytes, bytes]]:
         out = []
-        for i, part in enumerate(chunks(to)):
+        for i, part in enumerate(chunks(to, recipients_per_send(len(item.payload)))):
             # the first part carries the item's id: the message the user sees
             msg_id = item.id if i == 0 else wire.new_msg_id()
             env = Envelope(msg_id, self.me, part, group)

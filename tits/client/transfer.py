@@ -178,7 +178,7 @@ class Transfers:
 
     async def download(
         self, m: wire.Manifest, folder: Path, *, timeout: float = 3600.0,
-        progress: Progress | None = None,
+        progress: Progress | None = None, sender: str = "",
     ) -> Path:  # fmt: skip
         """Every chunk checked against `m`, the file checked whole: HOME/media/<sha256>."""
         deadline = time.monotonic() + timeout
@@ -198,7 +198,7 @@ class Transfers:
                 )
             await self._ready(left)
             try:
-                await self._get_all(asm, m, missing, bad, progress)
+                await self._get_all(asm, m, missing, bad, progress, sender)
             except _Lost:
                 await asyncio.sleep(0.2)
             except MediaError as exc:
@@ -208,7 +208,7 @@ class Transfers:
 
     async def _get_all(
         self, asm: Assembly, m: wire.Manifest, missing: list[int], bad: dict[int, int],
-        progress: Progress | None,
+        progress: Progress | None, sender: str = "",
     ) -> None:  # fmt: skip
         inflight: dict[asyncio.Future[Any], int] = {}
         queue = list(reversed(missing))
@@ -219,7 +219,8 @@ class Transfers:
                     i = queue.pop()
                     key = ("data", m.chunks[i], i)
                     f = self._expect(key)
-                    get = wire.ChunkGet(chunk=m.chunks[i], index=i, holder=m.holder)
+                    get = wire.ChunkGet(chunk=m.chunks[i], index=i, holder=m.holder,
+                                        sender=sender)  # fmt: skip
                     await self._send([wire.encode(get)])
                     inflight[asyncio.ensure_future(self._wait(key, f))] = i
                 finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
