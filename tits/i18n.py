@@ -1,0 +1,128 @@
+"""The interface's language: gettext catalogs, zh-TW first, English the other choice.
+
+Every string a person reads is written in English in the code, inside `_()`, and translated
+through `tits/locale/<lang>/LC_MESSAGES/tits.po` (the sources, kept in git; `scripts/i18n`
+extracts and updates them). A built package carries the compiled `.mo` (setup.py's build hook);
+an editable install has none and compiles the `.po` in memory on first use, so an edited
+translation shows at once.
+
+The language is looked up on every call, not at import: `tits config set lang` is read after
+the modules are imported, and a test may switch `TITS_LANG` between two calls.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from . import pofile
+
+DOMAIN = "tits"
+LOCALE_DIR = Path(__file__).with_name("locale")
+ZH_TW = "zh-TW"
+EN = "en"
+LANGS = (ZH_TW, EN)
+
+_chosen: str | None = None  # `tits config set lang`, read from the home by the CLI
+
+
+def choose_lang(lang: str | None) -> None:
+    global _chosen
+    _chosen = lang
+
+
+def normalize(lang: str | None) -> str:
+    """A locale or language tag as gettext names them (`zh_TW.UTF-8`, `zh-Hant`, `en_US`, `C`)
+    → "zh-TW" or "en": zh_* is zh-TW, C/POSIX or none is zh-TW (our first language), any
+    other is English."""
+    low = (lang or "").strip().lower()
+    if not low or low in ("c", "posix") or low.startswith(("c.", "posix.")):
+        return ZH_TW
+    return ZH_TW if low.startswith("zh") else EN
+
+
+def current() -> str:
+    """`TITS_LANG`, then the home's `lang` setting, then the locale as gettext reads it
+    (LANGUAGE, LC_ALL, LC_MESSAGES, LANG)."""
+    lang = os.environ.get("TITS_LANG") or _chosen
+    if not lang:
+        for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+            if os.environ.get(var):
+                lang = os.environ[var].split(":")[0]
+                break
+    return normalize(lang)
+
+
+def zh() -> bool:
+    return current() == ZH_TW
+
+
+def _folder(lang: str) -> str:
+    return lang.replace("-", "_")
+
+
+@lru_cache(maxsize=None)
+def _load(lang: str, stamp: tuple[float, float]) -> gettext.NullTranslations:
+    base = LOCALE_DIR / _folder(lang) / "LC_MESSAGES"
+    po, mo = base / f"{DOMAIN}.po", base / f"{DOMAIN}.mo"
+    po_time, mo_time = stamp
+    if mo_time and mo_time >= po_time:
+        data = mo.read_bytes()
+    elif po_time:
+        data = pofile.compile_po(po.read_text(encoding="utf-8"))
+    else:
+        return gettext.NullTranslations()
+    return gettext.GNUTranslations(io.BytesIO(data))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@lru_cache(maxsize=None)
+def _stamp(lang: str) -> tuple[float, float]:
+    """When the catalog files were changed, read once a process (a `.po` edited while a
+    process runs shows in the next one)."""
+    base = LOCALE_DIR / _folder(lang) / "LC_MESSAGES"
+    return _mtime(base / f"{DOMAIN}.po"), _mtime(base / f"{DOMAIN}.mo")
+
+
+def catalog(lang: str) -> gettext.NullTranslations:
+    """The translations into `lang`; English is the msgids themselves."""
+    if lang == EN:
+        return _ENGLISH
+    return _load(lang, _stamp(lang))
+
+
+_ENGLISH = gettext.NullTranslations()
+
+
+def _(message: str) -> str:
+    """`message` (English) in the interface's language."""
+    return catalog(current()).gettext(message)
+
+
+def pgettext(context: str, message: str) -> str:
+    """`_()` for an English text that two places translate differently."""
+    return catalog(current()).pgettext(context, message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return catalog(current()).ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:  # noqa: N802 — gettext's name for "extract, translate later"
+    """Marks a text for the catalog where it is defined; `_()` translates it where it is shown."""
+    return message
+
+
+def translator(lang: str) -> gettext.NullTranslations:
+    """A fixed language's catalog, for output whose reader is not this process's user (the
+    broker's status page answers each browser in its own language)."""
+    return catalog(normalize(lang) if lang not in LANGS else lang)
