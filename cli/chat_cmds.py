@@ -32,11 +32,12 @@ from tits.client.model import (
 )
 from tits.client.store import LocalStore
 from tits.errors import BrokerError, ConfigError
+from tits.i18n import _
 from tits.log import configure
 from tits.session import direct_conversation_id
 
 from .context import State
-from .output import console, emit_json, err_console, safe, t
+from .output import console, emit_json, err_console, safe
 
 STICKER_MIME = "application/x-tits-sticker"
 
@@ -55,12 +56,7 @@ def _text_arg(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigError(
-            t(
-                "文字不是有效的 UTF-8 編碼",
-                "the text is not valid UTF-8: check the terminal's encoding",
-            )
-        ) from None
+        raise ConfigError(_("the text is not valid UTF-8: check the terminal's encoding")) from None
     return text
 
 
@@ -96,7 +92,7 @@ def send(
     state = State.of(ctx)
     text = _text_arg(text)
     if not text and file is None and sticker is None:
-        raise ConfigError(t("沒有內容可傳送", "nothing to send: give a text, --file or --sticker"))
+        raise ConfigError(_("nothing to send: give a text, --file or --sticker"))
     media: list[tuple[bytes, str]] = []
     if file is not None:
         try:
@@ -113,7 +109,7 @@ def send(
             items.append(m.enqueue(target, text.encode(), "text", "text/plain", answering))
         for data, mime in media:
             if len(data) > wire.MAX_BODY - 4096:
-                raise ConfigError(t("檔案太大（最多約 1 MiB）", "the file is too big (max ~1 MiB)"))
+                raise ConfigError(_("the file is too big (max ~1 MiB)"))
             items.append(m.enqueue(target, data, "media", mime))
         try:
             m.connect(min(timeout, 60.0))
@@ -124,11 +120,10 @@ def send(
             if waiting and exc.code in ("timeout", "unreachable"):
                 raise BrokerError(
                     exc.message
-                    + t(
-                        f"；{waiting} 則訊息留在待傳送匣，下次連線時會送出（tits outbox）",
-                        f"; {waiting} message(s) kept in the outbox, sent on the next "
-                        "connection (tits outbox)",
-                    ),
+                    + _(
+                        "; {waiting} message(s) kept in the outbox, sent on the next connection "
+                        "(tits outbox)"
+                    ).format(waiting=waiting),
                     code=exc.code,
                 ) from None
             raise
@@ -146,9 +141,7 @@ def send(
             shown = _who(m, target)
             for i in items:
                 console.print(
-                    Text.assemble(
-                        ("✓ ", "green"), t("已傳送", "sent"), f" → {shown}  ", (i.hex(), "dim")
-                    )
+                    Text.assemble(("✓ ", "green"), _("sent"), f" → {shown}  ", (i.hex(), "dim"))
                 )
 
 
@@ -158,12 +151,7 @@ def _msg_id(text: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != 16:
-        raise ConfigError(
-            t(
-                "訊息 ID 是 32 位十六進位數字",
-                "a message id is 32 hex digits (recv --json shows it)",
-            )
-        )
+        raise ConfigError(_("a message id is 32 hex digits (recv --json shows it)"))
     return raw
 
 
@@ -183,7 +171,7 @@ def unsend(
     raw = _msg_id(msg_id)
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
         m.unsend(raw, timeout)
-        console.print(Text.assemble(("✓ ", "green"), t("已收回訊息", "message taken back")))
+        console.print(Text.assemble(("✓ ", "green"), _("message taken back")))
 
 
 def _who(m: Messenger, target: str) -> str:
@@ -222,19 +210,17 @@ def _report_links(m: Messenger) -> None:
             err_console.print(
                 Text.assemble(
                     ("! ", "yellow"),
-                    t(
-                        f"沒有傳給 {names}：尚未確認，或金鑰在確認後變更了（請再核對指紋，"
-                        "然後執行 tits contact confirm）",
-                        f"not sent to {names}: not confirmed, or their key changed since "
-                        "(compare fingerprints again, then `tits contact confirm`)",
-                    ),
+                    _(
+                        "not sent to {names}: not confirmed, or their key changed since (compare "
+                        "fingerprints again, then `tits contact confirm`)"
+                    ).format(names=names),
                 )
             )
         if isinstance(ev, LinkEvent) and ev.state == "unreachable":
             err_console.print(
                 Text.assemble(
                     ("! ", "yellow"),
-                    t("伺服器沒有回應", "the broker did not answer"),
+                    _("the broker did not answer"),
                     f": {ev.broker_url.split('#')[0]} ({safe(ev.detail)})",
                 )
             )
@@ -254,7 +240,7 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
         state = m.client.groups.state(msg.group)
         line.append(f"#{safe(state.name if state else msg.group.hex()[:8])} ", style="magenta")
     if msg.outgoing:
-        line.append(t("我", "me"), style="bold green")
+        line.append(_("me"), style="bold green")
         if msg.to and msg.group is None:
             line.append(f" → {safe(_name(m, msg.to[0]))}", style="green")
     else:
@@ -262,11 +248,11 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
     if msg.verified:
         line.append(" ✓", style="bold green")
     else:
-        line.append(f" ? {t('未驗證', 'not verified')}", style="bold yellow")
+        line.append(f" ? {_('not verified')}", style="bold yellow")
     line.append(": ")
     if msg.unsent:
-        who = t("你", "you") if msg.outgoing else safe(_name(m, msg.sender))
-        line.append(t(f"{who} 已收回訊息", f"{who} took this message back"), style="dim italic")
+        who = _("you") if msg.outgoing else safe(_name(m, msg.sender))
+        line.append(_("{who} took this message back").format(who=who), style="dim italic")
         return line
     if msg.reply_to is not None:
         quoted = m.store.message(msg.reply_to)
@@ -275,9 +261,7 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
     line.append(safe(msg.text) if msg.text is not None else f"[{msg.mime}] {msg.file or ''}")
     if msg.outgoing and msg.read_by:
         seen = (
-            t("已讀", "read")
-            if msg.group is None
-            else t(f"已讀 {msg.read_by}", f"read by {msg.read_by}")
+            _("read") if msg.group is None else _("read by {read_by}").format(read_by=msg.read_by)
         )
         line.append(f"  {seen}", style="dim green")
     return line
@@ -286,13 +270,13 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
 def render_event(m: Messenger, ev: Event) -> Text | None:
     if isinstance(ev, GroupChanged):
         words = {
-            "create": t("建立了群組", "created the group"),
-            "invite": t("邀請了", "invited"),
-            "remove": t("移除了", "removed"),
-            "leave": t("離開了群組", "left the group"),
-            "admin": t("設為管理員：", "made admin:"),
-            "rename": t("將群組改名為", "renamed the group to"),
-            "rekey": t("更新了群組金鑰", "renewed the group key"),
+            "create": _("created the group"),
+            "invite": _("invited"),
+            "remove": _("removed"),
+            "leave": _("left the group"),
+            "admin": _("made admin:"),
+            "rename": _("renamed the group to"),
+            "rekey": _("renewed the group key"),
         }
         who = ", ".join(safe(_name(m, fp)) for fp in ev.targets)
         extra = safe(ev.name) if ev.event == "rename" else who
@@ -359,7 +343,7 @@ def recv(
                             ("✓✓ ", "green"),
                             safe(_name(m, ev.reader)),
                             " ",
-                            t(f"已讀 {len(ev.ids)} 則", f"read {len(ev.ids)}"),
+                            _("read {n_ids}").format(n_ids=len(ev.ids)),
                         )
                     )
             elif isinstance(ev, Unsent):
@@ -375,9 +359,7 @@ def recv(
                 else:
                     who = safe(_name(m, ev.by))
                     console.print(
-                        Text(
-                            t(f"{who} 已收回訊息", f"{who} took a message back"), style="dim italic"
-                        )
+                        Text(_("{who} took a message back").format(who=who), style="dim italic")
                     )
             elif isinstance(ev, Refused):
                 if as_json:
@@ -394,7 +376,7 @@ def recv(
                     err_console.print(
                         Text.assemble(
                             ("✗ ", "red"),
-                            t("已拒收", "refused"),
+                            _("refused"),
                             f" {ev.id.hex()[:12]} ({ev.sender[:16]}): {safe(ev.reason)}",
                         )
                     )
@@ -415,17 +397,13 @@ def recv(
         try:
             m.read(shown_msgs)  # 已讀: one receipt per chat, unless receipts are off
         except BrokerError as exc:
-            err_console.print(
-                f"[dim]{t('已讀回條未送出', 'read receipts not sent')}: {safe(exc.message)}[/]"
-            )
+            err_console.print(f"[dim]{_('read receipts not sent')}: {safe(exc.message)}[/]")
         held = [e for e in m.events if isinstance(e, Held)]
         if held and not as_json:
             n = len(held)
-            err_console.print(
-                f"[dim]{t(f'{n} 則訊息在等金鑰', f'{n} message(s) wait for their key')}[/]"
-            )
+            err_console.print(f"[dim]{_('{n} message(s) wait for their key').format(n=n)}[/]")
         if not shown_ids and not as_json:
-            err_console.print(f"[dim]{t('沒有新訊息', 'no new messages')}[/]")
+            err_console.print(f"[dim]{_('no new messages')}[/]")
 
 
 def outbox(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -463,7 +441,7 @@ def outbox(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 )
             )
     if not items and not as_json:
-        err_console.print(f"[dim]{t('待傳送匣是空的', 'the outbox is empty')}[/]")
+        err_console.print(f"[dim]{_('the outbox is empty')}[/]")
 
 
 def chat(
@@ -546,7 +524,7 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
                     console.print(
                         Text.assemble(
                             (f"{_clock(int(time.time() * 1000))} ", "dim"),
-                            (t("我", "me"), "bold green"),
+                            (_("me"), "bold green"),
                             ": ",
                             safe(text),
                             ("  …", "dim"),
@@ -580,15 +558,13 @@ def _chat_event(
                     ("● ", "yellow"),
                     safe(where),
                     " ",
-                    t(f"有 {others[msg.conv]} 則未讀訊息", f"{others[msg.conv]} unread"),
+                    _("{others} unread").format(others=others[msg.conv]),
                     (" (tits recv)", "dim"),
                 )
             )
     elif isinstance(ev, Refused):
         err_console.print(
-            Text.assemble(
-                ("✗ ", "red"), t("已拒收", "refused"), f" ({ev.sender[:16]}): {safe(ev.reason)}"
-            )
+            Text.assemble(("✗ ", "red"), _("refused"), f" ({ev.sender[:16]}): {safe(ev.reason)}")
         )
     elif isinstance(ev, GroupChanged) and ev.group == conv:
         line = render_event(m, ev)
@@ -598,7 +574,7 @@ def _chat_event(
         err_console.print(
             Text.assemble(
                 ("! ", "yellow"),
-                t("連線中斷，正在重新連線", "link lost, reconnecting"),
+                _("link lost, reconnecting"),
                 f" ({safe(ev.detail)})",
             )
         )

@@ -9,6 +9,7 @@ import typer
 from rich.text import Text
 
 from tits.errors import ConfigError
+from tits.i18n import _
 
 from .context import State
 from .output import console, emit_json, safe, t
@@ -60,9 +61,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], str, str]] = {
 
 def _key(key: str) -> str:
     if key not in SETTINGS:
-        raise ConfigError(
-            t("沒有這個設定：", "no such setting: ") + f"{key!r} ({', '.join(SETTINGS)})"
-        )
+        raise ConfigError(_("no such setting: ") + f"{key!r} ({', '.join(SETTINGS)})")
     return key
 
 
@@ -80,7 +79,7 @@ def set_(
         parsed = parse(value)
     except (ValueError, ConfigError) as exc:
         why = exc.message if isinstance(exc, ConfigError) else str(exc)
-        raise ConfigError(t(f"{key} 的值不對：{why}", f"bad value for {key}: {why}")) from None
+        raise ConfigError(_("bad value for {key}: {why}").format(key=key, why=why)) from None
     home.save_config(**{key: parsed})
     console.print(Text.assemble(("✓ ", "green"), f"{key} = ", safe(str(parsed))))
 
@@ -109,6 +108,6 @@ def list_(
     if as_json:
         emit_json(rows)
         return
-    for k, (_, zh_tw, en) in SETTINGS.items():
+    for k, (_unused, zh_tw, en) in SETTINGS.items():
         shown = "" if rows[k] is None else safe(str(rows[k]))
         console.print(Text.assemble((f"{k:<10}", "bold"), f" {shown:<12} ", (t(zh_tw, en), "dim")))

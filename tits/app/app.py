@@ -17,16 +17,9 @@ from textual.app import App
 from textual.binding import Binding
 from textual.theme import Theme
 
-from tits.client.model import (
-    GroupChanged,
-    LinkEvent,
-    Message,
-    SendFailed,
-    Shown,
-    Stored,
-    Unsent,
-)
+from tits.client.model import GroupChanged, LinkEvent, Message, SendFailed, Shown, Stored, Unsent
 from tits.errors import TitsError
+from tits.i18n import _
 
 from . import data
 from .backend import Backend
@@ -35,7 +28,7 @@ from .data import Chat, Notice
 from .msgview import FAILED, SENDING, SENT
 from .screens import ConversationScreen, HelpScreen, MainScreen
 from .settings import Settings
-from .text import safe, t, toggled
+from .text import safe, toggled
 
 REFRESH_S = 0.25  # the chat list redraws at most this often while messages pour in
 BELL_S = 2.0
@@ -69,9 +62,9 @@ class TitsApp(App[None]):
     TITLE = "ω IM"
     ENABLE_COMMAND_PALETTE = False  # Textual's palette speaks English only
     BINDINGS = [
-        Binding("ctrl+q", "quit", t("離開", "Quit"), priority=True),
-        Binding("f1", "help", t("說明", "Help"), show=False),
-        Binding("ctrl+n", "next_unread", t("下一個未讀", "Next unread"), show=False),
+        Binding("ctrl+q", "quit", _("Quit"), priority=True),
+        Binding("f1", "help", _("Help"), show=False),
+        Binding("ctrl+n", "next_unread", _("Next unread"), show=False),
     ]
 
     def __init__(
@@ -118,14 +111,14 @@ class TitsApp(App[None]):
             await self.backend.start()
         except TitsError as exc:
             self.notify(safe(exc.message), severity="error", markup=False, timeout=30)
-            self.set_status(t("無法開啟", "Cannot open"))
+            self.set_status(_("Cannot open"))
             return
         await self.refresh_lists()
         self.ready.set()
         if self.backend.client is None:
-            self.set_status(t("離線", "Offline"))
+            self.set_status(_("Offline"))
             return
-        self.set_status(t("連線中…", "Connecting…"))
+        self.set_status(_("Connecting…"))
         self.run_worker(self._connect(), name="connect", group="client")
         await self._events()
 
@@ -135,7 +128,7 @@ class TitsApp(App[None]):
         try:
             await client.connect(timeout=self.connect_timeout)
         except TitsError as exc:
-            self.set_status(t("離線", "Offline"))
+            self.set_status(_("Offline"))
             self.notify(safe(exc.message)[:300], severity="warning", markup=False, timeout=15)
 
     async def on_unmount(self) -> None:
@@ -185,7 +178,7 @@ class TitsApp(App[None]):
 
     def action_help_quit(self) -> None:
         """Ctrl-C (copy in the input) says how to quit, in the user's language."""
-        self.notify(t("按 Ctrl+Q 離開", "Press Ctrl+Q to quit"))
+        self.notify(_("Press Ctrl+Q to quit"))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -200,7 +193,7 @@ class TitsApp(App[None]):
             ):
                 await self.open_chat(c)
                 return
-        self.notify(t("沒有未讀訊息", "No unread messages"))
+        self.notify(_("No unread messages"))
 
     # -- a conversation --------------------------------------------------------------------------
 
@@ -249,8 +242,7 @@ class TitsApp(App[None]):
     async def send_text(self, screen: ConversationScreen, text: str) -> None:
         client = self.backend.client
         if client is None:
-            self.notify(t("離線模式：無法傳送訊息", "Offline: messages cannot be sent"),
-                        severity="warning")  # fmt: skip
+            self.notify(_("Offline: messages cannot be sent"), severity="warning")
             return
         try:
             item_id = await client.send(screen.target, text.encode("utf-8"))
@@ -277,7 +269,7 @@ class TitsApp(App[None]):
             await asyncio.to_thread(self.settings.save)  # a file written and synced: off the loop
             self.theme = THEMES[cmd.args[0]].name
             await self.refresh_lists()  # the unread badges take the theme's colour
-            self.notify(t(f"主題：{cmd.args[0]}", f"Theme: {cmd.args[0]}"))
+            self.notify(_("Theme: {args}").format(args=cmd.args[0]))
         elif cmd.name in ("pin", "mute"):
             which = "pinned" if cmd.name == "pin" else "muted"
             on = await asyncio.to_thread(self.settings.toggle, which, screen.chat.conv)
@@ -290,12 +282,10 @@ class TitsApp(App[None]):
         client = self.backend.client
         gid = screen.chat.group
         if gid is None:
-            self.notify(t("這個指令只能在群組中使用", "This command works in a group only"),
-                        severity="warning")  # fmt: skip
+            self.notify(_("This command works in a group only"), severity="warning")
             return
         if client is None:
-            self.notify(t("離線模式：無法變更群組", "Offline: the group cannot change"),
-                        severity="warning")  # fmt: skip
+            self.notify(_("Offline: the group cannot change"), severity="warning")
             return
         try:
             targets = [await client.work(client.resolve, a) for a in cmd.args]
@@ -306,7 +296,7 @@ class TitsApp(App[None]):
         if ev is not None:
             await self._group_changed(ev)
         if cmd.name == "leave":
-            self.notify(t("已退出群組", "You left the group"))
+            self.notify(_("You left the group"))
 
     # -- the client's events ---------------------------------------------------------------------
 
@@ -342,8 +332,7 @@ class TitsApp(App[None]):
             for s in self.screen_stack:
                 if isinstance(s, ConversationScreen):
                     s.mark(ev.id, FAILED)
-            self.notify(t("傳送失敗：", "Not sent: ") + safe(ev.reason)[:200], severity="error",
-                        markup=False)  # fmt: skip
+            self.notify(_("Not sent: ") + safe(ev.reason)[:200], severity="error", markup=False)
         elif isinstance(ev, Unsent):
             for s in self.screen_stack:
                 if isinstance(s, ConversationScreen) and ev.id in s.shown:
@@ -353,9 +342,9 @@ class TitsApp(App[None]):
             await self._group_changed(ev)
         elif isinstance(ev, LinkEvent):
             if ev.state == "ready":
-                self.set_status(t("已連線", "Connected"))
+                self.set_status(_("Connected"))
             else:
-                self.set_status(t("離線，重新連線中…", "Offline, reconnecting…"))
+                self.set_status(_("Offline, reconnecting…"))
 
     async def _group_changed(self, ev: GroupChanged) -> None:
         for s in self.screen_stack:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tits.i18n import _
+
 from .settings import THEMES
-from .text import t
 
 COMMANDS = ("help", "theme", "invite", "leave", "pin", "mute", "quit")
 
@@ -40,18 +41,14 @@ def unescape(line: str) -> str:
 def parse(line: str) -> Command:
     parts = line[1:].split()
     if not parts:
-        raise CommandError(t("請輸入指令，例如 /help", "type a command, for example /help"))
+        raise CommandError(_("type a command, for example /help"))
     name, args = parts[0].lower(), parts[1:]
     if name not in COMMANDS:
-        raise CommandError(
-            t(f"沒有「/{name}」這個指令，輸入 /help 查看", f"no command /{name}: type /help")
-        )
+        raise CommandError(_("no command /{name}: type /help").format(name=name))
     if name == "theme" and (len(args) != 1 or args[0] not in THEMES):
-        raise CommandError(
-            t("用法：/theme light|dark|contrast", "usage: /theme light|dark|contrast")
-        )
+        raise CommandError(_("usage: /theme light|dark|contrast"))
     if name == "invite" and not args:
-        raise CommandError(t("用法：/invite @名稱", "usage: /invite @name"))
+        raise CommandError(_("usage: /invite @name"))
     if name in ("leave", "quit", "help", "pin", "mute") and args:
-        raise CommandError(t(f"/{name} 不需要參數", f"/{name} takes no arguments"))
+        raise CommandError(_("/{name} takes no arguments").format(name=name))
     return Command(name, args)

@@ -21,8 +21,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tits.client.model import Message
+from tits.i18n import _
 
-from .text import clock, plain, safe, t
+from .text import clock, plain, safe
 
 SENDING = "sending"
 SENT = "sent"
@@ -186,16 +187,22 @@ class MessageView(ScrollView, can_focus=True):
         if it.show_name and not it.mine:
             name = Text(safe(it.name)[: max(1, width)], style=self._style("msgview--name"))
             if not m.verified:
-                name.append(" ⚠ " + t("未驗證", "not verified"), style=self._style("msgview--warn"))
+                name.append(" ⚠ " + _("not verified"), style=self._style("msgview--warn"))
             out.append(_line(name, width, "left", base, console))
         if m.unsent:  # 收回: only the notice stays, as LINE shows it
-            who = t("你", "You") if it.mine else safe(it.name)
-            return out + [_centre(t(f"{who} 已收回訊息", f"{who} unsent a message"), width,
-                                  base + self._style("msgview--notice"), console)]  # fmt: skip
+            who = _("You") if it.mine else safe(it.name)
+            return out + [
+                _centre(
+                    _("{who} unsent a message").format(who=who),
+                    width,
+                    base + self._style("msgview--notice"),
+                    console,
+                )
+            ]
         if m.kind == "text":
             body = plain(m.text)
         else:
-            body = plain(t("[檔案] ", "[file] ") + (m.mime or ""))
+            body = plain(_("[file] ") + (m.mime or ""))
         bubble = base + self._style("msgview--mine" if it.mine else "msgview--theirs")
         if it.hit:
             bubble += self._style("msgview--hit")
@@ -227,8 +234,7 @@ def _meta(it: MsgItem, tz: tzinfo | None) -> str:
     when = clock(it.message.ts, tz)
     if not it.mine:
         return when
-    state = {SENDING: t("傳送中…", "Sending…"), SENT: t("已傳送", "Sent"),
-             FAILED: t("傳送失敗", "Not sent")}[it.state]  # fmt: skip
+    state = {SENDING: _("Sending…"), SENT: _("Sent"), FAILED: _("Not sent")}[it.state]
     return f"{state}  {when}"
 
 

@@ -16,12 +16,13 @@ from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from tits.client.model import Message
+from tits.i18n import _, pgettext
 
 from . import data
 from .commands import CommandError, is_command, parse, unescape
 from .data import Chat, Notice
 from .msgview import SENDING, SENT, Item, MessageView, MsgItem, NoticeItem, SepItem
-from .text import clock, day_key, day_label, safe, t, toggled
+from .text import clock, day_key, day_label, safe, toggled
 from .widgets import ChatRow, friend_prompt, notice_text
 
 if TYPE_CHECKING:
@@ -34,12 +35,12 @@ class TopBar(Static):
 
 class MainScreen(Screen[None]):
     BINDINGS = [
-        Binding("n", "next_unread", t("下一個未讀", "Next unread")),
-        Binding("p", "pin", t("置頂", "Pin")),
-        Binding("m", "mute", t("靜音", "Mute")),
-        Binding("1", "tab('chats')", t("聊天", "Chats"), show=False),
-        Binding("2", "tab('friends')", t("好友", "Friends"), show=False),
-        Binding("question_mark", "app.help", t("說明", "Help")),
+        Binding("n", "next_unread", _("Next unread")),
+        Binding("p", "pin", _("Pin")),
+        Binding("m", "mute", _("Mute")),
+        Binding("1", "tab('chats')", _("Chats"), show=False),
+        Binding("2", "tab('friends')", _("Friends"), show=False),
+        Binding("question_mark", "app.help", _("Help")),
     ]
 
     def __init__(self) -> None:
@@ -56,13 +57,12 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TopBar("ω IM", id="topbar")
         with TabbedContent(initial="chats"):
-            with TabPane(t("聊天", "Chats"), id="chats"):
+            with TabPane(_("Chats"), id="chats"):
                 yield OptionList(id="chat-list")
-                yield Static(t("還沒有聊天", "No chats yet"), id="no-chats", classes="empty")
-            with TabPane(t("好友", "Friends"), id="friends"):
+                yield Static(_("No chats yet"), id="no-chats", classes="empty")
+            with TabPane(_("Friends"), id="friends"):
                 yield OptionList(id="friend-list")
-        yield Static(t("? 說明　n 下一個未讀　Enter 開啟　Ctrl+Q 離開",
-                       "? help  n next unread  Enter open  Ctrl+Q quit"), id="hints")  # fmt: skip
+        yield Static(_("? help  n next unread  Enter open  Ctrl+Q quit"), id="hints")
 
     def on_mount(self) -> None:
         self.query_one("#chat-list", OptionList).focus()
@@ -150,7 +150,7 @@ class MainScreen(Screen[None]):
                 self.action_tab("chats")
                 self.chat_list.highlighted = i
                 return
-        self.notify(t("沒有未讀訊息", "No unread messages"))
+        self.notify(_("No unread messages"))
 
     async def _toggle(self, which: str) -> None:
         chat = self._highlighted()
@@ -178,12 +178,12 @@ def _hex(x: str) -> bool:
 class ConversationScreen(Screen[None]):
     AUTO_FOCUS = "#line"
     BINDINGS = [
-        Binding("escape", "back", t("返回", "Back")),
-        Binding("pageup", "page(-1)", t("上一頁", "Page up"), show=False),
-        Binding("pagedown", "page(1)", t("下一頁", "Page down"), show=False),
-        Binding("ctrl+f", "search", t("搜尋", "Search")),
-        Binding("slash", "search", t("搜尋", "Search"), show=False),
-        Binding("f1", "app.help", t("說明", "Help")),
+        Binding("escape", "back", _("Back")),
+        Binding("pageup", "page(-1)", _("Page up"), show=False),
+        Binding("pagedown", "page(1)", _("Page down"), show=False),
+        Binding("ctrl+f", "search", _("Search")),
+        Binding("slash", "search", _("Search"), show=False),
+        Binding("f1", "app.help", _("Help")),
     ]
 
     def __init__(self, chat: Chat, title: str) -> None:
@@ -205,11 +205,11 @@ class ConversationScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield TopBar(Text(safe(self.title_text), style="bold"), id="topbar")
-        yield Input(placeholder=t("在聊天中搜尋…", "Search in this chat…"), id="search")
+        yield Input(placeholder=_("Search in this chat…"), id="search")
         yield MessageView(self.tits.tz, id="log")
-        yield Static(t("還沒有訊息", "No messages yet"), id="no-messages", classes="empty")
+        yield Static(_("No messages yet"), id="no-messages", classes="empty")
         with Vertical(id="bottom"):
-            yield Input(placeholder=t("輸入訊息", "Type a message"), id="line", max_length=16000)
+            yield Input(placeholder=_("Type a message"), id="line", max_length=16000)
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
@@ -227,7 +227,7 @@ class ConversationScreen(Screen[None]):
         items.sort(key=lambda x: x[0])
         self._oldest = messages[0].ts if messages else None
         out: list[Item] = []
-        for _, it in items:
+        for _unused, it in items:
             out += self._items_for(it, names)
         self.view.set_items(out)
         self.query_one("#no-messages").display = not items
@@ -337,7 +337,7 @@ class ConversationScreen(Screen[None]):
         shown_hits = [self.shown[m.id] for m in hits if m.id in self.shown]
         if not shown_hits:
             self.view.redraw()
-            self.notify(t(f"找不到「{safe(needle)}」", f"“{safe(needle)}” not found"), markup=False)
+            self.notify(_("“{needle}” not found").format(needle=safe(needle)), markup=False)
             return
         for item in shown_hits:
             item.hit = True
@@ -347,8 +347,11 @@ class ConversationScreen(Screen[None]):
         idx = self._hit_index + 1 if self._hit_needle == needle else 0
         self._hit_needle, self._hit_index = needle, idx % len(shown_hits)
         self.view.scroll_to_item(shown_hits[self._hit_index])
-        self.notify(t(f"第 {self._hit_index + 1} 筆，共 {len(shown_hits)} 筆",
-                      f"{self._hit_index + 1} of {len(shown_hits)}"))  # fmt: skip
+        self.notify(
+            _("{hit_index} of {n_shown_hits}").format(
+                hit_index=self._hit_index + 1, n_shown_hits=len(shown_hits)
+            )
+        )
 
     @on(Input.Submitted, "#line")
     async def _line(self, event: Input.Submitted) -> None:
@@ -370,46 +373,45 @@ class ConversationScreen(Screen[None]):
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
-        Binding("escape", "dismiss", t("關閉", "Close")),
+        Binding("escape", "dismiss", _("Close")),
         Binding("question_mark", "dismiss", show=False),
         Binding("q", "dismiss", show=False),
     ]
 
     def compose(self) -> ComposeResult:
         keys = [
-            ("?  F1", t("說明（本頁）", "this help")),
-            ("↑ ↓", t("在聊天列表中移動", "move in the chat list")),
-            ("Enter", t("開啟聊天", "open a chat")),
-            ("n  Ctrl+N", t("下一個未讀聊天", "next unread chat")),
-            ("1  2", t("聊天／好友", "chats / friends")),
-            ("p  m", t("置頂／靜音", "pin / mute")),
-            ("Esc", t("返回", "back")),
-            ("PgUp PgDn", t("捲動訊息", "scroll messages")),
-            ("/  Ctrl+F", t("在聊天中搜尋", "search in the chat")),
-            ("Ctrl+Q", t("離開", "quit")),
+            ("?  F1", _("this help")),
+            ("↑ ↓", _("move in the chat list")),
+            ("Enter", _("open a chat")),
+            ("n  Ctrl+N", _("next unread chat")),
+            ("1  2", _("chats / friends")),
+            ("p  m", _("pin / mute")),
+            ("Esc", _("back")),
+            ("PgUp PgDn", _("scroll messages")),
+            ("/  Ctrl+F", _("search in the chat")),
+            ("Ctrl+Q", _("quit")),
         ]
         cmds = [
-            ("/help", t("說明", "this help")),
-            ("/theme light|dark|contrast", t("主題", "theme")),
-            ("/invite @名稱", t("邀請加入群組", "invite to the group")) if _zh() else
-            ("/invite @name", "invite to the group"),
-            ("/leave", t("退出群組", "leave the group")),
-            ("/pin  /mute", t("置頂／靜音", "pin / mute")),
-            ("/quit", t("離開", "quit")),
-        ]  # fmt: skip
+            ("/help", pgettext("tits.app.screens", "this help")),
+            ("/theme light|dark|contrast", _("theme")),
+            ("/invite @名稱", _("invite to the group"))
+            if _zh()
+            else ("/invite @name", "invite to the group"),
+            ("/leave", _("leave the group")),
+            ("/pin  /mute", _("pin / mute")),
+            ("/quit", _("quit")),
+        ]
         text = Text()
-        text.append(t("按鍵", "Keys") + "\n", style="bold")
+        text.append(_("Keys") + "\n", style="bold")
         for k, v in keys:
             text.append(f"  {k:<12}", style="bold")
             text.append(v + "\n")
-        text.append(
-            "\n" + t("指令（在輸入列）", "Commands (in the input line)") + "\n", style="bold"
-        )
+        text.append("\n" + _("Commands (in the input line)") + "\n", style="bold")
         for k, v in cmds:
             text.append(f"  {k:<28}", style="bold")
             text.append(v + "\n")
         with VerticalScroll(id="help-box"):
-            yield Static(t("說明", "Help"), id="help-title")
+            yield Static(_("Help"), id="help-title")
             yield Static(text, id="help-text")
 
 

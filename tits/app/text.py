@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 from rich.text import Text
 
 from tits.cli.output import safe, t, zh
+from tits.i18n import _
 
 __all__ = ["clock", "day_label", "list_time", "plain", "safe", "t", "zh"]
 
@@ -42,7 +43,7 @@ def list_time(ts_ms: int, now_ms: int, tz: tzinfo | None = None) -> str:
     if d.date() == now.date():
         return clock(ts_ms, tz)
     if d.date() == (now - timedelta(days=1)).date():
-        return t("昨天", "Yesterday")
+        return _("Yesterday")
     if d.year == now.year:
         return f"{d.month}/{d.day}"
     return f"{d.year}/{d.month}/{d.day}"
@@ -52,9 +53,9 @@ def day_label(ts_ms: int, now_ms: int, tz: tzinfo | None = None) -> str:
     """A day separator in a conversation: 今天 / 昨天 / 2026/12/1（二）."""
     d, now = _local(ts_ms, tz), _local(now_ms, tz)
     if d.date() == now.date():
-        return t("今天", "Today")
+        return _("Today")
     if d.date() == (now - timedelta(days=1)).date():
-        return t("昨天", "Yesterday")
+        return _("Yesterday")
     if zh():
         return f"{d.year}/{d.month}/{d.day}（{_WEEKDAYS_ZH[d.weekday()]}）"
     return d.strftime("%a, %b ") + str(d.day) + d.strftime(", %Y")
@@ -68,5 +69,5 @@ def day_key(ts_ms: int, tz: tzinfo | None = None) -> tuple[int, int, int]:
 def toggled(which: str, on: bool) -> str:
     """What pinning or muting a chat says: 已置頂, 已取消靜音 …"""
     if which == "pinned":
-        return t("已置頂", "Pinned") if on else t("已取消置頂", "Unpinned")
-    return t("已靜音", "Muted") if on else t("已取消靜音", "Unmuted")
+        return _("Pinned") if on else _("Unpinned")
+    return _("Muted") if on else _("Unmuted")
