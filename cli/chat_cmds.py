@@ -164,7 +164,7 @@ def unsend(
         float, typer.Option("--timeout", help="Give up after this many seconds.")
     ] = 30.0,
 ) -> None:
-    """Take back (收回) a message you sent, within 24 hours: it disappears from every member's
+    """Take back a message you sent, within 24 hours: it disappears from every member's
     device, replaced by a notice."""
     configure("warning")
     state = State.of(ctx)

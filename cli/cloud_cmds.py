@@ -23,7 +23,7 @@ from tits.localcloud import LocalCloud, _status, whole
 
 from .output import console, emit_json
 
-cloud_app = typer.Typer(help="A local ω IM cloud for trying things out. 本機測試雲。")
+cloud_app = typer.Typer(help="A local ω IM cloud for trying things out.")
 
 
 @cloud_app.command("up")

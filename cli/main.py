@@ -11,13 +11,24 @@ import typer
 from tits.app.cli import app_cmd
 from tits.errors import TitsError
 
-from . import chat_cmds, cloud_cmds, config_cmds, group_cmds, identity_cmds, key_cmds, logs_cmds
+from . import (
+    chat_cmds,
+    cloud_cmds,
+    config_cmds,
+    group_cmds,
+    helptext,
+    identity_cmds,
+    key_cmds,
+    logs_cmds,
+)
 from .context import State
 from .output import choose_lang, fail
 
+helptext.install()
+
 app = typer.Typer(
     name="tits",
-    help="ω IM — TiTs isn't Telegram, sorry. 你的 GnuPG 金鑰就是你的身分。",
+    help="ω IM — TiTs isn't Telegram, sorry. Your GnuPG key is who you are.",
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from tits.i18n import choose_lang, zh
+from tits.i18n import _, choose_lang, zh
 
 __all__ = ["choose_lang", "console", "emit_json", "err_console", "fail", "safe", "t", "zh"]
 
@@ -28,7 +28,7 @@ def emit_json(obj: Any) -> None:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]{t('錯誤', 'error')}:[/] {message}", soft_wrap=True)
+    err_console.print(f"[bold red]{_('error')}:[/] {message}", soft_wrap=True)
     raise SystemExit(code)
 
 
