@@ -107,8 +107,8 @@ class StatusServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._server: _BoundedServer | None = None
-        # per view: (the snapshot it was rendered from, html, json)
-        self._rendered: dict[bool, tuple[dict[str, Any], bytes, bytes]] = {}
+        # per (view, language): (the snapshot it was rendered from, html, json)
+        self._rendered: dict[tuple[bool, str], tuple[dict[str, Any], bytes, bytes]] = {}
 
     @property
     def port(self) -> int:
@@ -166,7 +166,11 @@ class StatusServer:
         path = request.path
         try:
             if path in ("/", "/index.html"):
-                return _reply(200, "text/html; charset=utf-8", self._render(self._full(request))[0])
+                lang = statuspage.pick_lang(
+                    request.query.get("lang"), request.headers.get("Accept-Language")
+                )
+                page = self._render(self._full(request), lang)[0]
+                return _reply(200, "text/html; charset=utf-8", page)
             if path == "/api/status":
                 doc = self._render(self._full(request))[1]
                 return _reply(200, "application/json; charset=utf-8", doc)
@@ -194,15 +198,16 @@ class StatusServer:
         except ValueError:
             return False
 
-    def _render(self, full: bool) -> tuple[bytes, bytes]:
-        """The page and the JSON of the current snapshot in one view, rendered once each."""
+    def _render(self, full: bool, lang: str = statuspage.ZH_TW) -> tuple[bytes, bytes]:
+        """The page (in `lang`) and the JSON of the current snapshot in one view, rendered
+        once each."""
         status = self.snapshot()
-        held = self._rendered.get(full)
+        held = self._rendered.get((full, lang))
         if held is None or held[0] is not status:
             doc = dict(status, view="full") if full else public_view(status)
-            page = statuspage.render(doc).encode()
+            page = statuspage.render(doc, lang).encode()
             data = json.dumps(doc, ensure_ascii=False, indent=1).encode()
-            held = self._rendered[full] = (status, page, data)
+            held = self._rendered[(full, lang)] = (status, page, data)
         return held[1], held[2]
 
 

@@ -1,7 +1,8 @@
 """The status web page: active users → proxy (broker), the brokers with their links and
 round-trip times, an SVG drawing of the topology, the invariant problems and the counters.
 Pure rendering from the `/api/status` document, so what the page shows and what scripts read
-can never disagree.
+can never disagree. One language a page: zh-TW or English, as the request asked
+(`?lang=`, else Accept-Language; `pick_lang`), each text through the gettext catalog.
 
 Every string on the page came from a peer or a user (names especially), so all of it is
 escaped; the page carries no script and refreshes itself with a meta tag. Each broker cell
@@ -12,8 +13,13 @@ hovering and for tests reading the DOM.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from html import escape
 from typing import Any
+
+from tits.i18n import EN, N_, ZH_TW, translator
+
+Tr = Callable[[str], str]  # the page's translator: English text → the page's language
 
 REFRESH_S = 3
 SVG_W, SVG_H = 540, 470
@@ -21,16 +27,40 @@ NODE_R = 24
 MAX_RTT_LABELS = 30  # beyond this many links the RTTs are only in the table
 
 COUNTER_LABELS = {
-    "accepted": "已接收 accepted",
-    "duplicates": "重複 duplicates",
-    "refused": "已拒絕 refused",
-    "logins": "登入 logins",
-    "delivered": "已投遞 delivered",
-    "forwarded": "已轉送 forwarded",
-    "arrived": "已到達 arrived",
-    "passed": "已經過 passed through",
-    "passing": "經過中 passing",
+    "accepted": N_("accepted"),
+    "duplicates": N_("duplicates"),
+    "refused": N_("refused"),
+    "logins": N_("logins"),
+    "delivered": N_("delivered"),
+    "forwarded": N_("forwarded"),
+    "arrived": N_("arrived"),
+    "passed": N_("passed through"),
+    "passing": N_("passing"),
 }
+
+
+def pick_lang(query: str | None, accept_language: str | None) -> str:
+    """`?lang=en` / `?lang=zh-TW` first, else the browser's first language we have
+    (Accept-Language, by q), else zh-TW."""
+    if query:
+        return EN if query.lower().startswith("en") else ZH_TW
+    ranked = []
+    for i, part in enumerate((accept_language or "").split(",")[:32]):
+        tag, _sep, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        ranked.append((-q, i, tag.strip().lower()))
+    for _q, _i, tag in sorted(ranked):
+        if tag.startswith("zh"):
+            return ZH_TW
+        if tag.startswith("en"):
+            return EN
+    return ZH_TW
+
 
 STYLE = """
 body { font-family: "Noto Sans TC", "Noto Sans CJK TC", "PingFang TC", "Microsoft JhengHei",
@@ -94,7 +124,7 @@ def _users_at(status: dict[str, Any]) -> dict[str, int]:
     return count
 
 
-def topology_svg(status: dict[str, Any]) -> str:
+def topology_svg(status: dict[str, Any], _: Tr = str) -> str:
     """Brokers as circles (the number inside: users online there) with their short id outside,
     links as lines labelled with their RTT."""
     brokers = {str(b["id"]): b for b in status.get("brokers", [])}
@@ -104,7 +134,7 @@ def topology_svg(status: dict[str, Any]) -> str:
     links = [k for k in status.get("links", []) if k.get("a") in pos and k.get("b") in pos]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_W}" height="{SVG_H}" '
-        f'viewBox="0 0 {SVG_W} {SVG_H}" role="img" aria-label="拓撲 topology" '
+        f'viewBox="0 0 {SVG_W} {SVG_H}" role="img" aria-label="{escape(_("topology"))}" '
         'font-family="DejaVu Sans, sans-serif">'
     ]
     labels = []
@@ -142,7 +172,7 @@ def topology_svg(status: dict[str, Any]) -> str:
         if not alive and dy < -8:
             ly -= 14  # the second line ("down") must not run into the circle
         name = ("★ " if me else "") + bid[:8]
-        state = "" if alive else f'<tspan x="{lx:.1f}" dy="1.2em">離線 down</tspan>'
+        state = "" if alive else f'<tspan x="{lx:.1f}" dy="1.2em">{escape(_("offline"))}</tspan>'
         parts.append(
             f'<g class="broker"><title>{escape(bid)}</title>'
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{NODE_R}" fill="{fill}" stroke="{stroke}" '
@@ -165,7 +195,7 @@ def _broker_cell(bid: str, http_of: dict[str, str]) -> str:
     return label
 
 
-def _user_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
+def _user_rows(status: dict[str, Any], http_of: dict[str, str], _: Tr) -> str:
     me = str(status.get("id", ""))
     users = sorted(
         status.get("users", []),
@@ -174,7 +204,7 @@ def _user_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
     rows = []
     for u in users:
         proxy = str(u.get("broker", ""))
-        here = ' <span class="me nowrap">本機 here</span>' if proxy == me else ""
+        here = f' <span class="me nowrap">{_("here")}</span>' if proxy == me else ""
         rows.append(
             "<tr><td>{name}</td><td><code>{fp}</code></td><td>{proxy}{here}</td>"
             '<td class="num">{dev}</td></tr>'.format(
@@ -187,17 +217,18 @@ def _user_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
         )
     unlisted = status.get("unlisted")
     for proxy, n in sorted(unlisted.items() if isinstance(unlisted, dict) else []):
-        here = ' <span class="me nowrap">本機 here</span>' if proxy == me else ""
+        here = f' <span class="me nowrap">{_("here")}</span>' if proxy == me else ""
+        unlisted_users = escape(_("({n} unlisted users)").format(n=n))
         rows.append(
-            '<tr class="unlisted"><td colspan="2">（{n} 位未公開使用者 unlisted users）</td>'
+            f'<tr class="unlisted"><td colspan="2">{unlisted_users}</td>'
             '<td>{proxy}{here}</td><td class="num">—</td></tr>'.format(
-                n=_num(n), proxy=_broker_cell(str(proxy), http_of), here=here
+                proxy=_broker_cell(str(proxy), http_of), here=here
             )
         )
-    return "".join(rows) or '<tr><td colspan="4">（目前沒有上線使用者 no users online）</td></tr>'
+    return "".join(rows) or f'<tr><td colspan="4">{_("(no users online)")}</td></tr>'
 
 
-def _broker_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
+def _broker_rows(status: dict[str, Any], http_of: dict[str, str], _: Tr) -> str:
     me = str(status.get("id", ""))
     users_at = _users_at(status)
     peers: dict[str, list[tuple[str, Any]]] = {}
@@ -222,9 +253,9 @@ def _broker_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
                 mark='<span class="me">★</span> ' if bid == me else "",
                 cell=_broker_cell(bid, http_of)
                 + (f"<br><small>{escape(str(b['name']))}</small>" if b.get("name") else ""),
-                state='<span class="up">在線 alive</span>'
+                state=f'<span class="up">{_("online")}</span>'
                 if alive
-                else '<span class="down">離線 down</span>',
+                else f'<span class="down">{_("offline")}</span>',
                 users=users_at.get(bid, 0),
                 url=escape(str(b.get("url", ""))),
                 links=f'<ul class="links">{links}</ul>' if links else "—",
@@ -233,44 +264,50 @@ def _broker_rows(status: dict[str, Any], http_of: dict[str, str]) -> str:
     return "".join(rows)
 
 
-def _problems(status: dict[str, Any]) -> str:
+def _problems(status: dict[str, Any], _: Tr) -> str:
     if "problems" not in status:
         return ""
     problems = status.get("problems") or []
     if not problems:
         alive = sum(1 for b in status.get("brokers", []) if b.get("alive", True))
         if alive < 4:  # the invariants are defined from 4 brokers on: say what holds instead
-            return (
-                f'<p class="ok" id="problems">✓ {alive} 台伺服器彼此相連 all {alive} brokers '
-                "linked to each other（不變量自 4 台起適用 the invariants apply from 4 "
-                "brokers on）</p>"
-            )
-        return (
-            '<p class="ok" id="problems">✓ 拓撲不變量成立 invariants hold '
-            "（每台至少 3 條連線、沒有橋 every broker ≥ 3 links, no bridge）</p>"
-        )
+            linked = _(
+                "all {alive} brokers linked to each other (the invariants apply from 4 brokers on)"
+            ).format(alive=alive)
+            return f'<p class="ok" id="problems">✓ {escape(linked)}</p>'
+        hold = _("the topology invariants hold (every broker ≥ 3 links, no bridge)")
+        return f'<p class="ok" id="problems">✓ {escape(hold)}</p>'
     items = "".join(f"<li>{escape(str(p))}</li>" for p in problems)
     return (
-        '<div class="problems" id="problems"><b>⚠ 雲端有問題 problems '
+        f'<div class="problems" id="problems"><b>⚠ {escape(_("problems in the cloud"))} '
         f"({len(problems)})</b><ul>{items}</ul></div>"
     )
 
 
-def _counters(status: dict[str, Any]) -> str:
+def _counters(status: dict[str, Any], _: Tr) -> str:
     counters = status.get("counters")
     if not isinstance(counters, dict) or not counters:
         return ""
     cells = [
-        f'<th>{escape(COUNTER_LABELS.get(str(k), str(k)))}</th><td class="num">{_num(v)}</td>'
+        f"<th>{escape(_(COUNTER_LABELS[str(k)]) if str(k) in COUNTER_LABELS else str(k))}</th>"
+        f'<td class="num">{_num(v)}</td>'
         for k, v in counters.items()
     ]
     if "sessions" in status:
-        cells.append(f'<th>連線中 sessions</th><td class="num">{_num(status["sessions"])}</td>')
+        cells.append(f'<th>{_("sessions")}</th><td class="num">{_num(status["sessions"])}</td>')
     rows = "".join("<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2))
-    return f'<h2>計數 <small>counters</small></h2><table id="counters">{rows}</table>'
+    return f'<h2>{_("counters")}</h2><table id="counters">{rows}</table>'
 
 
-def render(status: dict[str, Any]) -> str:
+def _switch(lang: str, public: bool) -> str:
+    """A link to the same page in the other language (keeping the public view)."""
+    other, label = (EN, "English") if lang == ZH_TW else (ZH_TW, "中文")
+    view = "&amp;view=public" if public else ""
+    return f'<a class="lang" href="?lang={other}{view}" hreflang="{other}">{label}</a>'
+
+
+def render(status: dict[str, Any], lang: str = ZH_TW) -> str:
+    _ = translator(lang).gettext
     me = str(status.get("id", ""))
     brokers = status.get("brokers", [])
     http_of = {str(b["id"]): str(b.get("http", "")) for b in brokers}
@@ -278,31 +315,40 @@ def render(status: dict[str, Any]) -> str:
     alive = sum(1 for b in brokers if b.get("alive", True))
     title_name = f"{name} " if name else ""
     pid = f" · pid {_num(status['pid'])}" if "pid" in status else ""
-    view = " · 公開檢視 public view" if status.get("view") == "public" else ""
+    public = status.get("view") == "public"
+    view = f" · {_('public view')}" if public else ""
+    html_lang = "zh-Hant-TW" if lang == ZH_TW else "en"
+    summary = _("{alive}/{brokers} brokers online · {links} links · {users} users online").format(
+        alive=alive,
+        brokers=len(brokers),
+        links=len(status.get("links", [])),
+        users=sum(_users_at(status).values()),
+    )
+    caption = _(
+        "Number in a circle: users online at that broker; on a line: round-trip time. "
+        "★ = this broker."
+    )
     return f"""<!doctype html>
-<html lang="zh-Hant-TW"><head><meta charset="utf-8">
+<html lang="{html_lang}"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{REFRESH_S}">
-<title>ω IM 雲端狀態 — {escape(title_name)}{escape(_short(me))}</title>
+<title>{escape(_("ω IM cloud status"))} — {escape(title_name)}{escape(_short(me))}</title>
 <style>{STYLE}</style></head><body>
-<h1>ω IM 雲端狀態 <small>cloud status</small></h1>
-<p class="meta">本伺服器 this broker: <span class="me">★</span> <b>{escape(name) or "—"}</b>
+<h1>{escape(_("ω IM cloud status"))} <small>{_switch(lang, public)}</small></h1>
+<p class="meta">{_("this broker")}: <span class="me">★</span> <b>{escape(name) or "—"}</b>
 <code>{escape(me)}</code>{pid}<br>
-{alive}/{len(brokers)} 台伺服器在線 brokers alive · {len(status.get("links", []))} 條連線 links
-· {sum(_users_at(status).values())} 位使用者上線 users online{view}</p>
-{_problems(status)}
+{escape(summary)}{view}</p>
+{_problems(status, _)}
 <div class="grid"><section>
-<h2>上線使用者 → 代理伺服器 <small>active users → proxy</small></h2>
-<table id="users"><tr><th>名稱 name</th><th>指紋 fingerprint</th><th>代理 proxy</th>
-<th>裝置 devices</th></tr>{_user_rows(status, http_of)}</table>
-<h2>伺服器 <small>brokers</small></h2>
-<table id="brokers"><tr><th>id</th><th>狀態 state</th><th>使用者 users</th>
-<th>位址 client URL</th><th>連線 links · RTT</th></tr>{_broker_rows(status, http_of)}</table>
+<h2>{escape(_("users online → their broker"))}</h2>
+<table id="users"><tr><th>{_("name")}</th><th>{_("fingerprint")}</th><th>{_("broker")}</th>
+<th>{_("devices")}</th></tr>{_user_rows(status, http_of, _)}</table>
+<h2>{_("brokers")}</h2>
+<table id="brokers"><tr><th>id</th><th>{_("state")}</th><th>{_("users")}</th>
+<th>{_("client URL")}</th><th>{_("links · RTT")}</th></tr>{_broker_rows(status, http_of, _)}</table>
 </section><section>
-<h2>拓撲 <small>topology</small></h2>
-<figure>{topology_svg(status)}<figcaption>圓內數字：該伺服器上線使用者數；線上數字：來回時間。
-<br>Number in a circle: users online at that broker; on a line: round-trip time.
-★ = 本伺服器 this broker.</figcaption></figure>
-{_counters(status)}
+<h2>{_("topology")}</h2>
+<figure>{topology_svg(status, _)}<figcaption>{escape(caption)}</figcaption></figure>
+{_counters(status, _)}
 </section></div>
 </body></html>
 """
