@@ -19,7 +19,7 @@ from rich.text import Text
 from tits.client.blocking import Messenger
 from tits.client.memberlog import GroupError, decode_entry, entry_hash
 from tits.errors import ConfigError
-from tits.i18n import _
+from tits.i18n import _, year
 from tits.log import configure
 
 from .chat_cmds import BrokerOpt, JsonOpt, KeyserverOpt, render_event
@@ -262,7 +262,8 @@ def group_log(ctx: typer.Context, group: GroupArg, as_json: JsonOpt = False) -> 
             if as_json:
                 emit_json(row)
             else:
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.ts / 1000))
+                lt = time.localtime(entry.ts / 1000)
+                when = f"{year(lt.tm_year)}-" + time.strftime("%m-%d %H:%M", lt)
                 who = ", ".join(m.name_of(fp) for fp in entry.targets)
                 mark = ("✓", "green") if h not in refused else ("✗", "red")
                 console.print(

@@ -10,6 +10,7 @@ import typer
 
 from tits.app.cli import app_cmd
 from tits.errors import TitsError
+from tits.i18n import choose_roc_year
 
 from . import (
     chat_cmds,
@@ -47,10 +48,11 @@ def _global(
 ) -> None:
     state = ctx.obj = State(home_arg=home)
     try:
-        lang = state.home.config.get("lang")
+        lang, roc = state.home.config.get("lang"), state.home.config.get("roc_year")
     except TitsError:
-        lang = None  # an unreadable config is reported by the command that needs it
+        lang = roc = None  # an unreadable config is reported by the command that needs it
     choose_lang(lang if isinstance(lang, str) else None)
+    choose_roc_year(roc is True)
     if ctx.invoked_subcommand is None:  # `tits` alone: the app on a terminal, else the help
         if sys.stdin.isatty() and sys.stdout.isatty():
             app_cmd(ctx, offline=False, broker=None)

@@ -27,11 +27,26 @@ EN = "en"
 LANGS = (ZH_TW, EN)
 
 _chosen: str | None = None  # `tits config set lang`, read from the home by the CLI
+_roc_year = False  # `tits config set roc_year true`: 民國 years in zh-TW dates
+ROC_OFFSET = 1911  # 民國 1 is 1912
 
 
 def choose_lang(lang: str | None) -> None:
     global _chosen
     _chosen = lang
+
+
+def choose_roc_year(on: bool) -> None:
+    global _roc_year
+    _roc_year = on
+
+
+def year(y: int) -> str:
+    """A year as the reader counts it: 民國 115 for 2026 when zh-TW and `roc_year` is on
+    (years before 民國 1 stay Western), else 2026."""
+    if _roc_year and zh() and y > ROC_OFFSET:
+        return f"民國{y - ROC_OFFSET}"
+    return str(y)
 
 
 def normalize(lang: str | None) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 from rich.text import Text
 
 from tits.cli.output import safe, t, zh
-from tits.i18n import _
+from tits.i18n import _, year
 
 __all__ = ["clock", "day_label", "list_time", "plain", "safe", "t", "zh"]
 
@@ -46,18 +46,19 @@ def list_time(ts_ms: int, now_ms: int, tz: tzinfo | None = None) -> str:
         return _("Yesterday")
     if d.year == now.year:
         return f"{d.month}/{d.day}"
-    return f"{d.year}/{d.month}/{d.day}"
+    return f"{year(d.year)}/{d.month}/{d.day}"
 
 
 def day_label(ts_ms: int, now_ms: int, tz: tzinfo | None = None) -> str:
-    """A day separator in a conversation: 今天 / 昨天 / 2026/12/1（二）."""
+    """A day separator in a conversation: 今天 / 昨天 / 2026/12/1（二）, 民國115/12/1（二） with
+    `roc_year`."""
     d, now = _local(ts_ms, tz), _local(now_ms, tz)
     if d.date() == now.date():
         return _("Today")
     if d.date() == (now - timedelta(days=1)).date():
         return _("Yesterday")
     if zh():
-        return f"{d.year}/{d.month}/{d.day}（{_WEEKDAYS_ZH[d.weekday()]}）"
+        return f"{year(d.year)}/{d.month}/{d.day}（{_WEEKDAYS_ZH[d.weekday()]}）"
     return d.strftime("%a, %b ") + str(d.day) + d.strftime(", %Y")
 
 
