@@ -32,7 +32,7 @@ from tits.client.model import (
 )
 from tits.client.store import LocalStore
 from tits.errors import BrokerError, ConfigError
-from tits.i18n import _
+from tits.i18n import _, error_text
 from tits.log import configure
 from tits.session import direct_conversation_id
 
@@ -397,7 +397,8 @@ def recv(
         try:
             m.read(shown_msgs)  # 已讀: one receipt per chat, unless receipts are off
         except BrokerError as exc:
-            err_console.print(f"[dim]{_('read receipts not sent')}: {safe(exc.message)}[/]")
+            why = safe(error_text(exc.message))
+            err_console.print(f"[dim]{_('read receipts not sent')}: {why}[/]")
         held = [e for e in m.events if isinstance(e, Held)]
         if held and not as_json:
             n = len(held)

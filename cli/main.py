@@ -10,7 +10,7 @@ import typer
 
 from tits.app.cli import app_cmd
 from tits.errors import TitsError
-from tits.i18n import choose_roc_year
+from tits.i18n import choose_roc_year, error_text
 
 from . import (
     chat_cmds,
@@ -81,6 +81,6 @@ def main() -> None:
     try:
         app()
     except TitsError as exc:
-        fail(exc.message)
+        fail(error_text(exc.message))
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from tits.i18n import _, choose_lang, zh
 
@@ -28,7 +29,8 @@ def emit_json(obj: Any) -> None:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]{_('error')}:[/] {message}", soft_wrap=True)
+    # the message as it is (a "[…]" in it is text, not Rich markup)
+    err_console.print(Text.assemble((_("error: "), "bold red"), message), soft_wrap=True)
     raise SystemExit(code)
 
 

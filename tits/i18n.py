@@ -15,6 +15,7 @@ from __future__ import annotations
 import gettext
 import io
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -141,3 +142,67 @@ def translator(lang: str) -> gettext.NullTranslations:
     """A fixed language's catalog, for output whose reader is not this process's user (the
     broker's status page answers each browser in its own language)."""
     return catalog(normalize(lang) if lang not in LANGS else lang)
+
+
+ERROR_CONTEXT = "error"  # the catalog's context for the texts of raised errors
+_FIELD = re.compile(r"\{\{|\}\}|\{(\w+)(![rsa])?(:[^{}]*)?\}")
+
+
+@lru_cache(maxsize=None)
+def _error_patterns(lang: str, stamp: tuple[float, float]) -> list[tuple[re.Pattern[str], str]]:
+    """The error texts with fields, as patterns that match a shown message, longest literal
+    text first (the most specific template wins)."""
+    cat = catalog(lang)
+    entries = getattr(cat, "_catalog", {})
+    out: list[tuple[int, re.Pattern[str], str]] = []
+    prefix = ERROR_CONTEXT + "\x04"
+    for key, msgstr in entries.items():
+        if not isinstance(key, str) or not key.startswith(prefix) or not msgstr:
+            continue
+        msgid = key[len(prefix) :]
+        parts, literal, seen, pos = [], 0, set(), 0
+        for m in _FIELD.finditer(msgid):
+            text = msgid[pos : m.start()]
+            parts.append(re.escape(text))
+            literal += len(text)
+            if m.group(1) is None:  # an escaped brace
+                parts.append(re.escape(m.group(0)[0]))
+                literal += 1
+            elif m.group(1) in seen:
+                parts.append(f"(?P={m.group(1)})")
+            else:
+                seen.add(m.group(1))
+                parts.append(f"(?P<{m.group(1)}>.+?)")
+            pos = m.end()
+        if not seen:
+            continue  # a fixed text: found by pgettext itself
+        parts.append(re.escape(msgid[pos:]))
+        out.append((literal + len(msgid[pos:]), re.compile("".join(parts), re.S), msgstr))
+    return [(p, s) for _n, p, s in sorted(out, key=lambda x: -x[0])]
+
+
+def error_text(message: str) -> str:
+    """An error's English text (as raised, fields already filled in) in the interface's
+    language: the catalog holds each `raise …Error(f"…")` as a template (context "error"),
+    matched here against the message, its fields carried over as they were shown. Errors are
+    raised in English everywhere (brokers log them, some travel as reasons); they are
+    translated only here, where a person reads them."""
+    lang = current()
+    if lang == EN:
+        return message
+    cat = catalog(lang)
+    exact = cat.pgettext(ERROR_CONTEXT, message)
+    if exact != message:
+        return exact
+    for pattern, msgstr in _error_patterns(lang, _stamp(lang)):
+        m = pattern.fullmatch(message)
+        if m is not None:
+            found = m.groupdict()
+
+            def fill(f: re.Match[str], found: dict[str, str] = found) -> str:
+                if f.group(1) is None:
+                    return f.group(0)[0]
+                return found.get(f.group(1), f.group(0))
+
+            return _FIELD.sub(fill, msgstr)
+    return message

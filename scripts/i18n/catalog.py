@@ -19,7 +19,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 sys.path.insert(0, str(Path(__file__).parent))
-from extract import KEYWORDS, extract  # noqa: E402
+from extract import ERROR_FOLDERS, KEYWORDS, extract  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("cli", "tits", "broker", "keyd", "router")
@@ -34,6 +34,7 @@ def template() -> Catalog:
         found = extract_from_dir(
             ROOT / folder,
             method_map=[("**.py", extract)],  # type: ignore[list-item]
+            options_map={"**.py": {"errors": "1" if folder in ERROR_FOLDERS else ""}},
             keywords=KEYWORDS,
             comment_tags=("TRANSLATORS:",),
             strip_comment_tags=True,

@@ -10,7 +10,9 @@ are extracted here as they are looked up there: `inspect.cleandoc`-ed.
 from __future__ import annotations
 
 import ast
+import builtins
 import inspect
+import re
 from collections.abc import Collection, Iterator, Mapping
 from typing import IO, Any
 
@@ -54,6 +56,80 @@ def gettext_calls(source: str | bytes) -> Iterator[tuple[int, str, tuple[str, ..
             yield node.lineno, name, tuple(t for t in texts if t is not None)
 
 
+ERROR_CONTEXT = "error"  # tits.i18n.ERROR_CONTEXT
+ERROR_FOLDERS = ("cli", "tits")  # the client's; the servers' errors are for their logs
+_WRAPPERS = {"safe", "str", "repr", "escape", "int", "float", "abs", "round"}
+_CONVERSIONS = {115: "!s", 114: "!r", 97: "!a"}
+_BUILTIN = set(dir(builtins))  # ValueError & co. are caught and reworded, never shown as such
+
+
+def _field_name(expr: ast.expr) -> str:
+    """As scripts/i18n/convert.py names a placeholder: by the expression's last part."""
+    if isinstance(expr, ast.Name):
+        return expr.id.strip("_") or "value"
+    if isinstance(expr, ast.Attribute):
+        return expr.attr.strip("_") or "value"
+    if isinstance(expr, ast.Subscript):
+        key = expr.slice
+        if isinstance(key, ast.Constant) and str(key.value).isidentifier():
+            return key.value
+        return _field_name(expr.value)
+    if isinstance(expr, ast.Call):
+        func = expr.func.id if isinstance(expr.func, ast.Name) else None
+        if func == "len" and expr.args:
+            return "n_" + _field_name(expr.args[0])
+        if func in _WRAPPERS and expr.args:
+            return _field_name(expr.args[0])
+        return _field_name(expr.func)
+    if isinstance(expr, ast.BinOp):
+        return _field_name(expr.left)
+    return "value"
+
+
+def error_template(node: ast.expr) -> str | None:
+    """An error's text with `{name}` fields where its f-string had expressions, the form
+    `tits.i18n.error_text` matches the shown message against."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value.replace("{", "{{").replace("}", "}}")
+    if not isinstance(node, ast.JoinedStr):
+        return None
+    out, seen = [], {}
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            out.append(str(part.value).replace("{", "{{").replace("}", "}}"))
+            continue
+        assert isinstance(part, ast.FormattedValue)
+        code = ast.unparse(part.value)
+        name = seen.get(code)
+        if name is None:
+            base = name = _field_name(part.value)
+            i = 2
+            while name in seen.values():
+                name, i = f"{base}_{i}", i + 1
+            seen[code] = name
+        spec = ""
+        if part.format_spec is not None:
+            if not all(isinstance(v, ast.Constant) for v in part.format_spec.values):
+                return None
+            spec = ":" + "".join(str(v.value) for v in part.format_spec.values)  # type: ignore[attr-defined]
+        out.append("{" + name + _CONVERSIONS.get(part.conversion, "") + spec + "}")
+    return "".join(out)
+
+
+def error_texts(source: str | bytes) -> Iterator[tuple[int, str]]:
+    """`raise SomeError("…")` / `raise SomeError(f"…")`: shown by the CLI after 錯誤:."""
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Raise) or not isinstance(node.exc, ast.Call):
+            continue
+        func = node.exc.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        if not name.endswith("Error") or name in _BUILTIN or not node.exc.args:
+            continue
+        text = error_template(node.exc.args[0])
+        if text and text.strip() and re.search(r"[A-Za-z]{2}", text):
+            yield node.lineno, text
+
+
 def help_texts(source: str | bytes) -> Iterator[tuple[int, str]]:
     tree = ast.parse(source)
     for node in ast.walk(tree):
@@ -83,3 +159,6 @@ def extract(
         yield lineno, name, texts, []
     for lineno, text in help_texts(source):
         yield lineno, None, (text,), ["--help"]
+    if options.get("errors"):
+        for lineno, text in error_texts(source):
+            yield lineno, "pgettext", (ERROR_CONTEXT, text), []

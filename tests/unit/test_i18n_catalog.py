@@ -152,62 +152,14 @@ def test_wording_as_taiwan_writes_it() -> None:
 
 
 # Latin words that may stand in a Chinese sentence: names, protocols, units, values
-LATIN_OK = {
-    "gnupg",
-    "gpg",
-    "json",
-    "url",
-    "urls",
-    "id",
-    "ids",
-    "qr",
-    "ssh",
-    "tcp",
-    "http",
-    "https",
-    "hkp",
-    "hkps",
-    "toml",
-    "systemd",
-    "journald",
-    "keyd",
-    "titsd",
-    "tits",
-    "sigkill",
-    "sigterm",
-    "socket",
-    "mib",
-    "kib",
-    "utf",
-    "ctrl",
-    "enter",
-    "esc",
-    "pgup",
-    "pgdn",
-    "true",
-    "false",
-    "debug",
-    "info",
-    "warning",
-    "error",
-    "receipts",
-    "listed",
-    "lang",
-    "theme",
-    "roc_year",
-    "ed25519",
-    "cv25519",
-    "rtt",
-    "ms",
-    "ok",
-    "zeromq",
-    "stdin",
-    "stderr",
-    "regex",
-    "forwarded",
-    "im",
-    "alice",
-}
+LATIN_OK = set(
+    """
+    gnupg gpg json url urls id ids qr ssh tcp http https hkp hkps toml systemd journald
+    keyd titsd tits sigkill sigterm socket mib kib utf ctrl enter esc pgup pgdn true false
+    debug info warning error receipts listed lang theme roc_year ed25519 cv25519 rtt ms ok
+    zeromq stdin stderr regex forwarded im alice journalctl pid prev
+    """.split()
+)
 
 
 def _latin_words(text: str) -> list[str]:

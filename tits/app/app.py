@@ -19,7 +19,7 @@ from textual.theme import Theme
 
 from tits.client.model import GroupChanged, LinkEvent, Message, SendFailed, Shown, Stored, Unsent
 from tits.errors import TitsError
-from tits.i18n import _
+from tits.i18n import _, error_text
 
 from . import data
 from .backend import Backend
@@ -110,7 +110,7 @@ class TitsApp(App[None]):
         try:
             await self.backend.start()
         except TitsError as exc:
-            self.notify(safe(exc.message), severity="error", markup=False, timeout=30)
+            self.notify(safe(error_text(exc.message)), severity="error", markup=False, timeout=30)
             self.set_status(_("Cannot open"))
             return
         await self.refresh_lists()
@@ -129,7 +129,8 @@ class TitsApp(App[None]):
             await client.connect(timeout=self.connect_timeout)
         except TitsError as exc:
             self.set_status(_("Offline"))
-            self.notify(safe(exc.message)[:300], severity="warning", markup=False, timeout=15)
+            why = safe(error_text(exc.message))[:300]
+            self.notify(why, severity="warning", markup=False, timeout=15)
 
     async def on_unmount(self) -> None:
         await self.backend.close()
@@ -247,7 +248,7 @@ class TitsApp(App[None]):
         try:
             item_id = await client.send(screen.target, text.encode("utf-8"))
         except TitsError as exc:
-            self.notify(safe(exc.message), severity="error", markup=False)
+            self.notify(safe(error_text(exc.message)), severity="error", markup=False)
             return
         me = self.backend.me
         m = Message(
@@ -291,7 +292,7 @@ class TitsApp(App[None]):
             targets = [await client.work(client.resolve, a) for a in cmd.args]
             ev = await client.group_change(gid, cmd.name, targets)
         except TitsError as exc:
-            self.notify(safe(exc.message), severity="error", markup=False)
+            self.notify(safe(error_text(exc.message)), severity="error", markup=False)
             return
         if ev is not None:
             await self._group_changed(ev)
