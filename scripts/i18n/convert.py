@@ -41,9 +41,10 @@ from libcst.metadata import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PATHS = ("cli", "tits", "broker", "keyd", "router")
-PO = ROOT / "tits" / "locale" / "zh_TW" / "LC_MESSAGES" / "tits.po"
+PO_IN_TREE = Path("tits/locale/zh_TW/LC_MESSAGES/tits.po")
+PO = ROOT / PO_IN_TREE
 IMPORT_FROM = "tits.i18n"
-SKIP = {ROOT / "cli" / "output.py"}  # defines the `t()` shim
+SKIP = {"cli/output.py"}  # defines the `t()` shim
 # a placeholder for `safe(x)` is named for x
 WRAPPERS = {"safe", "str", "repr", "escape", "int", "float", "abs", "round"}
 SPLIT_AT = 72  # longer literals are written as implicit concatenations of about this width
@@ -459,20 +460,25 @@ def merge_po(converted: list[Converted]) -> int:
     return added
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    global ROOT, PO
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", default=DEFAULT_PATHS)
     ap.add_argument("--dry-run", action="store_true", help="report only; change no file")
-    opts = ap.parse_args()
+    ap.add_argument("--root", type=Path, default=ROOT, help="the tree (for tests)")
+    ap.add_argument("--po", type=Path, default=None, help="the zh_TW catalog (for tests)")
+    opts = ap.parse_args(argv)
+    ROOT = opts.root.resolve()
+    PO = opts.po.resolve() if opts.po else ROOT / PO_IN_TREE
     files = []
     for p in opts.paths:
-        path = (ROOT / p).resolve() if not Path(p).is_absolute() else Path(p)
+        path = (ROOT / p).resolve()
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
     known = {(m.context, m.id): m.string for m in _catalog() if m.id}
     report = Report()
     changed = []
     for path in files:
-        if path in SKIP or ".venv" in path.parts:
+        if path.relative_to(ROOT).as_posix() in SKIP or ".venv" in path.parts:
             continue
         code = convert_file(path, known, report)
         if code is not None:
@@ -487,7 +493,7 @@ def main() -> int:
         subprocess.run([*ruff, "format", "-q", *rels], check=False)
     print(
         f"{len(report.converted)} t() calls converted in {len(changed)} files; "
-        f"{added} translations added to {PO.relative_to(ROOT)}"
+        f"{added} translations added to {PO}"
     )
     for title, items in (
         ("left as they are (convert by hand)", report.skipped),

@@ -1,0 +1,204 @@
+"""scripts/i18n-convert: `t("中文", "English")` → `_("English")` keeps what each language
+shows, call for call, and a second run changes nothing. The lead runs it again after merging
+branches that still write `t()`, so the cases those branches write are all here."""
+
+from __future__ import annotations
+
+import gettext
+import io
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tits import pofile
+
+pytest.importorskip("libcst")
+pytest.importorskip("babel")
+
+ROOT = Path(__file__).resolve().parents[2]
+CONVERT = ROOT / "scripts" / "i18n" / "convert.py"
+
+SAMPLE = """
+from tits.cli.output import console, t
+
+
+def plain():
+    return t("已傳送", "sent")
+
+
+def fstr(who):
+    return t(f"{who} 已收回訊息", f"{who} took this message back")
+
+
+def different(n, names):
+    return t(f"已讀 {n} 則", f"read by {', '.join(names)}")
+
+
+def only_zh_has_one(n):
+    return t(f"共 {n} 則", "some")
+
+
+def spec(x):
+    return t(f"共 {x:>3} 筆 {x!r}", f"{x:>3} in all {x!r}")
+
+
+def nested(n):
+    return f"[dim]{t(f'{n} 則', f'{n} left')}[/]"
+
+
+def shadow(items):
+    out = []
+    for _, v in items:
+        out.append(t("項目", "item") + str(v))
+    return out
+
+
+def braces():
+    return t("{不是欄位}", "{not a field}")
+
+
+def fbraces(n):
+    return t(f"{{{n}}} 個", f"{{{n}}} of them")
+
+
+def concat():
+    return t("很長的" "中文", "a long " "English text")
+
+
+def attr(kc):
+    return t(f"找不到 {kc.base_url}", f"not at {kc.base_url}")
+
+
+def calls(ids, name):
+    return t(f"{len(ids)} 則給 {name.upper()}", f"{len(ids)} for {name.upper()}")
+
+
+def long():
+    return t(
+        "很長",
+        "a very long English text that goes on and on, well past seventy-two characters",
+    )
+
+
+def quotes():
+    return t("「引號」", "it's \\"quoted\\"")
+
+
+def conflict():
+    return t("移除了", "removed")
+
+
+def conflict2():
+    return t("已移除", "removed")
+
+
+def nonliteral(a, b):
+    return t(a, b)
+
+
+LABEL = t("標籤", "label")
+"""
+
+
+class KC:
+    base_url = "http://k:1"
+
+
+CALLS: list[tuple[str, tuple[Any, ...]]] = [
+    ("plain", ()),
+    ("fstr", ("阿明",)),
+    ("different", (3, ["a", "b"])),
+    ("only_zh_has_one", (7,)),
+    ("spec", (5,)),
+    ("nested", (2,)),
+    ("shadow", ([(1, "x"), (2, "y")],)),
+    ("braces", ()),
+    ("fbraces", (4,)),
+    ("concat", ()),
+    ("attr", (KC(),)),
+    ("calls", ([1, 2], "bob")),
+    ("long", ()),
+    ("quotes", ()),
+    ("conflict", ()),
+    ("conflict2", ()),
+]
+
+HEADER = 'msgid ""\nmsgstr ""\n"Language: zh_TW\\n"\n"Content-Type: text/plain; charset=utf-8\\n"\n'
+
+
+def _run(tree: Path, po: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, str(CONVERT), "--root", str(tree), "--po", str(po), "pkg"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return out.stdout
+
+
+def _load(source: str, name: str, stub: types.ModuleType | None = None) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    if stub is not None:
+        sys.modules["_i18n_stub"] = stub
+        source = source.replace("from tits.i18n import", "from _i18n_stub import")
+    exec(compile(source, name, "exec"), mod.__dict__)  # noqa: S102 - the test's own sample
+    return mod
+
+
+def _stub(po: Path, zh: bool) -> types.ModuleType:
+    cat = gettext.GNUTranslations(io.BytesIO(pofile.compile_po(po.read_text(encoding="utf-8"))))
+    stub = types.ModuleType("_i18n_stub")
+    stub._ = cat.gettext if zh else (lambda m: m)  # type: ignore[attr-defined]
+    stub.pgettext = cat.pgettext if zh else (lambda c, m: m)  # type: ignore[attr-defined]
+    return stub
+
+
+def test_conversion_keeps_both_languages_and_is_idempotent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    sample = tree / "pkg" / "sample.py"
+    sample.write_text(SAMPLE, encoding="utf-8")
+    po = tmp_path / "tits.po"
+    po.write_text(HEADER, encoding="utf-8")
+
+    before: dict[str, dict[str, Any]] = {}
+    for lang in ("zh-TW", "en"):
+        monkeypatch.setenv("TITS_LANG", lang)
+        mod = _load(SAMPLE, "before")
+        before[lang] = {f: getattr(mod, f)(*args) for f, args in CALLS}
+        before[lang]["LABEL"] = mod.LABEL
+
+    report = _run(tree, po)
+    converted = sample.read_text(encoding="utf-8")
+    left = re.findall(r"\bt\(.*", converted)
+    assert left == ["t(a, b)"], left
+    assert "return t(a, b)" in converted and "not a string literal" in report
+    assert "import console, t\n" in converted  # still imported: nonliteral() uses it
+    assert "pgettext(" in converted and "'removed'" in report
+    assert "for _unused, v in items" in converted
+    assert "translated at import" in report  # LABEL
+
+    for lang in ("zh-TW", "en"):
+        mod = _load(converted, "after", _stub(po, lang == "zh-TW"))
+        after = {f: getattr(mod, f)(*args) for f, args in CALLS}
+        after["LABEL"] = mod.LABEL
+        assert after == before[lang], lang
+
+    catalog = {(e.msgctxt, e.msgid): e.msgstr for e in pofile.parse(po.read_text("utf-8"))}
+    assert catalog[(None, "{who} took this message back")] == "{who} 已收回訊息"
+    assert catalog[(None, "read by {join}")] == "已讀 {n} 則"  # each text keeps its own fields
+    assert catalog[(None, "removed")] == "移除了"
+    assert catalog[("pkg.sample", "removed")] == "已移除"
+
+    po_before = po.read_bytes()
+    again = _run(tree, po)
+    assert "0 t() calls converted in 0 files" in again
+    assert sample.read_text(encoding="utf-8") == converted and po.read_bytes() == po_before
