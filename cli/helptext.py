@@ -15,9 +15,10 @@ from typing import Any
 
 from rich.markup import escape
 from typer import rich_utils
+from typer._click.formatting import HelpFormatter
 from typer.core import TyperOption
 
-from tits.i18n import N_, _
+from tits.i18n import ERROR_CONTEXT, N_, NC_, _, error_text
 
 # Typer's words, by their names in typer.rich_utils (read from there at each drawing)
 TYPER_WORDS = {
@@ -33,6 +34,28 @@ TYPER_WORDS = {
     "RICH_HELP": N_("Try [blue]'{command_path} {help_option}'[/] for help."),
 }
 HELP_OPTION = N_("Show this message and exit.")
+# Typer's (vendored Click's) usage errors, as templates for `error_text`
+USAGE_ERRORS = [
+    NC_("error", "Missing argument {name}."),
+    NC_("error", "Missing option {name}."),
+    NC_("error", "Missing parameter: {name}"),
+    NC_("error", "Missing command."),
+    NC_("error", "No such option: {name}"),
+    NC_("error", "No such option: {name} (Possible options: {options})"),
+    NC_("error", "No such command {name}."),
+    NC_("error", "No such command {name}. Did you mean {suggestions}?"),
+    NC_("error", "Input should be a valid number, unable to parse string as a number"),
+    NC_("error", "Input should be a valid integer, unable to parse string as an integer"),
+    NC_("error", "Input should be a valid boolean, unable to interpret input"),
+    NC_("error", "Invalid value for {hint}: {message}"),
+    NC_("error", "Invalid value: {message}"),
+    NC_("error", "Got unexpected extra argument(s) ({args})"),
+    NC_("error", "Got unexpected extra argument ({args})"),
+    NC_("error", "{value} is not a valid {kind}."),
+    NC_("error", "{value} is not one of {choices}."),
+]
+assert ERROR_CONTEXT == "error"
+USAGE = N_("Usage: ")
 
 _ORIGINAL = "_tits_help"  # the English texts of an object, kept for the next drawing
 
@@ -72,7 +95,27 @@ def _format_help(*, obj: Any, ctx: Any, markup_mode: Any) -> None:
     _typer_format_help(obj=obj, ctx=ctx, markup_mode=markup_mode)
 
 
+_typer_format_error = rich_utils.rich_format_error
+
+
+def _format_error(self: Any) -> None:
+    for name, english in TYPER_WORDS.items():
+        setattr(rich_utils, name, _(english))
+    shown = self.format_message()
+    self.format_message = lambda: error_text(shown)  # this one exception, drawn once
+    _typer_format_error(self)
+
+
+_write_usage = HelpFormatter.write_usage
+
+
+def _usage(self: HelpFormatter, prog: str, args: str = "", prefix: str | None = None) -> None:
+    _write_usage(self, prog, args, _(USAGE) if prefix is None else prefix)
+
+
 def install() -> None:
     """Routes Typer's help drawing through `localize` (Typer looks `rich_format_help` up in
-    its module at each drawing)."""
+    its module at each drawing), and its usage line's "Usage: " through the catalog."""
     rich_utils.rich_format_help = _format_help  # type: ignore[assignment]
+    rich_utils.rich_format_error = _format_error
+    HelpFormatter.write_usage = _usage  # type: ignore[method-assign]

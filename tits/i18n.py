@@ -138,6 +138,11 @@ def N_(message: str) -> str:  # noqa: N802 — gettext's name for "extract, tran
     return message
 
 
+def NC_(context: str, message: str) -> str:  # noqa: N802 — as N_, with a context
+    """Marks a text for the catalog under `context` (e.g. "error", for `error_text`)."""
+    return message
+
+
 def translator(lang: str) -> gettext.NullTranslations:
     """A fixed language's catalog, for output whose reader is not this process's user (the
     broker's status page answers each browser in its own language)."""
@@ -202,6 +207,8 @@ def error_text(message: str) -> str:
             def fill(f: re.Match[str], found: dict[str, str] = found) -> str:
                 if f.group(1) is None:
                     return f.group(0)[0]
+                if f.group(1) == "message":  # an error quoting another: "Invalid value …: …"
+                    return error_text(found["message"])
                 return found.get(f.group(1), f.group(0))
 
             return _FIELD.sub(fill, msgstr)

@@ -17,8 +17,14 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import IO, Any
 
 HELP_KEYWORDS = ("help", "short_help", "epilog")
-KEYWORDS = {"_": None, "N_": None, "pgettext": ((1, "c"), 2), "ngettext": (1, 2)}
-ARITY = {"_": 1, "N_": 1, "pgettext": 2, "ngettext": 2}  # leading text arguments
+KEYWORDS = {
+    "_": None,
+    "N_": None,
+    "NC_": ((1, "c"), 2),
+    "pgettext": ((1, "c"), 2),
+    "ngettext": (1, 2),
+}
+ARITY = {"_": 1, "N_": 1, "NC_": 2, "pgettext": 2, "ngettext": 2}  # leading text arguments
 
 
 def _is_typer(node: ast.AST) -> bool:
