@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tits.errors import TitsError
+from tits.i18n import translate_argparse
 from tits.log import configure
 
 from . import config as keyd_config
@@ -42,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", choices=keyd_config.LOG_LEVELS, help="[info]")
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines to stderr")
-    return p
+    return translate_argparse(p)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,12 +12,14 @@ the modules are imported, and a test may switch `TITS_LANG` between two calls.
 
 from __future__ import annotations
 
+import argparse
 import gettext
 import io
 import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from . import pofile
 
@@ -213,3 +215,36 @@ def error_text(message: str) -> str:
 
             return _FIELD.sub(fill, msgstr)
     return message
+
+
+ARGPARSE_WORDS = (
+    N_("usage: "),
+    N_("options"),
+    N_("positional arguments"),
+    N_("show this help message and exit"),
+)
+
+
+def translate_argparse(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The daemons' `--help` (titsd, tits-keyd) in the interface's language: their help
+    texts are English in the code and in the catalog, like the client's."""
+    for action in parser._actions:
+        if action.help and action.help != argparse.SUPPRESS:
+            action.help = _(action.help)
+    if parser.description:
+        parser.description = _(parser.description)
+    parser._positionals.title = _("positional arguments")
+    parser._optionals.title = _("options")
+    base = parser.formatter_class
+
+    def formatter(prog: str) -> argparse.HelpFormatter:
+        class Translated(base):  # type: ignore[valid-type, misc]
+            def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: Any = None) -> None:
+                super().add_usage(
+                    usage, actions, groups, _("usage: ") if prefix is None else prefix
+                )
+
+        return Translated(prog)
+
+    parser.formatter_class = formatter  # type: ignore[assignment]
+    return parser

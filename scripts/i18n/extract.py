@@ -16,7 +16,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from typing import IO, Any
 
-HELP_KEYWORDS = ("help", "short_help", "epilog")
+HELP_KEYWORDS = ("help", "short_help", "epilog", "description")
 KEYWORDS = {
     "_": None,
     "N_": None,

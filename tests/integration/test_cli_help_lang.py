@@ -118,3 +118,27 @@ def test_usage_errors_are_in_one_language(
     assert zh in got_zh.stderr and "錯誤" in got_zh.stderr and "用法：" in got_zh.stderr
     assert not ENGLISH_PHRASE.findall(_prose(got_zh.stderr)), got_zh.stderr
     assert en in got_en.stderr and not CJK.search(got_en.stderr)
+
+
+@pytest.mark.parametrize(
+    ("module", "parse"),
+    [
+        ("tits.broker.main", "parse_args(['--help'])"),
+        ("tits.keyd.main", "parser().parse_args(['--help'])"),
+    ],
+)
+def test_the_daemons_help_is_in_one_language(tmp_path: Path, module: str, parse: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "TITS_LANG"))}
+    code = f"from {module} import *; {parse}"
+    helps = {}
+    for lang in ("zh_TW.UTF-8", "en_US.UTF-8"):
+        env.update(LANG=lang, LANGUAGE="", COLUMNS="100")
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
+        helps[lang] = out.stdout
+    zh, en = helps["zh_TW.UTF-8"], helps["en_US.UTF-8"]
+    assert zh.startswith("用法：") and "選項" in zh and "顯示這份說明後結束" in zh
+    assert en.startswith("usage:") and "show this help message and exit" in en
+    assert not CJK.search(en)
+    assert not ENGLISH_PHRASE.findall(_prose(zh.split("\n\n", 1)[1])), zh
