@@ -16,7 +16,7 @@ from typing import Any
 from rich.markup import escape
 from typer import rich_utils
 from typer._click.formatting import HelpFormatter
-from typer.core import TyperOption
+from typer.core import TyperArgument, TyperOption
 
 from tits.i18n import ERROR_CONTEXT, N_, NC_, _, error_text
 
@@ -34,6 +34,8 @@ TYPER_WORDS = {
     "RICH_HELP": N_("Try [blue]'{command_path} {help_option}'[/] for help."),
 }
 HELP_OPTION = N_("Show this message and exit.")
+# the type shown next to a parameter that takes a value
+TYPE_LABELS = (N_("<str>"), N_("<path>"), N_("<float>"), N_("<int>"))
 # Typer's (vendored Click's) usage errors, as templates for `error_text`
 USAGE_ERRORS = [
     NC_("error", "Missing argument {name}."),
@@ -70,6 +72,17 @@ def _localize(obj: Any, attrs: tuple[str, ...], markup: bool) -> None:
             setattr(obj, attr, escape(shown) if markup else shown)
 
 
+def _type_label(param: Any) -> Any:
+    """`<str>` as `<文字>`: the class's own label, looked up in the catalog at each drawing."""
+    label = type(param).display_type_rich
+
+    def shown(ctx: Any) -> str | None:
+        text = label(param, ctx)
+        return _(text) if text else text
+
+    return shown
+
+
 def localize(obj: Any, ctx: Any, markup_mode: Any) -> None:
     """Translates, in place, what the help of `obj` shows: its text, its parameters' and its
     subcommands' (the originals are kept, so the next drawing may be in another language)."""
@@ -81,6 +94,8 @@ def localize(obj: Any, ctx: Any, markup_mode: Any) -> None:
         _localize(param, ("help",), markup)
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""  # not `<bool>`: a flag takes no value
+        elif isinstance(param, (TyperOption, TyperArgument)) and param.metavar is None:
+            param.__dict__.setdefault("display_type_rich", _type_label(param))
     for name in getattr(obj, "commands", {}):
         sub = obj.get_command(ctx, name)
         if sub is not None:

@@ -70,6 +70,7 @@ def test_help_is_in_one_language(helps: dict[tuple[str, str], str], args: str) -
     assert not phrases, f"English in the Chinese help of `tits {args}`: {phrases}\n{zh}"
     for text in (zh, en):
         assert "<bool>" not in text
+    assert "<str>" not in zh and "<path>" not in zh
 
 
 def test_defaults_in_brackets_are_shown(helps: dict[tuple[str, str], str]) -> None:
