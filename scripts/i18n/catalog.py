@@ -28,11 +28,13 @@ DOMAIN = "tits"
 PROJECT = "ω IM"
 
 
-def template() -> Catalog:
+def template(root: Path = ROOT) -> Catalog:
     pot = Catalog(project=PROJECT, fuzzy=False)
     for folder in SOURCES:
+        if not (root / folder).is_dir():
+            continue
         found = extract_from_dir(
-            ROOT / folder,
+            root / folder,
             method_map=[("**.py", extract)],  # type: ignore[list-item]
             options_map={"**.py": {"errors": "1" if folder in ERROR_FOLDERS else ""}},
             keywords=KEYWORDS,

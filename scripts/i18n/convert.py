@@ -76,6 +76,7 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     import_time: list[str] = field(default_factory=list)
+    local_t: list[str] = field(default_factory=list)
 
 
 def _literal_value(source: str) -> str:
@@ -230,6 +231,12 @@ class Collect(cst.CSTVisitor):
         self.calls: set[cst.Call] = set()
         self.rename: set[cst.Name] = set()
         self.translator_calls: set[cst.Name] = set()
+        # a function's own `t` (a parameter, or `t = chooser(lang)`): renamed `_`, its calls
+        # converted like the imported one's; the function is listed, since what it is bound
+        # to must then take one English text (e.g. `tits.i18n.translator(lang).gettext`)
+        self.local_calls: set[cst.Call] = set()
+        self.local_t: set[cst.Name] = set()
+        self.local_functions: set[FunctionScope] = set()
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         if not isinstance(node.names, cst.ImportStar):
@@ -240,6 +247,19 @@ class Collect(cst.CSTVisitor):
         if isinstance(node.func, cst.Name):
             if node.func.value == "t":
                 self.calls.add(node)
+                fn = _scope_function(self.get_metadata(ScopeProvider, node, None))
+                while fn is not None and "t" not in fn.assignments:
+                    fn = _scope_function(fn.parent)
+                if fn is not None:
+                    self.local_calls.add(node)
+                    self.local_functions.add(fn)
+                    for a in fn.assignments["t"]:
+                        bound = a.node.name if isinstance(a.node, cst.Param) else a.node
+                        if isinstance(bound, cst.Name):
+                            self.local_t.add(bound)
+                        for ref in a.references:
+                            if isinstance(ref.node, cst.Name):
+                                self.local_t.add(ref.node)
             elif node.func.value == "_":
                 self.translator_calls.add(node.func)
 
@@ -267,6 +287,7 @@ class Convert(cst.CSTTransformer):
         self.context = rel.removesuffix(".py").replace("/", ".")
         self.in_fstring = 0
         self.converted_here = False
+        self.converted_any = False
         self.used: set[str] = set()
 
     def visit_FormattedStringExpression(self, node: cst.FormattedStringExpression) -> None:
@@ -296,6 +317,8 @@ class Convert(cst.CSTTransformer):
     def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
         if original in self.found.rename:
             return updated.with_changes(value="_unused")
+        if original in self.found.local_t:
+            return updated.with_changes(value="_")
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -321,9 +344,12 @@ class Convert(cst.CSTTransformer):
             en, zh = _unescape_braces(en), _unescape_braces(zh)
         if re.search(r"[\u3000-\u9fff\uff00-\uffef]", en):
             raise Unconvertible(f"the English text has CJK in it: {en!r}")
+        local = original in self.found.local_calls
         context = None
         have = self.known.get((None, en))
         if have is not None and have and have != zh:
+            if local:
+                raise Unconvertible(f"{en!r} is {have!r} elsewhere, here {zh!r} (a local t)")
             context = self.context
             other = self.known.get((context, en))
             if other is not None and other and other != zh:
@@ -348,7 +374,9 @@ class Convert(cst.CSTTransformer):
         if context is not None:
             func = "pgettext"
             call_args = f"{_literal(context, quote)}, {lit}"
-        self.used.add(func)
+        if not local:
+            self.used.add(func)
+        self.converted_any = True
         code = f"{func}(\n{call_args}\n)" if "\n" in lit else f"{func}({call_args})"
         if formatted:
             kwargs = ", ".join(
@@ -427,14 +455,22 @@ def convert_file(path: Path, known: dict, report: Report) -> str | None:
     wrapper = MetadataWrapper(cst.parse_module(source))
     found = Collect()
     wrapper.visit(found)
-    if not found.imports_t or not found.calls:
+    if not found.calls or not (found.imports_t or found.local_calls):
         return None
+    if not found.imports_t:  # only a function's own `t`: leave the others alone
+        found.calls &= found.local_calls
     rel = path.relative_to(ROOT).as_posix()
     conv = Convert(wrapper.module, rel, found, known, report)
     new = wrapper.visit(conv)
-    if not conv.used:
+    if not conv.converted_any:
         return None
-    new = new.visit(FixImports(drop_t=not _still_uses_t(new), add=conv.used))
+    for fn in found.local_functions:
+        node = fn.node
+        name = node.name.value if isinstance(node, cst.FunctionDef) else "lambda"
+        report.local_t.append(f"{rel}: {name}()")
+    if conv.used or found.imports_t:
+        drop = found.imports_t and not _still_uses_t(new)
+        new = new.visit(FixImports(drop_t=drop, add=conv.used))
     return new.code
 
 
@@ -443,7 +479,7 @@ def _catalog():
         return read_po(f, locale="zh_TW", domain="tits")
 
 
-def merge_po(converted: list[Converted]) -> int:
+def merge_po(converted: list[Converted], used: set[tuple[str | None, str]]) -> int:
     catalog = _catalog()
     added = 0
     for c in converted:
@@ -451,8 +487,8 @@ def merge_po(converted: list[Converted]) -> int:
         if have is None:
             catalog.add(c.msgid, c.msgstr, context=c.context)
             added += 1
-        elif not have.string:
-            have.string = c.msgstr
+        elif not have.string or (c.context, c.msgid) not in used:
+            have.string = c.msgstr  # empty, or left over from code that is gone
             added += 1
     out = io.BytesIO()
     write_po(out, catalog, width=0, no_location=True, sort_output=True, ignore_obsolete=True)
@@ -474,7 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     for p in opts.paths:
         path = (ROOT / p).resolve()
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    known = {(m.context, m.id): m.string for m in _catalog() if m.id}
+    # what the code still uses: a translation whose text left the code (a file another branch
+    # rewrote) is no conflict for a text that comes back with other Chinese
+    sys.path.insert(0, str(Path(__file__).parent))
+    from catalog import template
+
+    used = {(m.context, m.id) for m in template(ROOT) if m.id}
+    known = {(m.context, m.id): m.string for m in _catalog() if m.id and (m.context, m.id) in used}
     report = Report()
     changed = []
     for path in files:
@@ -485,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             changed.append(path)
             if not opts.dry_run:
                 path.write_text(code, encoding="utf-8")
-    added = 0 if opts.dry_run else merge_po(report.converted)
+    added = 0 if opts.dry_run else merge_po(report.converted, used)
     if changed and not opts.dry_run:
         rels = [str(p) for p in changed]
         ruff = [sys.executable, "-m", "ruff"]
@@ -499,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         ("left as they are (convert by hand)", report.skipped),
         ("same English, other Chinese: pgettext() with the module as context", report.conflicts),
         ("translated at import (the language is fixed then)", report.import_time),
+        (
+            "a function's own t renamed _: bind it to a one-argument gettext "
+            "(e.g. tits.i18n.translator(lang).gettext) and fix its type",
+            report.local_t,
+        ),
     ):
         if items:
             print(f"\n{title}:")

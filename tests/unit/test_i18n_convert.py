@@ -202,3 +202,57 @@ def test_conversion_keeps_both_languages_and_is_idempotent(
     again = _run(tree, po)
     assert "0 t() calls converted in 0 files" in again
     assert sample.read_text(encoding="utf-8") == converted and po.read_bytes() == po_before
+
+
+LOCAL = """
+from collections.abc import Callable
+
+Tr = Callable[[str, str], str]
+
+
+def chooser(lang):
+    english = lang == "en"
+    return lambda zh_tw, en: en if english else zh_tw
+
+
+def rows(items, t: Tr):
+    out = []
+    for _, v in items:
+        out.append(t(f"{v} 線上", f"{v} online"))
+    return out
+
+
+def page(lang):
+    t = chooser(lang)
+    label = lambda: t("拓樸", "topology")  # noqa: E731
+    return t("計數", "counters") + label() + "".join(rows([(1, "a")], t))
+"""
+
+
+def test_a_functions_own_t_is_converted_and_listed(tmp_path: Path) -> None:
+    """A status page that picks its language per request binds `t` locally
+    (`t = chooser(lang)`, or a `t` parameter): the codemod converts those calls too, renames
+    that `t` to `_`, and lists the functions, whose binding a person then points at
+    `translator(lang).gettext`."""
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    page = tree / "pkg" / "page.py"
+    page.write_text(LOCAL, encoding="utf-8")
+    po = tmp_path / "tits.po"
+    po.write_text(HEADER, encoding="utf-8")
+    report = _run(tree, po)
+    code = page.read_text(encoding="utf-8")
+    assert "3 t() calls converted in 1 files" in report
+    assert "a function's own t renamed _" in report and "rows()" in report and "page()" in report
+    assert "def rows(items, _: Tr):" in code and "_ = chooser(lang)" in code
+    assert "for _unused, v in items" in code and "tits.i18n" not in code
+    assert '_("{v} online").format(v=v)' in code and '_("topology")' in code
+    # what a person then writes: the local translator is the catalog's gettext
+    code = code.replace(
+        '    english = lang == "en"\n    return lambda zh_tw, en: en if english else zh_tw',
+        "    return CATALOG.gettext if lang != 'en' else (lambda m: m)",
+    )
+    cat = gettext.GNUTranslations(io.BytesIO(pofile.compile_po(po.read_text(encoding="utf-8"))))
+    mod = _load(code, "page")
+    mod.CATALOG = cat  # type: ignore[attr-defined]
+    assert mod.page("zh-TW") == "計數拓樸a 線上" and mod.page("en") == "counterstopologya online"
