@@ -20,7 +20,7 @@ class Stalled(Exception):
     pass
 
 
-class CountingLoad(bench.Load):
+class CountingLoad(bench.Load):  # type: ignore[name-defined]  # loaded by path
     """`Load` that knows which ids it sent: it counts duplicates, ignores strays from an
     earlier run, and notes when the last new delivery came (for a run that stalls)."""
 

@@ -113,6 +113,7 @@ class Relay:
         self._token: dict[tuple[str, str], bytes] = {}  # a relay device's token, made once
         self.forwarded = 0
         self.arrived = 0
+        self.kept = 0  # forwards for other brokers stored here: not passed on from memory
 
     def start(self, cloud: Cloud) -> None:
         """Re-attach relays with mail still waiting (after a restart)."""
@@ -151,6 +152,7 @@ class Relay:
                 )
             )  # fmt: skip
         else:
+            self.kept += 1
             users = [transit_user(fwd)]
             device = ""
             env = wire.encode(msgspec.structs.replace(fwd, hops=fwd.hops - 1, token=b""))

@@ -263,6 +263,7 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
             delivered=broker.delivery.delivered,
             forwarded=broker.relay.forwarded,
             arrived=broker.relay.arrived,
+            kept=broker.relay.kept,
             passed=transit.passed if transit is not None else 0,
             passing=len(transit) if transit is not None else 0,
         ),

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import msgspec
 import zmq
+import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from tests.support import wait_for  # noqa: F401 - re-exported for the tests

@@ -26,5 +26,7 @@ def raw_login(raw: RawClient, home: Home, batch: bool = False) -> wire.Welcome |
     raw.send_msg(wire.Login(blob=blob, fingerprint=home.fingerprint, pubkey=pubkey, batch=batch))
     while True:
         msg = raw.recv_msg(15)
-        if isinstance(msg, wire.Welcome | wire.Error) or msg is None:
+        if msg is None:
+            raise TimeoutError("no answer to the login within 15 s")
+        if isinstance(msg, wire.Welcome | wire.Error):
             return msg

@@ -4,6 +4,7 @@ delivery once, in order, acknowledged like any; one that does not is sent `Deliv
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
@@ -60,8 +61,8 @@ def test_a_batching_client_gets_deliveries_in_batches(broker: BrokerProc, people
     n = 0
     deadline = time.monotonic() + 20
     while n < len(sends) and time.monotonic() < deadline:
-        items = [x for x in mallory.poll(0.5) if hasattr(x, "envelope")]
-        mallory.ack([x.envelope.id for x in items])
-        n += len(items)
+        plain: list[Any] = [x for x in mallory.poll(0.5) if hasattr(x, "envelope")]
+        mallory.ack([x.envelope.id for x in plain])
+        n += len(plain)
     assert n == len(sends)
     mallory.close()

@@ -124,7 +124,6 @@ def test_a_following_receiver_survives_a_broker_restart(broker: BrokerProc, peop
     def follow() -> None:
         try:
             bob = Messenger(people.bob, broker=broker.url)
-            bob.ping_s = 0.2
             bob.receive(got.append, follow=True, timeout=30, until=stop.is_set)
             bob.close()
         except BaseException as exc:  # noqa: BLE001 - reported to the test

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import pytest
@@ -39,10 +40,10 @@ def challenge(raw: RawClient, home: Home) -> wire.Challenge:
     return ch
 
 
-def login_msg(raw: RawClient, home: Home, ch: wire.Challenge, **claims_over: object) -> wire.Login:
+def login_msg(raw: RawClient, home: Home, ch: wire.Challenge, **claims_over: Any) -> wire.Login:
     """A login as `home` answering `ch` on `raw` (claims can be bent for a test)."""
     _, cert_bytes, sig = home.certificate
-    fields = {
+    fields: dict[str, Any] = {
         "fingerprint": home.fingerprint,
         "curve_key": z85.decode(raw.curve_public),
         "cert": cert_bytes,
@@ -51,8 +52,8 @@ def login_msg(raw: RawClient, home: Home, ch: wire.Challenge, **claims_over: obj
     }
     fields.update(claims_over)
     broker_fp = str(fields.pop("broker", ch.broker))
-    nonce = bytes(fields.pop("nonce", ch.nonce))  # type: ignore[arg-type]
-    plain = login_plaintext(nonce, broker_fp, Claims(**fields))  # type: ignore[arg-type]
+    nonce = bytes(fields.pop("nonce", ch.nonce))
+    plain = login_plaintext(nonce, broker_fp, Claims(**fields))
     blob = home.identity.encrypt_to(plain, ch.broker, signer=home.fingerprint).encode()
     pubkey = home.identity.export_public(home.fingerprint).encode()
     return wire.Login(blob=blob, fingerprint=home.fingerprint, pubkey=pubkey)
@@ -140,7 +141,7 @@ def test_replayed_expired_foreign_and_borrowed_logins(broker: BrokerProc, people
             err = eve.expect(wire.Error)
             assert err.code == "login-refused" and "challenge" in err.message
 
-        cases = {
+        cases: dict[str, dict[str, Any]] = {
             "for another broker": {"broker": "0123456789ABCDEF0123456789ABCDEF01234567"},
             "too old": {"ts_ms": time.time_ns() // 1_000_000 - 3_600_000},
             "for another connection": {"curve_key": b"\x01" * 32},

@@ -105,7 +105,9 @@ def _counters(broker: dict) -> dict[str, int]:
 def test_relays_pass_messages_on_without_storing_them(cloud6: Cloud, people: People) -> None:
     """Relays acknowledge a forward when the next hop does, not after a store of their own."""
     publish(people, cloud6.local.keyserver)
-    dist = hops(_status(cloud6.live()[0]["http"]))
+    st = _status(cloud6.live()[0]["http"])
+    assert st is not None
+    dist = hops(st)
     a, b = max(((x, y) for x in dist for y in dist[x]), key=lambda p: dist[p[0]][p[1]])
     assert dist[a][b] >= 2, "six brokers with three links each are more than one hop across"
     relays = [br for br in cloud6.live() if br["id"] not in (a, b)]
@@ -134,8 +136,14 @@ def test_relays_pass_messages_on_without_storing_them(cloud6: Cloud, people: Peo
 
     # each text went as one forward per hop after the first; the session key's too
     wait_for(lambda: passed() >= 10 * (dist[a][b] - 1), 5, "the relays' passed counters")
-    stored = sum(_counters(br)["arrived"] - before[br["id"]]["arrived"] for br in relays)
-    assert stored == 0  # none was stored on the way
+
+    def delta(key: str) -> int:
+        return sum(_counters(br).get(key, 0) - before[br["id"]].get(key, 0) for br in relays)
+
+    # none was stored on the way but what a relay had to keep: a next hop that left it
+    # unacknowledged for 2 s (a loaded machine) makes the relay the one that retries it
+    wait_for(lambda: delta("arrived") == delta("kept"), 10, "the relays' stored and kept counters")
+    assert delta("kept") < delta("passed")  # the happy path: passed on from memory
     alice.close()
     bob.close()
 
@@ -143,12 +151,13 @@ def test_relays_pass_messages_on_without_storing_them(cloud6: Cloud, people: Peo
 def test_far_users_keep_talking_through_two_kill9s(cloud6: Cloud, people: People) -> None:
     publish(people, cloud6.local.keyserver)
     st = _status(cloud6.live()[0]["http"])
+    assert st is not None
     dist = hops(st)
     a, b = max(((x, y) for x in dist for y in dist[x]), key=lambda p: dist[p[0]][p[1]])
     graph: dict[str, dict[str, int]] = {x: {} for x in dist}
     for link in st["links"]:
         graph[link["a"]][link["b"]] = graph[link["b"]][link["a"]] = 1
-    on_path = shortest_path(graph, a, b)[1:-1]  # kill the relays first: forces re-routing
+    on_path = (shortest_path(graph, a, b) or [])[1:-1]  # kill the relays first: forces re-routing
     victims = (on_path + [v for v in sorted(dist) if v not in (a, b, *on_path)])[:2]
     ks = cloud6.local.keyserver
     alice = Messenger(people.alice, broker=cloud6.by_id[a]["url"], keyserver=ks)
@@ -247,7 +256,7 @@ def test_a_forward_with_a_forged_sender_is_refused_not_shown(cloud6: Cloud, peop
         )  # fmt: skip
         sock.send_multipart([wire.encode(fwd), body])
         forged.append(send.id)
-    acked = set()
+    acked: set[bytes] = set()
     while len(acked) < len(forged):
         msg = wire.PEER_DECODER.decode(sock.recv())
         if isinstance(msg, wire.PeerBatch):  # acknowledgements come in batches

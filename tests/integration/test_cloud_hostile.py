@@ -92,7 +92,8 @@ def test_stale_adverts_change_nothing(brokers, tmp_path: Path) -> None:
     assert accept(topo, a.signer.sign_advert(a.advert(10))) is not None
     assert accept(topo, a.signer.sign_advert(a.advert(9))) is None
     assert accept(topo, a.signer.sign_advert(a.advert(10))) is None
-    assert topo.advert(a.fp).seq == 10
+    advert = topo.advert(a.fp)
+    assert advert is not None and advert.seq == 10
 
 
 def test_one_sided_links_and_unknown_brokers_do_not_count(brokers, tmp_path: Path) -> None:

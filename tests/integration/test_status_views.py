@@ -5,6 +5,7 @@ id and no pid; the full view is for loopback or the operator's token."""
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.error
 import urllib.request
@@ -157,10 +158,10 @@ def test_after_a_broker_died_every_survivor_says_so(cloud4: Cloud) -> None:
 
     def told(b: dict[str, Any]) -> bool:
         st = _status(b["http"])
-        return bool(st) and any(victim["id"][:16] in p for p in st["problems"])
+        return st is not None and any(victim["id"][:16] in p for p in st["problems"])
 
     for b in survivors:
-        wait_for(lambda b=b: told(b), 30, f"{b['id'][:8]} reporting the dead broker")
+        wait_for(functools.partial(told, b), 30, f"{b['id'][:8]} reporting the dead broker")
         code, page = get(b["http"] + "/")
         assert code == 200 and "invariants hold" not in page.decode()
         assert "problems (" in page.decode()

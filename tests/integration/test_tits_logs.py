@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,7 @@ def test_follow_shows_lines_as_the_file_grows(tmp_path: Path) -> None:
     assert proc.returncode in (0, 130)
 
 
-def _fake_journalctl(bindir: Path, records: list[dict[str, object]]) -> None:
+def _fake_journalctl(bindir: Path, records: Sequence[Mapping[str, object]]) -> None:
     bindir.mkdir()
     dump = bindir / "records.json"
     dump.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -147,7 +148,7 @@ def test_unit_reads_journald_records(tmp_path: Path) -> None:
             "timestamp": "2026-12-01T10:00:01Z",
         }
     )
-    records = [
+    records: list[dict[str, object]] = [
         {"MESSAGE": titsd_line, "_SYSTEMD_UNIT": "titsd@main.service", "PRIORITY": "6",
          "__REALTIME_TIMESTAMP": "1796119201000000"},
         {"MESSAGE": "Started titsd@main.service", "_SYSTEMD_UNIT": "titsd@main.service",

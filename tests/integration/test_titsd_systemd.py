@@ -89,7 +89,7 @@ def test_ready_is_sent_only_once_the_client_port_answers() -> None:
     watcher = threading.Thread(target=watch_port, daemon=True)
     watcher.start()
     try:
-        msgs = []
+        msgs: list[str] = []
         while not any("READY=1" in m for m in msgs):
             msgs.append(rx.recv(4096).decode())
         ready_at = time.monotonic()

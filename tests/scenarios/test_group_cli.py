@@ -51,7 +51,7 @@ def test_a_group_on_the_command_line(cloud: tuple[Path, KeydProcess, BrokerProc]
             ("晚餐吃什麼？", True, gid)
         ]
         members = _lines(tits(homes[who], "group", "members", gid, "--json"))
-        assert sorted(m["fingerprint"] for m in members) == sorted(fps.values())
+        assert sorted(str(m["fingerprint"]) for m in members) == sorted(fps.values())
 
     # Bob answers; Alice's own earlier text is not shown to her again, his is
     tits(homes["bob"], "send", f"#{gid}", "火鍋！")

@@ -66,7 +66,7 @@ def test_any_outbox_drains_in_order_in_decodable_frames(items: list) -> None:
         else:
             outbox.append((fwd(n, recipients), bytes(size)))
     batches = drain(list(outbox))
-    sent = [x.id for b in batches for x in [*b.fwds, *b.acks]]
+    sent = [f.id for b in batches for f in b.fwds] + [a.id for b in batches for a in b.acks]
     assert sorted(sent) == sorted(m.id for m, _ in outbox)
     assert [f.id for b in batches for f in b.fwds] == [
         m.id for m, _ in outbox if isinstance(m, wire.Forward)

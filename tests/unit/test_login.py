@@ -49,8 +49,7 @@ def login(home: Home, server: ServerKeys, nonce: bytes, plain: bytes | None = No
             home.identity, home.fingerprint, nonce, server.fingerprint, CURVE, cert_bytes, sig
         )
     else:
-        blob = home.identity.encrypt_to(plain, server.fingerprint, signer=home.fingerprint)
-        blob = blob.encode()
+        blob = home.identity.encrypt_to(plain, server.fingerprint, signer=home.fingerprint).encode()
     pub = home.identity.export_public(home.fingerprint).encode()
     return wire.Login(blob=blob, fingerprint=home.fingerprint, pubkey=pub)
 

@@ -15,6 +15,12 @@ from tits.router.linkstate import MAX_LINKS, LinkStateDB, advert_problem
 from tits.wire import ADVERT_DECODER, Advert, Link, encode
 
 
+def known(db: LinkStateDB, broker: str) -> Advert:
+    advert = db.get(broker)
+    assert advert is not None, broker
+    return advert
+
+
 def fp(i: int) -> str:
     return hashlib.sha1(str(i).encode()).hexdigest().upper()
 
@@ -66,7 +72,7 @@ def test_one_sided_and_unknown_links_are_kept_but_not_counted() -> None:
     assert db.apply(ad(A, 1, (B, 10), (D, 10)), now=0)  # D never advertised
     assert db.apply(ad(B, 1), now=0)  # B does not list A
     assert db.graph() == {A: {}, B: {}}
-    assert [link.peer for link in db.get(A).links] == [B, D]
+    assert [link.peer for link in known(db, A).links] == [B, D]
     assert db.apply(ad(B, 2, (A, 30)), now=0)
     assert db.graph() == {A: {B: 30}, B: {A: 30}}
 
@@ -108,7 +114,7 @@ def test_a_dead_broker_leaves_a_tombstone() -> None:
     assert db.apply(ad(D, 4), now=0, blob=b"signed-d")
     assert db.blob(D) == b"signed-d"
     assert db.remove(D) and not db.remove(D) and not db.remove(fp(99))
-    assert D in db and db.get(D).alive is False and db.get(D).seq == 4
+    assert D in db and known(db, D).alive is False and known(db, D).seq == 4
     assert db.blob(D) == b""  # never re-serve a signed "I am alive" for the dead
     assert D not in db.graph()
     assert not db.apply(ad(D, 4), now=1)
@@ -168,7 +174,7 @@ def test_restore_of_a_damaged_snapshot_raises_wire_error_or_loads(flips) -> None
     except WireError:
         return
     for broker in db:  # whatever loaded passed the same checks as live adverts
-        assert advert_problem(db.get(broker)) is None
+        assert advert_problem(known(db, broker)) is None
 
 
 def test_adverts_from_the_wire_decoder_apply() -> None:

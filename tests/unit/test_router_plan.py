@@ -248,7 +248,7 @@ def test_small_clouds_become_complete() -> None:
     assert repair_plan({fp(0): {}}) == []
     a, b, c = sorted([fp(0), fp(1), fp(2)])
     assert repair_plan({a: {}, b: {}}) == [(a, b)]
-    graph = {a: {}, b: {}, c: {}}
+    graph: Graph = {a: {}, b: {}, c: {}}
     add_link(graph, a, c)
     assert repair_plan(graph) == [(a, b), (b, c)]
     assert check_invariants(graph) == [
@@ -287,7 +287,7 @@ def test_a_ring_is_reported_and_repaired() -> None:
 
 
 def test_split_cloud_is_reconnected() -> None:
-    left, right = ring(4), {}
+    left, right = ring(4), Graph()
     for i in range(4):
         for j in range(i + 1, 4):
             add_link(left, fp(i), fp(j))

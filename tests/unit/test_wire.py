@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -17,7 +19,7 @@ SIG = b"\x01" * 64
 SIGNED = wire.Signed(header_payload=b"hp", device="0123456789abcdef", signature=SIG)
 ADVERT = wire.SignedAdvert(advert=b"a", signature=b"s")
 
-SAMPLES = {
+SAMPLES: dict[Any, list[Any]] = {
     wire.CLIENT_DECODER: [
         wire.Hello(),
         wire.Login(blob=b"x" * 100, fingerprint=FP_A),
