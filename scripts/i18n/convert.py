@@ -254,7 +254,8 @@ class Collect(cst.CSTVisitor):
                     self.local_calls.add(node)
                     self.local_functions.add(fn)
                     for a in fn.assignments["t"]:
-                        bound = a.node.name if isinstance(a.node, cst.Param) else a.node
+                        node_ = getattr(a, "node", None)  # an Assignment, not a builtin's
+                        bound = node_.name if isinstance(node_, cst.Param) else node_
                         if isinstance(bound, cst.Name):
                             self.local_t.add(bound)
                         for ref in a.references:
@@ -515,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from catalog import template
 
-    used = {(m.context, m.id) for m in template(ROOT) if m.id}
+    used = {(m.context, str(m.id)) for m in template(ROOT) if m.id}
     known = {(m.context, m.id): m.string for m in _catalog() if m.id and (m.context, m.id) in used}
     report = Report()
     changed = []

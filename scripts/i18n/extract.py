@@ -78,7 +78,7 @@ def _field_name(expr: ast.expr) -> str:
     if isinstance(expr, ast.Subscript):
         key = expr.slice
         if isinstance(key, ast.Constant) and str(key.value).isidentifier():
-            return key.value
+            return str(key.value)
         return _field_name(expr.value)
     if isinstance(expr, ast.Call):
         func = expr.func.id if isinstance(expr.func, ast.Name) else None
@@ -99,7 +99,8 @@ def error_template(node: ast.expr) -> str | None:
         return node.value.replace("{", "{{").replace("}", "}}")
     if not isinstance(node, ast.JoinedStr):
         return None
-    out, seen = [], {}
+    out: list[str] = []
+    seen: dict[str, str] = {}
     for part in node.values:
         if isinstance(part, ast.Constant):
             out.append(str(part.value).replace("{", "{{").replace("}", "}}"))
@@ -114,7 +115,7 @@ def error_template(node: ast.expr) -> str | None:
                 name, i = f"{base}_{i}", i + 1
             seen[code] = name
         spec = ""
-        if part.format_spec is not None:
+        if isinstance(part.format_spec, ast.JoinedStr):
             if not all(isinstance(v, ast.Constant) for v in part.format_spec.values):
                 return None
             spec = ":" + "".join(str(v.value) for v in part.format_spec.values)  # type: ignore[attr-defined]

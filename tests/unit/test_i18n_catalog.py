@@ -97,7 +97,7 @@ def extracted() -> set[tuple[str | None, str]]:
         from catalog import template  # type: ignore[import-not-found]
     finally:
         sys.path.pop(0)
-    return {(m.context, m.id) for m in template() if m.id}
+    return {(m.context, str(m.id)) for m in template() if m.id}
 
 
 def test_every_ui_string_has_a_zh_tw_translation() -> None:

@@ -13,8 +13,8 @@ from tits.app.text import clock, day_label, list_time
 TW = timezone(timedelta(hours=8))
 
 
-def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=TW).timestamp() * 1000)  # type: ignore[misc]
+def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=TW).timestamp() * 1000)
 
 
 NOW = ms(2026, 12, 2, 15, 4)
