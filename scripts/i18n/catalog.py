@@ -28,9 +28,9 @@ DOMAIN = "tits"
 PROJECT = "ω IM"
 
 
-def template(root: Path = ROOT) -> Catalog:
+def template(root: Path = ROOT, folders: tuple[str, ...] = SOURCES) -> Catalog:
     pot = Catalog(project=PROJECT, fuzzy=False)
-    for folder in SOURCES:
+    for folder in folders:
         if not (root / folder).is_dir():
             continue
         found = extract_from_dir(

@@ -237,6 +237,16 @@ class Collect(cst.CSTVisitor):
         self.local_calls: set[cst.Call] = set()
         self.local_t: set[cst.Name] = set()
         self.local_functions: set[FunctionScope] = set()
+        self.call_fn: dict[cst.Call, FunctionScope] = {}
+        self.fn_names: dict[FunctionScope, set[cst.Name]] = {}
+
+    def drop_function(self, fn: FunctionScope) -> None:
+        """Leaves a function's own `t` and all its calls as they are."""
+        calls = {c for c, f in self.call_fn.items() if f is fn}
+        self.calls -= calls
+        self.local_calls -= calls
+        self.local_t -= self.fn_names.get(fn, set())
+        self.local_functions.discard(fn)
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         if not isinstance(node.names, cst.ImportStar):
@@ -253,14 +263,17 @@ class Collect(cst.CSTVisitor):
                 if fn is not None:
                     self.local_calls.add(node)
                     self.local_functions.add(fn)
+                    self.call_fn[node] = fn
+                    names = self.fn_names.setdefault(fn, set())
                     for a in fn.assignments["t"]:
                         node_ = getattr(a, "node", None)  # an Assignment, not a builtin's
                         bound = node_.name if isinstance(node_, cst.Param) else node_
                         if isinstance(bound, cst.Name):
-                            self.local_t.add(bound)
+                            names.add(bound)
                         for ref in a.references:
                             if isinstance(ref.node, cst.Name):
-                                self.local_t.add(ref.node)
+                                names.add(ref.node)
+                    self.local_t |= names
             elif node.func.value == "_":
                 self.translator_calls.add(node.func)
 
@@ -290,6 +303,7 @@ class Convert(cst.CSTTransformer):
         self.converted_here = False
         self.converted_any = False
         self.used: set[str] = set()
+        self.failed: set[FunctionScope] = set()  # functions with a local t() left as it was
 
     def visit_FormattedStringExpression(self, node: cst.FormattedStringExpression) -> None:
         self.in_fstring += 1
@@ -331,6 +345,8 @@ class Convert(cst.CSTTransformer):
             return self._convert(original, updated, where)
         except Unconvertible as exc:
             self.report.skipped.append(f"{where}: {exc}")
+            if original in self.found.local_calls:
+                self.failed.add(self.found.call_fn[original])
             return updated
 
     def _convert(self, original: cst.Call, updated: cst.Call, where: str) -> cst.BaseExpression:
@@ -461,8 +477,21 @@ def convert_file(path: Path, known: dict, report: Report) -> str | None:
     if not found.imports_t:  # only a function's own `t`: leave the others alone
         found.calls &= found.local_calls
     rel = path.relative_to(ROOT).as_posix()
+    # a function whose own t() cannot all be converted keeps all of them (its `t` must stay
+    # bound): found on a first pass, then converted again without those functions
+    saved = (dict(known), len(report.converted), len(report.import_time))
     conv = Convert(wrapper.module, rel, found, known, report)
     new = wrapper.visit(conv)
+    if conv.failed:
+        known.clear()
+        known.update(saved[0])
+        del report.converted[saved[1] :], report.import_time[saved[2] :]
+        skipped = list(report.skipped)
+        for fn in conv.failed:
+            found.drop_function(fn)
+        conv = Convert(wrapper.module, rel, found, known, report)
+        new = wrapper.visit(conv)
+        report.skipped[:] = skipped  # the first pass named what could not be converted
     if not conv.converted_any:
         return None
     for fn in found.local_functions:
@@ -516,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from catalog import template
 
-    used = {(m.context, str(m.id)) for m in template(ROOT) if m.id}
+    folders = tuple(sorted(set(DEFAULT_PATHS) | {Path(p).parts[0] for p in opts.paths}))
+    used = {(m.context, str(m.id)) for m in template(ROOT, folders) if m.id}
     known = {(m.context, m.id): m.string for m in _catalog() if m.id and (m.context, m.id) in used}
     report = Report()
     changed = []

@@ -256,3 +256,34 @@ def test_a_functions_own_t_is_converted_and_listed(tmp_path: Path) -> None:
     mod = _load(code, "page")
     mod.CATALOG = cat  # type: ignore[attr-defined]
     assert mod.page("zh-TW") == "計數拓樸a 線上" and mod.page("en") == "counterstopologya online"
+
+
+def test_a_function_whose_own_t_cannot_all_convert_keeps_all(tmp_path: Path) -> None:
+    """Its `t` must stay bound for the call left as it was, so none of its calls change; a
+    text the code no longer uses is no conflict."""
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "other.py").write_text(
+        'from tits.i18n import _\n\nSTATE = _("down")\n', encoding="utf-8"
+    )
+    page = tree / "pkg" / "page.py"
+    page.write_text(
+        "def cell(t, alive):\n"
+        '    return t("在線", "online") if alive else t("離線", "down")\n\n\n'
+        "def title(t):\n"
+        '    return t("計數", "counters")\n',
+        encoding="utf-8",
+    )
+    po = tmp_path / "tits.po"
+    po.write_text(
+        HEADER + '\nmsgid "down"\nmsgstr "停止"\n\nmsgid "counters"\nmsgstr "舊的"\n',
+        encoding="utf-8",
+    )
+    report = _run(tree, po)
+    code = page.read_text(encoding="utf-8")
+    assert "'down' is '停止' elsewhere, here '離線'" in report
+    assert 'def cell(t, alive):\n    return t("在線", "online") if alive else t(' in code
+    assert 'def title(_):\n    return _("counters")' in code
+    catalog = {e.msgid: e.msgstr for e in pofile.parse(po.read_text("utf-8"))}
+    assert catalog["counters"] == "計數"  # "舊的" was used by no code any more
+    assert catalog["down"] == "停止" and "online" not in catalog
