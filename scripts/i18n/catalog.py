@@ -5,7 +5,8 @@
 
 The `.po` files are written sorted, without source locations and unwrapped, so two branches
 that add strings touch different lines and merge cleanly. No fuzzy matching: a new English
-text gets an empty translation (the catalog test names it), never a guessed one.
+text gets an empty translation (the catalog test names it), never a guessed one — unless
+an obsolete entry (#~, kept as translation memory) holds that very text: then it comes back.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def render(catalog: Catalog) -> bytes:
         no_location=True,
         omit_header=False,
         sort_output=True,
-        ignore_obsolete=True,
+        ignore_obsolete=False,  # kept as translation memory (#~), never compiled
         include_previous=False,
     )
     return out.getvalue()
@@ -74,8 +75,17 @@ def render(catalog: Catalog) -> bytes:
 def updated(path: Path, pot: Catalog) -> bytes:
     with path.open("rb") as f:
         catalog = read_po(f, locale=path.parts[-3], domain=DOMAIN)
+    memory = dict(catalog.obsolete)
     # the header keeps its dates, so a run that finds nothing new changes nothing
     catalog.update(pot, no_fuzzy_matching=True, update_creation_date=False)
+    # as msgmerge does: a text that comes back (or arrives with a merged branch) takes the
+    # translation kept for it among the obsolete entries
+    for message in catalog:
+        key = catalog._key_for(message.id, message.context)
+        old = memory.get(key)
+        if message.id and not message.string and old is not None and old.string:
+            message.string = old.string
+            catalog.obsolete.pop(key, None)
     return render(catalog)
 
 

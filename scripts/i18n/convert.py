@@ -45,6 +45,9 @@ PO_IN_TREE = Path("tits/locale/zh_TW/LC_MESSAGES/tits.po")
 PO = ROOT / PO_IN_TREE
 IMPORT_FROM = "tits.i18n"
 SKIP = {"cli/output.py"}  # defines the `t()` shim
+# words Taiwan writes otherwise, fixed in the Chinese a t() call brings (the catalog test
+# checks these and more)
+TAIWAN = {"拓撲": "拓樸", "在線": "線上", "投遞": "遞送", "代理伺服器": "伺服器"}
 # a placeholder for `safe(x)` is named for x
 WRAPPERS = {"safe", "str", "repr", "escape", "int", "float", "abs", "round"}
 SPLIT_AT = 72  # longer literals are written as implicit concatenations of about this width
@@ -77,6 +80,7 @@ class Report:
     conflicts: list[str] = field(default_factory=list)
     import_time: list[str] = field(default_factory=list)
     local_t: list[str] = field(default_factory=list)
+    reworded: list[str] = field(default_factory=list)
 
 
 def _literal_value(source: str) -> str:
@@ -341,6 +345,9 @@ class Convert(cst.CSTTransformer):
             return updated
         line = self.get_metadata(PositionProvider, original).start.line
         where = f"{self.rel}:{line}"
+        args = original.args
+        if original in self.found.local_calls and len(args) == 1 and not args[0].star:
+            return updated  # t(english) already: once `t` is renamed, it is `_(english)`
         try:
             return self._convert(original, updated, where)
         except Unconvertible as exc:
@@ -359,6 +366,10 @@ class Convert(cst.CSTTransformer):
         formatted = en_fields or zh_fields
         if not formatted:
             en, zh = _unescape_braces(en), _unescape_braces(zh)
+        for word, better in TAIWAN.items():
+            if word in zh:
+                zh = zh.replace(word, better)
+                self.report.reworded.append(f"{where}: {word} → {better}")
         if re.search(r"[\u3000-\u9fff\uff00-\uffef]", en):
             raise Unconvertible(f"the English text has CJK in it: {en!r}")
         local = original in self.found.local_calls
@@ -509,7 +520,7 @@ def _catalog():
         return read_po(f, locale="zh_TW", domain="tits")
 
 
-def merge_po(converted: list[Converted], used: set[tuple[str | None, str]]) -> int:
+def merge_po(converted: list[Converted]) -> int:
     catalog = _catalog()
     added = 0
     for c in converted:
@@ -517,11 +528,12 @@ def merge_po(converted: list[Converted], used: set[tuple[str | None, str]]) -> i
         if have is None:
             catalog.add(c.msgid, c.msgstr, context=c.context)
             added += 1
-        elif not have.string or (c.context, c.msgid) not in used:
-            have.string = c.msgstr  # empty, or left over from code that is gone
+        elif not have.string:
+            have.string = c.msgstr
             added += 1
+        # a translation already there is kept, even one whose code is gone (it was reviewed)
     out = io.BytesIO()
-    write_po(out, catalog, width=0, no_location=True, sort_output=True, ignore_obsolete=True)
+    write_po(out, catalog, width=0, no_location=True, sort_output=True, ignore_obsolete=False)
     PO.write_bytes(out.getvalue())
     return added
 
@@ -558,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             changed.append(path)
             if not opts.dry_run:
                 path.write_text(code, encoding="utf-8")
-    added = 0 if opts.dry_run else merge_po(report.converted, used)
+    added = 0 if opts.dry_run else merge_po(report.converted)
     if changed and not opts.dry_run:
         rels = [str(p) for p in changed]
         ruff = [sys.executable, "-m", "ruff"]
@@ -572,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         ("left as they are (convert by hand)", report.skipped),
         ("same English, other Chinese: pgettext() with the module as context", report.conflicts),
         ("translated at import (the language is fixed then)", report.import_time),
+        ("Chinese reworded as Taiwan writes it", report.reworded),
         (
             "a function's own t renamed _: bind it to a one-argument gettext "
             "(e.g. tits.i18n.translator(lang).gettext) and fix its type",

@@ -157,7 +157,7 @@ LATIN_OK = set(
     gnupg gpg json url urls id ids qr ssh tcp http https hkp hkps toml systemd journald
     keyd titsd tits sigkill sigterm socket mib kib utf ctrl enter esc pgup pgdn true false
     debug info warning error receipts listed lang theme roc_year ed25519 cv25519 rtt ms ok
-    zeromq stdin stderr regex forwarded im alice journalctl pid prev
+    zeromq stdin stderr regex forwarded im alice journalctl pid prev none all root unix
     """.split()
 )
 
@@ -165,7 +165,7 @@ LATIN_OK = set(
 def _latin_words(text: str) -> list[str]:
     code = [
         r"`[^`]*`",  # code
-        r"\btits( [a-z-]+)+",  # a command to type
+        r"\b(tits|titsd|systemctl|journalctl|gpg)( [a-z-]+)+",  # a command to type
         r"\{[^}]*\}|\[/?[a-z ]*\]",  # fields, Rich markup
         r"\S*://\S*|--?[\w-]+|[$@]\w+|\b[A-Z_]{2,}\b",  # URLs, options, variables, NAMES
         r"[\w.~<>$-]*/[\w.~/<>$-]*|\w+\.\w+|\w+_\w+|\w+(\|\w+)+",  # paths, files, keys, a|b
@@ -225,6 +225,9 @@ def test_compiled_catalog_matches_gettext() -> None:
     standard library's reader, contexts included."""
     cat = gettext.GNUTranslations(io.BytesIO(pofile.compile_po(PO.read_text(encoding="utf-8"))))
     for e in entries():
+        if e.obsolete:
+            assert cat.gettext(e.msgid) == e.msgid  # kept as memory, never compiled
+            continue
         got = cat.gettext(e.msgid) if e.msgctxt is None else cat.pgettext(e.msgctxt, e.msgid)
         assert got == e.msgstr
     assert cat.info()["language"] == "zh_TW"

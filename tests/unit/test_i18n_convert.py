@@ -260,7 +260,8 @@ def test_a_functions_own_t_is_converted_and_listed(tmp_path: Path) -> None:
 
 def test_a_function_whose_own_t_cannot_all_convert_keeps_all(tmp_path: Path) -> None:
     """Its `t` must stay bound for the call left as it was, so none of its calls change; a
-    text the code no longer uses is no conflict."""
+    text the code no longer uses is no conflict (and its translation is kept); mainland
+    words in the Chinese are written as Taiwan writes them."""
     tree = tmp_path / "tree"
     (tree / "pkg").mkdir(parents=True)
     (tree / "pkg" / "other.py").write_text(
@@ -271,7 +272,9 @@ def test_a_function_whose_own_t_cannot_all_convert_keeps_all(tmp_path: Path) -> 
         "def cell(t, alive):\n"
         '    return t("在線", "online") if alive else t("離線", "down")\n\n\n'
         "def title(t):\n"
-        '    return t("計數", "counters")\n',
+        '    return t("計數", "counters")\n\n\n'
+        "def state(t):\n"
+        '    return t("在線的拓撲", "the topology online")\n',
         encoding="utf-8",
     )
     po = tmp_path / "tits.po"
@@ -285,5 +288,7 @@ def test_a_function_whose_own_t_cannot_all_convert_keeps_all(tmp_path: Path) -> 
     assert 'def cell(t, alive):\n    return t("在線", "online") if alive else t(' in code
     assert 'def title(_):\n    return _("counters")' in code
     catalog = {e.msgid: e.msgstr for e in pofile.parse(po.read_text("utf-8"))}
-    assert catalog["counters"] == "計數"  # "舊的" was used by no code any more
+    assert catalog["counters"] == "舊的"  # the catalog's own (reviewed) one is kept
+    assert catalog["the topology online"] == "線上的拓樸"  # as Taiwan writes it
+    assert "在線 → 線上" in report and "拓撲 → 拓樸" in report
     assert catalog["down"] == "停止" and "online" not in catalog
