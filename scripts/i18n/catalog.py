@@ -85,7 +85,8 @@ def updated(path: Path, pot: Catalog) -> bytes:
         old = memory.get(key)
         if message.id and not message.string and old is not None and old.string:
             message.string = old.string
-            catalog.obsolete.pop(key, None)
+        if message.id:
+            catalog.obsolete.pop(key, None)  # in use again: memory no more
     return render(catalog)
 
 

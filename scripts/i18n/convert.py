@@ -526,7 +526,11 @@ def merge_po(converted: list[Converted]) -> int:
     for c in converted:
         have = catalog.get(c.msgid, context=c.context)
         if have is None:
-            catalog.add(c.msgid, c.msgstr, context=c.context)
+            key = (c.msgid, c.context) if c.context else c.msgid
+            kept = catalog.obsolete.pop(key, None)  # translation memory: the reviewed text
+            catalog.add(
+                c.msgid, kept.string if kept and kept.string else c.msgstr, context=c.context
+            )
             added += 1
         elif not have.string:
             have.string = c.msgstr

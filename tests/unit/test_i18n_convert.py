@@ -292,3 +292,25 @@ def test_a_function_whose_own_t_cannot_all_convert_keeps_all(tmp_path: Path) -> 
     assert catalog["the topology online"] == "線上的拓樸"  # as Taiwan writes it
     assert "在線 → 線上" in report and "拓撲 → 拓樸" in report
     assert catalog["down"] == "停止" and "online" not in catalog
+
+
+def test_an_obsolete_translation_comes_back_with_its_text(tmp_path: Path) -> None:
+    """scripts/i18n-update keeps a text the code lost as translation memory (#~) and revives
+    it when the text returns (another branch merged): no translating twice."""
+    sys.path.insert(0, str(ROOT / "scripts" / "i18n"))
+    try:
+        from catalog import template, updated  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "cli" / "m.py").write_text('from tits.i18n import _\n\nA = _("back")\n')
+    po = tmp_path / "locale" / "zh_TW" / "LC_MESSAGES" / "tits.po"
+    po.parent.mkdir(parents=True)
+    po.write_text(
+        HEADER + '\n#~ msgid "back"\n#~ msgstr "回來了"\n\n#~ msgid "gone"\n#~ msgstr "走了"\n',
+        encoding="utf-8",
+    )
+    text = updated(po, template(tmp_path)).decode()
+    entries = {(e.msgid, e.obsolete): e.msgstr for e in pofile.parse(text)}
+    assert entries[("back", False)] == "回來了" and ("back", True) not in entries
+    assert entries[("gone", True)] == "走了"  # still kept for later
