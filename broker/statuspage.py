@@ -34,6 +34,7 @@ COUNTER_LABELS = {
     "delivered": N_("delivered"),
     "forwarded": N_("forwarded"),
     "arrived": N_("arrived"),
+    "kept": N_("kept for forwarding"),
     "passed": N_("passed through"),
     "passing": N_("passing"),
 }

@@ -146,7 +146,7 @@ def test_status_page_renders_in_chromium(cloud: LocalCloud, people: People) -> N
             return st if all(where.get(fp) == b for fp, b in want.items()) else None
 
         status = wait_for(ready, 20, "both users and all brokers on the status page")
-        url = page_broker["http"] + "/"
+        url = page_broker["http"] + "/?lang=zh-TW"  # Chromium asks for en-US otherwise
 
         dom = _Dom()
         dom.feed(chromium(url, "--dump-dom").stdout.decode())
