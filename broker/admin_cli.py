@@ -23,8 +23,9 @@ from typing import Any, NoReturn
 from rich.table import Table
 from rich.text import Text
 
-from tits.cli.output import console, emit_json, err_console, safe, t
+from tits.cli.output import console, emit_json, err_console, safe
 from tits.errors import TitsError
+from tits.i18n import _
 
 from .admin import ANSWER_S, FINGERPRINT, SOCKET_NAME, SUN_PATH_MAX
 from .config import BrokerConfig
@@ -66,21 +67,15 @@ def ask(path: Path, request: dict[str, Any]) -> dict[str, Any]:
                 break
             data += chunk
     except (FileNotFoundError, ConnectionRefusedError):
-        _fail(
-            t(
-                f"伺服器沒有在執行（{path} 沒有管理通道）",
-                f"the broker is not running (no admin socket at {path})",
-            )
-        )
+        _fail(_("the broker is not running (no admin socket at {path})").format(path=path))
     except PermissionError:
         _fail(
-            t(
-                f"無法開啟 {path}：權限不足（請以伺服器的使用者或 root 執行）",
-                f"cannot open {path}: permission denied (run as the broker's user, or root)",
+            _("cannot open {path}: permission denied (run as the broker's user, or root)").format(
+                path=path
             )
         )
     except TimeoutError:
-        _fail(t("伺服器沒有回應", "the broker did not answer"))
+        _fail(_("the broker did not answer"))
     except OSError as exc:
         _fail(f"{path}: {exc.strerror or exc}")
     finally:
@@ -88,9 +83,9 @@ def ask(path: Path, request: dict[str, Any]) -> dict[str, Any]:
     try:
         answer = json.loads(data)
     except ValueError:
-        _fail(t("伺服器的回答無法解讀", "the broker's answer is not JSON"))
+        _fail(_("the broker's answer is not JSON"))
     if not isinstance(answer, dict):
-        _fail(t("伺服器的回答無法解讀", "the broker's answer is not JSON"))
+        _fail(_("the broker's answer is not JSON"))
     if not answer.get("ok"):
         _fail(str(answer.get("error", "refused")))
     answer.pop("ok", None)
@@ -104,14 +99,13 @@ def main(argv: list[str]) -> None:
         fp = args.fingerprint.replace(" ", "").upper()
         if not FINGERPRINT.fullmatch(fp):
             _fail(
-                t(
-                    f"{args.fingerprint!r} 不是指紋（應為 40 個十六進位字元）",
-                    f"{args.fingerprint!r} is not a fingerprint (40 hex digits)",
+                _("{fingerprint!r} is not a fingerprint (40 hex digits)").format(
+                    fingerprint=args.fingerprint
                 ),
                 2,
             )
         if args.minutes < 0:
-            _fail(t("--minutes 不可為負數", "--minutes must not be negative"), 2)
+            _fail(_("--minutes must not be negative"), 2)
         request.update(fingerprint=fp, seconds=args.minutes * 60)
     elif args.cmd == "drain":
         request["on"] = not args.off
@@ -122,12 +116,10 @@ def main(argv: list[str]) -> None:
     path = cfg.data / SOCKET_NAME
     if len(os.fsencode(path)) > SUN_PATH_MAX:  # the broker logged admin.path_too_long
         _fail(
-            t(
-                f"{path} 太長，無法作為 Unix socket（上限 {SUN_PATH_MAX} 位元組）："
-                "伺服器沒有管理通道",
-                f"{path} is too long for a Unix socket (over {SUN_PATH_MAX} bytes): the broker "
-                "serves no admin socket",
-            )
+            _(
+                "{path} is too long for a Unix socket (over {SUN_PATH_MAX} bytes): the "
+                "broker serves no admin socket"
+            ).format(path=path, SUN_PATH_MAX=SUN_PATH_MAX)
         )
     answer = ask(path, request)
     if args.json:
@@ -138,7 +130,7 @@ def main(argv: list[str]) -> None:
 
 
 def show_stats(a: dict[str, Any]) -> None:
-    state = t("排空中", "draining") if a.get("draining") else t("服務中", "serving")
+    state = _("draining") if a.get("draining") else _("serving")
     head = Text()
     head.append(safe(str(a.get("name", ""))), style="bold")
     head.append(f"  {str(a.get('id', ''))[:16]}…  pid {a.get('pid')}  {state}")
@@ -147,18 +139,18 @@ def show_stats(a: dict[str, Any]) -> None:
     table.add_column(style="cyan")
     table.add_column(justify="right")
     rows: list[tuple[str, Any]] = [
-        (t("運作時間", "uptime"), f"{a.get('uptime_s', 0):,.0f} s"),
-        (t("本機使用者", "users here"), a.get("users_here", 0)),
-        (t("雲端其他使用者", "users elsewhere"), a.get("users_cloud", 0)),
-        (t("本機裝置", "devices here"), a.get("devices_here", 0)),
-        (t("傳送中", "in flight"), a.get("in_flight", 0)),
-        (t("相連伺服器", "peers up"), a.get("peers_up", 0)),
+        (_("uptime"), f"{a.get('uptime_s', 0):,.0f} s"),
+        (_("users here"), a.get("users_here", 0)),
+        (_("users elsewhere"), a.get("users_cloud", 0)),
+        (_("devices here"), a.get("devices_here", 0)),
+        (_("in flight"), a.get("in_flight", 0)),
+        (_("peers up"), a.get("peers_up", 0)),
         (
-            t("伺服器 在線/離線", "brokers alive/down"),
+            _("brokers alive/down"),
             f"{a.get('brokers_alive', 0)}/{a.get('brokers_down', 0)}",
         ),
         (
-            t("提交 次數/平均/最長", "commits count/mean/max"),
+            _("commits count/mean/max"),
             f"{a.get('commits', 0):,} / {a.get('commit_ms_mean', 0)} ms / "
             f"{a.get('commit_ms_max', 0)} ms",
         ),
@@ -166,9 +158,9 @@ def show_stats(a: dict[str, Any]) -> None:
     for name, value in dict(a.get("counters", {})).items():
         rows.append((str(name), value))
     for code, n in dict(a.get("refusals", {})).items():
-        rows.append((t(f"拒絕 {code}", f"refused {code}"), n))
+        rows.append((_("refused {code}").format(code=code), n))
     for result, n in dict(a.get("logins", {})).items():
-        rows.append((t(f"登入 {result}", f"logins {result}"), n))
+        rows.append((_("logins {result}").format(result=result), n))
     for name, value in rows:
         table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
@@ -179,18 +171,18 @@ def show_stats(a: dict[str, Any]) -> None:
 def show_users(a: dict[str, Any]) -> None:
     users = a.get("users", [])
     if not users:
-        console.print(t("目前沒有使用者登入本伺服器", "no users logged in at this broker"))
+        console.print(_("no users logged in at this broker"))
         return
-    table = Table(title=t(f"本機使用者 {len(users)} 位", f"{len(users)} users here"))
-    table.add_column(t("名稱", "name"))
-    table.add_column(t("指紋", "fingerprint"), no_wrap=True)
-    table.add_column(t("裝置", "devices"))
-    table.add_column(t("傳送中", "in flight"), justify="right")
+    table = Table(title=_("{n_users} users here").format(n_users=len(users)))
+    table.add_column(_("name"))
+    table.add_column(_("fingerprint"), no_wrap=True)
+    table.add_column(_("devices"))
+    table.add_column(_("in flight"), justify="right")
     for u in users:
         devices = u.get("devices", [])
         name = safe(str(u.get("name") or "—"))
         if not u.get("listed", True):
-            name += t("（未公開）", " (unlisted)")
+            name += _(" (unlisted)")
         table.add_row(
             Text(name),
             str(u.get("fingerprint", "")),
@@ -199,44 +191,41 @@ def show_users(a: dict[str, Any]) -> None:
         )
     console.print(table)
     if a.get("draining"):
-        console.print(t("本伺服器正在排空：不接受登入", "this broker is draining: no logins"))
+        console.print(_("this broker is draining: no logins"))
 
 
 def show_kick(a: dict[str, Any]) -> None:
     fp, n, minutes = a.get("fingerprint", ""), a.get("devices", 0), a.get("seconds", 0) / 60
     if n:
-        console.print(t(f"已登出 {fp} 的 {n} 個裝置", f"logged out {n} device(s) of {fp}"))
+        console.print(_("logged out {n} device(s) of {fp}").format(n=n, fp=fp))
     else:
-        console.print(t(f"{fp} 目前不在本伺服器上線", f"{fp} is not online at this broker"))
+        console.print(_("{fp} is not online at this broker").format(fp=fp))
     if minutes:
-        console.print(
-            t(f"接下來 {minutes:g} 分鐘拒絕其登入", f"their logins are refused for {minutes:g} min")
-        )
+        console.print(_("their logins are refused for {minutes:g} min").format(minutes=minutes))
 
 
 def show_drain(a: dict[str, Any]) -> None:
     if not a.get("draining"):
-        console.print(t("本伺服器再次接受登入", "this broker takes logins again"))
+        console.print(_("this broker takes logins again"))
         return
     n = a.get("devices", 0)
     console.print(
-        t(
-            f"排空中：{n} 個裝置已被請到其他伺服器，不再接受登入。"
-            "之後可停止本伺服器（systemctl stop），或以 titsd admin drain --off 恢復。",
-            f"draining: {n} device(s) sent to other brokers, no logins taken. Stop the broker "
-            "when you like (systemctl stop), or take logins again: titsd admin drain --off.",
-        )
+        _(
+            "draining: {n} device(s) sent to other brokers, no logins taken. Stop "
+            "the broker when you like (systemctl stop), or take logins again: titsd "
+            "admin drain --off."
+        ).format(n=n)
     )
 
 
 def show_reload(a: dict[str, Any]) -> None:
     changed, restart = a.get("changed", {}), a.get("restart_needed", [])
     if not changed:
-        console.print(t("沒有可即時變更的設定改變了", "no setting that changes live was changed"))
+        console.print(_("no setting that changes live was changed"))
     for key, (old, new) in changed.items():
         console.print(Text(f"{key}: {old} → {new}"))
     if restart:
         console.print(
-            Text(t("需重新啟動才生效：", "needs a restart: ") + ", ".join(restart)),
+            Text(_("needs a restart: ") + ", ".join(restart)),
             style="yellow",
         )

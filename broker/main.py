@@ -32,6 +32,7 @@ from typing import NoReturn
 import structlog
 
 from tits.errors import TitsError
+from tits.i18n import N_, translate_argparse
 from tits.log import configure
 
 from .backup import backup, restore
@@ -51,10 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--host", help="deprecated: sets both --bind and --public-host")
     for name, what in (
-        ("client", "clients connect here (CURVE); 0 picks a free port"),
-        ("peer", "peer brokers connect here (CURVE, admitted by the cloud secret)"),
-        ("pub", "gossip to linked peers (PUB, sealed with the cloud secret)"),
-        ("http", "status page / and /api/status"),
+        ("client", N_("clients connect here (CURVE); 0 picks a free port")),
+        ("peer", N_("peer brokers connect here (CURVE, admitted by the cloud secret)")),
+        ("pub", N_("gossip to linked peers (PUB, sealed with the cloud secret)")),
+        ("http", N_("status page / and /api/status")),
     ):
         p.add_argument(f"--{name}-port", type=int, dest=f"{name}_port", metavar="N", help=what)
     p.add_argument("--keyserver", help="ω IM key server URL, e.g. http://127.0.0.1:11371")
@@ -75,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="log one JSON object a line (log_format = \"json\"; `tits logs` renders them)",
     )  # fmt: skip
     p.add_argument("--check", action="store_true", help="validate the settings and exit")
-    return p.parse_args(argv)
+    return translate_argparse(p).parse_args(argv)
 
 
 def _fail(msg: str, code: int = 2) -> NoReturn:
@@ -88,7 +89,7 @@ def backup_main(verb: str, argv: list[str]) -> None:
     p.add_argument("path", type=Path, metavar="DEST" if verb == "backup" else "SRC")
     p.add_argument("--config", type=Path, help="the broker's config file (for its data)")
     p.add_argument("--data", type=Path, help="the broker's data directory")
-    args = p.parse_args(argv)
+    args = translate_argparse(p).parse_args(argv)
     try:
         cfg = BrokerConfig.load(args.config, data=args.data)
         if verb == "backup":

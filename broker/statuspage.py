@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from tits.i18n import N_, translator
+
 REFRESH_S = 3
 PAGE_SIZE = 50
 MAX_QUERY = 100  # characters of a search
@@ -41,26 +43,25 @@ RADIAL_FROM = 13  # brokers from which labels run along the radius
 MAX_RTT_LABELS = 30  # beyond this many links the RTTs are only in the table
 BOW = 0.55  # a link's control point: this far from the centre, of its chord's midpoint
 
-Tr = Callable[[str, str], str]
+Tr = Callable[[str], str]
 
 
 def chooser(lang: str) -> Tr:
-    """`t(zh_tw, en)` for one page's language, as cli/output.py's `t`."""
-    english = lang == "en"
-    return lambda zh_tw, en: en if english else zh_tw
+    """gettext for one page's language (the page's, not the process's)."""
+    return translator(lang).gettext
 
 
 COUNTER_LABELS = {
-    "accepted": ("已接收", "accepted"),
-    "duplicates": ("重複", "duplicates"),
-    "refused": ("已拒絕", "refused"),
-    "logins": ("登入", "logins"),
-    "delivered": ("已投遞", "delivered"),
-    "forwarded": ("已轉送", "forwarded"),
-    "arrived": ("已到達", "arrived"),
-    "kept": ("暫存待轉", "kept for forwarding"),
-    "passed": ("已經過", "passed through"),
-    "passing": ("經過中", "passing"),
+    "accepted": N_("accepted"),
+    "duplicates": N_("duplicates"),
+    "refused": N_("refused"),
+    "logins": N_("logins"),
+    "delivered": N_("delivered"),
+    "forwarded": N_("forwarded"),
+    "arrived": N_("arrived"),
+    "kept": N_("kept for forwarding"),
+    "passed": N_("passed through"),
+    "passing": N_("passing"),
 }
 
 STYLE = """
@@ -123,7 +124,7 @@ def geometry(n: int) -> tuple[float, float, float]:
 def layout(ids: list[str]) -> dict[str, tuple[float, float]]:
     """Brokers on a circle, in fingerprint order, so the drawing is stable between refreshes."""
     n = max(len(ids), 1)
-    radius, _, side = geometry(n)
+    radius, _unused, side = geometry(n)
     c = side / 2
     return {
         b: (
@@ -152,17 +153,17 @@ def users_at(status: dict[str, Any]) -> dict[str, int]:
 def topology_svg(status: dict[str, Any], lang: str = "zh-TW") -> str:
     """Brokers as circles (the number inside: users online there) with their short id outside,
     links as curves labelled with their RTT."""
-    t = chooser(lang)
+    _ = chooser(lang)
     brokers = {str(b["id"]): b for b in status.get("brokers", [])}
     count = users_at(status)
     pos = layout(list(brokers))
-    _, node_r, side = geometry(len(pos))
+    _unused, node_r, side = geometry(len(pos))
     c = side / 2
     radial = len(pos) >= RADIAL_FROM
     links = [k for k in status.get("links", []) if k.get("a") in pos and k.get("b") in pos]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{side:.0f}" height="{side:.0f}" '
-        f'viewBox="0 0 {side:.0f} {side:.0f}" role="img" aria-label="{t("拓撲", "topology")}" '
+        f'viewBox="0 0 {side:.0f} {side:.0f}" role="img" aria-label="{_("topology")}" '
         'font-family="DejaVu Sans, sans-serif">'
     ]
     labels = []
@@ -198,7 +199,7 @@ def topology_svg(status: dict[str, Any], lang: str = "zh-TW") -> str:
         norm = math.hypot(dx, dy) or 1.0
         lx, ly = x + dx / norm * (node_r + 7), y + dy / norm * (node_r + 7)
         name = ("★ " if me else "") + bid[:8]
-        down = t("離線", "down")
+        down = _("down")
         if radial:  # along the radius, read left to right on both halves
             angle = math.degrees(math.atan2(dy, dx))
             anchor = "start" if dx >= 0 else "end"
@@ -251,7 +252,7 @@ def _broker_cell(bid: str, http_of: dict[str, str], shown: str = "") -> str:
     return label
 
 
-def _broker_rows(status: dict[str, Any], http_of: dict[str, str], t: Tr) -> str:
+def _broker_rows(status: dict[str, Any], http_of: dict[str, str], _: Tr) -> str:
     me = str(status.get("id", ""))
     count = users_at(status)
     peers: dict[str, list[tuple[str, Any]]] = {}
@@ -277,9 +278,9 @@ def _broker_rows(status: dict[str, Any], http_of: dict[str, str], t: Tr) -> str:
         alive = b.get("alive", True)
         name = f"<br><small>{escape(str(b['name']))}</small>" if b.get("name") else ""
         state = (
-            f'<span class="up">{t("在線", "alive")}</span>'
+            f'<span class="up">{_("alive")}</span>'
             if alive
-            else f'<span class="down">{t("離線", "down")}</span>'
+            else f'<span class="down">{_("down")}</span>'
         )
         star = '<span class="me">★</span> ' if bid == me else ""
         listed = f'<ul class="links">{links}</ul>' if links else "—"
@@ -306,9 +307,9 @@ def matches(user: dict[str, Any], q: str) -> bool:
     ).casefold().replace(" ", "")
 
 
-def _user_rows(status: dict[str, Any], http_of: dict[str, str], t: Tr) -> str:
+def _user_rows(status: dict[str, Any], http_of: dict[str, str], _: Tr) -> str:
     me = str(status.get("id", ""))
-    here = f' <span class="me nowrap">{t("本機", "here")}</span>'
+    here = f' <span class="me nowrap">{_("here")}</span>'
     rows = []
     for u in status.get("users", []):
         proxy = str(u.get("broker", ""))
@@ -329,7 +330,7 @@ def _user_rows(status: dict[str, Any], http_of: dict[str, str], t: Tr) -> str:
             rows.append(
                 '<tr class="unlisted"><td colspan="2">{what}</td><td>{proxy}{here}</td>'
                 '<td class="num">—</td></tr>'.format(
-                    what=t(f"（{_num(n)} 位未公開的使用者）", f"({_num(n)} unlisted users)"),
+                    what=_("({num} unlisted users)").format(num=_num(n)),
                     proxy=_broker_cell(str(proxy), http_of),
                     here=here if proxy == me else "",
                 )
@@ -337,11 +338,11 @@ def _user_rows(status: dict[str, Any], http_of: dict[str, str], t: Tr) -> str:
     if rows:
         return "".join(rows)
     if status.get("q"):
-        return f'<tr><td colspan="4">{t("沒有符合的使用者", "no user matches")}</td></tr>'
-    return f'<tr><td colspan="4">{t("目前沒有上線使用者", "no users online")}</td></tr>'
+        return f'<tr><td colspan="4">{_("no user matches")}</td></tr>'
+    return f'<tr><td colspan="4">{_("no users online")}</td></tr>'
 
 
-def _problems(status: dict[str, Any], t: Tr) -> str:
+def _problems(status: dict[str, Any], _: Tr) -> str:
     if "problems" not in status:
         return ""
     problems = status.get("problems") or []
@@ -350,43 +351,39 @@ def _problems(status: dict[str, Any], t: Tr) -> str:
         if alive < 4:  # the invariants are defined from 4 brokers on: say what holds instead
             return (
                 '<p class="ok" id="problems">✓ '
-                + t(
-                    f"{alive} 台伺服器彼此相連（拓撲不變量自 4 台起適用）",
-                    f"all {alive} brokers linked to each other (the invariants apply from "
-                    "4 brokers on)",
-                )
+                + _(
+                    "all {alive} brokers linked to each other (the invariants apply from 4 "
+                    "brokers on)"
+                ).format(alive=alive)
                 + "</p>"
             )
         return (
             '<p class="ok" id="problems">✓ '
-            + t(
-                "拓撲不變量成立：每台至少 3 條連線，且沒有橋",
-                "invariants hold: every broker has at least 3 links, and no link is a bridge",
-            )
+            + _("invariants hold: every broker has at least 3 links, and no link is a bridge")
             + "</p>"
         )
     items = "".join(f"<li>{escape(str(p))}</li>" for p in problems)
-    head = t(f"雲端有問題（{len(problems)}）", f"problems ({len(problems)})")
+    head = _("problems ({n_problems})").format(n_problems=len(problems))
     return f'<div class="problems" id="problems"><b>⚠ {head}</b><ul>{items}</ul></div>'
 
 
-def _counters(status: dict[str, Any], t: Tr) -> str:
+def _counters(status: dict[str, Any], _: Tr) -> str:
     counters = status.get("counters")
     if not isinstance(counters, dict) or not counters:
         return ""
     cells = []
     for k, v in counters.items():
-        zh_en = COUNTER_LABELS.get(str(k))
-        label = t(*zh_en) if zh_en else str(k)
+        english = COUNTER_LABELS.get(str(k))
+        label = _(english) if english else str(k)
         cells.append(f'<th>{escape(label)}</th><td class="num">{_num(v)}</td>')
     if "sessions" in status:
         sessions = _num(status["sessions"])
-        cells.append(f'<th>{t("連線中", "sessions")}</th><td class="num">{sessions}</td>')
+        cells.append(f'<th>{_("sessions")}</th><td class="num">{sessions}</td>')
     rows = "".join("<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2))
-    return f'<h2>{t("計數", "Counters")}</h2><table id="counters">{rows}</table>'
+    return f'<h2>{_("Counters")}</h2><table id="counters">{rows}</table>'
 
 
-def _meta(status: dict[str, Any], t: Tr) -> str:
+def _meta(status: dict[str, Any], _: Tr) -> str:
     me = str(status.get("id", ""))
     brokers = status.get("brokers", [])
     alive = sum(1 for b in brokers if b.get("alive", True))
@@ -394,20 +391,19 @@ def _meta(status: dict[str, Any], t: Tr) -> str:
     online = total if isinstance(total, int) else sum(users_at(status).values())
     name = escape(str(status.get("name") or "")) or "—"
     pid = f" · pid {_num(status['pid'])}" if "pid" in status else ""
-    public = " · " + t("公開檢視", "public view") if status.get("view") == "public" else ""
+    public = " · " + _("public view") if status.get("view") == "public" else ""
     links = len(status.get("links", []))
     return (
-        f'{t("本伺服器", "This broker")}：<span class="me">★</span> <b>{name}</b> '
+        f'{_("This broker")}：<span class="me">★</span> <b>{name}</b> '
         f"<code>{escape(me)}</code>{pid}<br>"
-        + t(
-            f"{alive}/{len(brokers)} 台伺服器在線 · {links} 條連線 · {online:,} 位使用者上線",
-            f"{alive}/{len(brokers)} brokers alive · {links} links · {online:,} users online",
+        + _("{alive}/{n_brokers} brokers alive · {links} links · {online:,} users online").format(
+            alive=alive, n_brokers=len(brokers), links=links, online=online
         )
         + public
     )
 
 
-def _pager(status: dict[str, Any], t: Tr, keep: dict[str, str]) -> str:
+def _pager(status: dict[str, Any], _: Tr, keep: dict[str, str]) -> str:
     offset = int(status.get("offset", 0) or 0)
     limit = int(status.get("limit", PAGE_SIZE) or PAGE_SIZE)
     matched = status.get("users_matched")
@@ -423,53 +419,41 @@ def _pager(status: dict[str, Any], t: Tr, keep: dict[str, str]) -> str:
         query = urlencode({**keep, "page": str(to)})
         return f'<a href="?{escape(query, quote=True)}" data-page="{to}">{text}</a>'
 
-    where = t(
-        f"第 {first:,}–{last:,} 位，共 {matched:,} 位",
-        f"{first:,}–{last:,} of {matched:,}",
-    )
+    where = _("{first:,}–{last:,} of {matched:,}").format(first=first, last=last, matched=matched)
     return (
-        f'<span class="pager" id="pager">{link(page - 1, t("‹ 上一頁", "‹ previous"))}'
-        f'<span id="range">{where}</span>{link(page + 1, t("下一頁 ›", "next ›"))}</span>'
+        f'<span class="pager" id="pager">{link(page - 1, _("‹ previous"))}'
+        f'<span id="range">{where}</span>{link(page + 1, _("next ›"))}</span>'
     )
 
 
 def strings(lang: str) -> dict[str, str]:
     """What the script writes, in the page's language."""
-    t = chooser(lang)
+    _ = chooser(lang)
     return {
-        "alive": t("在線", "alive"),
-        "down": t("離線", "down"),
-        "here": t("本機", "here"),
-        "range": t("第 {first}–{last} 位，共 {matched} 位", "{first}–{last} of {matched}"),
-        "none": t("目前沒有上線使用者", "no users online"),
-        "nomatch": t("沒有符合的使用者", "no user matches"),
-        "unlisted": t("（{n} 位未公開的使用者）", "({n} unlisted users)"),
-        "meta": t(
-            "{alive}/{brokers} 台伺服器在線 · {links} 條連線 · {users} 位使用者上線",
-            "{alive}/{brokers} brokers alive · {links} links · {users} users online",
-        ),
-        "public": " · " + t("公開檢視", "public view"),
+        "alive": _("alive"),
+        "down": _("down"),
+        "here": _("here"),
+        "range": _("{first}–{last} of {matched}"),
+        "none": _("no users online"),
+        "nomatch": _("no user matches"),
+        "unlisted": _("({n} unlisted users)"),
+        "meta": _("{alive}/{brokers} brokers alive · {links} links · {users} users online"),
+        "public": " · " + _("public view"),
         "ok": "✓ "
-        + t(
-            "拓撲不變量成立：每台至少 3 條連線，且沒有橋",
-            "invariants hold: every broker has at least 3 links, and no link is a bridge",
-        ),
+        + _("invariants hold: every broker has at least 3 links, and no link is a bridge"),
         "ok_few": "✓ "
-        + t(
-            "{alive} 台伺服器彼此相連（拓撲不變量自 4 台起適用）",
-            "all {alive} brokers linked to each other (the invariants apply from 4 brokers on)",
-        ),
-        "problems": "⚠ " + t("雲端有問題（{n}）", "problems ({n})"),
-        "stale": t("（無法更新：{why}）", "(cannot update: {why})"),
-        **{k: t(*v) for k, v in COUNTER_LABELS.items()},
-        "sessions": t("連線中", "sessions"),
+        + _("all {alive} brokers linked to each other (the invariants apply from 4 brokers on)"),
+        "problems": "⚠ " + _("problems ({n})"),
+        "stale": _("(cannot update: {why})"),
+        **{k: _(v) for k, v in COUNTER_LABELS.items()},
+        "sessions": _("sessions"),
     }
 
 
 def render(status: dict[str, Any], lang: str = "zh-TW", keep: dict[str, str] | None = None) -> str:
     """The page for a document of /api/status (one page of users, as `users_page` cuts it).
     `keep`: the query the page was asked with (view, token, lang, q), for its own links."""
-    t = chooser(lang)
+    _ = chooser(lang)
     keep = dict(keep or {})
     keep.pop("page", None)
     me = str(status.get("id", ""))
@@ -488,38 +472,37 @@ def render(status: dict[str, Any], lang: str = "zh-TW", keep: dict[str, str] | N
          "strings": strings(lang)},
         ensure_ascii=False,
     ).replace("<", "\\u003c")  # fmt: skip
+    caption = _(
+        "Number in a circle: users online at that broker; on a link: round-trip time. "
+        "★ is this broker."
+    )
     return f"""<!doctype html>
 <html lang="{"en" if lang == "en" else "zh-Hant-TW"}"><head><meta charset="utf-8">
 <noscript><meta http-equiv="refresh" content="{REFRESH_S * 5}"></noscript>
-<title>{t("ω IM 雲端狀態", "ω IM cloud status")} — {escape(title_name)}{escape(_short(me))}</title>
+<title>{_("ω IM cloud status")} — {escape(title_name)}{escape(_short(me))}</title>
 <style>{STYLE}</style></head><body data-updates="0">
-<h1>{t("ω IM 雲端狀態", "ω IM cloud status")}</h1>
-<p class="meta" id="meta">{_meta(status, t)}</p>
-<div id="problems-box">{_problems(status, t)}</div>
+<h1>{_("ω IM cloud status")}</h1>
+<p class="meta" id="meta">{_meta(status, _)}</p>
+<div id="problems-box">{_problems(status, _)}</div>
 <div class="grid"><section>
-<h2>{t("伺服器", "Brokers")}</h2>
-<table id="brokers"><thead><tr><th>id</th><th>{t("狀態", "state")}</th>
-<th>{t("使用者", "users")}</th><th>{t("位址", "client URL")}</th>
-<th>{t("連線 · 來回時間", "links · RTT")}</th></tr></thead>
-<tbody>{_broker_rows(status, http_of, t)}</tbody></table>
-<h2>{t("上線使用者 → 代理伺服器", "Users online → proxy")}</h2>
+<h2>{_("Brokers")}</h2>
+<table id="brokers"><thead><tr><th>id</th><th>{_("state")}</th>
+<th>{_("users")}</th><th>{_("client URL")}</th>
+<th>{_("links · RTT")}</th></tr></thead>
+<tbody>{_broker_rows(status, http_of, _)}</tbody></table>
+<h2>{_("Users online → proxy")}</h2>
 <form class="search" id="search" method="get">{hidden}
 <input type="search" name="q" id="q" value="{escape(q, quote=True)}" maxlength="{MAX_QUERY}"
- placeholder="{t("搜尋名稱或指紋", "search a name or fingerprint")}" autocomplete="off">
-{_pager(status, t, keep)}</form>
-<table id="users"><thead><tr><th>{t("名稱", "name")}</th><th>{t("指紋", "fingerprint")}</th>
-<th>{t("代理", "proxy")}</th><th>{t("裝置", "devices")}</th></tr></thead>
-<tbody>{_user_rows(status, http_of, t)}</tbody></table>
+ placeholder="{_("search a name or fingerprint")}" autocomplete="off">
+{_pager(status, _, keep)}</form>
+<table id="users"><thead><tr><th>{_("name")}</th><th>{_("fingerprint")}</th>
+<th>{_("proxy")}</th><th>{_("devices")}</th></tr></thead>
+<tbody>{_user_rows(status, http_of, _)}</tbody></table>
 </section><section>
-<h2>{t("拓撲", "Topology")}</h2>
-<figure><div id="topology">{topology_svg(status, lang)}</div><figcaption>{
-        t(
-            "圓內數字：該伺服器的上線使用者數；線上數字：來回時間。★ 為本伺服器。",
-            "Number in a circle: users online at that broker; on a link: round-trip time. "
-            "★ is this broker.",
-        )
-    }</figcaption></figure>
-<div id="counters-box">{_counters(status, t)}</div>
+<h2>{_("Topology")}</h2>
+<figure><div id="topology">{topology_svg(status, lang)}</div>
+<figcaption>{caption}</figcaption></figure>
+<div id="counters-box">{_counters(status, _)}</div>
 </section></div>
 <script type="application/json" id="config">{config}</script>
 <script>{SCRIPT}</script>

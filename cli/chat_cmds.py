@@ -38,13 +38,14 @@ from tits.client.model import (
 )
 from tits.client.store import LocalStore
 from tits.errors import BrokerError, ConfigError
+from tits.i18n import _, error_text
 from tits.log import configure
 from tits.media.stickers import Shelf
 from tits.session import direct_conversation_id
 
 from .context import State
 from .media_cmds import bar, fetch_shown, render_media
-from .output import console, emit_json, err_console, safe, t
+from .output import console, emit_json, err_console, safe
 
 BrokerOpt = Annotated[
     str | None,
@@ -61,12 +62,7 @@ def _text_arg(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigError(
-            t(
-                "文字不是有效的 UTF-8 編碼",
-                "the text is not valid UTF-8: check the terminal's encoding",
-            )
-        ) from None
+        raise ConfigError(_("the text is not valid UTF-8: check the terminal's encoding")) from None
     return text
 
 
@@ -120,13 +116,13 @@ def send(
     text = _text_arg(text)
     files = list(file or [])
     if not text and not files and sticker is None:
-        raise ConfigError(t("沒有內容可傳送", "nothing to send: give a text, --file or --sticker"))
+        raise ConfigError(_("nothing to send: give a text, --file or --sticker"))
     for f in files:
         if not f.is_file():
-            raise ConfigError(t(f"{f}：不是檔案", f"{f}: not a file"))
+            raise ConfigError(_("{f}: not a file").format(f=f))
     stuck = Shelf(state.home.path).find(sticker) if sticker is not None else None
     if stuck is not None and stuck.image is None:
-        raise ConfigError(t("這張貼圖的圖片不在這裡", "that sticker's image is not here"))
+        raise ConfigError(_("that sticker's image is not here"))
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
         target = _target(m, who)
         items = []
@@ -137,9 +133,9 @@ def send(
             m.connect(min(timeout, 60.0))
             m.flush_and_wait(items, timeout)
             for f in files:  # an album: each file its own message, in the order given
-                with bar(t(f"雜湊 {f.name}", f"hashing {f.name}"), as_json) as cb:
+                with bar(_("hashing {name}").format(name=f.name), as_json) as cb:
                     manifest = m.scan(f, progress=cb)
-                with bar(t(f"上傳 {f.name}", f"sending {f.name}"), as_json) as cb:
+                with bar(_("sending {name}").format(name=f.name), as_json) as cb:
                     items.append(
                         m.send_file(target, f, manifest=manifest, progress=cb,
                                     timeout=max(timeout, 3600.0))
@@ -157,11 +153,10 @@ def send(
             if waiting and exc.code in ("timeout", "unreachable"):
                 raise BrokerError(
                     exc.message
-                    + t(
-                        f"；{waiting} 則訊息留在待傳送匣，下次連線時會送出（tits outbox）",
-                        f"; {waiting} message(s) kept in the outbox, sent on the next "
-                        "connection (tits outbox)",
-                    ),
+                    + _(
+                        "; {waiting} message(s) kept in the outbox, sent on the next connection "
+                        "(tits outbox)"
+                    ).format(waiting=waiting),
                     code=exc.code,
                 ) from None
             raise
@@ -179,9 +174,7 @@ def send(
             shown = _who(m, target)
             for i in items:
                 console.print(
-                    Text.assemble(
-                        ("✓ ", "green"), t("已傳送", "sent"), f" → {shown}  ", (i.hex(), "dim")
-                    )
+                    Text.assemble(("✓ ", "green"), _("sent"), f" → {shown}  ", (i.hex(), "dim"))
                 )
 
 
@@ -191,12 +184,7 @@ def _msg_id(text: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != 16:
-        raise ConfigError(
-            t(
-                "訊息 ID 是 32 位十六進位數字",
-                "a message id is 32 hex digits (recv --json shows it)",
-            )
-        )
+        raise ConfigError(_("a message id is 32 hex digits (recv --json shows it)"))
     return raw
 
 
@@ -209,14 +197,14 @@ def unsend(
         float, typer.Option("--timeout", help="Give up after this many seconds.")
     ] = 30.0,
 ) -> None:
-    """Take back (收回) a message you sent, within 24 hours: it disappears from every member's
+    """Take back a message you sent, within 24 hours: it disappears from every member's
     device, replaced by a notice."""
     configure("warning")
     state = State.of(ctx)
     raw = _msg_id(msg_id)
     with Messenger(state.home, broker=broker, keyserver=keyserver) as m:
         m.unsend(raw, timeout)
-        console.print(Text.assemble(("✓ ", "green"), t("已收回訊息", "message taken back")))
+        console.print(Text.assemble(("✓ ", "green"), _("message taken back")))
 
 
 def _who(m: Messenger, target: str) -> str:
@@ -234,19 +222,17 @@ def _report_links(m: Messenger) -> None:
             err_console.print(
                 Text.assemble(
                     ("! ", "yellow"),
-                    t(
-                        f"沒有傳給 {names}：尚未確認，或金鑰在確認後變更了（請再核對指紋，"
-                        "然後執行 tits contact confirm）",
-                        f"not sent to {names}: not confirmed, or their key changed since "
-                        "(compare fingerprints again, then `tits contact confirm`)",
-                    ),
+                    _(
+                        "not sent to {names}: not confirmed, or their key changed since (compare "
+                        "fingerprints again, then `tits contact confirm`)"
+                    ).format(names=names),
                 )
             )
         if isinstance(ev, LinkEvent) and ev.state == "unreachable":
             err_console.print(
                 Text.assemble(
                     ("! ", "yellow"),
-                    t("伺服器沒有回應", "the broker did not answer"),
+                    _("the broker did not answer"),
                     f": {ev.broker_url.split('#')[0]} ({safe(ev.detail)})",
                 )
             )
@@ -266,7 +252,7 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
         state = m.client.groups.state(msg.group)
         line.append(f"#{safe(state.name if state else msg.group.hex()[:8])} ", style="magenta")
     if msg.outgoing:
-        line.append(t("我", "me"), style="bold green")
+        line.append(_("me"), style="bold green")
         if msg.to and msg.group is None:
             line.append(f" → {safe(_name(m, msg.to[0]))}", style="green")
     else:
@@ -274,14 +260,14 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
     if msg.verified:
         line.append(" ✓", style="bold green")
     else:
-        line.append(f" ? {t('未驗證', 'not verified')}", style="bold yellow")
+        line.append(f" ? {_('not verified')}", style="bold yellow")
     line.append(": ")
     if msg.unsent:
-        who = t("你", "you") if msg.outgoing else safe(_name(m, msg.sender))
-        line.append(t(f"{who} 已收回訊息", f"{who} took this message back"), style="dim italic")
+        who = _("you") if msg.outgoing else safe(_name(m, msg.sender))
+        line.append(_("{who} took this message back").format(who=who), style="dim italic")
         return line
     if msg.expired:
-        line.append(t("訊息已過期", "this message has expired"), style="dim italic")
+        line.append(_("this message has expired"), style="dim italic")
         return line
     if msg.mentions_of(m.client.me):
         line.append("@ ", style="bold reverse yellow")
@@ -295,9 +281,7 @@ def render(m: Messenger, msg: Message, *, label: bool = True) -> Text:
         line.append(render_media(msg, m.home.path))
     if msg.outgoing and msg.read_by:
         seen = (
-            t("已讀", "read")
-            if msg.group is None
-            else t(f"已讀 {msg.read_by}", f"read by {msg.read_by}")
+            _("read") if msg.group is None else _("read by {read_by}").format(read_by=msg.read_by)
         )
         line.append(f"  {seen}", style="dim green")
     if msg.lifetime_s:
@@ -322,12 +306,10 @@ def parse_lifetime(text: str) -> int:
     seconds = lifetime_seconds(text)
     if seconds is None:
         raise ConfigError(
-            t(
-                f"存活時間的寫法例如 30s、10m、2h、1d，須介於 {LIFETIME_MIN_S} 秒與 "
-                f"{LIFETIME_MAX_S // 86400} 天之間",
-                f"a lifetime is written like 30s, 10m, 2h or 1d, from {LIFETIME_MIN_S} s to "
-                f"{LIFETIME_MAX_S // 86400} days",
-            )
+            _(
+                "a lifetime is written like 30s, 10m, 2h or 1d, from {LIFETIME_MIN_S} s "
+                "to {LIFETIME_MAX_S} days"
+            ).format(LIFETIME_MIN_S=LIFETIME_MIN_S, LIFETIME_MAX_S=LIFETIME_MAX_S // 86400)
         )
     return seconds
 
@@ -335,13 +317,13 @@ def parse_lifetime(text: str) -> int:
 def render_event(m: Messenger, ev: Event) -> Text | None:
     if isinstance(ev, GroupChanged):
         words = {
-            "create": t("建立了群組", "created the group"),
-            "invite": t("邀請了", "invited"),
-            "remove": t("移除了", "removed"),
-            "leave": t("離開了群組", "left the group"),
-            "admin": t("設為管理員：", "made admin:"),
-            "rename": t("將群組改名為", "renamed the group to"),
-            "rekey": t("更新了群組金鑰", "renewed the group key"),
+            "create": _("created the group"),
+            "invite": _("invited"),
+            "remove": _("removed"),
+            "leave": _("left the group"),
+            "admin": _("made admin:"),
+            "rename": _("renamed the group to"),
+            "rekey": _("renewed the group key"),
         }
         who = ", ".join(safe(_name(m, fp)) for fp in ev.targets)
         extra = safe(ev.name) if ev.event == "rename" else who
@@ -358,19 +340,20 @@ def render_event(m: Messenger, ev: Event) -> Text | None:
         who = safe(_name(m, ev.by))
         if not mark:
             return Text(
-                t(f"{who} 收回了對「{about}」的回應", f'{who} took back a reaction to "{about}"'),
+                _('{who} took back a reaction to "{about}"').format(who=who, about=about),
                 style="dim",
             )
         return Text(
-            t(f"{who} 對「{about}」回應了 {mark}", f'{who} reacted {mark} to "{about}"'),
+            _('{who} reacted {mark} to "{about}"').format(who=who, mark=mark, about=about),
             style="dim",
         )
     if isinstance(ev, Announced):
         who = safe(_name(m, ev.by))
         if not ev.text:
-            return Text(t(f"{who} 移除了公告", f"{who} took the announcement down"), style="dim")
-        return Text.assemble(("📢 ", "bold"), (t("公告", "Announcement"), "bold yellow"),
-                             f" {who}: ", safe(ev.text))  # fmt: skip
+            return Text(_("{who} took the announcement down").format(who=who), style="dim")
+        return Text.assemble(
+            ("📢 ", "bold"), (_("Announcement"), "bold yellow"), f" {who}: ", safe(ev.text)
+        )
     return None
 
 
@@ -415,9 +398,8 @@ def recv(
             console.print(render(m, msg))
             if why is not None:
                 err_console.print(
-                    Text.assemble(("! ", "yellow"), t("檔案未下載", "file not fetched"),
-                                  f": {safe(why)}")
-                )  # fmt: skip
+                    Text.assemble(("! ", "yellow"), _("file not fetched"), f": {safe(why)}")
+                )
 
         def on_event(ev: Event) -> None:
             if isinstance(ev, GroupChanged | Reacted | Announced):
@@ -444,7 +426,7 @@ def recv(
                             ("✓✓ ", "green"),
                             safe(_name(m, ev.reader)),
                             " ",
-                            t(f"已讀 {len(ev.ids)} 則", f"read {len(ev.ids)}"),
+                            _("read {n_ids}").format(n_ids=len(ev.ids)),
                         )
                     )
             elif isinstance(ev, Unsent):
@@ -460,9 +442,7 @@ def recv(
                 else:
                     who = safe(_name(m, ev.by))
                     console.print(
-                        Text(
-                            t(f"{who} 已收回訊息", f"{who} took a message back"), style="dim italic"
-                        )
+                        Text(_("{who} took a message back").format(who=who), style="dim italic")
                     )
             elif isinstance(ev, Expired):
                 if as_json:
@@ -482,7 +462,7 @@ def recv(
                     err_console.print(
                         Text.assemble(
                             ("✗ ", "red"),
-                            t("已拒收", "refused"),
+                            _("refused"),
                             f" {ev.id.hex()[:12]} ({ev.sender[:16]}): {safe(ev.reason)}",
                         )
                     )
@@ -503,17 +483,14 @@ def recv(
         try:
             m.read(shown_msgs)  # 已讀: one receipt per chat, unless receipts are off
         except BrokerError as exc:
-            err_console.print(
-                f"[dim]{t('已讀回條未送出', 'read receipts not sent')}: {safe(exc.message)}[/]"
-            )
+            why = safe(error_text(exc.message))
+            err_console.print(f"[dim]{_('read receipts not sent')}: {why}[/]")
         held = [e for e in m.events if isinstance(e, Held)]
         if held and not as_json:
             n = len(held)
-            err_console.print(
-                f"[dim]{t(f'{n} 則訊息在等金鑰', f'{n} message(s) wait for their key')}[/]"
-            )
+            err_console.print(f"[dim]{_('{n} message(s) wait for their key').format(n=n)}[/]")
         if not shown_ids and not as_json:
-            err_console.print(f"[dim]{t('沒有新訊息', 'no new messages')}[/]")
+            err_console.print(f"[dim]{_('no new messages')}[/]")
 
 
 def outbox(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -551,7 +528,7 @@ def outbox(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 )
             )
     if not items and not as_json:
-        err_console.print(f"[dim]{t('待傳送匣是空的', 'the outbox is empty')}[/]")
+        err_console.print(f"[dim]{_('the outbox is empty')}[/]")
 
 
 def chat(
@@ -634,7 +611,7 @@ async def _chat_loop(m: Messenger, target: str, conv: bytes) -> None:
                     console.print(
                         Text.assemble(
                             (f"{_clock(int(time.time() * 1000))} ", "dim"),
-                            (t("我", "me"), "bold green"),
+                            (_("me"), "bold green"),
                             ": ",
                             safe(text),
                             ("  …", "dim"),
@@ -668,15 +645,13 @@ def _chat_event(
                     ("● ", "yellow"),
                     safe(where),
                     " ",
-                    t(f"有 {others[msg.conv]} 則未讀訊息", f"{others[msg.conv]} unread"),
+                    _("{others} unread").format(others=others[msg.conv]),
                     (" (tits recv)", "dim"),
                 )
             )
     elif isinstance(ev, Refused):
         err_console.print(
-            Text.assemble(
-                ("✗ ", "red"), t("已拒收", "refused"), f" ({ev.sender[:16]}): {safe(ev.reason)}"
-            )
+            Text.assemble(("✗ ", "red"), _("refused"), f" ({ev.sender[:16]}): {safe(ev.reason)}")
         )
     elif isinstance(ev, GroupChanged) and ev.group == conv:
         line = render_event(m, ev)
@@ -686,7 +661,7 @@ def _chat_event(
         err_console.print(
             Text.assemble(
                 ("! ", "yellow"),
-                t("連線中斷，正在重新連線", "link lost, reconnecting"),
+                _("link lost, reconnecting"),
                 f" ({safe(ev.detail)})",
             )
         )

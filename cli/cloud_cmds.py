@@ -18,11 +18,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from tits.cloudwatch import CloudWatch, Event, find_cloud, request
+from tits.i18n import _
 from tits.localcloud import LocalCloud, _status, whole
 
-from .output import console, emit_json, t
+from .output import console, emit_json
 
-cloud_app = typer.Typer(help="A local ω IM cloud for trying things out. 本機測試雲。")
+cloud_app = typer.Typer(help="A local ω IM cloud for trying things out.")
 
 
 @cloud_app.command("up")
@@ -55,7 +56,7 @@ def up(
     signal.signal(signal.SIGTERM, _term)
     try:
         with Progress(console=console, transient=True, disable=as_json) as progress:
-            task = progress.add_task(t("啟動中…", "starting…"), total=brokers + 2)
+            task = progress.add_task(_("starting…"), total=brokers + 2)
             cloud.start(brokers, on_started=lambda: progress.advance(task))
             cloud.wait_whole()
             progress.advance(task)
@@ -70,20 +71,18 @@ def up(
         if as_json:
             emit_json(summary)
         else:
-            table = Table(title=t("ω IM 本機雲已就緒", "ω IM local cloud is up"))
-            for col in ("#", "id", "broker URL (--broker)", t("狀態頁", "status page")):
+            table = Table(title=_("ω IM local cloud is up"))
+            for col in ("#", "id", "broker URL (--broker)", _("status page")):
                 table.add_column(col)
             for i, b in enumerate(cloud.brokers):
                 table.add_row(str(i), b["id"][:16] + "…", b["url"], b["http"])
             console.print(table)
-            console.print(f"{t('金鑰伺服器', 'key server')}: {cloud.keyserver}   data: {root}")
+            console.print(f"{_('key server')}: {cloud.keyserver}   data: {root}")
             console.print(
-                t(
-                    "按 Ctrl-C 結束。另一個終端機：tits cloud kill N [--hard]、"
-                    f"tits cloud restart N；日誌：tits logs {root}/*/log",
+                _(
                     "Ctrl-C stops it. From another terminal: tits cloud kill N [--hard], "
-                    f"tits cloud restart N; logs: tits logs {root}/*/log",
-                ),
+                    "tits cloud restart N; logs: tits logs {root}/*/log"
+                ).format(root=root),
                 soft_wrap=True,
             )
         watch = CloudWatch(cloud, emit_json if as_json else _say)
@@ -104,7 +103,7 @@ def up(
             watch.withdraw()
     except KeyboardInterrupt:
         if not as_json:
-            console.print(t("正在停止…", "stopping…"))
+            console.print(_("stopping…"))
     finally:
         cloud.stop()
         if tmp is not None:
@@ -129,9 +128,9 @@ class Board:
     def render(self) -> Table:
         self.next = time.monotonic() + self.EVERY_S
         cloud, live = self.cloud, set(self.cloud.live())
-        table = Table(title=t("ω IM 本機雲", "ω IM local cloud"), title_justify="left")
-        cols = ["#", "id", t("狀態", "state"), t("連結", "links"), t("使用者", "users")]
-        cols += [t("連線", "sessions"), t("則/秒", "msg/s"), t("狀態頁", "status page")]
+        table = Table(title=_("ω IM local cloud"), title_justify="left")
+        cols = ["#", "id", _("state"), _("links"), _("users")]
+        cols += [_("sessions"), _("msg/s"), _("status page")]
         for col in cols:
             table.add_column(col)
         statuses: dict[int, dict[str, Any] | None] = {}
@@ -156,7 +155,7 @@ class Board:
         ids = {cloud.brokers[i]["id"] for i in live}
         ok = bool(live) and whole([statuses[i] for i in sorted(live)], ids)
         table.caption = (
-            t("✓ 雲完整", "✓ whole") if ok else t("… 修復中", "… repairing")
+            _("✓ whole") if ok else _("… repairing")
         ) + f"  {len(live)}/{len(cloud.brokers)} brokers up · {time.strftime('%H:%M:%S')}"
         return table
 
@@ -168,32 +167,26 @@ def _say(e: Event) -> None:
     if name == "broker.died":
         why = f"signal {-e['code']}" if e["code"] < 0 else f"exit {e['code']}"
         console.print(
-            f"{when} [bold red]✗[/] broker {i} ({e['id'][:16]}…) {t('死了', 'died')} ({why}); "
-            + t(f"重新啟動：tits cloud restart {i}", f"restart it: tits cloud restart {i}"),
+            f"{when} [bold red]✗[/] broker {i} ({e['id'][:16]}…) {_('died')} ({why}); "
+            + _("restart it: tits cloud restart {i}").format(i=i),
             soft_wrap=True,
         )
     elif name == "broker.killed":
         how = "SIGKILL" if e["hard"] else "SIGTERM"
-        console.print(f"{when} [yellow]■[/] broker {i} {t('已停止', 'stopped')} ({how})")
+        console.print(f"{when} [yellow]■[/] broker {i} {_('stopped')} ({how})")
     elif name == "broker.restarted":
-        console.print(
-            f"{when} [cyan]↻[/] broker {i} {t('重新啟動', 'restarted')}: {e['url']}", soft_wrap=True
-        )
+        console.print(f"{when} [cyan]↻[/] broker {i} {_('restarted')}: {e['url']}", soft_wrap=True)
     elif name in ("cloud.repaired", "cloud.whole"):
         live = ", ".join(map(str, e["live"]))
-        dead = f"; {t('停止', 'down')}: {', '.join(map(str, e['dead']))}" if e["dead"] else ""
-        what = (
-            t("其餘的已修復雲", "the rest repaired")
-            if name == "cloud.repaired"
-            else t("雲又完整了", "whole again")
-        )
+        dead = f"; {_('down')}: {', '.join(map(str, e['dead']))}" if e["dead"] else ""
+        what = _("the rest repaired") if name == "cloud.repaired" else _("whole again")
         console.print(
             f"{when} [bold green]✓[/] {what} ({e['took_s']} s): brokers {live}{dead} — "
-            + t("每個都看到同一個無橋接的圖", "each sees the same bridgeless graph"),
+            + _("each sees the same bridgeless graph"),
             soft_wrap=True,
         )
     elif name == "keyd.died":
-        console.print(f"{when} [bold red]✗[/] keyd {t('死了', 'died')} (exit {e['code']})")
+        console.print(f"{when} [bold red]✗[/] keyd {_('died')} (exit {e['code']})")
 
 
 DataOpt = Annotated[

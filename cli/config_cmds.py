@@ -9,9 +9,10 @@ import typer
 from rich.text import Text
 
 from tits.errors import ConfigError
+from tits.i18n import N_, _
 
 from .context import State
-from .output import console, emit_json, safe, t
+from .output import console, emit_json, safe
 
 config_app = typer.Typer(help="Your settings: receipts, listed, lang, theme, roc_year, …")
 
@@ -22,7 +23,7 @@ def _bool(text: str) -> bool:
         return True
     if low in ("false", "off", "no", "0"):
         return False
-    raise ValueError("true or false")
+    raise ValueError(_("true or false"))
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -46,23 +47,21 @@ def _url(text: str) -> str:
     return text
 
 
-# key → (parse, what it means)
-SETTINGS: dict[str, tuple[Callable[[str], Any], str, str]] = {
-    "receipts": (_bool, "送出已讀回條（關閉後也看不到別人的已讀）", "send read receipts"),
-    "listed": (_bool, "在狀態頁顯示你的名字", "show your name on status pages"),
-    "lang": (_choice("zh-TW", "en"), "介面語言", "language of the interface"),
-    "theme": (_choice("light", "dark", "contrast"), "佈景主題", "theme of the app"),
-    "roc_year": (_bool, "日期用民國年", "dates in ROC years"),
-    "broker": (_broker, "使用的伺服器", "the broker to use"),
-    "keyserver": (_url, "金鑰伺服器", "the key server"),
+# key → (parse, what it means: English, translated where it is shown)
+SETTINGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "receipts": (_bool, N_("send read receipts (when off, you see no one's either)")),
+    "listed": (_bool, N_("show your name on status pages")),
+    "lang": (_choice("zh-TW", "en"), N_("language of the interface")),
+    "theme": (_choice("light", "dark", "contrast"), N_("theme of the app")),
+    "roc_year": (_bool, N_("dates in ROC (Minguo) years")),
+    "broker": (_broker, N_("the broker to use")),
+    "keyserver": (_url, N_("the key server")),
 }
 
 
 def _key(key: str) -> str:
     if key not in SETTINGS:
-        raise ConfigError(
-            t("沒有這個設定：", "no such setting: ") + f"{key!r} ({', '.join(SETTINGS)})"
-        )
+        raise ConfigError(_("no such setting: ") + f"{key!r} ({', '.join(SETTINGS)})")
     return key
 
 
@@ -80,7 +79,7 @@ def set_(
         parsed = parse(value)
     except (ValueError, ConfigError) as exc:
         why = exc.message if isinstance(exc, ConfigError) else str(exc)
-        raise ConfigError(t(f"{key} 的值不對：{why}", f"bad value for {key}: {why}")) from None
+        raise ConfigError(_("bad value for {key}: {why}").format(key=key, why=why)) from None
     home.save_config(**{key: parsed})
     console.print(Text.assemble(("✓ ", "green"), f"{key} = ", safe(str(parsed))))
 
@@ -109,6 +108,6 @@ def list_(
     if as_json:
         emit_json(rows)
         return
-    for k, (_, zh_tw, en) in SETTINGS.items():
+    for k, (_unused, what) in SETTINGS.items():
         shown = "" if rows[k] is None else safe(str(rows[k]))
-        console.print(Text.assemble((f"{k:<10}", "bold"), f" {shown:<12} ", (t(zh_tw, en), "dim")))
+        console.print(Text.assemble((f"{k:<10}", "bold"), f" {shown:<12} ", (_(what), "dim")))

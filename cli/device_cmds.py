@@ -15,10 +15,11 @@ from rich.text import Text
 
 from tits import pairing
 from tits.client import device_admin, linking
+from tits.i18n import _
 from tits.log import configure
 
 from .context import State
-from .output import console, emit_json, err_console, safe, t
+from .output import console, emit_json, err_console, safe
 
 device_app = typer.Typer(help="Your devices: link a new one, list them, revoke one.")
 
@@ -34,12 +35,12 @@ def _asker(yes: bool, as_json: bool) -> linking.Ask:
             emit_json({"sas": sas})
         else:
             console.print(
-                f"{t('確認碼', 'short code')}: [bold reverse] {sas} [/]  "
-                + t("兩台裝置上顯示的必須相同。", "both devices must show the same.")
+                f"{_('short code')}: [bold reverse] {sas} [/]  "
+                + _("both devices must show the same.")
             )
         if yes:
             return True
-        return typer.confirm(t("兩邊的確認碼相同嗎？", "Do both devices show this code?"), err=True)
+        return typer.confirm(_("Do both devices show this code?"), err=True)
 
     return ask
 
@@ -73,20 +74,16 @@ def link(
             emit_json({"code": text, "expires": code.expires})
             return
         console.print(_qr(text), end="", soft_wrap=True, markup=False, highlight=False)
-        console.print(t("在新裝置上執行：", "on the new device, run:"))
+        console.print(_("on the new device, run:"))
         console.print(f"  tits --home NEW device join {text}", soft_wrap=True, markup=False)
-        console.print(
-            t(f"這組代碼只能用一次，{int(timeout)} 秒內有效。",
-              f"the code works once, for {int(timeout)} s.")
-        )  # fmt: skip
+        console.print(_("the code works once, for {timeout} s.").format(timeout=int(timeout)))
 
     done = linking.link(home, _asker(yes, as_json), on_code, broker=broker, ttl_s=timeout)
     if as_json:
         emit_json({"linked": done.device, "name": done.name, "seconds": round(done.seconds, 2)})
     else:
         console.print(
-            f"[bold green]✓[/] {t('已連結裝置', 'device linked')}: "
-            f"{escape(safe(done.name))} ({done.device})"
+            f"[bold green]✓[/] {_('device linked')}: {escape(safe(done.name))} ({done.device})"
         )
 
 
@@ -101,9 +98,12 @@ class _Bar:
             return
         if self.progress is None:
             self.progress = Progress(
-                TextColumn(t("歷史紀錄", "history")), BarColumn(), MofNCompleteColumn(),
-                console=err_console, transient=True,
-            )  # fmt: skip
+                TextColumn(_("history")),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err_console,
+                transient=True,
+            )
             self.progress.start()
             self.task = self.progress.add_task("history", total=total)
         assert self.task is not None
@@ -146,15 +146,14 @@ def join(
         emit_json({"fingerprint": done.fingerprint, "device": done.device,
                    "published": done.published, "messages": done.messages})  # fmt: skip
         return
-    joined = t("已加入帳號", "joined account")
+    joined = _("joined account")
     console.print(f"[bold green]✓[/] {joined}: [bold]{done.fingerprint}[/]")
-    console.print(f"  {t('裝置', 'device')}: {escape(safe(dev))} ({done.device})")
-    console.print(f"  {t('帶來的訊息', 'messages brought over')}: {done.messages}")
+    console.print(f"  {_('device')}: {escape(safe(dev))} ({done.device})")
+    console.print(f"  {_('messages brought over')}: {done.messages}")
     if not done.published:
         err_console.print(
-            t("裝置憑證尚未發布到金鑰伺服器：請執行 `tits key publish`。",
-              "the device certificate is not on the key server yet: run `tits key publish`.")
-        )  # fmt: skip
+            _("the device certificate is not on the key server yet: run `tits key publish`.")
+        )
 
 
 KeyserverOpt = Annotated[
@@ -178,12 +177,12 @@ def list_cmd(ctx: typer.Context, keyserver: KeyserverOpt = None, as_json: JsonOp
             emit_json(r.to_json())
         return
     table = Table(box=None, pad_edge=False)
-    for col in (t("名稱", "name"), "id", t("建立", "created"), t("最後出現", "last seen"), ""):
+    for col in (_("name"), "id", _("created"), _("last seen"), ""):
         table.add_column(col)
     for r in rows:
-        mark = t("← 這台", "← this one") if r.this else ""
+        mark = _("← this one") if r.this else ""
         if r.revoked:
-            mark = t("已撤銷", "revoked")
+            mark = _("revoked")
         seen = _when(r.last_seen_ms / 1000 if r.last_seen_ms else None)
         table.add_row(Text(safe(r.name)), r.device, _when(r.created), seen, mark)
     console.print(table)
@@ -208,8 +207,7 @@ def revoke_cmd(
     from tits.client.blocking import Messenger
 
     if not as_json:
-        waiting = t("已撤銷；等伺服器結束它的連線，再換群組金鑰…",
-                    "revoked; waiting for brokers to end its session, then rekeying…")  # fmt: skip
+        waiting = _("revoked; waiting for brokers to end its session, then rekeying…")
         console.print(waiting)
     time.sleep(max(0.0, wait))  # a session it holds now must not receive the new keys
 
@@ -219,6 +217,6 @@ def revoke_cmd(
         emit_json({"revoked": row.device, "name": row.name, "groups_rekeyed": groups})
         return
     console.print(
-        f"[bold green]✓[/] {t('已撤銷裝置', 'device revoked')}: {escape(safe(row.name))} "
-        f"({row.device}); {t('重新換鑰的群組', 'groups rekeyed')}: {groups}"
+        f"[bold green]✓[/] {_('device revoked')}: {escape(safe(row.name))} "
+        f"({row.device}); {_('groups rekeyed')}: {groups}"
     )

@@ -15,11 +15,12 @@ from rich.text import Text
 from tits import friendcode
 from tits.client.store import LocalStore
 from tits.contacts import ContactError, Contacts, check_name
+from tits.i18n import _
 from tits.keyclient import KeyClient
 
 from .context import State
 from .key_cmds import KeyserverOpt, _client, _default_petname, _grouped
-from .output import console, emit_json, safe, t
+from .output import console, emit_json, safe
 
 friend_app = typer.Typer(
     help="Add friends the LINE way: your QR code and ID, and theirs.", no_args_is_help=True
@@ -47,9 +48,10 @@ def me(
         out = io.StringIO()
         segno.make(code, error="m").terminal(out=out, compact=True, border=2)
         console.print(Text(out.getvalue()), end="")
-    console.print(Text.assemble(t("我的 ID：", "My ID: "), (_grouped(home.fingerprint), "bold")))
-    console.print(Text(t(f"好友可以輸入：tits friend add {code}",
-                         f"A friend can type: tits friend add {code}"), style="dim"))  # fmt: skip
+    console.print(Text.assemble(_("My ID: "), (_grouped(home.fingerprint), "bold")))
+    console.print(
+        Text(_("A friend can type: tits friend add {code}").format(code=code), style="dim")
+    )
 
 
 @friend_app.command("add")
@@ -70,7 +72,7 @@ def add(
     home.require()
     fp, code_ks = friendcode.read(who)
     if fp == home.fingerprint:
-        raise ContactError(t("這是你自己的 ID", "that is your own ID"))
+        raise ContactError(_("that is your own ID"))
     kc = KeyClient(code_ks) if code_ks and not keyserver else _client(home, keyserver)
     home.identity.import_public(kc.get_key(fp))  # checked to hold exactly this key
     info = home.identity.key_info(fp)
@@ -84,32 +86,33 @@ def add(
         store.close()
     if not as_json:
         claimed = Text.assemble(
-            t("金鑰上的名稱：", "Name in the key: "), (f"~{safe(key_name)}", "bold"),
+            _("Name in the key: "),
+            (f"~{safe(key_name)}", "bold"),
             f" <{safe(email)}>",
-        )  # fmt: skip
+        )
         console.print(claimed)
-        console.print(Text.assemble(t("ID：", "ID: "), (_grouped(fp), "bold")))
+        console.print(Text.assemble(_("ID: "), (_grouped(fp), "bold")))
         if known:
-            seen = t(f"之前加過：@{known[0]}", f"met before: @{known[0]}")
+            seen = _("met before: @{known}").format(known=known[0])
             if confirmed:
-                seen += t("（已核對指紋）", " (fingerprint confirmed)")
+                seen += _(" (fingerprint confirmed)")
             console.print(Text(seen, style="green"))
         else:
-            console.print(Text(t("第一次遇到這把金鑰", "a key you have not met before"),
-                               style="yellow"))  # fmt: skip
+            console.print(Text(_("a key you have not met before"), style="yellow"))
     if known:
         petname = known[0]
     else:
         wanted = check_name(name) if name else _default_petname(key_name.split(" ")[0], email)
         if not wanted:
-            raise ContactError(t("請用 --as 名稱 指定好友名稱", "give a name with --as NAME"))
+            raise ContactError(_("give a name with --as NAME"))
         if not yes and not as_json:
-            if not typer.confirm(t(f"加入好友 @{wanted}？", f"Add @{wanted} as a friend?")):
+            if not typer.confirm(_("Add @{wanted} as a friend?").format(wanted=wanted)):
                 raise typer.Exit(1)
         petname = contacts.add(wanted, fp)
     if as_json:
         emit_json({"fingerprint": fp, "name": key_name, "email": email, "contact": petname,
                    "met_before": bool(known), "confirmed": confirmed})  # fmt: skip
     else:
-        console.print(Text.assemble(("✓ ", "green"), t(f"已加入好友 @{petname}",
-                                                       f"friend added: @{petname}")))  # fmt: skip
+        console.print(
+            Text.assemble(("✓ ", "green"), _("friend added: @{petname}").format(petname=petname))
+        )

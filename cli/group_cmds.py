@@ -19,11 +19,12 @@ from rich.text import Text
 from tits.client.blocking import Messenger
 from tits.client.memberlog import GroupError, decode_entry, entry_hash
 from tits.errors import ConfigError
+from tits.i18n import _, year
 from tits.log import configure
 
 from .chat_cmds import BrokerOpt, JsonOpt, KeyserverOpt, render_event
 from .context import State
-from .output import console, emit_json, safe, t
+from .output import console, emit_json, safe
 
 group_app = typer.Typer(help="Groups: create, invite, remove, leave, list, members, log.")
 
@@ -41,7 +42,7 @@ def _people(m: Messenger, who: list[str]) -> list[str]:
     for w in who:
         fp = m.client.resolve(w)
         if fp.startswith("#"):
-            raise ConfigError(t(f"{w} 是群組，不是人", f"{w} is a group, not a person"))
+            raise ConfigError(_("{w} is a group, not a person").format(w=w))
         out.append(fp)
     return out
 
@@ -67,7 +68,7 @@ def create(
             console.print(
                 Text.assemble(
                     ("✓ ", "green"),
-                    t("已建立群組", "created group"),
+                    _("created group"),
                     f" #{safe(name)}  ",
                     (gid.hex(), "dim"),
                 )
@@ -198,7 +199,7 @@ def list_groups(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 emit_json(r)
             return
         table = Table(show_header=True, header_style="bold")
-        for col in (t("群組", "group"), t("成員", "members"), "id"):
+        for col in (_("group"), _("members"), "id"):
             table.add_column(col)
         for r in rows:
             lock = " 🔒" if r["secure"] else ""
@@ -217,13 +218,13 @@ def members(ctx: typer.Context, group: GroupArg, as_json: JsonOpt = False) -> No
         gid = m.client.groups.find(group)
         state = m.client.groups.state(gid)
         if state is None:
-            raise ConfigError(t("沒有這個群組", "no such group"))
+            raise ConfigError(_("no such group"))
         for fp, mem in sorted(state.members.items(), key=lambda kv: kv[1].since):
             row = {"fingerprint": fp, "name": m.name_of(fp), "role": mem.role, "me": fp == m.me}
             if as_json:
                 emit_json(row)
             else:
-                badge = t(" 管理員", " admin") if mem.role == "admin" else ""
+                badge = _(" admin") if mem.role == "admin" else ""
                 console.print(
                     Text.assemble(safe(str(row["name"])), (badge, "magenta"), "  ", (fp, "dim"))
                 )
@@ -237,7 +238,7 @@ def group_log(ctx: typer.Context, group: GroupArg, as_json: JsonOpt = False) -> 
         gid = m.client.groups.find(group)
         log = m.client.groups.log(gid)
         if log is None:
-            raise ConfigError(t("沒有這個群組", "no such group"))
+            raise ConfigError(_("no such group"))
         refused = {r.hash: r.reason for r in log.rejected()}
         for signed in log.entries():
             try:
@@ -261,7 +262,8 @@ def group_log(ctx: typer.Context, group: GroupArg, as_json: JsonOpt = False) -> 
             if as_json:
                 emit_json(row)
             else:
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.ts / 1000))
+                lt = time.localtime(entry.ts / 1000)
+                when = f"{year(lt.tm_year)}-" + time.strftime("%m-%d %H:%M", lt)
                 who = ", ".join(m.name_of(fp) for fp in entry.targets)
                 mark = ("✓", "green") if h not in refused else ("✗", "red")
                 console.print(

@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from tits.i18n import _
+
 from .context import State
-from .output import console, emit_json, safe, t
+from .output import console, emit_json, safe
 
 
 def init(
@@ -41,10 +43,8 @@ def init(
     if as_json:
         emit_json({"fingerprint": fp, "device": device.id})
     else:
-        console.print(f"[bold green]✓[/] {t('身分已建立', 'identity created')}: [bold]{fp}[/]")
-        console.print(
-            f"  {t('裝置', 'device')}: {dev} ({device.id})  {t('家目錄', 'home')}: {home.path}"
-        )
+        console.print(f"[bold green]✓[/] {_('identity created')}: [bold]{fp}[/]")
+        console.print(f"  {_('device')}: {dev} ({device.id})  {_('home')}: {home.path}")
 
 
 def whoami(
@@ -76,11 +76,11 @@ def whoami(
         return
     name, email = (escape(safe(str(cfg.get(k, "")))) for k in ("name", "email"))
     console.print(f"[bold]{name}[/] <{email}>")
-    console.print(f"  {t('指紋', 'fingerprint')}: {home.fingerprint}")
-    console.print(f"  {t('裝置', 'device')}: {cert.name} ({cert.device})")
+    console.print(f"  {_('fingerprint')}: {home.fingerprint}")
+    console.print(f"  {_('device')}: {cert.name} ({cert.device})")
     for key, label in (
-        ("broker", t("伺服器", "broker")),
-        ("keyserver", t("金鑰伺服器", "keyserver")),
+        ("broker", _("broker")),
+        ("keyserver", _("keyserver")),
     ):
         if cfg.get(key):
             console.print(f"  {label}: {cfg[key]}")

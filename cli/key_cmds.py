@@ -17,11 +17,12 @@ from rich.text import Text
 from tits.contacts import ContactError, Contacts, check_name
 from tits.errors import ConfigError, IdentityError, KeyServerError
 from tits.home import Home
+from tits.i18n import _, pgettext
 from tits.identity import normalise_fingerprint
 from tits.keyclient import KeyClient
 
 from .context import State
-from .output import console, emit_json, err_console, safe, t
+from .output import console, emit_json, err_console, safe
 
 key_app = typer.Typer(help="Publish your key, fetch others' keys (ω IM key server).")
 contact_app = typer.Typer(help="Your contacts: petnames for fingerprints.")
@@ -37,10 +38,7 @@ def _client(home: Home, keyserver: str | None) -> KeyClient:
     url = keyserver or home.config.get("keyserver")
     if not url:
         raise ConfigError(
-            t(
-                "沒有設定金鑰伺服器：請加上 --keyserver URL，或用 `tits init --keyserver URL`",
-                "no key server configured: pass --keyserver URL (or set it at `tits init`)",
-            )
+            _("no key server configured: pass --keyserver URL (or set it at `tits init`)")
         )
     return KeyClient(str(url))
 
@@ -67,14 +65,15 @@ def publish(ctx: typer.Context, keyserver: KeyserverOpt = None, as_json: JsonOpt
         return
     status = str(key.get("status", ""))
     console.print(
-        f"[bold green]✓[/] {t('金鑰已發布', 'key published')}: [bold]{fp}[/] ({escape(status)})"
+        f"[bold green]✓[/] {_('key published')}: [bold]{fp}[/] ({escape(status)})"
         f" → {escape(kc.base_url)}",
         soft_wrap=True,
     )
-    console.print(f"[bold green]✓[/] {t('裝置憑證已發布', 'device certificate published')}: "
-                  f"{cert.name} ({cert.device})")  # fmt: skip
+    console.print(
+        f"[bold green]✓[/] {_('device certificate published')}: {cert.name} ({cert.device})"
+    )
     if dev.get("revoked"):
-        console.print(f"[bold yellow]![/] {t('此裝置已被撤銷', 'this device is revoked')}")
+        console.print(f"[bold yellow]![/] {_('this device is revoked')}")
 
 
 def _candidate_line(c: dict[str, Any]) -> str:
@@ -92,20 +91,19 @@ def _choose(kc: KeyClient, who: str, as_json: bool) -> str:
                                          for u in c.get("uids", []))]  # fmt: skip
     if not found:
         raise KeyServerError(
-            t(f"金鑰伺服器上找不到 {who!r}", f"no key for {who!r} on {kc.base_url}"),
+            _("no key for {who!r} on {base_url}").format(who=who, base_url=kc.base_url),
             code="not-found",
         )
     if len(found) > 1:
         if as_json:
             emit_json({"error": "ambiguous", "query": who, "candidates": found})
         else:
-            err_console.print(t(f"{who!r} 符合多把金鑰：", f"{who!r} matches several keys:"))
+            err_console.print(_("{who!r} matches several keys:").format(who=who))
             for c in found:
                 err_console.print("  " + _candidate_line(c), markup=False, highlight=False)
         raise ContactError(
-            t(
-                f"{who!r} 不唯一（{len(found)} 把金鑰）；請用完整指紋：tits key fetch FINGERPRINT",
-                f"{who!r} is ambiguous ({len(found)} keys); fetch by fingerprint instead",
+            _("{who!r} is ambiguous ({n_found} keys); fetch by fingerprint instead").format(
+                who=who, n_found=len(found)
             ),
             code="ambiguous",
         )
@@ -174,12 +172,12 @@ def fetch(
         )  # fmt: skip
         return
     console.print(
-        f"[bold green]✓[/] {t('已匯入', 'imported')} [bold]{escape(safe(key_name))}[/] "
+        f"[bold green]✓[/] {_('imported')} [bold]{escape(safe(key_name))}[/] "
         f"<{escape(safe(email))}>  {fp}",
         soft_wrap=True,
     )
     if petname:
-        console.print(f"  {t('聯絡人', 'contact')}: @{petname}")
+        console.print(f"  {_('contact')}: @{petname}")
     if note:
         console.print(f"[bold yellow]![/] {escape(safe(note))}", soft_wrap=True)
 
@@ -197,9 +195,8 @@ def contact_add(
     console.print(f"[bold green]✓[/] @{escape(stored)} → {fp}")
     if not home.identity.has_key(fp):
         console.print(
-            t(
-                f"  [yellow]這把金鑰還不在你的鑰匙圈裡；請執行 tits key fetch {fp}[/]",
-                f"  [yellow]that key is not in your keyring yet; run `tits key fetch {fp}`[/]",
+            _("  [yellow]that key is not in your keyring yet; run `tits key fetch {fp}`[/]").format(
+                fp=fp
             )
         )
 
@@ -210,7 +207,9 @@ def contact_remove(
 ) -> None:
     """Forget a petname (the key stays in your keyring)."""
     fp = Contacts(State.of(ctx).home.path).remove(name)
-    console.print(f"[bold green]✓[/] {t('已移除', 'removed')} @{escape(name.lstrip('@'))} ({fp})")
+    console.print(
+        f"[bold green]✓[/] {pgettext('cli.key_cmds', 'removed')} @{escape(name.lstrip('@'))} ({fp})"
+    )
 
 
 @contact_app.command("list")
@@ -242,22 +241,18 @@ def contact_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         emit_json({"contacts": rows})
         return
     if not rows:
-        console.print(t("還沒有聯絡人。", "no contacts yet."))
+        console.print(_("no contacts yet."))
         return
     table = Table(box=None, pad_edge=False)
-    table.add_column(t("名稱", "name"))
-    table.add_column(t("指紋", "fingerprint"))
-    table.add_column(t("金鑰", "key"))
+    table.add_column(_("name"))
+    table.add_column(_("fingerprint"))
+    table.add_column(_("key"))
     for r in rows:
-        uid = (
-            f"{r['uid_name']} <{r['email']}>"
-            if r["have_key"]
-            else t("（未匯入）", "(not imported)")
-        )
+        uid = f"{r['uid_name']} <{r['email']}>" if r["have_key"] else _("(not imported)")
         if r["key_changed"]:
-            uid += t("  ⚠ 金鑰已變更", "  ⚠ key changed")
+            uid += _("  ⚠ key changed")
         elif r["confirmed"]:
-            uid += t("  ✓ 已確認", "  ✓ confirmed")
+            uid += _("  ✓ confirmed")
         table.add_row(Text("@" + r["name"]), r["fingerprint"], Text(safe(uid)))
     console.print(table)
 
@@ -283,12 +278,10 @@ def contact_confirm(
     home.require()
     fp = Contacts(home.path).resolve(who)
     if not home.identity.has_key(fp):
-        raise ConfigError(
-            t(f"還沒有這把金鑰：tits key fetch {fp}", f"no key for {fp} yet: `tits key fetch {fp}`")
-        )
+        raise ConfigError(_("no key for {fp} yet: `tits key fetch {fp}`").format(fp=fp))
     if not yes and not as_json:
-        console.print(f"{t('指紋', 'fingerprint')}: [bold]{_grouped(fp)}[/]")
-        if not typer.confirm(t("和對方核對過一樣嗎？", "Is it the same as theirs?"), default=False):
+        console.print(f"{_('fingerprint')}: [bold]{_grouped(fp)}[/]")
+        if not typer.confirm(_("Is it the same as theirs?"), default=False):
             raise typer.Exit(1)
     store = LocalStore(home.path)
     try:
@@ -298,4 +291,4 @@ def contact_confirm(
     if as_json:
         emit_json({"confirmed": fp})
     else:
-        console.print(f"[bold green]✓[/] {t('已確認', 'confirmed')} {_grouped(fp)}")
+        console.print(f"[bold green]✓[/] {_('confirmed')} {_grouped(fp)}")

@@ -274,7 +274,7 @@ def logs(
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only newer: 90s, 10m, 2h.")] = None,
 ) -> None:
-    """Render titsd's JSON log lines as an aligned, coloured tail. 以易讀方式顯示伺服器日誌。"""
+    """Render titsd's JSON log lines as an aligned, coloured tail."""
     cutoff = parse_since(since)
     if unit:  # journalctl --since does the age
         return _journal(unit, follow, since, Filter(level, grep, None))

@@ -10,6 +10,7 @@ import typer
 
 from tits.app.cli import app_cmd
 from tits.errors import TitsError
+from tits.i18n import choose_roc_year, error_text
 
 from . import (
     chat_cmds,
@@ -17,6 +18,7 @@ from . import (
     config_cmds,
     friend_cmds,
     group_cmds,
+    helptext,
     identity_cmds,
     key_cmds,
     logs_cmds,
@@ -28,9 +30,11 @@ from .context import State
 from .device_cmds import device_app
 from .output import choose_lang, fail
 
+helptext.install()
+
 app = typer.Typer(
     name="tits",
-    help="ω IM — TiTs isn't Telegram, sorry. 你的 GnuPG 金鑰就是你的身分。",
+    help="ω IM — TiTs isn't Telegram, sorry. Your GnuPG key is who you are.",
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -49,10 +53,11 @@ def _global(
 ) -> None:
     state = ctx.obj = State(home_arg=home)
     try:
-        lang = state.home.config.get("lang")
+        lang, roc = state.home.config.get("lang"), state.home.config.get("roc_year")
     except TitsError:
-        lang = None  # an unreadable config is reported by the command that needs it
+        lang = roc = None  # an unreadable config is reported by the command that needs it
     choose_lang(lang if isinstance(lang, str) else None)
+    choose_roc_year(roc is True)
     if ctx.invoked_subcommand is None:  # `tits` alone: the app on a terminal, else the help
         if sys.stdin.isatty() and sys.stdout.isatty():
             app_cmd(ctx, offline=False, broker=None)
@@ -87,6 +92,6 @@ def main() -> None:
     try:
         app()
     except TitsError as exc:
-        fail(exc.message)
+        fail(error_text(exc.message))
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -22,11 +22,12 @@ from rich.text import Text
 from tits.client.blocking import Messenger
 from tits.client.model import Message
 from tits.errors import ConfigError, MediaError
+from tits.i18n import _
 from tits.log import configure
 from tits.media.stickers import Shelf
 
 from .context import State
-from .output import console, emit_json, err_console, safe, t
+from .output import console, emit_json, err_console, safe
 
 media_app = typer.Typer(
     help="Pictures and files: fetch what a message names.", no_args_is_help=True
@@ -59,7 +60,7 @@ def fetch_shown(m: Messenger, msg: Message, hidden: bool) -> str | None:
     if info is None or msg.file:
         return None
     try:
-        with bar(t(f"下載 {info['name']}", f"fetching {info['name']}"), hidden) as cb:
+        with bar(_("fetching {name}").format(name=info["name"]), hidden) as cb:
             m.fetch(msg, progress=cb, timeout=600.0)
     except MediaError as exc:
         return exc.message
@@ -110,15 +111,13 @@ def get(
     state = State.of(ctx)
     want = sha256.strip().lower()
     if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
-        raise ConfigError(t("SHA-256 是 64 位十六進位數字", "a SHA-256 is 64 hex digits"))
+        raise ConfigError(_("a SHA-256 is 64 hex digits"))
     with Messenger(state.home, broker=broker) as m:
         msg = next(
             (x for x in m.store.media_messages() if (x.media() or {}).get("sha256") == want), None
         )
         if msg is None:
-            raise ConfigError(
-                t("沒有訊息提到這個檔案", "no message here names that file (tits recv first)")
-            )
+            raise ConfigError(_("no message here names that file (tits recv first)"))
         with bar(str((msg.media() or {}).get("name", want[:12])), as_json) as cb:
             path = m.fetch(msg, progress=cb, timeout=timeout)
         if as_json:

@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
+
+from tits.i18n import _, choose_lang, zh
+
+__all__ = ["choose_lang", "console", "emit_json", "err_console", "fail", "safe", "t", "zh"]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
-_chosen: str | None = None  # `tits config set lang`, read from the home by the CLI
-
-
-def choose_lang(lang: str | None) -> None:
-    global _chosen
-    _chosen = lang
-
-
-def zh() -> bool:
-    """Traditional Chinese first. `TITS_LANG`, then the home's `lang` setting, then the locale
-    as gettext reads it (LANGUAGE, LC_ALL, LC_MESSAGES, LANG): zh_* is zh-TW, C/POSIX or none
-    is zh-TW (our first language), any other is English."""
-    lang = os.environ.get("TITS_LANG") or _chosen
-    if not lang:
-        for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
-            if os.environ.get(var):
-                lang = os.environ[var].split(":")[0]
-                break
-    low = (lang or "").lower()
-    if not low or low in ("c", "posix") or low.startswith(("c.", "posix.")):
-        return True
-    return low.startswith("zh")
-
-
 def t(zh_tw: str, en: str) -> str:
+    """Deprecated: write `_("English")` (tits.i18n) and put the zh-TW text in the catalog.
+    `scripts/i18n-convert` turns the calls that are left into that; a test lists them."""
     return zh_tw if zh() else en
 
 
@@ -47,7 +29,8 @@ def emit_json(obj: Any) -> None:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]{t('錯誤', 'error')}:[/] {message}", soft_wrap=True)
+    # the message as it is (a "[…]" in it is text, not Rich markup)
+    err_console.print(Text.assemble((_("error: "), "bold red"), message), soft_wrap=True)
     raise SystemExit(code)
 
 

@@ -12,11 +12,12 @@ from rich.text import Text
 from tits.client.blocking import Messenger
 from tits.client.model import REACTIONS
 from tits.errors import ConfigError
+from tits.i18n import _
 from tits.log import configure
 
 from .chat_cmds import BrokerOpt, JsonOpt, KeyserverOpt, _msg_id, _target, _text_arg
 from .context import State
-from .output import console, emit_json, safe, t
+from .output import console, emit_json, safe
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")]
 
@@ -40,17 +41,13 @@ def react(
     raw = _msg_id(msg_id)
     if remove == (reaction is not None):
         raise ConfigError(
-            t(
-                f"請給一個回應（{', '.join(REACTIONS)}），或用 --remove 收回",
-                f"give a reaction ({', '.join(REACTIONS)}) or --remove",
-            )
+            _("give a reaction ({join}) or --remove").format(join=", ".join(REACTIONS))
         )
     name = (reaction or "").lower()
     if name and name not in REACTIONS:
         raise ConfigError(
-            t(
-                f"沒有「{safe(name)}」這個回應，可用：{', '.join(REACTIONS)}",
-                f"no reaction {safe(name)!r}: one of {', '.join(REACTIONS)}",
+            _("no reaction {name!r}: one of {join}").format(
+                name=safe(name), join=", ".join(REACTIONS)
             )  # fmt: skip
         )
     with Messenger(State.of(ctx).home, broker=broker, keyserver=keyserver) as m:
@@ -59,9 +56,7 @@ def react(
     console.print(
         Text.assemble(
             ("✓ ", "green"),
-            t(f"已回應 {mark}", f"reacted {mark}")
-            if mark
-            else t("已收回回應", "reaction taken back"),
+            _("reacted {mark}").format(mark=mark) if mark else _("reaction taken back"),
         )  # fmt: skip
     )
 
@@ -81,7 +76,7 @@ def announce(
     """Put up a 公告 at the top of a chat for all its members (or show it, or --clear it)."""
     configure("warning")
     if clear and text:
-        raise ConfigError(t("--clear 不能和公告內容一起使用", "--clear takes no text"))
+        raise ConfigError(_("--clear takes no text"))
     with Messenger(State.of(ctx).home, broker=broker, keyserver=keyserver) as m:
         target = _target(m, who)
         if text is None and not clear:
@@ -90,7 +85,7 @@ def announce(
                 emit_json(ann.to_json(m.name_of(ann.by)) if ann else {"kind": "announcement",
                           "text": None})  # fmt: skip
             elif ann is None:
-                console.print(t("這個聊天室沒有公告", "this chat has no announcement"))
+                console.print(_("this chat has no announcement"))
             else:
                 console.print(
                     Text.assemble(("📢 ", "bold"), safe(m.name_of(ann.by)), ": ", safe(ann.text))
@@ -103,8 +98,6 @@ def announce(
         console.print(
             Text.assemble(
                 ("✓ ", "green"),
-                t("已移除公告", "announcement taken down")
-                if clear
-                else t("已發布公告", "announcement posted"),
+                _("announcement taken down") if clear else _("announcement posted"),
             )  # fmt: skip
         )

@@ -11,11 +11,12 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from tits.i18n import _, zh
 from tits.media import stickers
 from tits.media.stickers import Pack, Shelf
 
 from .context import State
-from .output import console, emit_json, safe, t
+from .output import console, emit_json, safe
 
 sticker_app = typer.Typer(help="Sticker packs (signed; check one with gpg --verify).",
                           no_args_is_help=True)  # fmt: skip
@@ -49,10 +50,14 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         codes = " ".join(s.code for s in pack.stickers)
         console.print(
             Text.assemble(
-                (pack.id, "bold"), "  ", safe(t(pack.name_zh, pack.name_en)),
-                (f"  {t('內建', 'built-in')}" if builtin else "", "dim"), "\n  ", (codes, "dim"),
+                (pack.id, "bold"),
+                "  ",
+                safe(pack.name_zh if zh() else pack.name_en),
+                (f"  {_('built-in')}" if builtin else "", "dim"),
+                "\n  ",
+                (codes, "dim"),
             )
-        )  # fmt: skip
+        )
 
 
 @sticker_app.command("show")
@@ -65,12 +70,12 @@ def show(ctx: typer.Context, pack_id: Annotated[str, typer.Argument(help="The pa
         emit_json(_row(pack, folder, builtin))
         return
     table = Table(title=f"{safe(pack.name_zh)} / {safe(pack.name_en)}  ({pack.id})")
-    for col in (t("代碼", "code"), t("文字", "text"), "SHA-256"):
+    for col in (_("code"), _("text"), "SHA-256"):
         table.add_column(col)
     for s in pack.stickers:
         table.add_row(s.code, safe(s.text), s.sha256[:16])
     console.print(table)
-    console.print(Text.assemble((t("製作者 ", "creator "), "dim"), pack.creator))
+    console.print(Text.assemble((_("creator "), "dim"), pack.creator))
 
 
 @sticker_app.command("add")
@@ -87,8 +92,7 @@ def add(
     if as_json:
         emit_json({"id": pack.id, "creator": pack.creator, "stickers": len(pack.stickers)})
     else:
-        console.print(Text.assemble(("✓ ", "green"), t("已加入貼圖包 ", "added sticker pack "),
-                                    (pack.id, "bold")))  # fmt: skip
+        console.print(Text.assemble(("✓ ", "green"), _("added sticker pack "), (pack.id, "bold")))
 
 
 @sticker_app.command("make")

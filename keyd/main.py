@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tits.errors import TitsError
+from tits.i18n import translate_argparse
 from tits.log import configure
 
 from . import config as keyd_config
@@ -47,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=keyd_config.LOG_LEVELS, help="[info]")
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines to stderr")
     p.add_argument("--check", action="store_true", help="validate the settings and exit")
-    return p
+    return translate_argparse(p)
 
 
 def main(argv: list[str] | None = None) -> None:

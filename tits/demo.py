@@ -23,6 +23,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from tits.i18n import translate_argparse
+
 TALK_EVERY_S = 8.0
 
 SCRIPT = [
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="scripts/run", description="a local ω IM cloud demo")
     ap.add_argument("--once", action="store_true", help="talk once and exit (no Ctrl-C wait)")
     ap.add_argument("--brokers", type=int, default=4, help="how many brokers [4]")
-    args = ap.parse_args(argv)
+    args = translate_argparse(ap).parse_args(argv)
     if not 1 <= args.brokers <= 32:
         ap.error("--brokers must be between 1 and 32")
 

@@ -170,7 +170,7 @@ def test_status_page_renders_in_chromium(cloud: LocalCloud, people: People) -> N
     broker_rows = dom.rows["brokers"][1:]
     row_ids = {titles[0] for titles in dom.titles["brokers"][1:] if titles}
     assert len(broker_rows) == BROKERS and row_ids == ids, dom.rows["brokers"]
-    assert all("在線" in r for r in broker_rows), broker_rows
+    assert all("線上" in r for r in broker_rows), broker_rows
     assert sorted(c.get("data-id") or "" for c in dom.circles) == sorted(ids)
     # one line per link (the link set of the status read just before or just after rendering)
     drawn = sorted(

@@ -91,6 +91,27 @@ def test_the_full_view_is_for_loopback_or_the_token_and_the_rest_see_the_public_
         server.stop()
 
 
+def test_the_page_is_in_the_language_the_browser_asked_for() -> None:
+    """One language a page: Accept-Language picks it, `?lang=` overrides, zh-TW otherwise."""
+    server = StatusServer("127.0.0.1", 0, lambda: SNAP, "KEY")
+    server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        pages = {
+            "none": get(base + "/")[1].decode(),
+            "en": get(base + "/", **{"Accept-Language": "en-US,en;q=0.9"})[1].decode(),
+            "zh": get(base + "/", **{"Accept-Language": "zh-TW,zh;q=0.9,en;q=0.5"})[1].decode(),
+            "switch": get(base + "/?lang=en", **{"Accept-Language": "zh-TW"})[1].decode(),
+            "back": get(base + "/?lang=zh-TW", **{"Accept-Language": "en"})[1].decode(),
+        }
+        for key in ("none", "zh", "back"):
+            assert "雲端狀態" in pages[key] and "cloud status" not in pages[key], key
+        for key in ("en", "switch"):
+            assert "cloud status" in pages[key] and "雲端狀態" not in pages[key], key
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def cloud4():
     cloud = Cloud(4)

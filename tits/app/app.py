@@ -33,6 +33,7 @@ from tits.client.model import (
     Unsent,
 )
 from tits.errors import TitsError
+from tits.i18n import _, error_text
 
 from . import data, notify
 from .backend import Backend
@@ -42,7 +43,7 @@ from .media import Visual, visual_for
 from .msgview import FAILED, SENDING, SENT
 from .screens import ConversationScreen, HelpScreen, MainScreen, StickerPicker
 from .settings import Settings
-from .text import lifetime_label, safe, t, toggled, zh
+from .text import lifetime_label, safe, toggled, zh
 
 REFRESH_S = 0.25  # the chat list redraws at most this often while messages pour in
 BELL_S = 2.0
@@ -76,9 +77,9 @@ class TitsApp(App[None]):
     TITLE = "ω IM"
     ENABLE_COMMAND_PALETTE = False  # Textual's palette speaks English only
     BINDINGS = [
-        Binding("ctrl+q", "quit", t("離開", "Quit"), priority=True),
-        Binding("f1", "help", t("說明", "Help"), show=False),
-        Binding("ctrl+n", "next_unread", t("下一個未讀", "Next unread"), show=False),
+        Binding("ctrl+q", "quit", _("Quit"), priority=True),
+        Binding("f1", "help", _("Help"), show=False),
+        Binding("ctrl+n", "next_unread", _("Next unread"), show=False),
     ]
 
     def __init__(
@@ -125,15 +126,15 @@ class TitsApp(App[None]):
         try:
             await self.backend.start()
         except TitsError as exc:
-            self.notify(safe(exc.message), severity="error", markup=False, timeout=30)
-            self.set_status(t("無法開啟", "Cannot open"))
+            self.notify(safe(error_text(exc.message)), severity="error", markup=False, timeout=30)
+            self.set_status(_("Cannot open"))
             return
         await self.refresh_lists()
         self.ready.set()
         if self.backend.client is None:
-            self.set_status(t("離線", "Offline"))
+            self.set_status(_("Offline"))
             return
-        self.set_status(t("連線中…", "Connecting…"))
+        self.set_status(_("Connecting…"))
         self.run_worker(self._connect(), name="connect", group="client")
         await self._events()
 
@@ -143,8 +144,9 @@ class TitsApp(App[None]):
         try:
             await client.connect(timeout=self.connect_timeout)
         except TitsError as exc:
-            self.set_status(t("離線", "Offline"))
-            self.notify(safe(exc.message)[:300], severity="warning", markup=False, timeout=15)
+            self.set_status(_("Offline"))
+            why = safe(error_text(exc.message))[:300]
+            self.notify(why, severity="warning", markup=False, timeout=15)
 
     async def on_unmount(self) -> None:
         await self.backend.close()
@@ -193,7 +195,7 @@ class TitsApp(App[None]):
 
     def action_help_quit(self) -> None:
         """Ctrl-C (copy in the input) says how to quit, in the user's language."""
-        self.notify(t("按 Ctrl+Q 離開", "Press Ctrl+Q to quit"))
+        self.notify(_("Press Ctrl+Q to quit"))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -208,7 +210,7 @@ class TitsApp(App[None]):
             ):
                 await self.open_chat(c)
                 return
-        self.notify(t("沒有未讀訊息", "No unread messages"))
+        self.notify(_("No unread messages"))
 
     # -- a conversation --------------------------------------------------------------------------
 
@@ -291,8 +293,7 @@ class TitsApp(App[None]):
         """Send what was typed; False when it was not (offline, or a mistake in it)."""
         client = self.backend.client
         if client is None:
-            self.notify(t("離線模式：無法傳送訊息", "Offline: messages cannot be sent"),
-                        severity="warning")  # fmt: skip
+            self.notify(_("Offline: messages cannot be sent"), severity="warning")
             return False
         try:
             opts = await client.work(client.mention_options, screen.target, text, screen.lifetime_s)
@@ -324,7 +325,7 @@ class TitsApp(App[None]):
             await asyncio.to_thread(self.settings.save)  # a file written and synced: off the loop
             self.theme = THEMES[cmd.args[0]].name
             await self.refresh_lists()  # the unread badges take the theme's colour
-            self.notify(t(f"主題：{cmd.args[0]}", f"Theme: {cmd.args[0]}"))
+            self.notify(_("Theme: {args}").format(args=cmd.args[0]))
         elif cmd.name in ("pin", "mute"):
             which = "pinned" if cmd.name == "pin" else "muted"
             on = await asyncio.to_thread(self.settings.toggle, which, screen.chat.conv)
@@ -335,16 +336,18 @@ class TitsApp(App[None]):
         elif cmd.name == "lifetime":
             screen.set_lifetime(0 if cmd.args[0] == "off" else lifetime_seconds(cmd.args[0]) or 0)
             self.notify(
-                t(f"之後的訊息顯示 {lifetime_label(screen.lifetime_s)}後消失",
-                  f"Texts now vanish {lifetime_label(screen.lifetime_s)} after shown")
-                if screen.lifetime_s else t("之後的訊息不會消失", "Texts no longer vanish")
-            )  # fmt: skip
+                _("Texts now vanish {lifetime_label} after shown").format(
+                    lifetime_label=lifetime_label(screen.lifetime_s)
+                )
+                if screen.lifetime_s
+                else _("Texts no longer vanish")
+            )
         elif cmd.name in ("announce", "react"):
             await self._gesture(cmd, screen)
         elif cmd.name == "reply":
             answered = screen.newest_from_others()
             if answered is None:
-                self.notify(t("沒有可以回覆的訊息", "No message to reply to"), severity="warning")
+                self.notify(_("No message to reply to"), severity="warning")
                 return
             await self.send_text(screen, cmd.args[0], reply_to=answered.id)
         elif cmd.name == "unsend":
@@ -352,14 +355,17 @@ class TitsApp(App[None]):
         elif cmd.name == "sticker":
             if cmd.args:
                 if not await self.send_sticker(screen, cmd.args[0]):
-                    self.notify(t("找不到這張貼圖", "No such sticker here"), severity="warning")
+                    self.notify(_("No such sticker here"), severity="warning")
             else:
                 await self.open_stickers(screen)
         elif cmd.name == "file":
             path = Path(cmd.args[0]).expanduser()
             if not path.is_file():
-                self.notify(t(f"不是檔案：{safe(str(path))}", f"Not a file: {safe(str(path))}"),
-                            severity="warning", markup=False)  # fmt: skip
+                self.notify(
+                    _("Not a file: {path}").format(path=safe(str(path))),
+                    severity="warning",
+                    markup=False,
+                )
                 return
             self._send_media(screen, path, None)
 
@@ -377,7 +383,7 @@ class TitsApp(App[None]):
     async def open_stickers(self, screen: ConversationScreen) -> None:
         packs = await self.backend.work(self._packs)
         if not packs:
-            self.notify(t("沒有貼圖組：tits sticker add", "No sticker packs: tits sticker add"))
+            self.notify(_("No sticker packs: tits sticker add"))
             return
 
         def chosen(ref: str | None) -> None:
@@ -395,8 +401,7 @@ class TitsApp(App[None]):
         except TitsError:
             return False
         if found.image is None:
-            self.notify(t("這張貼圖的圖片不在這裡", "That sticker's image is not here"),
-                        severity="warning")  # fmt: skip
+            self.notify(_("That sticker's image is not here"), severity="warning")
             return True
         sticker = (f"{found.sticker.code}.png", f"{found.pack.id}/{found.sticker.code}")
         self._send_media(screen, found.image, sticker)
@@ -409,7 +414,7 @@ class TitsApp(App[None]):
         show it as sent."""
         client = self.backend.client
         if client is None:
-            self.notify(t("離線模式：無法傳送", "Offline: cannot send"), severity="warning")
+            self.notify(_("Offline: cannot send"), severity="warning")
             return
 
         async def go() -> None:
@@ -418,8 +423,7 @@ class TitsApp(App[None]):
                 if sticker is not None:
                     manifest.name, manifest.sticker = sticker
                 else:
-                    self.notify(t(f"傳送中：{safe(path.name)}", f"Sending {safe(path.name)}…"),
-                                markup=False)  # fmt: skip
+                    self.notify(_("Sending {name}…").format(name=safe(path.name)), markup=False)
                 msg_id = await client.send_file(screen.target, path, manifest=manifest)
             except TitsError as exc:
                 self.notify(safe(exc.message), severity="error", markup=False)
@@ -436,9 +440,7 @@ class TitsApp(App[None]):
         client = self.backend.client
         mine = screen.newest_of_mine()
         if client is None or mine is None:
-            self.notify(
-                t("沒有可以收回的訊息", "No message of yours to unsend"), severity="warning"
-            )
+            self.notify(_("No message of yours to unsend"), severity="warning")
             return
         try:
             await client.unsend(mine.id)
@@ -446,13 +448,13 @@ class TitsApp(App[None]):
             self.notify(safe(exc.message), severity="error", markup=False)
             return
         screen.unsent(mine.id)
-        self.notify(t("已收回訊息", "Message unsent"))
+        self.notify(_("Message unsent"))
 
     async def _gesture(self, cmd: Command, screen: ConversationScreen) -> None:
         """/announce and /react: signed messages of the chat, like texts."""
         b = self.backend
         if b.client is None:
-            self.notify(t("離線模式：無法傳送", "Offline: cannot send"), severity="warning")
+            self.notify(_("Offline: cannot send"), severity="warning")
             return
         try:
             if cmd.name == "announce":
@@ -462,7 +464,7 @@ class TitsApp(App[None]):
                 return
             target = screen.newest_from_others()
             if target is None:
-                self.notify(t("沒有可以回應的訊息", "No message to react to"), severity="warning")
+                self.notify(_("No message to react to"), severity="warning")
                 return
             await b.client.react(target.id, cmd.args[0])
         except TitsError as exc:
@@ -476,23 +478,21 @@ class TitsApp(App[None]):
         client = self.backend.client
         gid = screen.chat.group
         if gid is None:
-            self.notify(t("這個指令只能在群組中使用", "This command works in a group only"),
-                        severity="warning")  # fmt: skip
+            self.notify(_("This command works in a group only"), severity="warning")
             return
         if client is None:
-            self.notify(t("離線模式：無法變更群組", "Offline: the group cannot change"),
-                        severity="warning")  # fmt: skip
+            self.notify(_("Offline: the group cannot change"), severity="warning")
             return
         try:
             targets = [await client.work(client.resolve, a) for a in cmd.args]
             ev = await client.group_change(gid, cmd.name, targets)
         except TitsError as exc:
-            self.notify(safe(exc.message), severity="error", markup=False)
+            self.notify(safe(error_text(exc.message)), severity="error", markup=False)
             return
         if ev is not None:
             await self._group_changed(ev)
         if cmd.name == "leave":
-            self.notify(t("已退出群組", "You left the group"))
+            self.notify(_("You left the group"))
 
     # -- the client's events ---------------------------------------------------------------------
 
@@ -560,8 +560,7 @@ class TitsApp(App[None]):
             for s in self.screen_stack:
                 if isinstance(s, ConversationScreen):
                     s.mark(ev.id, FAILED)
-            self.notify(t("傳送失敗：", "Not sent: ") + safe(ev.reason)[:200], severity="error",
-                        markup=False)  # fmt: skip
+            self.notify(_("Not sent: ") + safe(ev.reason)[:200], severity="error", markup=False)
         elif isinstance(ev, Unsent):
             for s in self.screen_stack:
                 if isinstance(s, ConversationScreen) and ev.id in s.shown:
@@ -571,9 +570,9 @@ class TitsApp(App[None]):
             await self._group_changed(ev)
         elif isinstance(ev, LinkEvent):
             if ev.state == "ready":
-                self.set_status(t("已連線", "Connected"))
+                self.set_status(_("Connected"))
             else:
-                self.set_status(t("離線，重新連線中…", "Offline, reconnecting…"))
+                self.set_status(_("Offline, reconnecting…"))
 
     async def _group_changed(self, ev: GroupChanged) -> None:
         for s in self.screen_stack:
@@ -594,11 +593,7 @@ class TitsApp(App[None]):
             return
         self._last_bell = time.monotonic()
         name = await self.backend.work(self.backend.name_of, m.sender)
-        what = (
-            t("提到了你", "mentioned you")
-            if m.group is not None
-            else t("傳來訊息", "sent a message")
-        )
+        what = _("mentioned you") if m.group is not None else _("sent a message")
         self.notified.append((name, what))
         if not self.is_headless and self._driver is not None:  # App.bell() writes the same way
             self._driver.write(notify.sequence(os.environ, "ω IM", f"{name} {what}"))

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 from tits.client.controls import lifetime_seconds
 from tits.client.model import REACTIONS
+from tits.i18n import _
 
 from .settings import THEMES
-from .text import t
 
 COMMANDS = (
     "help", "theme", "invite", "leave", "pin", "mute", "announce", "react", "lifetime", "reply",
@@ -53,43 +53,33 @@ def unescape(line: str) -> str:
 def parse(line: str) -> Command:
     parts = line[1:].split()
     if not parts:
-        raise CommandError(t("請輸入指令，例如 /help", "type a command, for example /help"))
+        raise CommandError(_("type a command, for example /help"))
     name, args = parts[0].lower(), parts[1:]
     if name not in COMMANDS:
-        raise CommandError(
-            t(f"沒有「/{name}」這個指令，輸入 /help 查看", f"no command /{name}: type /help")
-        )
+        raise CommandError(_("no command /{name}: type /help").format(name=name))
     if name == "theme" and (len(args) != 1 or args[0] not in THEMES):
-        raise CommandError(
-            t("用法：/theme light|dark|contrast", "usage: /theme light|dark|contrast")
-        )
+        raise CommandError(_("usage: /theme light|dark|contrast"))
     if name == "invite" and not args:
-        raise CommandError(t("用法：/invite @名稱", "usage: /invite @name"))
+        raise CommandError(_("usage: /invite @name"))
     if name in ("leave", "quit", "help", "pin", "mute", "unsend") and args:
-        raise CommandError(t(f"/{name} 不需要參數", f"/{name} takes no arguments"))
+        raise CommandError(_("/{name} takes no arguments").format(name=name))
     if name == "announce":  # the text as typed, spaces kept
         return Command(name, [line[1:].split(None, 1)[1]] if len(parts) > 1 else [])
     if name == "file":
         if len(parts) < 2:
-            raise CommandError(t("用法：/file 檔案路徑", "usage: /file PATH"))
+            raise CommandError(_("usage: /file PATH"))
         return Command(name, [line[1:].split(None, 1)[1].strip()])
     if name == "sticker" and len(args) > 1:
-        raise CommandError(
-            t("用法：/sticker 或 /sticker (代碼)", "usage: /sticker or /sticker (code)")
-        )
+        raise CommandError(_("usage: /sticker or /sticker (code)"))
     if name == "reply":
         if len(parts) < 2:
-            raise CommandError(t("用法：/reply 回覆內容", "usage: /reply your answer"))
+            raise CommandError(_("usage: /reply your answer"))
         return Command(name, [line[1:].split(None, 1)[1]])
     if name == "react" and (len(args) != 1 or args[0].lower() not in REACTIONS):
-        raise CommandError(
-            t(f"用法：/react {'|'.join(REACTIONS)}", f"usage: /react {'|'.join(REACTIONS)}")
-        )
+        raise CommandError(_("usage: /react {join}").format(join="|".join(REACTIONS)))
     if name == "lifetime":
         if len(args) != 1 or (args[0] != "off" and lifetime_seconds(args[0]) is None):
-            raise CommandError(
-                t("用法：/lifetime 30s|10m|2h|1d|off", "usage: /lifetime 30s|10m|2h|1d|off")
-            )
+            raise CommandError(_("usage: /lifetime 30s|10m|2h|1d|off"))
     return Command(name, [a.lower() for a in args] if name == "react" else args)
 
 

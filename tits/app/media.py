@@ -19,8 +19,9 @@ from rich.text import Text
 from tits import wire
 from tits.client.model import Message
 from tits.errors import TitsError
+from tits.i18n import _
 
-from .text import safe, t
+from .text import safe
 
 PICTURE_CELLS = 24  # a preview's width at most, in cells
 STICKER_CELLS = 12
@@ -44,7 +45,7 @@ def visual_for(home: Path, m: Message) -> Visual | None:
     if man.sticker:
         return _sticker(home, man)
     lines = _halfblock(man.thumb, PICTURE_CELLS) if man.thumb else []
-    label = t("[圖片]", "[picture]") if man.mime.startswith("image/") else t("[檔案]", "[file]")
+    label = _("[picture]") if man.mime.startswith("image/") else _("[file]")
     return Visual(f"{label} {safe(man.name) or man.sha256.hex()[:12]}  {_size(man.size)}", lines)
 
 
@@ -56,7 +57,7 @@ def _sticker(home: Path, man: wire.Manifest) -> Visual:
         found = shelf.find(man.sticker)
         caption = safe(found.sticker.text) or found.sticker.code
     except TitsError:
-        caption = t("[貼圖]", "[sticker]")
+        caption = _("[sticker]")
     image = shelf.image(man.sha256)  # our own copy of the pack draws it, if we have it
     data = image.read_bytes() if image is not None else man.thumb
     return Visual(caption, _halfblock(data, STICKER_CELLS) if data else [])

@@ -25,9 +25,10 @@ from textual.strip import Strip
 
 from tits.client.model import REACTIONS
 from tits.client.model import Message as ChatMessage
+from tits.i18n import _
 
 from .media import Visual
-from .text import clock, lifetime_label, media_label, plain, safe, t
+from .text import clock, lifetime_label, media_label, plain, safe
 
 SENDING = "sending"
 SENT = "sent"
@@ -223,15 +224,27 @@ class MessageView(ScrollView, can_focus=True):
         if it.show_name and not it.mine:
             name = Text(safe(it.name)[: max(1, width)], style=self._style("msgview--name"))
             if not m.verified:
-                name.append(" ⚠ " + t("未驗證", "not verified"), style=self._style("msgview--warn"))
+                name.append(" ⚠ " + _("not verified"), style=self._style("msgview--warn"))
             out.append(_line(name, width, "left", base, console))
         if m.unsent:  # 收回: only the notice stays, as LINE shows it
-            who = t("你", "You") if it.mine else safe(it.name)
-            return out + [_centre(t(f"{who} 已收回訊息", f"{who} unsent a message"), width,
-                                  base + self._style("msgview--notice"), console)]  # fmt: skip
+            who = _("You") if it.mine else safe(it.name)
+            return out + [
+                _centre(
+                    _("{who} unsent a message").format(who=who),
+                    width,
+                    base + self._style("msgview--notice"),
+                    console,
+                )
+            ]
         if m.expired:
-            return out + [_centre(t("訊息已過期", "This message has expired"), width,
-                                  base + self._style("msgview--notice"), console)]  # fmt: skip
+            return out + [
+                _centre(
+                    _("This message has expired"),
+                    width,
+                    base + self._style("msgview--notice"),
+                    console,
+                )
+            ]
         if m.kind == "media" and it.visual is not None:  # drawn as it is, beside no bubble
             for ln in it.visual.lines:
                 out.append(_align(Strip(list(ln.render(console)), ln.cell_len), width, side, base))
@@ -284,11 +297,10 @@ def _meta(it: MsgItem, tz: tzinfo | None) -> str:
         when = f"⏱ {lifetime_label(it.message.lifetime_s)}  {when}"
     if not it.mine:
         return when
-    state = {SENDING: t("傳送中…", "Sending…"), SENT: t("已傳送", "Sent"),
-             FAILED: t("傳送失敗", "Not sent")}[it.state]  # fmt: skip
+    state = {SENDING: _("Sending…"), SENT: _("Sent"), FAILED: _("Not sent")}[it.state]
     n = it.message.read_by
     if it.state == SENT and n:  # 已讀 in a 1:1 chat, 已讀 N in a group, as LINE shows it
-        state = t(f"已讀 {n}", f"Read by {n}") if it.message.group else t("已讀", "Read")
+        state = _("Read by {n}").format(n=n) if it.message.group else _("Read")
     return f"{state}  {when}"
 
 

@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 
 from tits.client.mentions import completions as mention_completions
 from tits.client.model import Announced, Message
+from tits.i18n import _, pgettext
 
 from . import data
 from .commands import CommandError, is_command, parse, unescape
@@ -26,7 +27,7 @@ from .commands import complete as complete_command
 from .data import Chat, Notice
 from .media import Visual
 from .msgview import SENDING, SENT, Item, MessageView, MsgItem, NoticeItem, SepItem
-from .text import clock, day_key, day_label, lifetime_label, plain, safe, t, toggled
+from .text import clock, day_key, day_label, lifetime_label, plain, safe, toggled
 from .widgets import ChatRow, friend_prompt, notice_text
 
 SHORTCODE = re.compile(r"\([a-z0-9_-]{1,30}\)")
@@ -41,12 +42,12 @@ class TopBar(Static):
 
 class MainScreen(Screen[None]):
     BINDINGS = [
-        Binding("n", "next_unread", t("下一個未讀", "Next unread")),
-        Binding("p", "pin", t("置頂", "Pin")),
-        Binding("m", "mute", t("靜音", "Mute")),
-        Binding("1", "tab('chats')", t("聊天", "Chats"), show=False),
-        Binding("2", "tab('friends')", t("好友", "Friends"), show=False),
-        Binding("question_mark", "app.help", t("說明", "Help")),
+        Binding("n", "next_unread", _("Next unread")),
+        Binding("p", "pin", _("Pin")),
+        Binding("m", "mute", _("Mute")),
+        Binding("1", "tab('chats')", _("Chats"), show=False),
+        Binding("2", "tab('friends')", _("Friends"), show=False),
+        Binding("question_mark", "app.help", _("Help")),
     ]
 
     def __init__(self) -> None:
@@ -63,13 +64,12 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TopBar("ω IM", id="topbar")
         with TabbedContent(initial="chats"):
-            with TabPane(t("聊天", "Chats"), id="chats"):
+            with TabPane(_("Chats"), id="chats"):
                 yield OptionList(id="chat-list")
-                yield Static(t("還沒有聊天", "No chats yet"), id="no-chats", classes="empty")
-            with TabPane(t("好友", "Friends"), id="friends"):
+                yield Static(_("No chats yet"), id="no-chats", classes="empty")
+            with TabPane(_("Friends"), id="friends"):
                 yield OptionList(id="friend-list")
-        yield Static(t("? 說明　n 下一個未讀　Enter 開啟　Ctrl+Q 離開",
-                       "? help  n next unread  Enter open  Ctrl+Q quit"), id="hints")  # fmt: skip
+        yield Static(_("? help  n next unread  Enter open  Ctrl+Q quit"), id="hints")
 
     def on_mount(self) -> None:
         self.query_one("#chat-list", OptionList).focus()
@@ -157,7 +157,7 @@ class MainScreen(Screen[None]):
                 self.action_tab("chats")
                 self.chat_list.highlighted = i
                 return
-        self.notify(t("沒有未讀訊息", "No unread messages"))
+        self.notify(_("No unread messages"))
 
     async def _toggle(self, which: str) -> None:
         chat = self._highlighted()
@@ -185,15 +185,13 @@ def _hex(x: str) -> bool:
 class ConversationScreen(Screen[None]):
     AUTO_FOCUS = "#line"
     BINDINGS = [
-        Binding("escape", "back", t("返回", "Back")),
-        Binding("pageup", "page(-1)", t("上一頁", "Page up"), show=False),
-        Binding("pagedown", "page(1)", t("下一頁", "Page down"), show=False),
-        Binding("ctrl+f", "search", t("搜尋", "Search")),
-        Binding(
-            "ctrl+r", "jump_reply", t("跳到被回覆的訊息", "Jump to the replied message"), show=False
-        ),  # fmt: skip
-        Binding("slash", "search", t("搜尋", "Search"), show=False),
-        Binding("f1", "app.help", t("說明", "Help")),
+        Binding("escape", "back", _("Back")),
+        Binding("pageup", "page(-1)", _("Page up"), show=False),
+        Binding("pagedown", "page(1)", _("Page down"), show=False),
+        Binding("ctrl+f", "search", _("Search")),
+        Binding("ctrl+r", "jump_reply", _("Jump to the replied message"), show=False),  # fmt: skip
+        Binding("slash", "search", _("Search"), show=False),
+        Binding("f1", "app.help", _("Help")),
     ]
 
     def __init__(self, chat: Chat, title: str) -> None:
@@ -220,14 +218,16 @@ class ConversationScreen(Screen[None]):
         yield TopBar(Text(safe(self.title_text), style="bold"), id="topbar")
         yield Static(id="keywarn")
         yield Static(id="announcement")
-        yield Input(placeholder=t("在聊天中搜尋…", "Search in this chat…"), id="search")
+        yield Input(placeholder=_("Search in this chat…"), id="search")
         yield MessageView(self.tits.tz, id="log")
-        yield Static(t("還沒有訊息", "No messages yet"), id="no-messages", classes="empty")
+        yield Static(_("No messages yet"), id="no-messages", classes="empty")
         with Vertical(id="bottom"):
             yield Input(
-                placeholder=t("輸入訊息", "Type a message"), id="line", max_length=16000,
+                placeholder=_("Type a message"),
+                id="line",
+                max_length=16000,
                 suggester=MentionSuggester(self),
-            )  # fmt: skip
+            )
 
     def on_mount(self) -> None:
         self.query_one("#announcement", Static).display = False
@@ -246,29 +246,38 @@ class ConversationScreen(Screen[None]):
         bar.display = ann is not None
         if ann is not None:
             who = safe(names.get(ann.by, ann.by[:16]))
-            bar.update(Text.assemble(("📢 ", "bold"), (t("公告", "Announcement"), "bold"),
-                                     f"  {who}: ", plain(ann.text)))  # fmt: skip
+            bar.update(
+                Text.assemble(
+                    ("📢 ", "bold"), (_("Announcement"), "bold"), f"  {who}: ", plain(ann.text)
+                )
+            )
 
     def warn_key_changed(self, name: str) -> None:
         """The banner against fraud: their key is not the one you compared (a new phone, or
         someone in the middle). The app never asks for a code or a key; it says what to do."""
         bar = self.query_one("#keywarn", Static)
         who = safe(name)
-        bar.update(Text(t(
-            f"⚠ {who} 的金鑰已變更。請當面或通話核對指紋，再執行 tits contact confirm",
-            f"⚠ {who}'s key has changed. Compare fingerprints in person or on a call, then "
-            "run tits contact confirm",
-        ), style="bold"))  # fmt: skip
+        bar.update(
+            Text(
+                _(
+                    "⚠ {who}'s key has changed. Compare fingerprints in person or on a call, "
+                    "then run tits contact confirm"
+                ).format(who=who),
+                style="bold",
+            )
+        )
         bar.display = True
 
     def set_lifetime(self, seconds: int) -> None:
         self.lifetime_s = seconds
         line = self.query_one("#line", Input)
         line.placeholder = (
-            t(f"輸入訊息（⏱ {lifetime_label(seconds)}後消失）",
-              f"Type a message (⏱ vanishes after {lifetime_label(seconds)})")
-            if seconds else t("輸入訊息", "Type a message")
-        )  # fmt: skip
+            _("Type a message (⏱ vanishes after {lifetime_label})").format(
+                lifetime_label=lifetime_label(seconds)
+            )
+            if seconds
+            else _("Type a message")
+        )
 
     def read_by(self, counts: dict[bytes, int]) -> None:
         """已讀 N moved for these messages of ours."""
@@ -311,7 +320,7 @@ class ConversationScreen(Screen[None]):
         items.sort(key=lambda x: x[0])
         self._oldest = messages[0].ts if messages else None
         out: list[Item] = []
-        for _, it in items:
+        for _unused, it in items:
             out += self._items_for(it, names)
         self.view.set_items(out)
         self.query_one("#no-messages").display = not items
@@ -347,7 +356,7 @@ class ConversationScreen(Screen[None]):
         if quoted is None or quoted.message.unsent or quoted.message.expired:
             return "…"
         who = names.get(quoted.message.sender, quoted.name)
-        return f"{who}: {(quoted.message.text or t('[檔案]', '[file]'))[:40]}"
+        return f"{who}: {(quoted.message.text or _('[file]'))[:40]}"
 
     def add(self, it: Message | Notice, names: dict[str, str], state: str = SENT) -> None:
         if isinstance(it, Message) and it.id in self.shown:
@@ -418,14 +427,14 @@ class ConversationScreen(Screen[None]):
         """To the message the newest reply answers (LINE: tap the quote)."""
         reply = next((i for i in reversed(list(self.shown.values())) if i.message.reply_to), None)
         if reply is None:
-            self.notify(t("沒有回覆", "No replies here"))
+            self.notify(_("No replies here"))
             return
         self.jump_to(reply)
 
     def jump_to(self, reply: MsgItem) -> None:
         target = self.shown.get(reply.message.reply_to or b"")
         if target is None:
-            self.notify(t("被回覆的訊息不在這一頁", "The replied message is not loaded"))
+            self.notify(_("The replied message is not loaded"))
             return
         for item in self.shown.values():
             if item.hit:
@@ -459,7 +468,7 @@ class ConversationScreen(Screen[None]):
         shown_hits = [self.shown[m.id] for m in hits if m.id in self.shown]
         if not shown_hits:
             self.view.redraw()
-            self.notify(t(f"找不到「{safe(needle)}」", f"“{safe(needle)}” not found"), markup=False)
+            self.notify(_("“{needle}” not found").format(needle=safe(needle)), markup=False)
             return
         for item in shown_hits:
             item.hit = True
@@ -469,8 +478,11 @@ class ConversationScreen(Screen[None]):
         idx = self._hit_index + 1 if self._hit_needle == needle else 0
         self._hit_needle, self._hit_index = needle, idx % len(shown_hits)
         self.view.scroll_to_item(shown_hits[self._hit_index])
-        self.notify(t(f"第 {self._hit_index + 1} 筆，共 {len(shown_hits)} 筆",
-                      f"{self._hit_index + 1} of {len(shown_hits)}"))  # fmt: skip
+        self.notify(
+            _("{hit_index} of {n_shown_hits}").format(
+                hit_index=self._hit_index + 1, n_shown_hits=len(shown_hits)
+            )
+        )
 
     @on(Input.Submitted, "#line")
     async def _line(self, event: Input.Submitted) -> None:
@@ -503,7 +515,7 @@ class MentionSuggester(Suggester):
     async def get_suggestion(self, value: str) -> str | None:
         if value.startswith("/") and " " not in value:
             return complete_command(value)
-        head, _, word = value.rpartition(" ")
+        head, _unused, word = value.rpartition(" ")
         if not word.startswith("@") or not self.screen.members:
             return None
         names = mention_completions(word[1:], self.screen.members)
@@ -514,63 +526,52 @@ class MentionSuggester(Suggester):
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
-        Binding("escape", "dismiss", t("關閉", "Close")),
+        Binding("escape", "dismiss", _("Close")),
         Binding("question_mark", "dismiss", show=False),
         Binding("q", "dismiss", show=False),
     ]
 
     def compose(self) -> ComposeResult:
         keys = [
-            ("?  F1", t("說明（本頁）", "this help")),
-            ("↑ ↓", t("在聊天列表中移動", "move in the chat list")),
-            ("Enter", t("開啟聊天", "open a chat")),
-            ("n  Ctrl+N", t("下一個未讀聊天", "next unread chat")),
-            ("1  2", t("聊天／好友", "chats / friends")),
-            ("p  m", t("置頂／靜音", "pin / mute")),
-            ("Esc", t("返回", "back")),
-            ("PgUp PgDn", t("捲動訊息", "scroll messages")),
-            ("/  Ctrl+F", t("在聊天中搜尋", "search in the chat")),
-            ("Ctrl+R", t("跳到被回覆的訊息", "jump to the replied message")),
-            ("Ctrl+Q", t("離開", "quit")),
+            ("?  F1", _("this help")),
+            ("↑ ↓", _("move in the chat list")),
+            ("Enter", _("open a chat")),
+            ("n  Ctrl+N", _("next unread chat")),
+            ("1  2", _("chats / friends")),
+            ("p  m", _("pin / mute")),
+            ("Esc", _("back")),
+            ("PgUp PgDn", _("scroll messages")),
+            ("/  Ctrl+F", _("search in the chat")),
+            ("Ctrl+R", _("jump to the replied message")),
+            ("Ctrl+Q", _("quit")),
         ]
         cmds = [
-            ("/help", t("說明", "this help")),
-            ("/theme light|dark|contrast", t("主題", "theme")),
-            ("/invite @名稱", t("邀請加入群組", "invite to the group")) if _zh() else
-            ("/invite @name", "invite to the group"),
-            ("/leave", t("退出群組", "leave the group")),
-            ("/pin  /mute", t("置頂／靜音", "pin / mute")),
-            ("/announce [文字]", t("公告（不加文字：移除）", "")) if _zh() else
-            ("/announce [text]", "announce (no text: remove)"),
-            ("/react like|love|haha|…", t("回應最新一則訊息", "react to the newest message")),
-            ("/lifetime 10m|off", t("之後的訊息在顯示後多久消失", "texts vanish after shown")),
-            ("/reply 文字", t("回覆最新一則訊息", "")) if _zh() else
-            ("/reply text", "reply to the newest message"),
-            ("/unsend", t("收回你最新的一則訊息", "unsend your newest message")),
-            ("/sticker", t("貼圖（也可直接輸入 (代碼)）", "stickers (or type a (code))")),
-            ("/file 路徑", t("傳送檔案", "")) if _zh() else ("/file PATH", "send a file"),
-            ("/quit", t("離開", "quit")),
-        ]  # fmt: skip
+            ("/help", pgettext("tits.app.screens", "this help")),
+            ("/theme light|dark|contrast", _("theme")),
+            (_("/invite @name"), _("invite to the group")),
+            ("/leave", _("leave the group")),
+            ("/pin  /mute", _("pin / mute")),
+            (_("/announce [text]"), _("announce (no text: remove)")),
+            ("/react like|love|haha|…", _("react to the newest message")),
+            ("/lifetime 10m|off", _("texts vanish after shown")),
+            (_("/reply text"), _("reply to the newest message")),
+            ("/unsend", _("unsend your newest message")),
+            ("/sticker", _("stickers (or type a (code))")),
+            (_("/file PATH"), _("send a file")),
+            ("/quit", _("quit")),
+        ]
         text = Text()
-        text.append(t("按鍵", "Keys") + "\n", style="bold")
+        text.append(_("Keys") + "\n", style="bold")
         for k, v in keys:
             text.append(f"  {k:<12}", style="bold")
             text.append(v + "\n")
-        text.append(
-            "\n" + t("指令（在輸入列）", "Commands (in the input line)") + "\n", style="bold"
-        )
+        text.append("\n" + _("Commands (in the input line)") + "\n", style="bold")
         for k, v in cmds:
             text.append(f"  {k:<28}", style="bold")
             text.append(v + "\n")
         with VerticalScroll(id="help-box"):
-            yield Static(t("說明", "Help"), id="help-title")
+            yield Static(_("Help"), id="help-title")
             yield Static(text, id="help-text")
-
-
-def _zh() -> bool:
-    from .text import zh
-
-    return zh()
 
 
 class StickerPicker(ModalScreen[str | None]):
@@ -578,9 +579,9 @@ class StickerPicker(ModalScreen[str | None]):
     shown by its text rendering and shortcode (and sent as the pack's image)."""
 
     BINDINGS = [
-        Binding("escape", "dismiss_none", t("關閉", "Close")),
-        Binding("left", "pack(-1)", t("上一組", "Previous pack"), show=False),
-        Binding("right", "pack(1)", t("下一組", "Next pack"), show=False),
+        Binding("escape", "dismiss_none", _("Close")),
+        Binding("left", "pack(-1)", _("Previous pack"), show=False),
+        Binding("right", "pack(1)", _("Next pack"), show=False),
     ]
 
     def __init__(self, packs: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
@@ -589,7 +590,7 @@ class StickerPicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sticker-box"):
-            yield Static(t("貼圖", "Stickers"), id="sticker-title")
+            yield Static(_("Stickers"), id="sticker-title")
             with TabbedContent():
                 for pack_id, name, stickers in self.packs:
                     with TabPane(safe(name), id=f"pack-{pack_id}"):

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from tits.cli.output import safe, t, zh
 from tits.client.model import Message
+from tits.i18n import _, year
 
 __all__ = ["clock", "day_label", "list_time", "plain", "safe", "t", "zh"]
 
@@ -43,21 +44,22 @@ def list_time(ts_ms: int, now_ms: int, tz: tzinfo | None = None) -> str:
     if d.date() == now.date():
         return clock(ts_ms, tz)
     if d.date() == (now - timedelta(days=1)).date():
-        return t("昨天", "Yesterday")
+        return _("Yesterday")
     if d.year == now.year:
         return f"{d.month}/{d.day}"
-    return f"{d.year}/{d.month}/{d.day}"
+    return f"{year(d.year)}/{d.month}/{d.day}"
 
 
 def day_label(ts_ms: int, now_ms: int, tz: tzinfo | None = None) -> str:
-    """A day separator in a conversation: 今天 / 昨天 / 2026/12/1（二）."""
+    """A day separator in a conversation: 今天 / 昨天 / 2026/12/1（二）, 民國115/12/1（二） with
+    `roc_year`."""
     d, now = _local(ts_ms, tz), _local(now_ms, tz)
     if d.date() == now.date():
-        return t("今天", "Today")
+        return _("Today")
     if d.date() == (now - timedelta(days=1)).date():
-        return t("昨天", "Yesterday")
+        return _("Yesterday")
     if zh():
-        return f"{d.year}/{d.month}/{d.day}（{_WEEKDAYS_ZH[d.weekday()]}）"
+        return f"{year(d.year)}/{d.month}/{d.day}（{_WEEKDAYS_ZH[d.weekday()]}）"
     return d.strftime("%a, %b ") + str(d.day) + d.strftime(", %Y")
 
 
@@ -70,15 +72,17 @@ def lifetime_label(seconds: int) -> str:
     """A display lifetime as a person says it: 30 秒, 10 分鐘, 2 小時, 1 天."""
     for size, zh_unit, en_unit in ((86400, "天", "d"), (3600, "小時", "h"), (60, "分鐘", "min")):
         if seconds >= size and seconds % size == 0:
-            return t(f"{seconds // size} {zh_unit}", f"{seconds // size} {en_unit}")
-    return t(f"{seconds} 秒", f"{seconds} s")
+            return _("{seconds} {en_unit}").format(
+                seconds=seconds // size, en_unit=en_unit, zh_unit=zh_unit
+            )
+    return _("{seconds} s").format(seconds=seconds)
 
 
 def toggled(which: str, on: bool) -> str:
     """What pinning or muting a chat says: 已置頂, 已取消靜音 …"""
     if which == "pinned":
-        return t("已置頂", "Pinned") if on else t("已取消置頂", "Unpinned")
-    return t("已靜音", "Muted") if on else t("已取消靜音", "Unmuted")
+        return _("Pinned") if on else _("Unpinned")
+    return _("Muted") if on else _("Unmuted")
 
 
 def media_label(m: Message) -> str:
@@ -86,9 +90,8 @@ def media_label(m: Message) -> str:
     name made safe (the file itself is fetched by the client library, `Client.fetch`)."""
     info = m.media()
     if info is None:
-        return t("[檔案]", "[file]")
+        return _("[file]")
     if info["sticker"]:
-        return t("[貼圖] ", "[sticker] ") + safe(str(info["sticker"]).rpartition("/")[2])
-    kind = t("[圖片] ", "[picture] ") if str(info["mime"]).startswith("image/") else t(
-        "[檔案] ", "[file] ")  # fmt: skip
+        return _("[sticker] ") + safe(str(info["sticker"]).rpartition("/")[2])
+    kind = _("[picture] ") if str(info["mime"]).startswith("image/") else _("[file] ")
     return kind + safe(str(info["name"]))

@@ -11,9 +11,10 @@ from datetime import tzinfo
 from rich.text import Text
 
 from tits.client.model import Message
+from tits.i18n import _
 
 from .data import Chat, Friend, Notice
-from .text import list_time, media_label, safe, t
+from .text import list_time, media_label, safe
 
 PREVIEW_CHARS = 80
 
@@ -22,9 +23,9 @@ def preview(m: Message | None) -> str:
     if m is None:
         return ""
     if m.unsent:
-        return t("已收回訊息", "Message unsent")
+        return _("Message unsent")
     if m.expired:
-        return t("訊息已過期", "Message expired")
+        return _("Message expired")
     if m.kind == "media":
         return media_label(m)
     return safe((m.text or "").replace("\n", " ")[:PREVIEW_CHARS])
@@ -85,9 +86,9 @@ def friend_prompt(f: Friend) -> Text:
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(safe(f.name), style="bold")
     if f.key_changed:
-        line.append(" ⚠ " + t("金鑰已變更", "key changed"), style="bold red")
+        line.append(" ⚠ " + _("key changed"), style="bold red")
     elif f.verified:
-        line.append(" ✓ " + t("已驗證", "verified"), style="green")
+        line.append(" ✓ " + _("verified"), style="green")
     line.append("  " + " ".join(f.fp[i : i + 4] for i in range(0, 40, 4)), style="dim")
     return line
 
@@ -98,15 +99,15 @@ def notice_text(n: Notice, names: dict[str, str]) -> str:
     them = "、".join(safe(names.get(x, x[:16])) for x in n.targets) if n.targets else ""
     name = safe(n.name)
     if n.op == "create":
-        return t(f"{who} 建立了群組「{name}」", f"{who} created the group “{name}”")
+        return _("{who} created the group “{name}”").format(who=who, name=name)
     if n.op == "invite":
-        return t(f"{who} 邀請 {them} 加入群組", f"{who} invited {them}")
+        return _("{who} invited {them}").format(who=who, them=them)
     if n.op == "remove":
-        return t(f"{who} 將 {them} 移出群組", f"{who} removed {them}")
+        return _("{who} removed {them}").format(who=who, them=them)
     if n.op == "leave":
-        return t(f"{who} 已退出群組", f"{who} left the group")
+        return _("{who} left the group").format(who=who)
     if n.op == "admin":
-        return t(f"{who} 將 {them} 設為管理員", f"{who} made {them} an admin")
+        return _("{who} made {them} an admin").format(who=who, them=them)
     if n.op == "rename":
-        return t(f"{who} 將群組名稱改為「{name}」", f"{who} renamed the group “{name}”")
+        return _("{who} renamed the group “{name}”").format(who=who, name=name)
     return f"{who} {n.op}"
