@@ -73,7 +73,8 @@ def announce(
     timeout: TimeoutOpt = 30.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Put up a 公告 at the top of a chat for all its members (or show it, or --clear it)."""
+    """Put up an announcement at the top of a chat for all its members (or show it, or
+    --clear it)."""
     configure("warning")
     if clear and text:
         raise ConfigError(_("--clear takes no text"))
