@@ -599,7 +599,7 @@ class TitsApp(App[None]):
             self._driver.write(notify.sequence(os.environ, "ω IM", f"{name} {what}"))
 
 
-def run(home: Path, *, offline: bool = False, broker: str | None = None) -> None:
+def run(home: Path, *, offline: bool = False, broker: str | None = None) -> int:
     """Run the app; the client's logs go to HOME/app.log (on stderr they would draw over the
     screen)."""
     import logging
@@ -617,4 +617,6 @@ def run(home: Path, *, offline: bool = False, broker: str | None = None) -> None
             logger_factory=structlog.PrintLoggerFactory(file=log_file),
             cache_logger_on_first_use=False,
         )
-        TitsApp(home, offline=offline, broker=broker).run()
+        app = TitsApp(home, offline=offline, broker=broker)
+        app.run()
+        return app.return_code or 0

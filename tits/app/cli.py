@@ -28,10 +28,10 @@ def app_cmd(
 
     state = State.of(ctx)
     state.home.require()
-    run(state.home.path, offline=offline, broker=broker)
+    code = run(state.home.path, offline=offline, broker=broker)
     # the store is closed and the log flushed by now; a key lookup of the client's still
     # waiting for the network (a worker thread, joined at interpreter exit) must not hold
     # the terminal after Ctrl+Q
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
