@@ -101,10 +101,81 @@ def test_tits_alone_opens_the_app_in_a_terminal(broker: BrokerProc, people: Peop
         t.keys("Escape")
         t.wait_for("好友")
         t.keys("C-q")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # closing the client waits for its worker thread
         while t.exit_status() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert t.exit_status() == 0, t.capture()  # quit cleanly
         assert "Traceback" not in t.capture()
     finally:
         bob.close()
+
+
+def test_two_people_on_two_brokers_text_a_sticker_a_reply_and_an_unsend(
+    people: People, tmux_factory: list[Tmux], tmp_path: Path
+) -> None:
+    """Both in the real app, each at their own broker of one cloud: Chinese typed, a sticker
+    by its shortcode, a /reply, an /unsend; every screen on the way (and each app's log) kept
+    in tmp_path."""
+    from tests.integration.test_cloud_brokers import publish
+    from tests.proc_cloud import ProcCloud
+    from tits.contacts import Contacts
+
+    cloud = ProcCloud(2)
+    try:
+        publish(people, cloud.local.keyserver)
+        alice, bob = people.alice, people.bob
+        for me, other, broker in ((alice, bob, 0), (bob, alice, 1)):
+            me.save_config(broker=cloud.url(broker), keyserver=cloud.local.keyserver)
+            Contacts(me.path).add(other.path.name, other.fingerprint)
+        seed = Messenger(bob, broker=cloud.url(1), keyserver=cloud.local.keyserver)
+        try:
+            seed.send_text([alice.fingerprint], "在嗎？")
+        finally:
+            seed.close()
+        env = {"TITS_LANG": "zh_TW.UTF-8", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+        a = Tmux([TITS, "--home", str(alice.path)], env)
+        b = Tmux([TITS, "--home", str(bob.path)], env)
+        tmux_factory += [a, b]
+        shots = 0
+
+        def shot(t: Tmux, text: str) -> str:
+            nonlocal shots
+            screen = t.wait_for(text, timeout=90)
+            shots += 1
+            (tmp_path / f"{shots:02d}-{'alice' if t is a else 'bob'}.txt").write_text(screen)
+            return screen
+
+        shot(a, "在嗎？")
+        shot(a, "已連線")
+        a.keys("Enter")
+        shot(a, "輸入訊息")
+        a.keys("在！週末去夜市嗎？", literal=True)
+        a.keys("Enter")
+        shot(a, "已傳送")
+        shot(b, "週末去夜市嗎")  # in Bob's chat list, at the other broker
+        shot(b, "已連線")
+        b.keys("Enter")
+        shot(b, "輸入訊息")
+        b.keys("(love)", literal=True)  # a shortcode alone: the sticker
+        b.keys("Enter")
+        shot(a, "(♥‿♥)")  # drawn from Alice's own copy of the built-in pack
+        b.keys("幾點？", literal=True)
+        b.keys("Enter")
+        shot(a, "幾點？")  # what comes after a sticker shows too
+        a.keys("/reply 好啊，七點見", literal=True)
+        shot(a, "/reply 好啊")
+        a.keys("Enter")
+        shot(a, "↩ bob")  # quoted above her answer
+        screen = shot(b, "好啊，七點見")
+        assert "↩" in screen  # the answer quotes what it answers
+        a.keys("/unsend", literal=True)
+        a.keys("Enter")
+        shot(b, "已收回訊息")
+        assert shots == 14
+        assert all("Traceback" not in p.read_text() for p in tmp_path.glob("*.txt"))
+    finally:
+        for who in (people.alice, people.bob):
+            log = who.path / "app.log"
+            if log.exists():
+                shutil.copy(log, tmp_path / f"{who.path.name}-app.log")
+        cloud.close()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import tzinfo
 from pathlib import Path
 
+import structlog
 from textual.app import App
 from textual.binding import Binding
 from textual.theme import Theme
@@ -44,6 +45,17 @@ from .msgview import FAILED, SENDING, SENT
 from .screens import ConversationScreen, HelpScreen, MainScreen, StickerPicker
 from .settings import Settings
 from .text import lifetime_label, safe, toggled, zh
+
+_log = structlog.get_logger("tits.app")
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame, for the log (never the message's text)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else ""
+
 
 REFRESH_S = 0.25  # the chat list redraws at most this often while messages pour in
 BELL_S = 2.0
@@ -504,6 +516,8 @@ class TitsApp(App[None]):
                 await self._handle(ev)
             except Exception as exc:  # one odd event must not stop the app receiving
                 self.log.error(f"event failed: {exc!r}")
+                _log.error("app.event_failed", event=type(ev).__name__, error=repr(exc)[:500],
+                           where=_where(exc))  # fmt: skip
 
     async def _handle(self, ev: object) -> None:
         screen = self.screen

@@ -87,7 +87,7 @@ class MessageView(ScrollView, can_focus=True):
         "msgview--mention",
     }
     DEFAULT_CSS = """
-    MessageView { background: $surface; }
+    MessageView { background: $surface; scrollbar-gutter: stable; }
     MessageView > .msgview--theirs { background: $panel; color: $foreground; }
     MessageView > .msgview--mine { background: $primary 30%; color: $foreground; }
     MessageView > .msgview--name { text-style: bold; color: $foreground; }

@@ -169,7 +169,7 @@ class Client:
             self._ctx = None
         self._worker.submit(self.store.close).result()
         self._worker.shutdown(wait=True)
-        self._media_io.shutdown(wait=True, cancel_futures=True)
+        self._media_io.shutdown(wait=False, cancel_futures=True)  # a hash in progress ends with us
         self._lookups.shutdown(wait=False, cancel_futures=True)
 
     async def work(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
