@@ -202,9 +202,20 @@ class ClientPort:
         if type(curve) is not str or type(fd) is not int:
             return False
         sessions = self.sessions
-        conn = sessions.conn_for(curve, head.bytes, fd, now)
-        if conn is None:
-            return False
+        route = head.bytes
+        conn = sessions.conns.get(curve)
+        if (
+            conn is not None
+            and conn.route == route
+            and conn.fd == fd
+            and not conn.banned
+            and (conn.attached or conn.device is None)
+        ):
+            conn.last_seen = now  # the usual frame: `conn_for` has nothing to do
+        else:
+            conn = sessions.conn_for(curve, route, fd, now)
+            if conn is None:
+                return False
         if extra or len(frames) < 2:
             n = len(frames) - 1 + extra
             sessions.garbage(conn, "bad-frame", f"expected [envelope, body?], got {n} frames")
@@ -269,22 +280,19 @@ class ClientPort:
         if not msg.to:
             sessions.error(conn, "bad-request", "no recipients", msg.id)
             return
-        seen = self.dedup.check(msg.id, msg.sender)
-        if seen is Seen.DUPLICATE:
-            dups.append((conn, msg.id))
-            return
-        if seen is Seen.CONFLICT:
-            sessions.error(conn, "id-conflict", "message id already used", msg.id)
-            return
         body = frames[2].bytes
-        if len(body) * len(msg.to) > MAX_FANOUT_BYTES:
+        if len(body) * len(msg.to) > MAX_FANOUT_BYTES:  # (before its id is taken)
             sessions.error(conn, "too-big", "body × recipients is over the limit", msg.id)
             return
-        if seen is Seen.OLD:
-            old.append((conn, msg, body))
-        else:
-            self.dedup.remember(msg.id, msg.sender, now)
+        seen = self.dedup.admit(msg.id, msg.sender, now)  # a new id is remembered
+        if seen is Seen.NEW:
             batch.append((conn, msg, body))
+        elif seen is Seen.DUPLICATE:
+            dups.append((conn, msg.id))
+        elif seen is Seen.CONFLICT:
+            sessions.error(conn, "id-conflict", "message id already used", msg.id)
+        else:
+            old.append((conn, msg, body))
 
     def _resolve_old(self, old: Batch, batch: Batch, dups: Dups) -> None:
         """Ids older than the in-memory window: look them up in the store."""

@@ -77,6 +77,16 @@ class Dedup:
             return Seen.OLD
         return Seen.NEW
 
+    def admit(self, msg_id: bytes, sender: str, now: float) -> Seen:
+        """`check`, and a NEW id remembered at once (one call a message on the send path)."""
+        prev = self._ids.get(msg_id)
+        if prev is not None:
+            return Seen.DUPLICATE if prev == sender else Seen.CONFLICT
+        if msg_id[:6] <= self._floor_head:
+            return Seen.OLD
+        self.remember(msg_id, sender, now)
+        return Seen.NEW
+
     def remember(self, msg_id: bytes, sender: str, now: float | None = None) -> None:
         if msg_id in self._ids:
             return

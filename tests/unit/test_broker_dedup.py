@@ -28,6 +28,17 @@ def test_verdicts() -> None:
     assert d.check(new, A) is Seen.NEW
 
 
+def test_admit_is_check_and_remember_in_one_and_the_floor_is_exact() -> None:
+    d = Dedup(keep_s=3600)
+    d.load([], None, now_s=10_000.0)
+    new = mid(9_000_000)
+    assert d.admit(new, A, 1.0) is Seen.NEW and new in d
+    assert d.admit(new, A, 1.0) is Seen.DUPLICATE and d.admit(new, B, 1.0) is Seen.CONFLICT
+    at_floor, above = mid(d.floor_ms), mid(d.floor_ms + 1)  # (compared as bytes, not ints)
+    assert d.admit(at_floor, A, 1.0) is Seen.OLD and at_floor not in d  # the store decides
+    assert d.admit(above, A, 1.0) is Seen.NEW
+
+
 def test_forgets_by_age_and_raises_the_floor() -> None:
     d = Dedup(keep_s=10)
     ids = [mid(5_000_000 + k) for k in range(5)]
