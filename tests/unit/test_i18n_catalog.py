@@ -155,7 +155,7 @@ def test_wording_as_taiwan_writes_it() -> None:
 LATIN_OK = set(
     """
     gnupg gpg json url urls id ids qr ssh tcp http https hkp hkps toml systemd journald
-    keyd titsd tits sigkill sigterm socket mib kib utf ctrl enter esc pgup pgdn true false
+    keyd titsd tits sigkill sigterm socket mib kib gib utf ctrl enter esc pgup pgdn true false
     debug info warning error receipts listed lang theme roc_year ed25519 cv25519 rtt ms ok
     zeromq stdin stderr regex forwarded im alice journalctl pid prev none all root unix
     """.split()

@@ -95,7 +95,7 @@ def test_problems_and_counters_are_shown_escaped() -> None:
 def test_no_problems_says_the_invariants_hold_and_absent_keys_show_nothing() -> None:
     four = [*STATUS["brokers"][:2], {"id": C, "alive": True}, {"id": "9" * 40, "alive": True}]
     assert "invariants hold" in render(dict(STATUS, brokers=four, problems=[]), "en")
-    assert "拓撲不變量成立" in render(dict(STATUS, brokers=four, problems=[]))
+    assert "拓樸不變量成立" in render(dict(STATUS, brokers=four, problems=[]))
     page = visible(render(STATUS))
     assert 'id="problems"' not in page and 'id="counters"' not in page
 
