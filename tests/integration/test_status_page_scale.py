@@ -156,7 +156,7 @@ async def scenario(base: str, state: dict[str, Any]) -> dict[str, Any]:
         first = await page.eval("document.querySelector('#brokers tbody tr').textContent")
         assert "★" in first and "tw-00" in first  # this broker first, then the others
         headings = await page.eval("[...document.querySelectorAll('h2')].map(h => h.textContent)")
-        assert headings.index("伺服器") < headings.index("上線使用者 → 代理伺服器")
+        assert headings.index("伺服器") < headings.index("上線使用者 → 伺服器")
         await page.until(f"{UPDATES} >= 1")  # the first fetch of /api/status came back
         await page.eval("window.__mark = 42")
         geometry = await page.eval(GEOMETRY)
