@@ -171,7 +171,7 @@ def test_two_people_on_two_brokers_text_a_sticker_a_reply_and_an_unsend(
         a.keys("/unsend", literal=True)
         a.keys("Enter")
         shot(b, "已收回訊息")
-        assert shots == 14
+        assert shots == 13
         assert all("Traceback" not in p.read_text() for p in tmp_path.glob("*.txt"))
     finally:
         for who in (people.alice, people.bob):
