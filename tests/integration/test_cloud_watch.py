@@ -97,7 +97,8 @@ def test_kill9_one_of_six_the_rest_repair_and_restart_brings_it_back(
 
         # from another terminal: bring it back; a wrong number is one clear line
         bad = subprocess.run([*TITS, "cloud", "restart", "9", "--data", str(root)],
-                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+                             capture_output=True, text=True, timeout=60, check=False,
+                             env=dict(os.environ, TITS_LANG="en"))  # fmt: skip
         assert bad.returncode == 1 and "there is no broker 9" in bad.stderr
         res = subprocess.run([*TITS, "cloud", "restart", str(victim), "--data", str(root)],
                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
