@@ -75,6 +75,7 @@ log = structlog.get_logger("tits.client")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+CLOSE_WAIT_S = 10.0  # for the worker to finish what it is doing and close the store
 ANSWER_S = 4.0  # a broker silent this long is reported at once, and the next one tried
 MAX_LEARNT_BROKERS = 16
 # a login refused for the broker's own trouble, not ours: try the next broker, then again
@@ -167,8 +168,14 @@ class Client:
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
-        self._worker.submit(self.store.close).result()
-        self._worker.shutdown(wait=True)
+        # not .result() on the loop: the worker may be busy (a gpg call, a key server that is
+        # slow to answer) and the app's Ctrl+Q waited on it, sometimes for good
+        closing = asyncio.get_running_loop().run_in_executor(self._worker, self.store.close)
+        try:
+            await asyncio.wait_for(asyncio.shield(closing), CLOSE_WAIT_S)
+        except TimeoutError:
+            log.warning("client.close_slow", waited_s=CLOSE_WAIT_S)
+        self._worker.shutdown(wait=False, cancel_futures=True)
         self._media_io.shutdown(wait=False, cancel_futures=True)  # a hash in progress ends with us
         self._lookups.shutdown(wait=False, cancel_futures=True)
 
