@@ -631,6 +631,11 @@ def run(home: Path, *, offline: bool = False, broker: str | None = None) -> int:
             logger_factory=structlog.PrintLoggerFactory(file=log_file),
             cache_logger_on_first_use=False,
         )
+        import faulthandler
+        import signal
+
+        # `kill -USR1` on a stuck app writes every thread's stack to the log
+        faulthandler.register(signal.SIGUSR1, file=log_file, all_threads=True)
         app = TitsApp(home, offline=offline, broker=broker)
         app.run()
         return app.return_code or 0
