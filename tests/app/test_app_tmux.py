@@ -135,12 +135,25 @@ def test_tits_alone_opens_the_app_in_a_terminal(broker: BrokerProc, people: Peop
         bob.close()
 
 
+def night_market_photo(where: Path) -> Path:
+    """A 640×480 PNG of colour bands (a photo's size, so the sender makes a thumbnail)."""
+    from PIL import Image
+
+    img = Image.new("RGB", (640, 480))
+    for x in range(640):
+        for y in range(0, 480, 8):
+            img.putpixel((x, y), (x % 256, y % 256, 128))
+    path = where / "night-market.png"
+    img.save(path)
+    return path
+
+
 def test_two_people_on_two_brokers_text_a_sticker_a_reply_and_an_unsend(
     people: People, tmux_factory: list[Tmux], tmp_path: Path
 ) -> None:
     """Both in the real app, each at their own broker of one cloud: Chinese typed, a sticker
-    by its shortcode, a /reply, an /unsend; every screen on the way (and each app's log) kept
-    in tmp_path."""
+    by its shortcode, a picture by /file (both drawn in half blocks), a /reply, an /unsend;
+    every screen on the way (and each app's log) kept in tmp_path."""
     from tests.integration.test_cloud_brokers import publish
     from tests.proc_cloud import ProcCloud
     from tits.contacts import Contacts
@@ -183,10 +196,18 @@ def test_two_people_on_two_brokers_text_a_sticker_a_reply_and_an_unsend(
         shot(b, "輸入訊息")
         b.keys("(love)", literal=True)  # a shortcode alone: the sticker
         b.keys("Enter")
-        shot(a, "(♥‿♥)")  # drawn from Alice's own copy of the built-in pack
+        screen = shot(a, "(♥‿♥)")  # drawn from Alice's own copy of the built-in pack
+        assert screen.count("▀" * 12) >= 4  # its picture, in half blocks
         b.keys("幾點？", literal=True)
         b.keys("Enter")
         shot(a, "幾點？")  # what comes after a sticker shows too
+        b.keys(f"/file {night_market_photo(tmp_path)}", literal=True)
+        b.keys("Enter")
+        screen = shot(a, "[圖片] night-market.png")
+        assert screen.count("▀" * 24) >= 6  # a preview of the thumbnail Bob signed
+        b.keys("這張", literal=True)
+        b.keys("Enter")
+        shot(a, "這張")  # and what comes after a picture
         a.keys("/reply 好啊，七點見", literal=True)
         shot(a, "/reply 好啊")
         a.keys("Enter")
@@ -196,7 +217,7 @@ def test_two_people_on_two_brokers_text_a_sticker_a_reply_and_an_unsend(
         a.keys("/unsend", literal=True)
         a.keys("Enter")
         shot(b, "已收回訊息")
-        assert shots == 13
+        assert shots == 15
         for t in (a, b):
             t.keys("C-q")
         for t in (a, b):

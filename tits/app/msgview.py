@@ -115,16 +115,22 @@ class MessageView(ScrollView, can_focus=True):
     def set_items(self, items: list[Item]) -> None:
         self.items = list(items)
         self._relayout()
-        self.scroll_end(animate=False, immediate=True)
-        # a view not laid out yet (a chat just opened) has nothing to scroll: again once it is
-        self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
+        self._follow()  # a chat just opened is not laid out yet: again once it is
 
     def append(self, items: list[Item]) -> None:
-        at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        # at the bottom as of our own last layout: Textual's max_scroll_y follows a new
+        # virtual size only after a refresh, so after an item taller than what was left of
+        # the screen (a picture) the view sat short of the end and stopped following
+        at_end = self.scroll_y >= self._max_y
         self.items += items
         self._relayout()
         if at_end or any(isinstance(i, MsgItem) and i.mine for i in items):
-            self.scroll_end(animate=False, immediate=True)
+            self._follow()
+
+    def _follow(self) -> None:
+        """To the newest line: now, and again once the new height is known."""
+        self.scroll_end(animate=False, immediate=True)
+        self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     def prepend(self, items: list[Item]) -> None:
         """Older items above; the view stays on the line it showed."""
@@ -176,7 +182,7 @@ class MessageView(ScrollView, can_focus=True):
         at_end = self.scroll_y >= self._max_y
         self._relayout()
         if at_end:
-            self.scroll_end(animate=False, immediate=True)
+            self._follow()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
