@@ -15,7 +15,8 @@ from textual.widgets import Input
 from tests.app.homes import BOB, CAROL, NOW, fill
 from tests.app.support import ready, rows, screen_text, until
 from tits.app.app import TitsApp
-from tits.app.screens import ConversationScreen, HelpScreen
+from tits.app.modals import HelpScreen
+from tits.app.screens import ConversationScreen
 from tits.app.settings import Settings
 from tits.client.store import LocalStore
 
@@ -410,7 +411,7 @@ def test_lifetime_react_and_announce_commands_offline(tmp_path: Path) -> None:
 
 def test_pictures_stickers_and_the_picker(tmp_path: Path) -> None:
     from tests.app.homes import fill_media
-    from tits.app.screens import StickerPicker
+    from tits.app.modals import StickerPicker
 
     home = fill(tmp_path / "h")
     conv = fill_media(home)
@@ -443,5 +444,35 @@ def test_pictures_stickers_and_the_picker(tmp_path: Path) -> None:
                 pilot, lambda: "離線模式：無法傳送" in [n.message for n in app._notifications]
             )
             assert line.value == ""
+
+    asyncio.run(go())
+
+
+def test_a_picture_opens_on_the_whole_screen_from_its_signed_thumbnail(tmp_path: Path) -> None:
+    """Ctrl+O opens the newest picture (not the sticker after it): its signed thumbnail at
+    once; offline, the picture itself cannot come and the screen says so; Esc goes back."""
+    from tests.app.homes import fill_media
+    from tits.app.picture import PictureScreen
+
+    home = fill(tmp_path / "h")
+    conv = fill_media(home)
+
+    async def go() -> None:
+        app = make_app(home)
+        async with app.run_test(size=(80, 30)) as pilot:
+            await ready(pilot)
+            bob = next(r for r in rows(app) if r.chat.conv == conv)
+            await app.open_chat(bob.chat)
+            screen = await until(pilot, lambda: isinstance(app.screen, ConversationScreen)
+                                 and len(app.screen.shown) == 5 and app.screen)  # fmt: skip
+            await pilot.press("ctrl+o")
+            pic = await until(pilot, lambda: isinstance(app.screen, PictureScreen) and app.screen)
+            assert pic.manifest is not None and pic.manifest.name == "夜市.jpg"
+            await until(pilot, lambda: "不在這台裝置上" in screen_text(app), what="offline state")
+            widget = pic.query_one("#picture")
+            assert getattr(widget, "image", None) is not None  # the thumbnail, decoded
+            assert widget.image.size == (32, 16)  # type: ignore[attr-defined]
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is screen)
 
     asyncio.run(go())

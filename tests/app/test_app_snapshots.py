@@ -18,7 +18,8 @@ from textual.widgets import Input
 from tests.app.homes import NOW, fill
 from tests.app.support import ready, until
 from tits.app.app import TitsApp
-from tits.app.screens import ConversationScreen, HelpScreen
+from tits.app.modals import HelpScreen
+from tits.app.screens import ConversationScreen
 
 LANGS = {"zh": "zh_TW.UTF-8", "en": "en_US.UTF-8"}
 
@@ -147,7 +148,7 @@ def test_pictures_stickers_and_the_sticker_picker(
     snap_compare: Any, tmp_path: Path, lang: str
 ) -> None:
     from tests.app.homes import fill_media
-    from tits.app.screens import StickerPicker
+    from tits.app.modals import StickerPicker
 
     home = fill(tmp_path / "h")
     fill_media(home)

@@ -208,6 +208,17 @@ def test_two_people_on_two_brokers_text_a_sticker_a_reply_and_an_unsend(
         b.keys("這張", literal=True)
         b.keys("Enter")
         shot(a, "這張")  # and what comes after a picture
+        a.keys("C-o")  # the picture on the whole screen, fetched from Bob's broker
+        screen = shot(a, "bob：night-market.png")
+        deadline = time.monotonic() + 60
+        while "下載中" in screen or "縮圖" in screen or screen.count("▀") < 400:
+            assert time.monotonic() < deadline, screen  # the signed thumbnail, until it came
+            time.sleep(0.2)
+            screen = a.capture()
+        assert "不是圖片" not in screen
+        (tmp_path / f"{shots:02d}-alice-picture.txt").write_text(screen)
+        a.keys("Escape")
+        shot(a, "這張")
         a.keys("/reply 好啊，七點見", literal=True)
         shot(a, "/reply 好啊")
         a.keys("Enter")
@@ -217,7 +228,7 @@ def test_two_people_on_two_brokers_text_a_sticker_a_reply_and_an_unsend(
         a.keys("/unsend", literal=True)
         a.keys("Enter")
         shot(b, "已收回訊息")
-        assert shots == 15
+        assert shots == 17
         for t in (a, b):
             t.keys("C-q")
         for t in (a, b):

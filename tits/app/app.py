@@ -41,8 +41,9 @@ from .backend import Backend
 from .commands import Command
 from .data import Chat, Notice
 from .media import Visual, visual_for
+from .modals import HelpScreen, StickerPicker
 from .msgview import FAILED, SENDING, SENT
-from .screens import ConversationScreen, HelpScreen, MainScreen, StickerPicker
+from .screens import ConversationScreen, MainScreen
 from .settings import Settings
 from .text import lifetime_label, safe, toggled, zh
 
@@ -636,6 +637,12 @@ def run(home: Path, *, offline: bool = False, broker: str | None = None) -> int:
 
         # `kill -USR1` on a stuck app writes every thread's stack to the log
         faulthandler.register(signal.SIGUSR1, file=log_file, all_threads=True)
+        import sys
+
+        if sys.stdout.isatty():
+            from .picture import terminal_graphics
+
+            terminal_graphics()
         app = TitsApp(home, offline=offline, broker=broker)
         app.run()
         return app.return_code or 0

@@ -10,16 +10,16 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.css.query import NoMatches
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.suggester import Suggester
 from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from tits.client.mentions import completions as mention_completions
 from tits.client.model import Announced, Message
-from tits.i18n import _, pgettext
+from tits.i18n import _
 
 from . import data
 from .commands import CommandError, is_command, parse, unescape
@@ -190,6 +190,7 @@ class ConversationScreen(Screen[None]):
         Binding("pagedown", "page(1)", _("Page down"), show=False),
         Binding("ctrl+f", "search", _("Search")),
         Binding("ctrl+r", "jump_reply", _("Jump to the replied message"), show=False),  # fmt: skip
+        Binding("ctrl+o", "open_picture", _("Open the newest picture"), show=False),
         Binding("slash", "search", _("Search"), show=False),
         Binding("f1", "app.help", _("Help")),
     ]
@@ -445,8 +446,25 @@ class ConversationScreen(Screen[None]):
 
     @on(MessageView.Clicked)
     def _clicked(self, event: MessageView.Clicked) -> None:
-        if isinstance(event.item, MsgItem) and event.item.message.reply_to:
+        if not isinstance(event.item, MsgItem):
+            return
+        if _is_picture(event.item):
+            self.open_picture(event.item)
+        elif event.item.message.reply_to:
             self.jump_to(event.item)
+
+    def action_open_picture(self) -> None:
+        """The newest picture of the chat, the whole screen (kitty / Sixel where it can)."""
+        item = next((i for i in reversed(list(self.shown.values())) if _is_picture(i)), None)
+        if item is None:
+            self.notify(_("No pictures here"))
+            return
+        self.open_picture(item)
+
+    def open_picture(self, item: MsgItem) -> None:
+        from .picture import PictureScreen
+
+        self.app.push_screen(PictureScreen(item.message, item.name))
 
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
@@ -524,105 +542,16 @@ class MentionSuggester(Suggester):
         return f"{head} @{names[0]}" if head else f"@{names[0]}"
 
 
-class HelpScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape", "dismiss", _("Close")),
-        Binding("question_mark", "dismiss", show=False),
-        Binding("q", "dismiss", show=False),
-    ]
+def _is_picture(item: MsgItem) -> bool:
+    """A picture (not a sticker: a sticker is drawn in the chat already)."""
+    from tits import wire
+    from tits.errors import TitsError
 
-    def compose(self) -> ComposeResult:
-        keys = [
-            ("?  F1", _("this help")),
-            ("↑ ↓", _("move in the chat list")),
-            ("Enter", _("open a chat")),
-            ("n  Ctrl+N", _("next unread chat")),
-            ("1  2", _("chats / friends")),
-            ("p  m", _("pin / mute")),
-            ("Esc", _("back")),
-            ("PgUp PgDn", _("scroll messages")),
-            ("/  Ctrl+F", _("search in the chat")),
-            ("Ctrl+R", _("jump to the replied message")),
-            ("Ctrl+Q", _("quit")),
-        ]
-        cmds = [
-            ("/help", pgettext("tits.app.screens", "this help")),
-            ("/theme light|dark|contrast", _("theme")),
-            (_("/invite @name"), _("invite to the group")),
-            ("/leave", _("leave the group")),
-            ("/pin  /mute", _("pin / mute")),
-            (_("/announce [text]"), _("announce (no text: remove)")),
-            ("/react like|love|haha|…", _("react to the newest message")),
-            ("/lifetime 10m|off", _("texts vanish after shown")),
-            (_("/reply text"), _("reply to the newest message")),
-            ("/unsend", _("unsend your newest message")),
-            ("/sticker", _("stickers (or type a (code))")),
-            (_("/file PATH"), _("send a file")),
-            ("/quit", _("quit")),
-        ]
-        text = Text()
-        text.append(_("Keys") + "\n", style="bold")
-        for k, v in keys:
-            text.append(f"  {k:<12}", style="bold")
-            text.append(v + "\n")
-        text.append("\n" + _("Commands (in the input line)") + "\n", style="bold")
-        for k, v in cmds:
-            text.append(f"  {k:<28}", style="bold")
-            text.append(v + "\n")
-        with VerticalScroll(id="help-box"):
-            yield Static(_("Help"), id="help-title")
-            yield Static(text, id="help-text")
-
-
-class StickerPicker(ModalScreen[str | None]):
-    """貼圖: one tab a pack, arrow keys to choose, Enter sends, Esc closes. Each sticker is
-    shown by its text rendering and shortcode (and sent as the pack's image)."""
-
-    BINDINGS = [
-        Binding("escape", "dismiss_none", _("Close")),
-        Binding("left", "pack(-1)", _("Previous pack"), show=False),
-        Binding("right", "pack(1)", _("Next pack"), show=False),
-    ]
-
-    def __init__(self, packs: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
-        super().__init__()
-        self.packs = packs  # (pack id, its name, [(shortcode, text rendering)])
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="sticker-box"):
-            yield Static(_("Stickers"), id="sticker-title")
-            with TabbedContent():
-                for pack_id, name, stickers in self.packs:
-                    with TabPane(safe(name), id=f"pack-{pack_id}"):
-                        yield OptionList(
-                            *[Option(Text.assemble((safe(text), "bold"), "  ", (code, "dim")),
-                                     id=f"{pack_id}/{code}") for code, text in stickers],
-                            classes="sticker-list",
-                        )  # fmt: skip
-
-    def on_mount(self) -> None:
-        lists = self.query(".sticker-list")
-        if lists:
-            lists.first(OptionList).focus()
-
-    @on(TabbedContent.TabActivated)
-    def _tab(self, event: TabbedContent.TabActivated) -> None:
-        pane = event.pane
-        if pane is not None:
-            pane.query_one(OptionList).focus()
-
-    @on(OptionList.OptionSelected)
-    def _chosen(self, event: OptionList.OptionSelected) -> None:
-        event.stop()
-        self.dismiss(event.option.id)
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
-
-    def action_pack(self, step: int) -> None:
-        """← → between the packs (↑ ↓ stay within one)."""
-        tabs = self.query_one(TabbedContent)
-        ids = [f"pack-{p[0]}" for p in self.packs]
-        if tabs.active in ids:
-            tabs.active = ids[(ids.index(tabs.active) + step) % len(ids)]
-            tabs.get_pane(tabs.active).query_one(OptionList).focus()
+    m = item.message
+    if m.kind != "media" or m.unsent or m.manifest is None:
+        return False
+    try:
+        man = wire.MANIFEST_DECODER.decode(m.manifest)
+    except TitsError:
+        return False
+    return man.mime.startswith("image/") and not man.sticker
