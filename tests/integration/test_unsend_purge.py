@@ -108,7 +108,9 @@ def test_an_offline_device_never_receives_what_was_taken_back(
         try:
             texts = [m.text for m in drain(bob_tablet)]
             assert texts == ["晚上見"]
-            assert bob_tablet.store.message(secret) is None
+            placeholder = bob_tablet.store.message(secret)  # "Alice 已收回訊息", no text
+            assert placeholder is not None and placeholder.unsent and placeholder.text is None
+            assert placeholder.sender == a.fingerprint
             assert bob_tablet.store.tombstoned(secret, a.fingerprint)
         finally:
             bob_tablet.close()
