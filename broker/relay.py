@@ -226,9 +226,10 @@ class Relay:
             return
         if pending.rows:
             self._drop_stored(pending)
-            pending.rows, pending.fanout, _ = self.purged.keep(
-                pending.rows, pending.fanout, [(row[2], row[3]) for row in pending.rows]
-            )
+            if self.purged:  # (none, almost always)
+                pending.rows, pending.fanout, _ = self.purged.keep(
+                    pending.rows, pending.fanout, [(row[2], row[3]) for row in pending.rows]
+                )
 
         def done(ok: bool) -> None:
             if not ok:
