@@ -324,8 +324,10 @@ class Relay:
             return
         assert fwd.purge is not None
         pair = (bytes(fwd.purge), fwd.sender)
-        if not self.purged.hit(*pair):  # (a retried unsend: done already)
-            self.purged.add(*pair)
+        self.purged.add(*pair)
+        # a retried unsend is purged again: its first commit may have failed (rare, and the
+        # deletes find nothing the second time)
+        if pair not in self._pending.purges:
             self._pending.purges.append(pair)
 
     def _known(self, msg_id: bytes, user: str) -> bool:
