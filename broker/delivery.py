@@ -9,7 +9,8 @@ message of a user has a seq (increasing, with gaps between users). Each online d
   frames), with `ids` (id → seq) for the acknowledgements, which name ids;
 - its cursor, which therefore is `min(inflight) - 1`, or `sent_upto` when nothing is in flight:
   it passes only rows that were acknowledged (or whose message is in flight again at a later
-  seq: one acknowledgement of an id answers for both).
+  seq: one acknowledgement of an id answers for both), or that no longer exist (an unsend
+  purged them: `drop`, broker/purge.py).
 
 A new message goes straight to a device that is caught up and has room in its window; any
 other device is "behind" and is refilled from the store (`pump`) as acknowledgements free its
