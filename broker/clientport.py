@@ -280,6 +280,9 @@ class ClientPort:
         if not msg.to:
             sessions.error(conn, "bad-request", "no recipients", msg.id)
             return
+        if msg.purge is not None and msg.purge == msg.id:
+            sessions.error(conn, "bad-request", "a message cannot take itself back", msg.id)
+            return
         body = frames[2].bytes
         if len(body) * len(msg.to) > MAX_FANOUT_BYTES:  # (before its id is taken)
             sessions.error(conn, "too-big", "body × recipients is over the limit", msg.id)

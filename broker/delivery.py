@@ -9,7 +9,8 @@ message of a user has a seq (increasing, with gaps between users). Each online d
   frames), with `ids` (id → seq) for the acknowledgements, which name ids;
 - its cursor, which therefore is `min(inflight) - 1`, or `sent_upto` when nothing is in flight:
   it passes only rows that were acknowledged (or whose message is in flight again at a later
-  seq: one acknowledgement of an id answers for both).
+  seq: one acknowledgement of an id answers for both), or that no longer exist (an unsend
+  purged them: `drop`, broker/purge.py).
 
 A new message goes straight to a device that is caught up and has room in its window; any
 other device is "behind" and is refilled from the store (`pump`) as acknowledgements free its
@@ -224,6 +225,23 @@ class Delivery:
         self._dirty.setdefault(dev, -1)
         if dev.sent_upto < self.last.get(dev.user, 0):
             self.behind.add(dev)
+
+    def drop(self, msg_id: bytes, mine: Callable[[bytes], bool]) -> int:
+        """Take the message `msg_id` out of flight everywhere (收回: its rows are deleted), so
+        no retry sends it again; only entries whose envelope `mine(env)` accepts go (the
+        purge's sender's). Returns how many went. Cursors may then pass it: no row is left."""
+        dropped = 0
+        for devices in self.online.values():
+            for dev in devices.values():
+                seq = dev.ids.get(msg_id)
+                if seq is None or not mine(dev.inflight[seq][2]):
+                    continue
+                del dev.ids[msg_id]
+                gone = dev.inflight.pop(seq)
+                dev.inflight_bytes -= len(gone[3])
+                self._dirty.setdefault(dev, -1)
+                dropped += 1
+        return dropped
 
     def cursor_moves(self) -> list[tuple[int, str, str]]:
         """(cursor, user, device) for every device whose cursor moved since the last call."""

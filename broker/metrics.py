@@ -162,6 +162,12 @@ class BrokerCollector(Collector):
             "Forwards for other brokers passed on from memory.",
             transit.passed if transit is not None else 0,
         )
+        yield _counter(
+            "titsd_messages_purged",
+            "Copies of messages taken back by their senders (unsent), dropped before delivery:"
+            " mailbox rows and deliveries in flight.",
+            counters.get("purged", 0),
+        )
         refused = CounterMetricFamily(
             "titsd_refusals",
             "Error replies to clients, by error code (a refused send, login or frame).",

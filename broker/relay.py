@@ -37,6 +37,7 @@ from tits.log import sanitise
 
 from .cloud import Cloud, Route
 from .delivery import Delivery, Device, SendResult
+from .purge import Purge, Purged, valid
 from .store import Row, Store
 from .transit import Transit
 
@@ -62,6 +63,7 @@ class _StoredDeliver(msgspec.Struct, tag="deliver", tag_field="k", forbid_unknow
     group: bytes | None = None
     ts: int = 0
     device: str | None = None
+    purge: bytes | None = None
 
 
 _stored_deliver = msgspec.msgpack.Decoder(_StoredDeliver)
@@ -89,8 +91,12 @@ Fanout = list[tuple[str, int, bytes, bytes, bytes, str]]  # user, seq, id, env, 
 
 
 class Committer(Protocol):
-    def submit_relay(self, rows: list[Row], fanout: Fanout, done: Callable[[bool], None]) -> None:
-        """Commit `rows` (group commit), hand `fanout` to delivery, then call `done(ok)`."""
+    def submit_relay(
+        self, rows: list[Row], fanout: Fanout, done: Callable[[bool], None],
+        purges: list[Purge] | None = None,
+    ) -> None:  # fmt: skip
+        """Commit `rows` and `purges` (group commit), hand `fanout` to delivery, then call
+        `done(ok)`."""
 
     def register_device(self, user: str, device: str) -> None:
         """Give a (pseudo) device a persistent cursor."""
@@ -101,11 +107,16 @@ class _Pending:
     rows: list[Row] = field(default_factory=list)
     fanout: Fanout = field(default_factory=list)
     acks: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    purges: list[Purge] = field(default_factory=list)
 
 
 class Relay:
-    def __init__(self, me: str, store: Store, delivery: Delivery, committer: Committer) -> None:
+    def __init__(
+        self, me: str, store: Store, delivery: Delivery, committer: Committer,
+        purged: Purged | None = None,
+    ) -> None:  # fmt: skip
         self.me, self.store, self.delivery, self.committer = me, store, delivery, committer
+        self.purged = purged if purged is not None else Purged()
         self.cloud: Cloud | None = None
         self.transit: Transit | None = None
         self._seen: OrderedDict[tuple[bytes, str], None] = OrderedDict()
@@ -125,6 +136,11 @@ class Relay:
     # -- CloudHost -------------------------------------------------------------------------
 
     def cloud_forward_arrived(self, peer: str, fwd: wire.Forward, body: bytes) -> None:
+        if fwd.purge is not None:  # an unsend: its message goes from here too, even passing by
+            self._purge(fwd)
+        elif self.purged and self.purged.hit(fwd.id, fwd.sender):
+            self._pending.acks.append((peer, fwd.id, fwd.token))  # taken back: goes no further
+            return
         if fwd.target != self.me and self.transit is not None:
             if self.transit.pass_on(peer, fwd, body):
                 return
@@ -145,10 +161,11 @@ class Relay:
             # its recipients here, and the sender (for their devices here)
             users = [u for u in (fwd.deliver_to or fwd.to) if u in fwd.to or u == fwd.sender]
             device = fwd.device if _DEVICE.fullmatch(fwd.device) else ""
+            purge = fwd.purge if fwd.purge is not None and len(fwd.purge) == 16 else None
             env = wire.encode(
                 wire.Deliver(
                     id=fwd.id, sender=fwd.sender, to=fwd.to, group=fwd.group, ts=fwd.ts,
-                    device=device or None,
+                    device=device or None, purge=purge,
                 )
             )  # fmt: skip
         else:
@@ -205,10 +222,14 @@ class Relay:
         it is on disk. Duplicates are acknowledged after this commit too: their original may
         be in it."""
         pending, self._pending = self._pending, _Pending()
-        if not pending.rows and not pending.acks:
+        if not pending.rows and not pending.acks and not pending.purges:
             return
         if pending.rows:
             self._drop_stored(pending)
+            if self.purged:  # (none, almost always)
+                pending.rows, pending.fanout, _ = self.purged.keep(
+                    pending.rows, pending.fanout, [(row[2], row[3]) for row in pending.rows]
+                )
 
         def done(ok: bool) -> None:
             if not ok:
@@ -220,7 +241,7 @@ class Relay:
             for peer, msg_id, token in pending.acks:
                 self.cloud.ack(peer, msg_id, token)
 
-        self.committer.submit_relay(pending.rows, pending.fanout, done)
+        self.committer.submit_relay(pending.rows, pending.fanout, done, pending.purges)
 
     def tick(self) -> None:
         """Keep what the next hop left unacknowledged too long: we retry it from now on."""
@@ -277,7 +298,7 @@ class Relay:
                 fwd = wire.Forward(
                     id=d.id, origin=self.me, sender=d.sender, to=d.to, group=d.group,
                     target=dev.device[1:], deliver_to=[dev.user], ts=d.ts, token=token,
-                    device=d.device or "",
+                    device=d.device or "", purge=d.purge,
                 )  # fmt: skip
         except (WireError, msgspec.DecodeError, msgspec.ValidationError, AttributeError) as exc:
             log.error("relay.bad_stored_envelope", error=sanitise(str(exc)))
@@ -294,6 +315,20 @@ class Relay:
         if self.delivery.device(user, device) is None:
             self.delivery.attach(Device(user, device, b"", window=RELAY_WINDOW), floor)
             self.committer.register_device(user, device)
+
+    def _purge(self, fwd: wire.Forward) -> None:
+        """收回 across the cloud: the forward's sender is the origin broker's word (an
+        admitted peer's), as for every forward; only that sender's rows go (purge.py)."""
+        if not valid(fwd.purge, fwd.sender, fwd.id, time.time()):
+            log.warning("forward.bad_purge", id=fwd.id.hex(), sender=fwd.sender[:16])
+            return
+        assert fwd.purge is not None
+        pair = (bytes(fwd.purge), fwd.sender)
+        self.purged.add(*pair)
+        # a retried unsend is purged again: its first commit may have failed (rare, and the
+        # deletes find nothing the second time)
+        if pair not in self._pending.purges:
+            self._pending.purges.append(pair)
 
     def _known(self, msg_id: bytes, user: str) -> bool:
         """Seen lately? What was stored before a restart is sorted out at `flush`, in one

@@ -13,6 +13,7 @@ frame's ``User-Id``), never to the routing id, which a client can choose.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -43,6 +44,7 @@ from .delivery import Delivery, Device, SendResult
 from .keys import ServerKeys
 from .login import LoginVerifier, close_login_home, login_home
 from .metrics import Metrics
+from .purge import Purge, Purged, sent_by, valid
 from .relay import Fanout, Relay
 from .revocations import RevocationWatch
 from .sessions import SETTLE_MS, Conn, Sessions, ZapPolicy, cloud_client_urls
@@ -62,6 +64,10 @@ HEARTBEAT_IVL_MS = 10_000
 HEARTBEAT_TIMEOUT_MS = 30_000
 
 
+def _by(sender: str, env: bytes) -> bool:
+    return sent_by(env, sender)
+
+
 class Broker:
     """The loop and its parts, composed: `Sessions` (keys, connections, logins), `Dedup`
     (message ids), `ClientPort` (the client socket), `Delivery` (cursors), `Relay` and
@@ -73,7 +79,10 @@ class Broker:
         self.cfg = cfg
         self.limits = cfg.limits
         self._stop = threading.Event()
-        self.counters = {"accepted": 0, "duplicates": 0, "refused": 0, "logins": 0}
+        self.counters = {
+            "accepted": 0, "duplicates": 0, "refused": 0, "logins": 0,
+            "purged": 0,  # mailbox rows and deliveries in flight taken back (收回)
+        }  # fmt: skip
         self._snapshot: dict[str, Any] = {}
         self._presence: list[wire.PresenceEntry] | None = None
         # the settings as a start would read them now, for a reload (main.py sets it: the same
@@ -88,6 +97,7 @@ class Broker:
         self.keys = ServerKeys.load_or_create(cfg.data, cfg.name)
         self.fingerprint = self.keys.fingerprint
         self.store = Store(cfg.data / "mailbox.db", cfg.durability)
+        self.purged = Purged(self.store.db)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self.writer = Writer(cfg.data / "mailbox.db", cfg.durability, self._wake)
@@ -154,7 +164,7 @@ class Broker:
         self.http_url = f"http://{url_host(cfg.public_host)}:{self.http_port}"
 
         secret = load_or_create_secret(cfg.cloud_secret or cfg.data / "cloud.secret")
-        self.relay = Relay(self.fingerprint, self.store, self.delivery, self)
+        self.relay = Relay(self.fingerprint, self.store, self.delivery, self, self.purged)
         self.cloud = Cloud(
             self.ctx, self.fingerprint, cfg.data,
             BrokerSigner(self.keys.identity, self.fingerprint, cfg.data),
@@ -366,12 +376,17 @@ class Broker:
         seq = store.next_seq
         encode = wire.encode
         Deliver = wire.Deliver  # noqa: N806
+        purges = self._purges(batch, ts_s)
+        purged = self.purged
+        check = bool(purged)  # (none, almost always: nothing to look up per message)
         for conn, msg, body in batch:
+            if check and purged.hit(msg.id, msg.sender):
+                continue  # taken back already (a resend after its unsend): accepted, not kept
             device = conn.device.device if conn.device is not None else ""
             env = encode(
                 Deliver(
                     id=msg.id, sender=msg.sender, to=msg.to, group=msg.group, ts=ts_ms,
-                    device=device or None,
+                    device=device or None, purge=msg.purge,
                 )
             )  # fmt: skip
             # one row per mailbox: the recipients', and the sender's for their other devices
@@ -388,8 +403,29 @@ class Broker:
         store.next_seq = seq  # (what `store.allocate` does, a row at a time)
         self.port.moves_due = False
         self.writer.submit(
-            Job(rows=rows, cursors=self.delivery.cursor_moves(), token=(batch, dups, fanout))
-        )
+            Job(
+                rows=rows, cursors=self.delivery.cursor_moves(), purges=purges,
+                token=(batch, dups, fanout),
+            )
+        )  # fmt: skip
+
+    def _purges(self, batch: Batch, now_s: int) -> list[Purge]:
+        """The unsends of this batch (收回), remembered at once: the purged message may be in
+        this batch too, or come later."""
+        out: list[Purge] = []
+        for _, msg, _ in batch:
+            if msg.purge is not None and valid(msg.purge, msg.sender, msg.id, now_s):
+                out.append((msg.purge, msg.sender))
+                self.purged.add(msg.purge, msg.sender)
+        return out
+
+    def _dropped(self, job: Job) -> None:
+        """After a commit with purges: what is in flight of those messages goes too."""
+        dropped = 0
+        for msg_id, sender in job.purges:
+            dropped += self.delivery.drop(msg_id, functools.partial(_by, sender))
+        self.counters["purged"] += job.purged + dropped
+        log.info("store.purged", messages=len(job.purges), rows=job.purged, inflight=dropped)
 
     def _committed(self, job: Job) -> None:
         if job.prune is not None and job.pruned:
@@ -398,6 +434,8 @@ class Broker:
             if job.error is not None:
                 log.error("store.commit_failed", error=str(job.error))
             return
+        if job.purges and job.error is None:
+            self._dropped(job)
         if len(job.token) == 2:  # forwards from the cloud (relay.flush)
             done, fanout = job.token
             if job.error is not None:
@@ -457,10 +495,16 @@ class Broker:
             self.poller.register(sock, zmq.POLLIN)
         self._cloud_socks = want
 
-    def submit_relay(self, rows: list[Row], fanout: Fanout, done: Callable[[bool], None]) -> None:
+    def submit_relay(
+        self, rows: list[Row], fanout: Fanout, done: Callable[[bool], None],
+        purges: list[Purge] | None = None,
+    ) -> None:  # fmt: skip
         self.writer.submit(
-            Job(rows=rows, cursors=self.delivery.cursor_moves(), token=(done, fanout))
-        )
+            Job(
+                rows=rows, cursors=self.delivery.cursor_moves(), purges=purges or (),
+                token=(done, fanout),
+            )
+        )  # fmt: skip
 
     def register_device(self, user: str, device: str) -> None:
         self.writer.submit(Job(devices=[(user, device)]))

@@ -62,6 +62,7 @@ COUNTER_LABELS = {
     "kept": N_("kept for forwarding"),
     "passed": N_("passed through"),
     "passing": N_("passing"),
+    "purged": N_("taken back before delivery"),
 }
 
 STYLE = """

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .purge import PRUNE_PURGES_SQL, Purge, ensure_table, purge_rows
+
 SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -108,6 +110,7 @@ class Store:
         self.durability = durability
         self.db = connect(path, durability)
         migrate(self.db)
+        ensure_table(self.db)
         try:  # what a crash left in the WAL goes into the database now, and the WAL shrinks
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -365,9 +368,11 @@ class Job:
     cursors: Sequence[tuple[int, str, str]] = ()
     devices: Sequence[tuple[str, str]] = ()
     prune: tuple[float, float, float] | None = None  # (now, keep_s, max_age_s)
+    purges: Sequence[Purge] = ()  # unsends' (message id, sender): their rows go (purge.py)
     token: Any = None
     error: BaseException | None = None
     pruned: int = 0
+    purged: int = 0  # rows the purges deleted
 
 
 class Writer:
@@ -457,6 +462,8 @@ class Writer:
                     )
                 if job.rows:
                     self._insert(job.rows)
+                if job.purges:  # after the rows: the original may be in this very commit
+                    job.purged = purge_rows(db, job.purges, now)
                 if job.cursors:
                     db.executemany(
                         "INSERT INTO cursors VALUES (?,?,?,?) ON CONFLICT(user, device) "
@@ -468,6 +475,7 @@ class Writer:
                     job.pruned = db.execute(
                         PRUNE_SQL, (int(t - max_age_s), int(t - keep_s))
                     ).rowcount
+                    db.execute(PRUNE_PURGES_SQL, (int(t - max_age_s),))
                     db.execute(
                         "DELETE FROM bodies WHERE NOT EXISTS (SELECT 1 FROM entries"
                         " INDEXED BY mail_id_user WHERE entries.id = bodies.id)"

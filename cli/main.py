@@ -23,6 +23,7 @@ from . import (
     key_cmds,
     logs_cmds,
     media_cmds,
+    prefs_cmds,
     react_cmds,
     sticker_cmds,
 )
@@ -80,6 +81,10 @@ app.command()(chat_cmds.outbox)
 app.command()(chat_cmds.unsend)
 app.command()(react_cmds.react)
 app.command()(react_cmds.announce)
+app.command()(prefs_cmds.pin)
+app.command()(prefs_cmds.unpin)
+app.command()(prefs_cmds.mute)
+app.command()(prefs_cmds.unmute)
 app.command()(logs_cmds.logs)
 app.add_typer(config_cmds.config_app, name="config")
 app.add_typer(device_app, name="device")

@@ -70,6 +70,7 @@ def is_fingerprint(text: str) -> bool:
 
 
 DEFAULT_TTL = 16
+PURGE_WINDOW_S = 24 * 3600  # a broker purges (收回) only messages it accepted this recently
 
 
 def new_msg_id() -> bytes:
@@ -150,6 +151,9 @@ class Send(_Msg, tag="send"):
     to: Recipients
     group: GroupId | None = None
     ttl: Hops = DEFAULT_TTL
+    # 收回: this message takes back the sender's message `purge` (its body, sealed, says so to
+    # the clients); brokers drop that message's copies not yet delivered (see broker/purge.py)
+    purge: MsgId | None = None
 
 
 RECEIVED_MAX = 800  # ids in a `Received` or `Accepted`: they must fit in MAX_ENVELOPE (18 B each)
@@ -219,6 +223,7 @@ class Deliver(_Msg, tag="deliver", kw_only=True):
     # the sender's device it came from. The sender's other devices are sent it too (with
     # `sender` and `to` as they were): a `Deliver` whose sender is you is your own message.
     device: DeviceId | None = None
+    purge: MsgId | None = None  # the `Send`'s: a relay device's forward carries it on
 
 
 BATCH_DELIVERIES = 64  # deliveries in one `Deliveries` at most
@@ -286,6 +291,8 @@ class Forward(_Msg, tag="forward", kw_only=True):
     ts: U64  # when the origin broker accepted it, Unix milliseconds
     device: Annotated[str, Meta(max_length=16)] = ""  # the sending device: not sent it back
     token: Annotated[bytes, Meta(max_length=128)] = b""  # echoed in the ForwardAck
+    # the `Send`'s purge, sized only (like the fingerprints): checked where it is applied
+    purge: Annotated[bytes, Meta(max_length=16)] | None = None
 
 
 class ForwardAck(_Msg, tag="forward-ack"):

@@ -21,7 +21,7 @@ class Committer:
         self.rows: list[Row] = []
         self.devices: list[tuple[str, str]] = []
 
-    def submit_relay(self, rows, fanout, done) -> None:  # type: ignore[no-untyped-def]
+    def submit_relay(self, rows, fanout, done, purges=None) -> None:  # type: ignore[no-untyped-def]
         self.rows += rows
         done(True)
 

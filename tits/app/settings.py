@@ -42,6 +42,20 @@ class Settings:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_toml(self.path, {"theme": self.theme, "pinned": self.pinned, "muted": self.muted})
 
+    def set(self, which: str, conv: bytes, on: bool) -> bool:
+        """Pin or mute a chat (`on`), or undo it; returns whether that changed anything
+        (saved only then)."""
+        items: list[str] = getattr(self, which)
+        key = conv.hex()
+        if (key in items) == on:
+            return False
+        if on:
+            items.append(key)
+        else:
+            items.remove(key)
+        self.save()
+        return True
+
     def toggle(self, which: str, conv: bytes) -> bool:
         """Pin or mute (`which` = "pinned" | "muted") a chat, or undo it; returns the new state."""
         items: list[str] = getattr(self, which)

@@ -131,7 +131,9 @@ class Composer:
                 body = sign_media(
                     self.device, env, item.payload, item.mime, serial=self._next_serial()
                 )
-            send = wire.Send(id=msg_id, sender=self.me, to=part, group=group)
+            # an unsend names its message to the brokers too: they drop its waiting copies
+            purge = item.payload if item.kind == "unsend" and len(item.payload) == 16 else None
+            send = wire.Send(id=msg_id, sender=self.me, to=part, group=group, purge=purge)
             out.append((wire.encode(send), body))
         return out
 

@@ -153,9 +153,9 @@ class Inbox:
                 shown = None
             if self.held.pop(env.id, None) is not None:
                 self.store.unhold([env.id])
-            if shown is None:
-                seen_only.append(env.id)
-            else:
+            if shown is None or (len(shown) == 1 and shown[0].unsent and shown[0].id != env.id):
+                seen_only.append(env.id)  # (or an unsend that brought its placeholder)
+            if shown is not None:
                 messages.extend(shown)
                 if env.group is not None and isinstance(body, wire.SealedBody):
                     raw[env.id] = inc.body
@@ -190,26 +190,25 @@ class Inbox:
             return None  # taken back by its sender before it reached us
         msg, payload = self._open_with_payload(env, body, history=False)
         if msg.mime in CONTROL_MIMES:
-            self._control(msg, payload, out)
-            return None
+            return self._control(msg, payload, out)
         return [msg]
 
-    def _control(self, msg: Message, payload: bytes, out: Batch) -> None:
+    def _control(self, msg: Message, payload: bytes, out: Batch) -> list[Message] | None:
         """A receipt, an unsend, a reaction or a 公告: checked against what it names, then
-        applied."""
+        applied. An unsend of a message not here gives the placeholder to keep instead."""
         if msg.mime == REACTION_MIME:
             target, name = read_reaction(payload)
             if not self._in_conv(target, msg.conv):
                 raise VerificationError("a reaction to a message not in this chat")
             if self.store.extras.react(target, msg.sender, name):
                 out.events.append(Reacted(id=target, conv=msg.conv, by=msg.sender, name=name))
-            return
+            return None
         if msg.mime == ANNOUNCE_MIME:
             ann = Announced(conv=msg.conv, by=msg.sender, text=read_announcement(payload),
                             ts=msg.ts, id=msg.id)  # fmt: skip
             if self.store.extras.announce(ann):
                 out.events.append(ann)
-            return
+            return None
         if msg.mime == RECEIPT_MIME:
             try:
                 ids = [bytes(i) for i in _IDS.decode(payload)]
@@ -220,17 +219,27 @@ class Inbox:
                 raise VerificationError("a receipt for messages not in this chat")
             if msg.sender == self.me:  # read on another of our devices
                 self.store.mark_read(ours)
-                return
+                return None
             new = self.store.add_receipts(msg.sender, ours)
             if new:
                 out.events.append(Receipt(conv=msg.conv, reader=msg.sender, ids=new))
-            return
+            return None
         target = payload
         if len(target) != 16:
             raise VerificationError("an unsend that names no message")
         original = self.store.message(target)
+        placeholder = None
         if original is None:
             self.store.tombstone(target, msg.sender)  # it may still be on its way
+            sent_ms = wire.msg_id_time_ms(target)
+            if 0 <= msg.ts - sent_ms <= UNSEND_WINDOW_S * 1000:
+                # the brokers purged it before it reached this device: "○○ 已收回訊息" shows
+                # where it would have been, as on the devices that had it
+                placeholder = Message(
+                    id=target, conv=msg.conv, sender=msg.sender, to=msg.to, group=msg.group,
+                    kind="text", text=None, verified=True, ts=sent_ms, outgoing=msg.outgoing,
+                    read=True, unsent=True,
+                )  # fmt: skip
         else:
             if original.sender != msg.sender or original.conv != msg.conv:
                 raise VerificationError("only its sender may take a message back")
@@ -238,6 +247,7 @@ class Inbox:
                 raise VerificationError("too late to take that message back")
             self.store.unsend(target)
         out.events.append(Unsent(id=target, conv=msg.conv, by=msg.sender))
+        return [placeholder] if placeholder is not None else None
 
     def media_path(self, sha: bytes) -> str | None:
         if self.media_folder is None:
