@@ -94,7 +94,7 @@ def localize(obj: Any, ctx: Any, markup_mode: Any) -> None:
         _localize(param, ("help",), markup)
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""  # not `<bool>`: a flag takes no value
-        elif isinstance(param, (TyperOption, TyperArgument)) and param.metavar is None:
+        elif isinstance(param, (TyperOption, TyperArgument)):  # named by metavar too
             param.__dict__.setdefault("display_type_rich", _type_label(param))
     for name in getattr(obj, "commands", {}):
         sub = obj.get_command(ctx, name)

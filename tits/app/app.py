@@ -334,8 +334,8 @@ class TitsApp(App[None]):
         elif cmd.name == "quit":
             self.exit()
         elif cmd.name == "theme":
-            self.settings.theme = cmd.args[0]
-            await asyncio.to_thread(self.settings.save)  # a file written and synced: off the loop
+            # a file read, written and synced: off the loop
+            await asyncio.to_thread(self.settings.set_theme, cmd.args[0])
             self.theme = THEMES[cmd.args[0]].name
             await self.refresh_lists()  # the unread badges take the theme's colour
             self.notify(_("Theme: {args}").format(args=cmd.args[0]))

@@ -42,9 +42,21 @@ class Settings:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_toml(self.path, {"theme": self.theme, "pinned": self.pinned, "muted": self.muted})
 
+    def reread(self) -> None:
+        """What another process (`tits pin` beside a running app) wrote since: read again
+        before a change, so that the change is made on it, not over it."""
+        now = Settings.load(self.path.parent)
+        self.theme, self.pinned, self.muted = now.theme, now.pinned, now.muted
+
+    def set_theme(self, theme: str) -> None:
+        self.reread()
+        self.theme = theme
+        self.save()
+
     def set(self, which: str, conv: bytes, on: bool) -> bool:
         """Pin or mute a chat (`on`), or undo it; returns whether that changed anything
         (saved only then)."""
+        self.reread()
         items: list[str] = getattr(self, which)
         key = conv.hex()
         if (key in items) == on:
@@ -58,6 +70,7 @@ class Settings:
 
     def toggle(self, which: str, conv: bytes) -> bool:
         """Pin or mute (`which` = "pinned" | "muted") a chat, or undo it; returns the new state."""
+        self.reread()
         items: list[str] = getattr(self, which)
         key = conv.hex()
         if key in items:
