@@ -32,6 +32,7 @@ from tits.client.model import (
     Reacted,
     Receipt,
     Refused,
+    SettingsChanged,
     Shown,
     Skipped,
     Unsent,
@@ -347,6 +348,18 @@ def render_event(m: Messenger, ev: Event) -> Text | None:
             _('{who} reacted {mark} to "{about}"').format(who=who, mark=mark, about=about),
             style="dim",
         )
+    if isinstance(ev, SettingsChanged):
+        who = safe(_name(m, ev.by))
+        if ev.unsend_s == 0:
+            return Text(_("{who} turned unsend off in this group").format(who=who), style="dim")
+        from tits.app.text import lifetime_label
+
+        return Text(
+            _("{who} set this group's unsend window to {span}").format(
+                who=who, span=lifetime_label(ev.unsend_s)
+            ),
+            style="dim",
+        )
     if isinstance(ev, Announced):
         who = safe(_name(m, ev.by))
         if not ev.text:
@@ -402,7 +415,7 @@ def recv(
                 )
 
         def on_event(ev: Event) -> None:
-            if isinstance(ev, GroupChanged | Reacted | Announced):
+            if isinstance(ev, GroupChanged | Reacted | Announced | SettingsChanged):
                 if as_json:
                     who = ev.actor if isinstance(ev, GroupChanged) else ev.by
                     emit_json(ev.to_json(_name(m, who)))

@@ -17,7 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tits.client.blocking import Messenger
+from tits.client.controls import unsend_window_seconds
 from tits.client.memberlog import GroupError, decode_entry, entry_hash
+from tits.client.model import SettingsChanged
 from tits.errors import ConfigError
 from tits.i18n import _, year
 from tits.log import configure
@@ -174,6 +176,43 @@ def rename(
 ) -> None:
     """Rename a group (any member in a normal group, admins in a secure one)."""
     _change(ctx, group, "rename", [], broker, keyserver, as_json, timeout, name=name)
+
+
+@group_app.command("set")
+def set_rules(
+    ctx: typer.Context,
+    group: GroupArg,
+    unsend_window: Annotated[
+        str,
+        typer.Option(
+            "--unsend-window",
+            help="How long after sending a message may be taken back: 10m, 2h, 7d, or off.",
+            metavar="TIME",
+        ),
+    ],
+    broker: BrokerOpt = None,
+    keyserver: KeyserverOpt = None,
+    timeout: Timeout = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a group's rules for every member (admins only): how long a message may be unsent."""
+    seconds = unsend_window_seconds(unsend_window)
+    if seconds is None:
+        raise ConfigError(
+            _("{value}: give 10m, 2h, 7d (1 minute to 7 days) or off").format(
+                value=safe(unsend_window)
+            )
+        )
+    with _messenger(ctx, broker, keyserver) as m:
+        gid = m.client.groups.find(group)
+        m.set_unsend_window("#" + gid.hex(), seconds, timeout=timeout)
+        ev = SettingsChanged(conv=gid, by=m.me, unsend_s=seconds, ts=int(time.time() * 1000))
+        if as_json:
+            emit_json(ev.to_json(m.name_of(m.me)))
+        else:
+            line = render_event(m, ev)
+            if line is not None:
+                console.print(line)
 
 
 @group_app.command("list")

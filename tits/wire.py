@@ -70,7 +70,9 @@ def is_fingerprint(text: str) -> bool:
 
 
 DEFAULT_TTL = 16
-PURGE_WINDOW_S = 24 * 3600  # a broker purges (收回) only messages it accepted this recently
+# a broker purges (收回) only messages it accepted this recently: the longest window a group
+# may set (tits/client/model.py UNSEND_WINDOW_MAX_S; a broker knows no group's rules)
+PURGE_WINDOW_S = 7 * 24 * 3600
 
 
 def new_msg_id() -> bytes:

@@ -29,6 +29,7 @@ from tits.client.model import (
     Reacted,
     Receipt,
     SendFailed,
+    SettingsChanged,
     Shown,
     Stored,
     Unsent,
@@ -554,6 +555,16 @@ class TitsApp(App[None]):
             for s in self.screen_stack:
                 if isinstance(s, ConversationScreen) and msg is not None:
                     s.reacted(ev.id, msg.reactions)
+        elif isinstance(ev, SettingsChanged):
+            names = await self.backend.work(self.backend.names, [ev.by])
+            who = safe(names.get(ev.by, ev.by[:8]))
+            if ev.unsend_s == 0:
+                what = _("{who} turned unsend off in this group").format(who=who)
+            else:
+                what = _("{who} set this group's unsend window to {span}").format(
+                    who=who, span=lifetime_label(ev.unsend_s)
+                )
+            self.notify(what, markup=False)
         elif isinstance(ev, Announced):
             ann = await self.backend.work(self.backend.store.extras.announcement, ev.conv)
             names = await self.backend.work(self.backend.names, [ev.by])

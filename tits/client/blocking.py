@@ -164,6 +164,11 @@ class Messenger:
         if items:
             self.flush_and_wait(items, timeout)
 
+    def set_unsend_window(self, target: str, seconds: int, timeout: float = 30.0) -> None:
+        self.connect(timeout)
+        item = self._run(self.client.set_unsend_window(target, seconds))
+        self.flush_and_wait([item], timeout)
+
     def unsend(self, msg_id: bytes, timeout: float = 30.0) -> None:
         self.connect(timeout)
         item = self._run(self.client.unsend(msg_id))

@@ -40,7 +40,7 @@ from . import link as L
 from . import mentions
 from .compose import Composer
 from .connection import BrokerURL, Incoming
-from .controls import clean_announcement, reaction_payload
+from .controls import clean_announcement, reaction_payload, settings_payload
 from .devices import DeviceChecker, Sightings
 from .groups import Groups, require_key
 from .inbox import Batch, Inbox
@@ -52,9 +52,10 @@ from .model import (
     REACTION_MIME,
     REACTIONS,
     RECEIPT_MIME,
+    SETTINGS_MIME,
     UNSEND_MIME,
-    UNSEND_WINDOW_S,
     Announced,
+    ChatSettings,
     Event,
     Expired,
     GroupChanged,
@@ -63,6 +64,7 @@ from .model import (
     Refused,
     SendFailed,
     SendOptions,
+    SettingsChanged,
     Skipped,
     Stored,
 )
@@ -426,6 +428,21 @@ class Client:
         payload = reaction_payload(msg_id, name)
         return await self.send(self.target_of(msg), payload, kind="reaction", mime=REACTION_MIME)
 
+    async def set_unsend_window(self, target: str, seconds: int) -> bytes:
+        """A group's 收回 window, for every member (admins only): 0 turns unsend off."""
+        if not target.startswith("#"):
+            raise ConfigError("only a group has its own rules")
+        conv = self.conversation(target)
+        state = self.groups.state(conv)
+        if state is None or not state.is_admin(self.me):
+            raise ConfigError("only the group's admins may change its rules")
+        ts = int(time.time() * 1000)
+        payload = settings_payload(ChatSettings(unsend_s=seconds))
+        item = await self.send(target, payload, kind="settings", mime=SETTINGS_MIME)
+        ev = SettingsChanged(conv=conv, by=self.me, unsend_s=seconds, ts=ts)
+        await self.work(self.store.extras.set_settings, ev)
+        return item
+
     async def announce(self, target: str, text: str) -> bytes:
         """Put up a 公告 at the top of a chat for everyone in it ("" takes it down)."""
         try:
@@ -590,8 +607,14 @@ class Client:
         msg = await self.work(self.store.message, msg_id)
         if msg is None or not msg.outgoing:
             raise ConfigError("no message of yours with that id here")
-        if time.time() * 1000 - msg.ts > UNSEND_WINDOW_S * 1000:
-            raise ConfigError("too late: a message can be taken back for 24 hours")
+        window = await self.work(self.store.extras.unsend_window, msg.conv)
+        if window == 0:
+            raise ConfigError("this group does not allow taking messages back")
+        if time.time() * 1000 - msg.ts > window * 1000:
+            minutes = window // 60
+            raise ConfigError(
+                f"too late: in this chat a message can be taken back for {minutes} minutes"
+            )
         item = await self.work(self.outbox.add, self.target_of(msg), "unsend", msg_id, UNSEND_MIME)
         await self.work(self.store.unsend, msg_id)
         await self.flush()

@@ -13,9 +13,18 @@ import msgspec
 
 from tits.errors import VerificationError
 
-from .model import ANNOUNCE_MAX, LIFETIME_MAX_S, LIFETIME_MIN_S, REACTIONS
+from .model import (
+    ANNOUNCE_MAX,
+    LIFETIME_MAX_S,
+    LIFETIME_MIN_S,
+    REACTIONS,
+    UNSEND_WINDOW_MAX_S,
+    ChatSettings,
+)
 
 _REACTION = msgspec.msgpack.Decoder(tuple[bytes, str])
+_SETTINGS = msgspec.msgpack.Decoder(ChatSettings)
+UNSEND_WINDOW_MIN_S = 60
 
 
 def reaction_payload(msg_id: bytes, name: str) -> bytes:
@@ -62,3 +71,35 @@ def lifetime_seconds(text: str) -> int | None:
         return None
     seconds = int(number) * (size or 1)
     return seconds if LIFETIME_MIN_S <= seconds <= LIFETIME_MAX_S else None
+
+
+def settings_payload(settings: ChatSettings) -> bytes:
+    return msgspec.msgpack.encode(settings)
+
+
+def read_settings(payload: bytes) -> ChatSettings:
+    try:
+        settings = _SETTINGS.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise VerificationError("group settings that do not parse") from None
+    if not _window_ok(settings.unsend_s):
+        raise VerificationError("an unsend window out of range")
+    return settings
+
+
+def _window_ok(seconds: int) -> bool:
+    return seconds == 0 or UNSEND_WINDOW_MIN_S <= seconds <= UNSEND_WINDOW_MAX_S
+
+
+def unsend_window_seconds(text: str) -> int | None:
+    """`off` (or 0), `10m`, `2h`, `7d` → seconds; None when malformed or out of range (1 minute
+    to 7 days)."""
+    raw = text.strip().lower()
+    if raw in ("off", "0"):
+        return 0
+    size = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(raw[-1:], 0)
+    number = raw[:-1] if size else raw
+    if not number.isdigit() or len(number) > 9:
+        return None
+    seconds = int(number) * (size or 1)
+    return seconds if _window_ok(seconds) else None

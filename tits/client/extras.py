@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from .model import Announced
+from .model import UNSEND_WINDOW_S, Announced, SettingsChanged
 
 
 class ChatExtras:
@@ -73,6 +73,24 @@ class ChatExtras:
             return None
         return Announced(conv=conv, by=str(row[1]), text=str(row[2]), ts=int(row[3]),
                          id=bytes(row[0]))  # fmt: skip
+
+    # -- a group's rules ------------------------------------------------------------------------
+
+    def set_settings(self, ev: SettingsChanged) -> bool:
+        """The newest rules of a chat win (they may arrive out of order). False: unchanged."""
+        row = self.db.execute("SELECT ts FROM chat_settings WHERE conv=?", (ev.conv,)).fetchone()
+        if row is not None and int(row[0]) > ev.ts:
+            return False
+        self.db.execute(
+            "INSERT OR REPLACE INTO chat_settings VALUES (?,?,?,?)",
+            (ev.conv, ev.unsend_s, ev.by, ev.ts),
+        )
+        return True
+
+    def unsend_window(self, conv: bytes) -> int:
+        """How long after sending a message of this chat may be taken back (0: not at all)."""
+        row = self.db.execute("SELECT unsend_s FROM chat_settings WHERE conv=?", (conv,)).fetchone()
+        return UNSEND_WINDOW_S if row is None else int(row[0])
 
     # -- display lifetimes ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from tits.media.manifest import decode as manifest_decode
 from tits.session import SessionKey
 
 from .connection import Incoming
-from .controls import read_announcement, read_reaction
+from .controls import read_announcement, read_reaction, read_settings
 from .devices import DeviceChecker
 from .groups import Groups
 from .keyring import Keyring
@@ -35,7 +35,7 @@ from .model import (
     LIFETIME_MAX_S,
     REACTION_MIME,
     RECEIPT_MIME,
-    UNSEND_WINDOW_S,
+    SETTINGS_MIME,
     Announced,
     Event,
     GroupChanged,
@@ -44,6 +44,7 @@ from .model import (
     Reacted,
     Receipt,
     Refused,
+    SettingsChanged,
     Shown,
     Unsent,
     thumb_name,
@@ -209,6 +210,15 @@ class Inbox:
             if self.store.extras.announce(ann):
                 out.events.append(ann)
             return None
+        if msg.mime == SETTINGS_MIME:
+            rules = read_settings(payload)
+            state = self.groups.state(msg.group) if msg.group is not None else None
+            if state is None or not state.is_admin(msg.sender):
+                raise VerificationError("only a group's admins may change its rules")
+            ev = SettingsChanged(conv=msg.conv, by=msg.sender, unsend_s=rules.unsend_s, ts=msg.ts)
+            if self.store.extras.set_settings(ev):
+                out.events.append(ev)
+            return None
         if msg.mime == RECEIPT_MIME:
             try:
                 ids = [bytes(i) for i in _IDS.decode(payload)]
@@ -228,11 +238,12 @@ class Inbox:
         if len(target) != 16:
             raise VerificationError("an unsend that names no message")
         original = self.store.message(target)
+        window_ms = self.store.extras.unsend_window(msg.conv) * 1000
         placeholder = None
         if original is None:
             self.store.tombstone(target, msg.sender)  # it may still be on its way
             sent_ms = wire.msg_id_time_ms(target)
-            if 0 <= msg.ts - sent_ms <= UNSEND_WINDOW_S * 1000:
+            if 0 <= msg.ts - sent_ms <= window_ms:
                 # the brokers purged it before it reached this device: "○○ 已收回訊息" shows
                 # where it would have been, as on the devices that had it
                 placeholder = Message(
@@ -243,7 +254,7 @@ class Inbox:
         else:
             if original.sender != msg.sender or original.conv != msg.conv:
                 raise VerificationError("only its sender may take a message back")
-            if msg.ts - original.ts > UNSEND_WINDOW_S * 1000:
+            if msg.ts - original.ts > window_ms:
                 raise VerificationError("too late to take that message back")
             self.store.unsend(target)
         out.events.append(Unsent(id=target, conv=msg.conv, by=msg.sender))
@@ -383,7 +394,7 @@ def events_for_json(ev: Event, name: Callable[[str], str]) -> dict[str, object] 
         return ev.message.to_json(name(ev.message.sender))
     if isinstance(ev, GroupChanged):
         return ev.to_json(name(ev.actor))
-    if isinstance(ev, Reacted | Announced):
+    if isinstance(ev, Reacted | Announced | SettingsChanged):
         return ev.to_json(name(ev.by))
     if isinstance(ev, Refused):
         return {

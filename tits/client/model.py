@@ -27,8 +27,10 @@ RECEIPT_MIME = "application/x-tits-receipt"  # payload: msgpack list of message 
 UNSEND_MIME = "application/x-tits-unsend"  # payload: the id of the message taken back
 REACTION_MIME = "application/x-tits-reaction"  # payload: msgpack [message id, name or ""]
 ANNOUNCE_MIME = "application/x-tits-announce"  # payload: the 公告 text ("" takes it down)
-CONTROL_MIMES = frozenset({RECEIPT_MIME, UNSEND_MIME, REACTION_MIME, ANNOUNCE_MIME})
-UNSEND_WINDOW_S = 24 * 3600
+SETTINGS_MIME = "application/x-tits-settings"  # payload: msgpack ChatSettings, from an admin
+CONTROL_MIMES = frozenset({RECEIPT_MIME, UNSEND_MIME, REACTION_MIME, ANNOUNCE_MIME, SETTINGS_MIME})
+UNSEND_WINDOW_S = 24 * 3600  # 收回: how long after sending, unless the group says otherwise
+UNSEND_WINDOW_MAX_S = 7 * 24 * 3600  # a group may allow at most this (the brokers purge so far)
 # LINE's small set: a name on the wire (never free text, so nothing can be smuggled into a
 # screen through it), drawn as the emoji
 REACTIONS = {"like": "👍", "love": "❤️", "haha": "😆", "wow": "😮", "sad": "😢", "thanks": "🙏"}
@@ -239,6 +241,25 @@ class Announced(msgspec.Struct, tag="announcement"):
                 "from_name": by_name, "text": self.text or None, "ts": self.ts}  # fmt: skip
 
 
+class ChatSettings(msgspec.Struct, kw_only=True):
+    """A group's rules that every member's client applies alike, set by its admins."""
+
+    unsend_s: int  # 收回 allowed this long after sending; 0: not at all
+
+
+class SettingsChanged(msgspec.Struct, tag="settings"):
+    """An admin changed a group's rules (its 收回 window)."""
+
+    conv: bytes
+    by: str
+    unsend_s: int
+    ts: int
+
+    def to_json(self, by_name: str = "") -> dict[str, Any]:
+        return {"kind": "settings", "conversation": self.conv.hex(), "from": self.by,
+                "from_name": by_name, "unsend_window_s": self.unsend_s, "ts": self.ts}  # fmt: skip
+
+
 class Expired(msgspec.Struct, tag="expired"):
     """Messages whose display lifetime ran out on this device: removed here."""
 
@@ -285,6 +306,7 @@ Event = (
     | Unsent
     | Reacted
     | Announced
+    | SettingsChanged
     | Expired
     | Stored
     | SendFailed

@@ -129,6 +129,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE messages ADD COLUMN manifest BLOB;
     """,
+    # 8: a group's rules set by its admins: the 收回 window (tits/client/extras.py)
+    """
+    CREATE TABLE chat_settings (
+        conv BLOB PRIMARY KEY, unsend_s INTEGER NOT NULL, by TEXT NOT NULL, ts INTEGER NOT NULL
+    );
+    """,
 ]
 
 
