@@ -17,7 +17,7 @@ from tests.keyd_fixtures import KeydProcess
 from tests.scenarios.test_chat_cli import cloud, tits  # noqa: F401 - the fixture
 from tits.keyclient import KeyClient
 
-pytestmark = pytest.mark.timeout(300)  # a dozen CLI runs, each a Python start and gpg
+pytestmark = pytest.mark.timeout(480)  # a dozen CLI runs, each a Python start and gpg
 
 
 def start_link(home: Path, *args: str) -> tuple[subprocess.Popen[str], str]:

@@ -19,7 +19,7 @@ from tits.client.blocking import Messenger
 from tits.client.connection import Connection
 from tits.home import Home
 
-pytestmark = pytest.mark.timeout(300)  # a dozen CLI runs, each a Python start and gpg
+pytestmark = pytest.mark.timeout(480)  # a dozen CLI runs, each a Python start and gpg
 
 
 def recv(home: Path) -> list[dict[str, object]]:
