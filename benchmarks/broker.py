@@ -266,17 +266,17 @@ class Load:
                 timeout = 50
             events = self.poller.poll(timeout)
             for sock, _ in events:
-                i = self.is_sender.get(sock)
+                who = self.is_sender.get(sock)
                 ids: list[bytes] = []
                 while True:
                     try:
                         frames = sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    if i is not None:
+                    if who is not None:
                         got = self._acks(frames)
                         accepted += len(got)
-                        outstanding[i] -= len(got)
+                        outstanding[who] -= len(got)
                         if record:
                             t = now()
                             self.ack_lat.extend(t - self.sent_at[g] for g in got)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -194,10 +195,13 @@ def test_across_the_cloud_the_waiting_copies_are_purged(cloud3: ProcCloud, peopl
         alice.unsend(secret)
         until_unsend(phone, secret)
         for i in (0, 2):
-            wait_for(lambda i=i: rows_of(boxes[i], secret) == (0, 0), 20, f"purged at {i}")
+            wait_for(
+                partial(lambda n: rows_of(boxes[n], secret) == (0, 0), i), 20, f"purged at {i}"
+            )
         assert rows_of(boxes[2], kept)[0] >= 1
         for i in (0, 2):  # (the status page is refreshed twice a second)
-            wait_for(lambda i=i: cloud3.counters(i).get("purged", 0) >= 1, 10, f"counted at {i}")
+            wait_for(partial(lambda n: cloud3.counters(n).get("purged", 0) >= 1, i), 10,
+                     f"counted at {i}")  # fmt: skip
 
         raw = connect(tablet, cloud3.url(1))
         try:

@@ -61,9 +61,9 @@ def test_reaction_and_announcement_payloads() -> None:
         with pytest.raises(VerificationError):
             read_reaction(bad)
     assert clean_announcement("  週六\n  聚餐 ") == "週六 聚餐"
-    for bad in ("x" * 501, "a\u202eb", "\x1b[2J"):
+    for bad_text in ("x" * 501, "a\u202eb", "\x1b[2J"):
         with pytest.raises(ValueError):
-            clean_announcement(bad)
+            clean_announcement(bad_text)
     with pytest.raises(VerificationError):
         read_announcement(b"\xff\xfe")
 

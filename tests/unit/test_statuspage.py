@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 from tits.broker.status import public_view
 from tits.broker.statuspage import render
 
 A, B, C = "A" * 40, "B" * 40, "C" * 40
-STATUS = {
+STATUS: dict[str, Any] = {
     "id": A,
     "pid": 42,
     "brokers": [
@@ -44,9 +45,15 @@ class _Collect(HTMLParser):
         self.hrefs += [v or "" for k, v in attrs if k == "href"]
 
 
+def grab(pattern: str, page: str) -> str:
+    found = re.search(pattern, page, re.S)
+    assert found is not None, pattern
+    return found.group(1)
+
+
 def test_page_lists_users_with_their_proxy_and_the_topology() -> None:
     page = render(STATUS)
-    users = re.search(r'<table id="users">(.*?)</table>', page, re.S).group(1)
+    users = grab(r'<table id="users">(.*?)</table>', page)
     assert "陳小明" in users and "D" * 40 in users and "F" * 40 in users
     assert users.count("<tr>") == 4  # header + three users
     svg = page[page.index("<svg") : page.index("</svg>")]
@@ -80,9 +87,9 @@ def test_problems_and_counters_are_shown_escaped() -> None:
         sessions=3,
     )
     page = render(status)
-    problems = re.search(r'id="problems">(.*?)</div>', page, re.S).group(1)
+    problems = grab(r'id="problems">(.*?)</div>', page)
     assert "&lt;b&gt;CCCC&lt;/b&gt;" in problems and "link A–B is a bridge" in problems
-    counters = re.search(r'<table id="counters">(.*?)</table>', page, re.S).group(1)
+    counters = grab(r'<table id="counters">(.*?)</table>', page)
     assert "已接收" in counters and ">7<" in counters and ">3<" in counters
     assert "accepted" not in counters and "accepted" in render(status, "en")
     assert "&lt;i&gt;odd&lt;/i&gt;" in counters and "&lt;script&gt;" in counters
@@ -108,7 +115,7 @@ def test_fewer_than_four_brokers_do_not_claim_the_invariants() -> None:
 
 def test_problems_other_than_the_invariants_are_shown_as_problems() -> None:
     page = visible(render(dict(STATUS, problems=[f"broker {C[:16]} is down: lost 3 s ago"]), "en"))
-    banner = re.search(r'id="problems">(.*?)</div>', page, re.S).group(1)
+    banner = grab(r'id="problems">(.*?)</div>', page)
     assert "problems (1)" in banner and "is down" in banner and "invariants hold" not in page
 
 
@@ -128,7 +135,7 @@ def test_the_public_view_counts_unlisted_users_and_shows_no_devices_or_pid() -> 
     page = render(public)
     for hidden in ("F" * 40, "1" * 40, "0" * 16, "d" * 16, "pid 42"):
         assert hidden not in page
-    users = re.search(r'<table id="users">(.*?)</table>', page, re.S).group(1)
+    users = grab(r'<table id="users">(.*?)</table>', page)
     assert users.count("1 位未公開的使用者") == 2
     assert "4 位使用者上線" in page and "公開檢視" in page
     english = visible(render(public, "en"))
@@ -143,7 +150,7 @@ def test_shapes_and_cells_carry_full_ids() -> None:
     svg = page[page.index("<svg") : page.index("</svg>")]
     assert sorted(re.findall(r'<circle [^>]*data-id="(\w+)"', svg)) == [A, B, C]
     assert sorted(re.findall(r'data-a="(\w+)" data-b="(\w+)"', svg)) == [(A, B), (B, C)]
-    users = re.search(r'<table id="users">(.*?)</table>', page, re.S).group(1)
+    users = grab(r'<table id="users">(.*?)</table>', page)
     row = next(r for r in users.split("<tr>") if "D" * 40 in r)
     assert f'title="{A}"' in row and "本機" in row  # Chen is at this broker
 
