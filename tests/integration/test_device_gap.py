@@ -5,6 +5,7 @@ and words, zh-TW), while what came after still arrives. A short `max_age_s` keep
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.app.support import ready, until
 from tests.broker_fixtures import (  # noqa: F401 - fixtures
     BrokerProc,
     People,
@@ -27,6 +29,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
 )
 from tests.support import short_tmpdir
 from tits import wire
+from tits.app.app import TitsApp
 from tits.client.blocking import Messenger
 
 pytestmark = pytest.mark.timeout(240)
@@ -92,6 +95,22 @@ def follow(home: Path, url: str) -> Follow:
     return proc, lines, reader
 
 
+async def app_notices(home: Path, url: str, words: str) -> None:
+    before = os.environ.get("TITS_LANG")
+    os.environ["TITS_LANG"] = "zh_TW.UTF-8"
+    try:
+        app = TitsApp(home, broker=url)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await ready(pilot)
+            await until(pilot, lambda: any(words in n.message for n in app._notifications),
+                        60, "the notice")  # fmt: skip
+    finally:
+        if before is None:
+            del os.environ["TITS_LANG"]
+        else:
+            os.environ["TITS_LANG"] = before
+
+
 def test_a_device_away_past_retention_is_told_what_it_missed(
     broker: BrokerProc, people: People
 ) -> None:
@@ -135,6 +154,9 @@ def test_a_device_away_past_retention_is_told_what_it_missed(
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stdout.split())
     assert "你離線超過 6 秒" in said and "之前的 2 則訊息已無法取得" in said, r.stdout
+    # the app shows it as a notice
+    lost_while_away(b, people, 1)
+    asyncio.run(app_notices(alice.path, b.url, "之前的 1 則訊息已無法取得"))
     r = subprocess.run(
         [*TITS, "--home", str(alice.path), "recv", "--json", "--timeout", "20", "--broker", b.url],
         capture_output=True, text=True, timeout=120, env=env("en"),
