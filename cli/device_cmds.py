@@ -144,12 +144,24 @@ def join(
         bar.stop()
     if as_json:
         emit_json({"fingerprint": done.fingerprint, "device": done.device,
-                   "published": done.published, "messages": done.messages})  # fmt: skip
+                   "published": done.published, "messages": done.messages,
+                   "chunks": {"total": done.chunks_total, "resumed": done.chunks_resumed,
+                              "fetched": done.chunks_fetched}})  # fmt: skip
         return
     joined = _("joined account")
     console.print(f"[bold green]✓[/] {joined}: [bold]{done.fingerprint}[/]")
     console.print(f"  {_('device')}: {escape(safe(dev))} ({done.device})")
     console.print(f"  {_('messages brought over')}: {done.messages}")
+    if done.chunks_resumed:
+        console.print(
+            "  "
+            + _(
+                "history resumed: {resumed} of {total} parts were already here "
+                "(from the pairing that broke off), {fetched} came now"
+            ).format(
+                resumed=done.chunks_resumed, total=done.chunks_total, fetched=done.chunks_fetched
+            )
+        )
     if not done.published:
         err_console.print(
             _("the device certificate is not on the key server yet: run `tits key publish`.")
