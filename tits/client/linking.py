@@ -135,7 +135,7 @@ def link(
     keyserver = keyserver or home.config.get("keyserver") or ""
     if not broker:
         raise ConfigError("no broker to pair through: give --broker or `tits config set broker`")
-    work = Path(tempfile.mkdtemp(prefix="tits-history-"))
+    work = Snapshots(home.path).workdir()  # beside the snapshots: one rename keeps it
     try:
         with Rendezvous(str(broker)) as rv:
             code = P.new_code(home.fingerprint, rv.fingerprint, str(broker), str(keyserver), ttl_s)

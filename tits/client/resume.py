@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -102,15 +103,21 @@ class Snapshots:
                 return path, True
         return self.keep(make(), choice), False
 
+    def workdir(self) -> Path:
+        """Where a link builds its archive: on the snapshots' file system (the caller
+        removes it; `sweep` removes one a killed process left)."""
+        self.dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="making-", dir=self.dir))
+
     def keep(self, archive: Path, choice: str) -> Path:
         self.dir.mkdir(parents=True, mode=0o700, exist_ok=True)
         sha = digest(archive)
         path = self.dir / f"{sha.hex()}.tar"
-        shutil.move(archive, path)  # a rename when on one file system
-        os.chmod(path, 0o600)
-        meta = self.dir / f"{sha.hex()}.json"
+        meta = self.dir / f"{sha.hex()}.json"  # first: `sweep` removes a tar without one
         meta.write_text(json.dumps({"choice": choice, "made": time.time()}))
         os.chmod(meta, 0o600)
+        shutil.move(archive, path)  # a rename when on one file system
+        os.chmod(path, 0o600)
         return path
 
     def drop(self, archive: Path) -> None:
@@ -132,6 +139,13 @@ class Snapshots:
         for tar in self.dir.glob("*.tar"):
             if not tar.with_suffix(".json").exists():
                 tar.unlink(missing_ok=True)
+        for work in self.dir.glob("making-*"):
+            try:
+                stale = now - work.stat().st_mtime > KEEP_S
+            except OSError:
+                continue
+            if stale:
+                shutil.rmtree(work, ignore_errors=True)
 
     def _meta(self, sha: bytes) -> dict[str, object]:
         try:
