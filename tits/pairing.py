@@ -19,9 +19,12 @@ random digits that neither of their keys could choose, and the person sees two d
                                                   ←   Offer(id, a_x, mac)
     Reveal(id, n_x, device key, name, mac)        →   both: K = HKDF(X25519, salt=secret)
     [person compares the SAS on both screens]
-    Sealed(confirm, history=none|30d|all)         →
+    Sealed(confirm, history=none|30d|all,         →
+           resume=an earlier pairing's archive
+           and the chunks held of it)
                                                   ←   Sealed(bundle): identity, certificate,
-                                                      the history's size and SHA-256
+                                                      the history's size and SHA-256 (and
+                                                      each chunk's: tits/client/resume.py)
                                                   ←   Sealed(chunk) …  (tits/client/history.py)
     Sealed(want: chunks that did not come)        →   (resent)
     Sealed(done)                                  →
