@@ -80,7 +80,9 @@ def link(
 
     done = linking.link(home, _asker(yes, as_json), on_code, broker=broker, ttl_s=timeout)
     if as_json:
-        emit_json({"linked": done.device, "name": done.name, "seconds": round(done.seconds, 2)})
+        emit_json({"linked": done.device, "name": done.name, "seconds": round(done.seconds, 2),
+                   "chunks": {"total": done.chunks_total, "sent": done.chunks_sent,
+                              "skipped": done.chunks_skipped}})  # fmt: skip
     else:
         console.print(
             f"[bold green]✓[/] {_('device linked')}: {escape(safe(done.name))} ({done.device})"
