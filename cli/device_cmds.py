@@ -87,6 +87,16 @@ def link(
         console.print(
             f"[bold green]✓[/] {_('device linked')}: {escape(safe(done.name))} ({done.device})"
         )
+        if done.chunks_skipped:
+            console.print(
+                "  "
+                + _(
+                    "history resumed: {skipped} of {total} parts were already on the new "
+                    "device, {sent} sent now"
+                ).format(
+                    skipped=done.chunks_skipped, total=done.chunks_total, sent=done.chunks_sent
+                )
+            )
 
 
 class _Bar:
