@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import queue
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def short_retention_broker() -> Iterator[BrokerProc]:
     b = BrokerProc(root / "broker", "--config", str(cfg)).start()
     yield b
     b.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def env(lang: str) -> dict[str, str]:

@@ -103,6 +103,10 @@ class Linking:
         self._thread.start()
         assert self._ready.wait(90) and self.codes, self.result
 
+    def stop(self) -> None:
+        """A test that failed: wait out the code (ttl_s), so its rendezvous is closed."""
+        self._thread.join(150)
+
     def done(self, timeout: float = 120) -> linking.Linked | BaseException:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "the linking device did not finish"
@@ -131,9 +135,11 @@ def test_a_broken_history_transfer_resumes_in_a_new_pairing(
     new = people.root / "alice-new"
     tmp = people.root / "tmp"
     tmp.mkdir()
+    links: list[Linking] = []
     try:
         # 1. the first pairing: the new device's process dies with part of the history
         first = Linking(alice, broker.url, answer_s=5)
+        links.append(first)
         run([sys.executable, "-c", JOIN_AND_DIE, str(new), first.codes[0].text(),
              str(KILL_AFTER)], tmp, lambda r: None)  # fmt: skip
         assert isinstance(first.done(), P.PairingError)  # "the new device stopped answering"
@@ -155,6 +161,7 @@ def test_a_broken_history_transfer_resumes_in_a_new_pairing(
 
         # 2. a fresh code, the real command: only the rest moves
         second = Linking(alice, broker.url)
+        links.append(second)
         r = run([sys.executable, "-m", "tits.cli", "--home", str(new), "device", "join",
                  second.codes[0].text(), "--yes", "--json"], tmp,
                 lambda r: None)  # fmt: skip
@@ -185,5 +192,7 @@ def test_a_broken_history_transfer_resumes_in_a_new_pairing(
         assert not partial.dir.exists()
         assert not list((alice.path / "history-out").glob("*.tar"))
     finally:
+        for one in links:
+            one.stop()
         sweep_agents(tmp)
         kill_agent(new / "gnupg")
