@@ -164,5 +164,8 @@ def test_a_device_away_past_retention_is_told_what_it_missed(
         capture_output=True, text=True, timeout=120, env=env("en"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert not [x for x in r.stdout.splitlines() if '"gap"' in x], r.stdout
+    # the count is said once (a loaded machine may take longer than max_age_s to log in
+    # again: then the device is told, rightly, that it was away that long, with no count)
+    told = [json.loads(x) for x in r.stdout.splitlines() if '"gap"' in x]
+    assert not [x for x in told if x["missed"]], r.stdout
     assert gaps(b, alice.fingerprint) == 0
