@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import queue
+import sqlite3
 import subprocess
 import threading
 import time
@@ -127,6 +128,7 @@ class Broker:
             reply=self.replies.reply, delivery=self.delivery,
             register_device=self.register_device, verify=self.verifier.verify,
             pool=self.pool, wake=self._wake, welcome=self._welcome, counters=self.counters,
+            gap_of=self._gap_of, left=self._left,
         )  # fmt: skip
         self.port = ClientPort(
             self.client, self.client_monitor, limits=self.limits, sessions=self.sessions,
@@ -206,6 +208,22 @@ class Broker:
         brokers, and the brokers to try when this one stops answering."""
         settle = SETTLE_MS if self.cloud.peers.up_peers() else 0
         return settle, cloud_client_urls(self.cloud)
+
+    def _gap_of(self, user: str, device: str) -> wire.Gap | None:
+        """What retention took from this device, for its welcome; counted once told."""
+        try:
+            gap = self.store.gap(user, device, self.cfg.max_age_s)
+        except sqlite3.Error:
+            log.exception("store.gap_failed")
+            return None
+        if gap is not None and gap.missed:
+            self.writer.submit(Job(told=[(user, device, gap.newest)]))
+            log.info("retention.gap_told", user=user[:16], device=device, missed=gap.missed)
+        return gap
+
+    def _left(self, user: str, device: str) -> None:
+        """A device logged out: the time it was last here (`seen`, for retention.gap)."""
+        self.writer.submit(Job(devices=[(user, device)]))
 
     # -- what the status page reads ------------------------------------------------------------
 
@@ -293,7 +311,9 @@ class Broker:
 
     def run(self) -> None:
         next_tick = next_house = next_snap = time.monotonic()
-        next_prune = next_house + 10.0
+        # a short max_age_s (a test's, a small broker's) is pruned as often as it asks for
+        prune_s = max(1.0, min(PRUNE_S, self.cfg.max_age_s / 4))
+        next_prune = next_house + min(10.0, prune_s)
         client, wake, cloud, monitor = self.client, self._wake_r, self.cloud, self.client_monitor
         while not self._stop.is_set():
             due = cloud.flush_due()
@@ -334,7 +354,7 @@ class Broker:
                     next_snap = now + SNAPSHOT_S
                     self._refresh_snapshot()
                 if now >= next_prune:
-                    next_prune = now + PRUNE_S
+                    next_prune = now + max(1.0, min(PRUNE_S, self.cfg.max_age_s / 4))
                     self._prune()
             self._guard(cloud.flush, time.monotonic())  # what this pass queued, in batches
 

@@ -120,7 +120,11 @@ class Sessions:
         wake: Callable[[], None],
         welcome: Callable[[], tuple[int, list[str]]] = lambda: (0, []),
         counters: dict[str, int] | None = None,
+        gap_of: Callable[[str, str], wire.Gap | None] = lambda user, device: None,
+        left: Callable[[str, str], None] = lambda user, device: None,
     ) -> None:
+        # what retention took from a device (broker/retention.py), and its last sign of life
+        self.gap_of, self.left = gap_of, left
         self.fingerprint, self.armored = fingerprint, armored
         self.limits, self.session_timeout = limits, session_timeout
         self.reply, self.delivery, self.register_device = reply, delivery, register_device
@@ -396,6 +400,7 @@ class Sessions:
             return 0
         dev.route = conn.route
         pending = self.delivery.attach(dev)
+        gap = self.gap_of(dev.user, dev.device) if welcome else None  # before `seen` moves
         self.register_device(dev.user, dev.device)
         conn.attached = True
         if welcome:
@@ -409,6 +414,7 @@ class Sessions:
                     pending=pending,
                     settle_ms=settle_ms,
                     brokers=brokers,
+                    gap=gap,
                 ),
             )
         self.delivery.pump()
@@ -447,6 +453,7 @@ class Sessions:
         if dev is None:
             return
         self.delivery.detach(dev)
+        self.left(dev.user, dev.device)
         if self.by_device.get((dev.user, dev.device)) is conn:
             del self.by_device[(dev.user, dev.device)]
             self.presence_due = True

@@ -403,6 +403,8 @@ def build_snapshot(broker: Broker) -> dict[str, Any]:
             "loop_lag_ms_max": round(broker.cloud.peers.lag_s * 1000, 1),
         },
         "remembered_ids": broker.remembered_ids(),
+        # the mailbox's retention, in seconds (a live setting: SIGHUP may change it)
+        "retention": {"keep_s": broker.cfg.keep_s, "max_age_s": broker.cfg.max_age_s},
         "store": {
             "commits": broker.writer.stats["commits"],
             "rows": broker.writer.stats["rows"],

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tits.i18n import N_, translator
+from tits.spans import span
 
 REFRESH_S = 3
 PAGE_SIZE = 50
@@ -404,6 +405,22 @@ def _meta(status: dict[str, Any], _: Tr) -> str:
     )
 
 
+def _retention(status: dict[str, Any], _: Tr) -> str:
+    """The mailbox's retention in words (the script leaves it: a setting, not a counter)."""
+    r = status.get("retention")
+    if not isinstance(r, dict):
+        return ""
+    try:
+        keep, max_age = float(r["keep_s"]), float(r["max_age_s"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    text = _(
+        "Mailbox retention: every message is kept at most {max_age}, and one all devices "
+        "have received for {keep} (for devices linked later)"
+    ).format(keep=span(keep, _), max_age=span(max_age, _))
+    return f'<p class="meta" id="retention">{escape(text)}</p>'
+
+
 def _pager(status: dict[str, Any], _: Tr, keep: dict[str, str]) -> str:
     offset = int(status.get("offset", 0) or 0)
     limit = int(status.get("limit", PAGE_SIZE) or PAGE_SIZE)
@@ -484,6 +501,7 @@ def render(status: dict[str, Any], lang: str = "zh-TW", keep: dict[str, str] | N
 <style>{STYLE}</style></head><body data-updates="0">
 <h1>{_("ω IM cloud status")}</h1>
 <p class="meta" id="meta">{_meta(status, _)}</p>
+{_retention(status, _)}
 <div id="problems-box">{_problems(status, _)}</div>
 <div class="grid"><section>
 <h2>{_("Brokers")}</h2>

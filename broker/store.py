@@ -39,6 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tits import wire
+
+from . import retention
 from .purge import PRUNE_PURGES_SQL, Purge, ensure_table, purge_rows
 
 SCHEMA_VERSION = 3
@@ -111,6 +114,8 @@ class Store:
         self.db = connect(path, durability)
         migrate(self.db)
         ensure_table(self.db)
+
+        retention.ensure(self.db)
         try:  # what a crash left in the WAL goes into the database now, and the WAL shrinks
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -157,6 +162,9 @@ class Store:
             "SELECT cursor FROM cursors WHERE user=? AND device=?", (user, device)
         ).fetchone()
         return int(row[0]) if row is not None else None
+
+    def gap(self, user: str, device: str, max_age_s: float) -> wire.Gap | None:
+        return retention.gap(self.db, user, device, max_age_s)
 
     def last_seq(self, user: str) -> int:
         uid = self.uid(user)
@@ -369,6 +377,8 @@ class Job:
     devices: Sequence[tuple[str, str]] = ()
     prune: tuple[float, float, float] | None = None  # (now, keep_s, max_age_s)
     purges: Sequence[Purge] = ()  # unsends' (message id, sender): their rows go (purge.py)
+
+    told: Sequence[tuple[str, str, int]] = ()  # gaps a login reported: (user, device, newest)
     token: Any = None
     error: BaseException | None = None
     pruned: int = 0
@@ -385,6 +395,7 @@ class Writer:
 
     def __init__(self, path: Path, durability: str, notify: Callable[[], None]) -> None:
         self.db = connect(path, durability)
+        retention.ensure(self.db)
         self.notify = notify
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.done: queue.SimpleQueue[Job] = queue.SimpleQueue()
@@ -456,10 +467,13 @@ class Writer:
             db.execute("BEGIN IMMEDIATE")
             for job in group:
                 if job.devices:
-                    db.executemany(
-                        "INSERT OR IGNORE INTO cursors VALUES (?,?,0,?)",
+                    db.executemany(  # `seen`: a login is a sign of life (retention.gap)
+                        "INSERT INTO cursors VALUES (?,?,0,?) "
+                        "ON CONFLICT(user, device) DO UPDATE SET seen=excluded.seen",
                         [(u, d, now) for u, d in job.devices],
                     )
+                if job.told:
+                    db.executemany(retention.TOLD_SQL, job.told)
                 if job.rows:
                     self._insert(job.rows)
                 if job.purges:  # after the rows: the original may be in this very commit
@@ -472,6 +486,7 @@ class Writer:
                     )
                 if job.prune is not None:
                     t, keep_s, max_age_s = job.prune
+                    retention.count(db, int(t - max_age_s))  # what devices lose, first
                     job.pruned = db.execute(
                         PRUNE_SQL, (int(t - max_age_s), int(t - keep_s))
                     ).rowcount

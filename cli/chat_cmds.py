@@ -29,6 +29,7 @@ from tits.client.model import (
     Held,
     LinkEvent,
     Message,
+    Missed,
     Reacted,
     Receipt,
     Refused,
@@ -457,6 +458,11 @@ def recv(
                     console.print(
                         Text(_("{who} took a message back").format(who=who), style="dim italic")
                     )
+            elif isinstance(ev, Missed):  # the broker's retention took some: said once
+                if as_json:
+                    emit_json(ev.to_json())
+                else:
+                    console.print(Text.assemble(("! ", "yellow"), (ev.text(), "yellow")))
             elif isinstance(ev, Expired):
                 if as_json:
                     emit_json({"kind": "expired", "ids": [i.hex() for i in ev.ids]})
@@ -670,6 +676,8 @@ def _chat_event(
         line = render_event(m, ev)
         if line is not None:
             console.print(line)
+    elif isinstance(ev, Missed):
+        err_console.print(Text.assemble(("! ", "yellow"), (ev.text(), "yellow")))
     elif isinstance(ev, LinkEvent) and ev.state == "unreachable":
         err_console.print(
             Text.assemble(

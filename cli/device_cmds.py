@@ -80,11 +80,23 @@ def link(
 
     done = linking.link(home, _asker(yes, as_json), on_code, broker=broker, ttl_s=timeout)
     if as_json:
-        emit_json({"linked": done.device, "name": done.name, "seconds": round(done.seconds, 2)})
+        emit_json({"linked": done.device, "name": done.name, "seconds": round(done.seconds, 2),
+                   "chunks": {"total": done.chunks_total, "sent": done.chunks_sent,
+                              "skipped": done.chunks_skipped}})  # fmt: skip
     else:
         console.print(
             f"[bold green]✓[/] {_('device linked')}: {escape(safe(done.name))} ({done.device})"
         )
+        if done.chunks_skipped:
+            console.print(
+                "  "
+                + _(
+                    "history resumed: {skipped} of {total} parts were already on the new "
+                    "device, {sent} sent now"
+                ).format(
+                    skipped=done.chunks_skipped, total=done.chunks_total, sent=done.chunks_sent
+                )
+            )
 
 
 class _Bar:
@@ -144,12 +156,24 @@ def join(
         bar.stop()
     if as_json:
         emit_json({"fingerprint": done.fingerprint, "device": done.device,
-                   "published": done.published, "messages": done.messages})  # fmt: skip
+                   "published": done.published, "messages": done.messages,
+                   "chunks": {"total": done.chunks_total, "resumed": done.chunks_resumed,
+                              "fetched": done.chunks_fetched}})  # fmt: skip
         return
     joined = _("joined account")
     console.print(f"[bold green]✓[/] {joined}: [bold]{done.fingerprint}[/]")
     console.print(f"  {_('device')}: {escape(safe(dev))} ({done.device})")
     console.print(f"  {_('messages brought over')}: {done.messages}")
+    if done.chunks_resumed:
+        console.print(
+            "  "
+            + _(
+                "history resumed: {resumed} of {total} parts were already here "
+                "(from the pairing that broke off), {fetched} came now"
+            ).format(
+                resumed=done.chunks_resumed, total=done.chunks_total, fetched=done.chunks_fetched
+            )
+        )
     if not done.published:
         err_console.print(
             _("the device certificate is not on the key server yet: run `tits key publish`.")

@@ -19,9 +19,12 @@ random digits that neither of their keys could choose, and the person sees two d
                                                   ←   Offer(id, a_x, mac)
     Reveal(id, n_x, device key, name, mac)        →   both: K = HKDF(X25519, salt=secret)
     [person compares the SAS on both screens]
-    Sealed(confirm, history=none|30d|all)         →
+    Sealed(confirm, history=none|30d|all,         →
+           resume=an earlier pairing's archive
+           and the chunks held of it)
                                                   ←   Sealed(bundle): identity, certificate,
-                                                      the history's size and SHA-256
+                                                      the history's size and SHA-256 (and
+                                                      each chunk's: tits/client/resume.py)
                                                   ←   Sealed(chunk) …  (tits/client/history.py)
     Sealed(want: chunks that did not come)        →   (resent)
     Sealed(done)                                  →
@@ -57,6 +60,7 @@ MAX_CODE_TTL_S = 900
 SECRET_BYTES = 16
 SAS_DIGITS = 6
 MAX_BUNDLE = 256 << 10
+MAX_HAVE_RANGES = 4096
 _INFO = b"tits-pairing-v1"
 
 Bytes16 = Annotated[bytes, Meta(min_length=16, max_length=16)]
@@ -169,6 +173,10 @@ def decode(data: bytes) -> PairMsg:
 # what travels inside `Sealed`
 class Confirm(Struct, tag="confirm", tag_field="s", forbid_unknown_fields=False):
     history: Annotated[str, Meta(pattern=r"^(none|30d|all)\Z")] = "all"  # what the new one wants
+    # a transfer that broke off in an earlier pairing (tits/client/resume.py): the archive's
+    # SHA-256, and the chunks the new device holds whole, as [start, end) ranges
+    resume: Annotated[bytes, Meta(max_length=32)] = b""
+    have: Annotated[list[tuple[int, int]], Meta(max_length=MAX_HAVE_RANGES)] = []
 
 
 class Bundle(Struct, tag="bundle", tag_field="s", forbid_unknown_fields=False, kw_only=True):
@@ -180,6 +188,9 @@ class Bundle(Struct, tag="bundle", tag_field="s", forbid_unknown_fields=False, k
     history_chunks: int = 0  # chunks that follow (tits/client/history.py); 0: none
     history_bytes: int = 0
     history_sha256: bytes = b""
+    # each chunk's SHA-256, concatenated (b"" past resume.MAX_HASHED chunks): checked as each
+    # comes, and what chunks kept from an earlier pairing must match
+    history_chunk_sha: Annotated[bytes, Meta(max_length=32 * 4096)] = b""
 
 
 class Chunk(Struct, tag="chunk", tag_field="s"):
@@ -284,6 +295,8 @@ class LinkSide:
         self._peer_ok = False
         self.history = "all"  # what the new device asked for (in its sealed confirmation)
         self.wanted: list[int] = []  # chunks it asked for again
+        self.resume = b""  # the archive it holds part of (an earlier pairing's), and which
+        self.have: list[tuple[int, int]] = []  # chunks: its sealed confirmation says so
 
     def on_message(self, sender: str, data: bytes) -> list[PairMsg]:
         """What to send back to `sender`; raises `PairingError` only for our own peer's
@@ -332,6 +345,7 @@ class LinkSide:
             if isinstance(inner, Confirm):
                 self._peer_ok = True
                 self.history = inner.history
+                self.resume, self.have = inner.resume, inner.have
                 if self._person_ok:
                     self.state = "confirmed"
             elif isinstance(inner, Done) and self.state == "sent":
@@ -443,11 +457,14 @@ class JoinSide:
     def sas(self) -> str | None:
         return self.channel.sas if self.channel else None
 
-    def confirm(self, history: str = "all") -> Sealed:
+    def confirm(
+        self, history: str = "all", resume: bytes = b"", have: list[tuple[int, int]] | None = None
+    ) -> Sealed:
         if self.channel is None:
             raise PairingError("nothing to confirm yet")
         self.state = "confirmed"
-        return self.channel.seal(self.code.id, Confirm(history=history))
+        confirm = Confirm(history=history, resume=resume, have=(have or [])[:MAX_HAVE_RANGES])
+        return self.channel.seal(self.code.id, confirm)
 
     def seal(self, inner: Inner) -> Sealed:
         if self.channel is None or self.bundle is None:

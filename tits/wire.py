@@ -189,6 +189,19 @@ class Challenge(_Msg, tag="challenge"):
     key: Annotated[bytes, Meta(max_length=32 << 10)]
 
 
+class Gap(Struct, forbid_unknown_fields=False, omit_defaults=True, kw_only=True):
+    """What the broker's mailbox retention took before this device came back for it (times in
+    Unix seconds). `missed` counts the messages for this device pruned here unacknowledged;
+    0 with `seen` set: away longer than the retention, count not known (mail held at another
+    broker of the cloud may have gone there)."""
+
+    retention_s: U64  # the broker's max_age_s: anything older is gone
+    missed: U64 = 0
+    oldest: U64 = 0  # the first and last of the messages pruned
+    newest: U64 = 0
+    seen: U64 = 0  # when this device last logged in or took mail here (0: not known)
+
+
 class Welcome(_Msg, tag="welcome"):
     """Logged in. `pending`: how many stored messages this device has not yet acknowledged
     (they follow as `Deliver`s, oldest first), so `tits recv` knows when it has drained."""
@@ -203,6 +216,8 @@ class Welcome(_Msg, tag="welcome"):
     # the client URLs (tcp://HOST:PORT#KEYHEX) of the cloud's brokers this one knows, itself
     # first: where a client whose broker stops answering tries next
     brokers: Annotated[list[BrokerUrl], Meta(max_length=MAX_WELCOME_BROKERS)] = []
+    # retention took mail this device had not taken (older clients ignore the field)
+    gap: Gap | None = None
 
 
 class Accepted(_Msg, tag="accepted"):

@@ -26,6 +26,7 @@ from tits.client.model import (
     GroupChanged,
     LinkEvent,
     Message,
+    Missed,
     Reacted,
     Receipt,
     SendFailed,
@@ -594,6 +595,8 @@ class TitsApp(App[None]):
             self.request_refresh()
         elif isinstance(ev, GroupChanged):
             await self._group_changed(ev)
+        elif isinstance(ev, Missed):  # the broker tells it once: shown for a minute
+            self.notify(ev.text(), severity="warning", timeout=60, markup=False)
         elif isinstance(ev, LinkEvent):
             if ev.state == "ready":
                 self.set_status(_("Connected"))

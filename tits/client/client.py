@@ -61,6 +61,7 @@ from .model import (
     GroupChanged,
     LinkEvent,
     Message,
+    Missed,
     Refused,
     SendFailed,
     SendOptions,
@@ -322,6 +323,11 @@ class Client:
                 self.outbox.resend_now()
                 self._ready.set()
                 await self._events.put(LinkEvent(state="ready", broker_url=str(self.url)))
+                gap = getattr(a.welcome, "gap", None)
+                if gap is not None:
+                    await self._events.put(Missed(broker_url=str(self.url),
+                        retention_s=gap.retention_s, missed=gap.missed, oldest=gap.oldest,
+                        newest=gap.newest, seen=gap.seen))  # fmt: skip
             elif isinstance(a, L.MediaReply):
                 self.transfers.on_reply(a.msg, a.body)
             elif isinstance(a, L.Down):

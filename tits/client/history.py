@@ -116,11 +116,19 @@ class Receiver:
     """Chunks into a file at their offsets, in any order, each once; `missing` says what
     to ask for again (a resumed transfer asks only for those)."""
 
-    def __init__(self, path: Path, total: int, size: int, sha256: bytes) -> None:
+    def __init__(
+        self, path: Path, total: int, size: int, sha256: bytes,
+        hashes: bytes = b"", have: set[int] | None = None,
+    ) -> None:  # fmt: skip
+        """`hashes`: each chunk's SHA-256 (from the sealed bundle), checked as it comes;
+        `have`: chunks already in the file (checked against them: `resume.Partial`)."""
         if total != chunk_count(size):
             raise HistoryError("the history's size and chunk count disagree")
+        if hashes and len(hashes) != 32 * total:
+            raise HistoryError("the history's chunk list and chunk count disagree")
         self.path, self.total, self.size, self.sha256 = path, total, size, sha256
-        self.have: set[int] = set()
+        self.hashes = hashes
+        self.have: set[int] = set(have or ())
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.ftruncate(fd, size)
         os.close(fd)
@@ -134,6 +142,11 @@ class Receiver:
             raise HistoryError(f"history chunk {index} is {len(data)} bytes, not {want}")
         if index in self.have:
             return False
+        if (
+            self.hashes
+            and hashlib.sha256(data).digest() != self.hashes[32 * index : 32 * index + 32]
+        ):
+            raise HistoryError(f"history chunk {index} is not the one the bundle named")
         with self.path.open("r+b") as fh:
             fh.seek(index * CHUNK_BYTES)
             fh.write(data)

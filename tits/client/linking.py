@@ -31,14 +31,14 @@ from ..identity import Identity
 from .connection import Connection
 from .history import (
     CHOICES,
-    Receiver,
+    HistoryError,
     chunk_count,
     chunks,
-    digest,
     install,
     make_archive,
     read_chunk,
 )
+from .resume import Partial, Snapshots, chunk_hashes, expand
 
 log = structlog.get_logger("tits.pairing")
 
@@ -112,6 +112,9 @@ class Linked:
     name: str
     sas: str
     seconds: float
+    chunks_total: int = 0  # of the history archive
+    chunks_sent: int = 0  # distinct chunks sent in this pairing
+    chunks_skipped: int = 0  # held by the new device from an earlier one
 
 
 def link(
@@ -122,32 +125,38 @@ def link(
     broker: str | None = None,
     keyserver: str | None = None,
     ttl_s: float = P.CODE_TTL_S,
+    answer_s: float = ANSWER_S,
 ) -> Linked:
     """Show a code (`on_code`), wait for one new device to join, have the person compare the
     short code (`ask`), then hand over the identity, the new device's certificate and the
-    history it asked for."""
+    history it asked for (the rest of an earlier pairing's, if it holds part of one)."""
     home.require()
     broker = broker or home.config.get("broker")
     keyserver = keyserver or home.config.get("keyserver") or ""
     if not broker:
         raise ConfigError("no broker to pair through: give --broker or `tits config set broker`")
-    work = Path(tempfile.mkdtemp(prefix="tits-history-"))
+    work = Snapshots(home.path).workdir()  # beside the snapshots: one rename keeps it
     try:
         with Rendezvous(str(broker)) as rv:
             code = P.new_code(home.fingerprint, rv.fingerprint, str(broker), str(keyserver), ttl_s)
             side = P.LinkSide(code)
             on_code(code)
-            return _link(home, rv, side, ask, work)
+            return _link(home, rv, side, ask, work, answer_s)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _link(home: Home, rv: Rendezvous, side: P.LinkSide, ask: Ask, work: Path) -> Linked:
+def _link(
+    home: Home, rv: Rendezvous, side: P.LinkSide, ask: Ask, work: Path, answer_s: float
+) -> Linked:
     code = side.code
     t0 = time.monotonic()
     asked = False
     archive: Path | None = None
     sent_chunks = False
+    snapshots = Snapshots(home.path)
+    skip: set[int] = set()
+    sent: set[int] = set()
     last = time.monotonic()
     while side.state != "done":
         if time.time() >= code.expires and side.state in ("waiting", "offered"):
@@ -164,13 +173,22 @@ def _link(home: Home, rv: Rendezvous, side: P.LinkSide, ask: Ask, work: Path) ->
                 raise P.PairingError("the short codes did not match: nothing was sent")
             side.confirm()
         if side.state == "confirmed" and side.peer and side.device_key:
-            archive = make_archive(home.path, side.history, work, _public_keys(home))
-            rv.send(side.peer, [side.bundle(_bundle(home, side, archive))])
+            archive, same = snapshots.archive_for(
+                side.resume, side.history,
+                lambda: make_archive(home.path, side.history, work, _public_keys(home)),
+            )  # fmt: skip
+            hashes = chunk_hashes(archive)
+            if same and hashes:  # the new device holds part of this very archive
+                skip = expand(side.have, chunk_count(archive.stat().st_size))
+            rv.send(side.peer, [side.bundle(_bundle(home, side, archive, hashes))])
             last = time.monotonic()
         if side.state == "sent" and archive is not None and side.peer:
             if not sent_chunks:
                 batch: list[P.PairMsg] = []
                 for i, data in chunks(archive):
+                    if i in skip:
+                        continue
+                    sent.add(i)
                     batch.append(side.seal_more(P.Chunk(i, data)))
                     if len(batch) == SEND_BATCH:
                         rv.send(side.peer, batch)
@@ -179,13 +197,20 @@ def _link(home: Home, rv: Rendezvous, side: P.LinkSide, ask: Ask, work: Path) ->
                 sent_chunks = True
             again, side.wanted = side.wanted[:], []
             for i in again:
-                rv.send(side.peer, [side.seal_more(P.Chunk(i, read_chunk(archive, i)))])
-        if side.state in ("keyed", "sent") and time.monotonic() - last > ANSWER_S * 2:
+                if 0 <= i < chunk_count(archive.stat().st_size):
+                    sent.add(i)
+                    rv.send(side.peer, [side.seal_more(P.Chunk(i, read_chunk(archive, i)))])
+        if side.state in ("keyed", "sent") and time.monotonic() - last > answer_s * 2:
+            # the archive stays (resume.Snapshots): a join run again asks for the rest
             raise P.PairingError("the new device stopped answering")
     assert side.device_key is not None  # state "done" implies it
     dev = Certificate(home.fingerprint, side.device_key, side.device_name, 0, 0).device
-    log.info("pairing.linked", device=dev)
-    return Linked(dev, side.device_name, side.sas or "", time.monotonic() - t0)
+    total = chunk_count(archive.stat().st_size) if archive is not None else 0
+    if archive is not None:
+        snapshots.drop(archive)  # taken in whole: nothing left to resume
+    log.info("pairing.linked", device=dev, chunks=total, sent=len(sent), skipped=len(skip))
+    return Linked(dev, side.device_name, side.sas or "", time.monotonic() - t0,
+                  total, len(sent), len(skip))  # fmt: skip
 
 
 def _public_keys(home: Home) -> str:
@@ -194,7 +219,7 @@ def _public_keys(home: Home) -> str:
     return str(home.identity.gpg.export_keys(fps, armor=True)) if fps else ""
 
 
-def _bundle(home: Home, side: P.LinkSide, archive: Path) -> P.Bundle:
+def _bundle(home: Home, side: P.LinkSide, archive: Path, hashes: bytes) -> P.Bundle:
     assert side.device_key is not None
     size = archive.stat().st_size
     cert, sig = certify_key(home.identity, home.fingerprint, side.device_key, side.device_name)
@@ -210,7 +235,8 @@ def _bundle(home: Home, side: P.LinkSide, archive: Path) -> P.Bundle:
         settings=settings,
         history_chunks=chunk_count(size),
         history_bytes=size,
-        history_sha256=digest(archive),
+        history_sha256=bytes.fromhex(archive.stem),  # a snapshot is named by its SHA-256
+        history_chunk_sha=hashes,
     )
 
 
@@ -221,6 +247,9 @@ class Joined:
     sas: str
     published: bool
     messages: int = 0  # in the history taken in
+    chunks_total: int = 0  # of the history archive
+    chunks_resumed: int = 0  # already here, from an earlier pairing that broke off
+    chunks_fetched: int = 0  # that came in this pairing
 
 
 Progress = Callable[[int, int], None]  # (chunks had, chunks in all)
@@ -248,23 +277,35 @@ def join(
     device = DeviceKey.generate()
     Certificate.parse(Certificate(code.user, device.public_key, device_name, 0, 1).to_bytes())
     work = Path(tempfile.mkdtemp(prefix="tits-history-"))
+    partial = Partial(home.path)  # what an earlier pairing that broke off left
     try:
         with Rendezvous(code.broker) as rv:
             side = P.JoinSide(code, rv.fingerprint, device.public_key, device_name)
             rv.send(code.rendezvous, [side.start()])
-            bundle = _await_bundle(rv, side, ask, answer_s, history)
-            archive = _receive_history(rv, side, bundle, work / "history.tar", answer_s, progress)
+            resume = partial.offer(code.user)
+            bundle = _await_bundle(rv, side, ask, answer_s, history, resume)
+            got = _receive_history(rv, side, bundle, partial, answer_s, progress)
             published = _apply(home, code, device, bundle, work)
-            messages = install(archive, home.path, code.user, home.identity) if archive else 0
+            messages = 0
+            if got is not None:
+                try:
+                    messages = install(got.path, home.path, code.user, home.identity)
+                finally:
+                    partial.clear()
             rv.send(code.rendezvous, [side.done()])
-            return Joined(code.user, device.id, side.sas or "", published, messages)
+            joined = Joined(code.user, device.id, side.sas or "", published, messages)
+            if got is not None:
+                joined.chunks_total, joined.chunks_resumed = got.total, got.resumed
+                joined.chunks_fetched = got.total - got.resumed
+            return joined
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _await_bundle(
-    rv: Rendezvous, side: P.JoinSide, ask: Ask, answer_s: float, history: str
-) -> P.Bundle:
+    rv: Rendezvous, side: P.JoinSide, ask: Ask, answer_s: float, history: str,
+    resume: tuple[bytes, list[tuple[int, int]]],
+) -> P.Bundle:  # fmt: skip
     code = side.code
     deadline = time.monotonic() + answer_s
     while side.bundle is None:
@@ -278,24 +319,36 @@ def _await_bundle(
         if side.state == "keyed":
             if not ask(side.sas or ""):
                 raise P.PairingError("the short codes did not match: nothing was taken in")
-            rv.send(code.rendezvous, [side.confirm(history)])
+            rv.send(code.rendezvous, [side.confirm(history, *resume)])
             deadline = time.monotonic() + answer_s * 2  # the other person confirms too
     return side.bundle
+
+
+@dataclass
+class _Got:
+    path: Path
+    total: int
+    resumed: int
 
 
 def _receive_history(
     rv: Rendezvous,
     side: P.JoinSide,
     bundle: P.Bundle,
-    path: Path,
+    partial: Partial,
     answer_s: float,
     progress: Progress | None,
-) -> Path | None:
+) -> _Got | None:
     """The chunks, in any order, asked for again when they stop coming; the archive once it
-    matches the sealed bundle's SHA-256."""
+    matches the sealed bundle's SHA-256. Chunks an earlier pairing left whole are kept."""
     if bundle.history_chunks == 0:
         return None
-    got = Receiver(path, bundle.history_chunks, bundle.history_bytes, bundle.history_sha256)
+    got, resumed = partial.receiver(
+        side.code.user, bundle.history_chunks, bundle.history_bytes, bundle.history_sha256,
+        bundle.history_chunk_sha,
+    )  # fmt: skip
+    if progress is not None and resumed:
+        progress(len(got.have), got.total)
     last = time.monotonic()
     asked_at = last
     while not got.complete:
@@ -316,7 +369,11 @@ def _receive_history(
             asked_at = now
         if now - last > answer_s * 2:
             raise P.PairingError(f"the history stopped coming ({len(got.have)} of {got.total})")
-    return got.finish()
+    try:
+        return _Got(got.finish(), got.total, resumed)
+    except HistoryError:
+        partial.clear()  # the whole does not match: none of it is worth keeping
+        raise
 
 
 def _check_secret(bundle: P.Bundle, user: str, scratch: Path) -> None:

@@ -297,6 +297,39 @@ class LinkEvent(msgspec.Struct, tag="link"):
     detail: str = ""
 
 
+class Missed(msgspec.Struct, tag="gap"):
+    """The broker's mailbox retention took messages before this device came back for them
+    (the welcome's `wire.Gap`, told once): times in Unix seconds; `missed` 0 is "not known"."""
+
+    broker_url: str
+    retention_s: int
+    missed: int = 0
+    oldest: int = 0  # the first and last of the messages that are gone
+    newest: int = 0
+    seen: int = 0  # when this device was last there
+
+    def text(self) -> str:
+        from ..i18n import _
+        from ..spans import span
+
+        days = span(self.retention_s)
+        if self.missed:
+            return _(
+                "You were offline for more than {days}, longer than the server keeps "
+                "messages: {n} earlier messages can no longer be received."
+            ).format(days=days, n=self.missed)
+        return _(
+            "You were offline for more than {days}, longer than the server keeps messages: "
+            "some earlier messages may no longer be received."
+        ).format(days=days)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "gap", "since": self.seen or self.oldest or None,
+                "retention_s": self.retention_s, "missed": self.missed or None,
+                "oldest": self.oldest or None, "newest": self.newest or None,
+                "broker": self.broker_url.split("#")[0]}  # fmt: skip
+
+
 Event = (
     Shown
     | Refused
@@ -312,4 +345,5 @@ Event = (
     | SendFailed
     | Skipped
     | LinkEvent
+    | Missed
 )
