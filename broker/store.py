@@ -114,7 +114,6 @@ class Store:
         self.db = connect(path, durability)
         migrate(self.db)
         ensure_table(self.db)
-
         retention.ensure(self.db)
         try:  # what a crash left in the WAL goes into the database now, and the WAL shrinks
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
