@@ -79,6 +79,8 @@ log = structlog.get_logger("tits.client")
 P = ParamSpec("P")
 T = TypeVar("T")
 CLOSE_WAIT_S = 10.0  # for the worker to finish what it is doing and close the store
+LOOKUP_TRIES = 3  # asks of the key server before a certificate counts as found nowhere
+LOOKUP_BACKOFF_S = 3.0  # the wait before the next ask grows by this
 ANSWER_S = 4.0  # a broker silent this long is reported at once, and the next one tried
 MAX_LEARNT_BROKERS = 16
 # a login refused for the broker's own trouble, not ours: try the next broker, then again
@@ -800,17 +802,25 @@ class Client:
         from tits.keyclient import KeyClient
 
         kc = KeyClient(str(self.keyserver), timeout=5.0)
-        try:
-            if need == "pubkey":
-                armored = await loop.run_in_executor(self._lookups, kc.get_key, who)
-                await self.work(self.identity.import_public, armored)
-            else:
-                found = await loop.run_in_executor(self._lookups, kc.devices, who)
-                await self.work(self._learn_devices, who, device, found)
-        except (KeyServerError, TitsError, OSError) as exc:
-            log.info("client.lookup_failed", need=need, who=who[:16], why=str(exc)[:120])
-            if need == "cert":
-                await self.work(self.devices.not_found, who, device)
+        # a key server that is slow or away is not one that said "no such device": only
+        # after LOOKUP_TRIES failed asks is the certificate taken as found nowhere (a text is
+        # then shown *not verified*, refused in a secure chat); what waits stays held meanwhile
+        for attempt in range(LOOKUP_TRIES):
+            try:
+                if need == "pubkey":
+                    armored = await loop.run_in_executor(self._lookups, kc.get_key, who)
+                    await self.work(self.identity.import_public, armored)
+                else:
+                    found = await loop.run_in_executor(self._lookups, kc.devices, who)
+                    await self.work(self._learn_devices, who, device, found)
+                break
+            except (KeyServerError, TitsError, OSError) as exc:
+                log.info("client.lookup_failed", need=need, who=who[:16], attempt=attempt + 1,
+                         why=str(exc)[:120])  # fmt: skip
+                if attempt + 1 < LOOKUP_TRIES:
+                    await asyncio.sleep(LOOKUP_BACKOFF_S * (attempt + 1))
+                elif need == "cert":
+                    await self.work(self.devices.not_found, who, device)
         self._wake.set()
 
     def _recheck(self, who: str) -> None:
