@@ -378,7 +378,7 @@ class PeerLinks:
     def up_peers(self) -> list[Peer]:
         return [p for p in self.peers.values() if p.up]
 
-    def send(self, peer_id: str, msg: object, body: bytes | None = None) -> bool:
+    def send(self, peer_id: str, msg: object, body: bytes | zmq.Frame | None = None) -> bool:
         """False when the frame could not be queued (peer gone or full): the caller retries."""
         peer = self.peers.get(peer_id)
         if peer is None or not peer.up:
@@ -431,7 +431,7 @@ class PeerLinks:
         due = [p.last_flush + COALESCE_S for i in self._queued if (p := self.peers.get(i))]
         return min(due) if due else None
 
-    def _transmit(self, peer: Peer, frames: list[bytes]) -> bool:
+    def _transmit(self, peer: Peer, frames: list[bytes | zmq.Frame]) -> bool:
         try:
             if peer.out is not None:
                 peer.out.send_multipart(frames, zmq.NOBLOCK)
