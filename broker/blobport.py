@@ -344,17 +344,33 @@ class BlobPort:
             if msg.missing or body is None:
                 self._fail(msg.chunk, "the broker that held it has it no more")
                 return
-            if hashlib.sha256(body).digest() != msg.chunk:
-                log.warning("media.bad_cloud_chunk", peer=peer[:16])
-                self._fail(msg.chunk, "a broker sent the wrong bytes")
-                return
-            data = body
-            self._run(lambda: self.store.store(msg.chunk, data), lambda f: None, msg.chunk)
-            self.counters["media_cloud"] += len(body)
-            self._asked.pop(msg.chunk, None)
-            self._tries.pop(msg.chunk, None)
-            for serve, _ in self._waiting.pop(msg.chunk, []):
-                serve(body)
+            data, chunk = body, msg.chunk
+            if not self._run(lambda: self._keep(chunk, data),
+                             lambda f: self._found(peer, chunk, data, f), chunk):  # fmt: skip
+                self._found(peer, chunk, data, None)  # the media threads are full: check here
+
+    def _keep(self, chunk: bytes, data: bytes) -> bool:
+        """On a media thread: are these the chunk's bytes? If so, keep them here."""
+        if hashlib.sha256(data).digest() != chunk:
+            return False
+        try:
+            self.store.store(chunk, data)
+        except MediaError as exc:  # not kept, but right: those waiting get them all the same
+            log.warning("media.not_kept", error=exc.message)
+        return True
+
+    def _found(self, peer: str, chunk: bytes, data: bytes, f: Future[bool] | None) -> None:
+        """A chunk came from the cloud: to those who wait for it, if its bytes are right."""
+        good = hashlib.sha256(data).digest() == chunk if f is None else f.result()
+        if not good:
+            log.warning("media.bad_cloud_chunk", peer=peer[:16])
+            self._fail(chunk, "a broker sent the wrong bytes")
+            return
+        self.counters["media_cloud"] += len(data)
+        self._asked.pop(chunk, None)
+        self._tries.pop(chunk, None)
+        for serve, _ in self._waiting.pop(chunk, []):
+            serve(data)
 
     def _wanted(self, msg: wire.ChunkWant, f: Future[Any]) -> None:
         try:
