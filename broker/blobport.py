@@ -58,6 +58,10 @@ Serve = Callable[[Body], None]
 Fail = Callable[[str], None]
 
 
+def _view(data: Body) -> bytes | memoryview:
+    return data.buffer if isinstance(data, zmq.Frame) else data
+
+
 class ReplySink(Protocol):
     def reply(self, route: bytes, msg: Any) -> bool: ...
     def deliver(self, route: bytes, env: bytes, body: Body) -> SendResult: ...
@@ -329,7 +333,7 @@ class BlobPort:
         for _, fail in self._waiting.pop(chunk, []):
             fail(why)
 
-    def on_peer(self, peer: str, msg: object, body: bytes | None) -> None:
+    def on_peer(self, peer: str, msg: object, body: Body | None) -> None:
         if self.cloud is None:
             return
         if isinstance(msg, wire.ChunkWant):
@@ -349,19 +353,20 @@ class BlobPort:
                              lambda f: self._found(peer, chunk, data, f), chunk):  # fmt: skip
                 self._found(peer, chunk, data, None)  # the media threads are full: check here
 
-    def _keep(self, chunk: bytes, data: bytes) -> bool:
+    def _keep(self, chunk: bytes, data: Body) -> bool:
         """On a media thread: are these the chunk's bytes? If so, keep them here."""
-        if hashlib.sha256(data).digest() != chunk:
+        view = _view(data)
+        if hashlib.sha256(view).digest() != chunk:
             return False
         try:
-            self.store.store(chunk, data)
+            self.store.store(chunk, view)
         except MediaError as exc:  # not kept, but right: those waiting get them all the same
             log.warning("media.not_kept", error=exc.message)
         return True
 
-    def _found(self, peer: str, chunk: bytes, data: bytes, f: Future[bool] | None) -> None:
+    def _found(self, peer: str, chunk: bytes, data: Body, f: Future[bool] | None) -> None:
         """A chunk came from the cloud: to those who wait for it, if its bytes are right."""
-        good = hashlib.sha256(data).digest() == chunk if f is None else f.result()
+        good = hashlib.sha256(_view(data)).digest() == chunk if f is None else f.result()
         if not good:
             log.warning("media.bad_cloud_chunk", peer=peer[:16])
             self._fail(chunk, "a broker sent the wrong bytes")
