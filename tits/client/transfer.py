@@ -185,13 +185,18 @@ class Transfers:
         asm: Assembly = await self._io(Assembly, folder, m)
         if asm.complete:
             return asm.final
+        in_loop = True
         try:
             return await self._fetch_all(asm, m, deadline, progress, sender)
+        except GeneratorExit:  # closed by the garbage collector, its loop gone: no await here
+            in_loop = False
+            raise
         finally:
-            try:
-                await self._io(asm.close)  # after any write still on the media thread
-            except RuntimeError:
-                pass  # that thread is shut down (the client closing): its files close with it
+            if in_loop:
+                try:
+                    await self._io(asm.close)  # after any write still on the media thread
+                except RuntimeError:
+                    pass  # that thread is shut down (the client closing)
 
     async def _fetch_all(
         self, asm: Assembly, m: wire.Manifest, deadline: float, progress: Progress | None,

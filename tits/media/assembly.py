@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 from pathlib import Path
 
 from tits import wire
@@ -32,8 +33,10 @@ class Assembly:
         self.done: set[int] = set()
         self._whole = hashlib.sha256()
         self._hashed = 0  # chunks 0.._hashed-1 are in `_whole`
-        self._fd: int | None = None  # the part file, read and written
-        self._done_fd: int | None = None  # the chunks done, appended to
+        # [the part file (read and written), the chunks done (appended to)]; whatever is
+        # still open when the assembly is dropped unclosed is closed then
+        self._fds: list[int | None] = [None, None]
+        weakref.finalize(self, _close_fds, self._fds)
         if self.final.exists():
             self.done = set(range(len(manifest.chunks)))
             return
@@ -50,7 +53,7 @@ class Assembly:
         except BaseException:
             os.close(fd)
             raise
-        self._fd = fd
+        self._fds[0] = fd
 
     @property
     def complete(self) -> bool:
@@ -70,16 +73,19 @@ class Assembly:
         if index in self.done:
             return
         os.pwrite(self._part_fd(), data, index * self.m.chunk_size)
-        if self._done_fd is None:
-            self._done_fd = os.open(self.done_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(self._done_fd, index.to_bytes(4, "big"))
+        done_fd = self._fds[1]
+        if done_fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            done_fd = self._fds[1] = os.open(self.done_path, flags, 0o600)
+        os.write(done_fd, index.to_bytes(4, "big"))
         self.done.add(index)
         self._fold(index, data)
 
     def _part_fd(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.part, os.O_RDWR)
-        return self._fd
+        fd = self._fds[0]
+        if fd is None:
+            fd = self._fds[0] = os.open(self.part, os.O_RDWR)
+        return fd
 
     def _fold(self, index: int = -1, data: bytes | memoryview = b"") -> None:
         """Take the chunks done, in order, into the whole file's hash: chunk `index` from
@@ -98,10 +104,7 @@ class Assembly:
             self._hashed += 1
 
     def close(self) -> None:
-        for fd in (self._fd, self._done_fd):
-            if fd is not None:
-                os.close(fd)
-        self._fd = self._done_fd = None
+        _close_fds(self._fds)
 
     def finish(self) -> Path:
         """Check the whole file and move it into place; MediaError (and start over) if the
@@ -127,6 +130,13 @@ class Assembly:
         self.done_path.unlink(missing_ok=True)
         self.done.clear()
         self._whole, self._hashed = hashlib.sha256(), 0
+
+
+def _close_fds(fds: list[int | None]) -> None:
+    for i, fd in enumerate(fds):
+        if fd is not None:
+            fds[i] = None
+            os.close(fd)
 
 
 def read_chunk(path: Path, m: wire.Manifest, index: int) -> bytes:
