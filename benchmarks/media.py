@@ -6,7 +6,9 @@
 1. on disk: read + SHA-256 of the file (`tits.media.manifest.scan`, chunk hashes too): the
    ceiling any transfer of it can reach here; and writing it as a new file, which the
    broker and the receiver each do (on this workplace's VM, new page-cache pages cost
-   4–14 ms a MiB under load, which bounds every figure below).
+   4–14 ms a MiB under load, which bounds every figure below: it is the first touch of RAM
+   the VM never used since it booted; a page freed and used again costs about a tenth, so
+   the same run is faster on a VM that has been up for a while).
 2. one broker: Alice sends it (`Messenger.send_file`: offer, the signed manifest, the
    chunks) while Bob fetches it (`Messenger.fetch`: each chunk checked, the whole file
    checked, saved in his home; he starts when her message comes). End to end: her first
