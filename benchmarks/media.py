@@ -1,12 +1,14 @@
 """Media: MB/s for one big file, and a photo to a group of 50, in one run.
 
     python benchmarks/media.py [--mb 200] [--photo-mb 5] [--members 50] [--no-cloud]
-                               [--no-group] [--rss]
+                               [--no-group] [--rss] [--two-gib]
 
 1. on disk: read + SHA-256 of the file (`tits.media.manifest.scan`, chunk hashes too): the
    ceiling any transfer of it can reach here; and writing it as a new file, which the
    broker and the receiver each do (on this workplace's VM, new page-cache pages cost
-   4–14 ms a MiB under load, which bounds every figure below).
+   4–14 ms a MiB under load, which bounds every figure below: it is the first touch of RAM
+   the VM never used since it booted; a page freed and used again costs about a tenth, so
+   the same run is faster on a VM that has been up for a while).
 2. one broker: Alice sends it (`Messenger.send_file`: offer, the signed manifest, the
    chunks) while Bob fetches it (`Messenger.fetch`: each chunk checked, the whole file
    checked, saved in his home; he starts when her message comes). End to end: her first
@@ -21,6 +23,8 @@
    group message (one Send for all members); then the same photo to a second group of the
    same people: no chunk bytes move at all (counted).
 `--rss`: peak RSS of this process (both clients) and of the broker, printed after 2.
+`--two-gib`: the largest file a broker takes by default (2 GiB, 2,048 chunks) through 1., 2.
+and 4. with `--rss`: bounded memory on sender, broker and receiver (a few minutes).
 """
 
 from __future__ import annotations
@@ -294,12 +298,20 @@ def main() -> None:
     ap.add_argument("--no-cloud", action="store_true")
     ap.add_argument("--no-group", action="store_true")
     ap.add_argument("--rss", action="store_true", help="print peak RSS after the one-broker run")
+    ap.add_argument("--two-gib", action="store_true",
+                    help="a 2 GiB file, one broker and resume only, with --rss")  # fmt: skip
     args = ap.parse_args()
+    size = args.mb * MB
+    if args.two_gib:
+        size = 2 << 30
+        args.rss = args.no_cloud = args.no_group = True
     root = Path(tempfile.mkdtemp(prefix="tmb", dir="/tmp"))
     try:
         src = root / "big.bin"
-        make_file(src, args.mb * MB)
-        print(f"file: {args.mb} MB; chunks of 1 MiB; {TARGETS}")
+        make_file(src, size)
+        print(f"file: {size / MB:,.0f} MB; chunks of 1 MiB; {TARGETS}")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"machine: {os.cpu_count()} cores, load {load} (1, 5, 15 min)")
         read, write = bench_disk(src)
         print(f"on disk: read + SHA-256 {read:,.0f} MB/s (the ceiling), writing it as a new "
               f"file {write:,.0f} MB/s (the broker and the receiver each do)")  # fmt: skip

@@ -5,9 +5,13 @@ missing: a resumed upload sends only those), `ChunkPut` (+ bytes) with `ChunkOk`
 with `ChunkData` (+ bytes). Every refusal is a `BlobError` with a `wire.MediaErrorCode`;
 nothing a client sends stops the broker or leaves a half chunk on disk.
 
-The store's work (hashing, disk, SQLite) runs on one media thread, never on the broker's
-loop, so a 1 MiB chunk costs the loop only its routing; the results come back through the
-loop's wake pipe (`drain`). At most MAX_JOBS wait for that thread: beyond, `busy`.
+The store's work (hashing, disk, SQLite) runs on MEDIA_THREADS media threads, never on the
+broker's loop, so a 1 MiB chunk costs the loop only its routing; the results come back
+through the loop's wake pipe (`drain`). Each chunk's work goes to the thread its hash picks,
+so a chunk asked for while it is being stored is read after it is written there, as with
+one thread. At most MAX_JOBS wait for those threads: beyond, `busy`. A chunk's bytes stay in
+the frame they came in (hashed and written from it, no copy), and that frame is what goes
+on to those who waited for it.
 
 A chunk asked for that is on its way (its file offered here, the upload under way) waits
 for it, so a receiver can fetch while the sender still sends. A chunk this broker lacks
@@ -44,24 +48,30 @@ log = structlog.get_logger("titsd")
 T = TypeVar("T")
 WANT_S = 10.0  # a chunk waited for (from the cloud, or an upload) this long: `not-found`
 MAX_WAITERS = 10_000  # chunk requests parked at once (beyond: `not-found`)
-MAX_JOBS = 64  # chunks waiting for the media thread (beyond: `busy`): 64 MiB at most
+MAX_JOBS = 64  # chunks waiting for the media threads (beyond: `busy`): 64 MiB at most
+MEDIA_THREADS = 2  # hashing and writing chunks: the disk's page cache takes a core's time
 MAX_ASKED = 128  # chunks asked of the cloud at once (beyond: `not-found`, ask again)
 UPLOAD_S = 600.0  # an offered file's missing chunks count as on their way this long
 
-Serve = Callable[[bytes], None]
+Body = bytes | zmq.Frame  # a chunk's bytes: as read from disk, or the frame they came in
+Serve = Callable[[Body], None]
 Fail = Callable[[str], None]
+
+
+def _view(data: Body) -> bytes | memoryview:
+    return data.buffer if isinstance(data, zmq.Frame) else data
 
 
 class ReplySink(Protocol):
     def reply(self, route: bytes, msg: Any) -> bool: ...
-    def deliver(self, route: bytes, env: bytes, body: bytes) -> SendResult: ...
+    def deliver(self, route: bytes, env: bytes, body: Body) -> SendResult: ...
 
 
 class CloudRoutes(Protocol):
     """What the cloud gives media: the next hop toward a broker, and a send to a peer."""
 
     def next_hop(self, broker: str) -> str | None: ...
-    def send(self, peer: str, msg: object, body: bytes | None = None) -> bool: ...
+    def send(self, peer: str, msg: object, body: Body | None = None) -> bool: ...
     def where(self, fingerprint: str) -> list[str]: ...
 
 
@@ -75,7 +85,7 @@ class Routes:
         hop: str | None = self._cloud.topology.next_hop(broker)
         return hop
 
-    def send(self, peer: str, msg: object, body: bytes | None = None) -> bool:
+    def send(self, peer: str, msg: object, body: Body | None = None) -> bool:
         return bool(self._cloud.peers.send(peer, msg, body))
 
     def where(self, fingerprint: str) -> list[str]:
@@ -98,7 +108,10 @@ class BlobPort:
         for k in ("media_in", "media_out", "media_refused", "media_cloud"):
             counters.setdefault(k, 0)
         self._wake = wake
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="titsd-media") if wake else None
+        self._pools = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"titsd-media{i}")
+            for i in range(MEDIA_THREADS if wake else 0)
+        ]
         self._done: deque[Callable[[], None]] = deque()
         self._jobs = 0
         # chunk → who waits for it (serve, fail), and since when it is asked / expected
@@ -109,15 +122,17 @@ class BlobPort:
         self._tries: dict[bytes, int] = {}  # chunk → asks of the cloud that failed
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # -- the media thread ----------------------------------------------------------------------
 
-    def _run(self, work: Callable[[], T], then: Callable[[Future[T]], None]) -> bool:
-        """`work` on the media thread, then `then` on the loop (from `drain`). Without a
-        wake (unit tests, tools) both run here and now."""
-        if self._pool is None or self._wake is None:
+    def _run(
+        self, work: Callable[[], T], then: Callable[[Future[T]], None], key: bytes | None = None
+    ) -> bool:
+        """`work` on the media thread of chunk `key` (the first without), then `then` on the
+        loop (from `drain`). Without a wake (unit tests, tools) both run here and now."""
+        if not self._pools or self._wake is None:
             f: Future[T] = Future()
             try:
                 f.set_result(work())
@@ -134,7 +149,8 @@ class BlobPort:
             self._done.append(lambda: then(f))
             wake()
 
-        self._pool.submit(work).add_done_callback(finished)
+        pool = self._pools[key[-1] % len(self._pools) if key else 0]
+        pool.submit(work).add_done_callback(finished)
         return True
 
     def drain(self) -> None:
@@ -167,9 +183,11 @@ class BlobPort:
                 return self._refuse(route, msg, MediaError("a chunk needs its bytes",
                                                            code="bad-chunk"))  # fmt: skip
             frame = frames[2]
-            ok = self._run(lambda: self._put(msg, frame), lambda f: self._stored(route, msg, f))
+            ok = self._run(lambda: self._put(msg, frame), lambda f: self._stored(route, msg, f),
+                           self.store.chunk_of(msg.sha256, msg.index))  # fmt: skip
         elif isinstance(msg, wire.ChunkGet):
-            ok = self._run(lambda: self.store.read(msg.chunk), lambda f: self._read(route, msg, f))
+            ok = self._run(lambda: self.store.read(msg.chunk), lambda f: self._read(route, msg, f),
+                           msg.chunk)  # fmt: skip
         else:
             return None
         if not ok:
@@ -193,12 +211,11 @@ class BlobPort:
             self._buckets.clear()
         return True
 
-    def _put(self, msg: wire.ChunkPut, frame: zmq.Frame) -> tuple[bool, bytes, bytes]:
-        data = frame.bytes
-        complete = self.store.put(msg.sha256, msg.index, data)
+    def _put(self, msg: wire.ChunkPut, frame: zmq.Frame) -> tuple[bool, bytes, zmq.Frame]:
+        complete = self.store.put(msg.sha256, msg.index, frame.buffer)
         m = self.store.manifest(msg.sha256)
         assert m is not None  # put raised otherwise
-        return complete, m.chunks[msg.index], data
+        return complete, m.chunks[msg.index], frame
 
     def _offered(self, route: bytes, msg: wire.BlobOffer, f: Future[Any]) -> None:
         try:
@@ -234,7 +251,7 @@ class BlobPort:
             self._serve(route, msg.chunk, msg.index, data)
             return None
 
-        def serve(d: bytes) -> None:
+        def serve(d: Body) -> None:
             self._serve(route, msg.chunk, msg.index, d)
 
         def fail(why: str) -> None:
@@ -280,7 +297,7 @@ class BlobPort:
         self._asked.setdefault(chunk, time.monotonic())
         return True
 
-    def _serve(self, route: bytes, chunk: bytes, index: int, data: bytes) -> None:
+    def _serve(self, route: bytes, chunk: bytes, index: int, data: Body) -> None:
         env = wire.encode(wire.ChunkData(chunk=chunk, index=index))
         if self.replies.deliver(route, env, data) is SendResult.OK:
             self.counters["media_out"] += len(data)
@@ -316,11 +333,12 @@ class BlobPort:
         for _, fail in self._waiting.pop(chunk, []):
             fail(why)
 
-    def on_peer(self, peer: str, msg: object, body: bytes | None) -> None:
+    def on_peer(self, peer: str, msg: object, body: Body | None) -> None:
         if self.cloud is None:
             return
         if isinstance(msg, wire.ChunkWant):
-            self._run(lambda: self.store.read(msg.chunk), lambda f: self._wanted(msg, f))
+            self._run(lambda: self.store.read(msg.chunk), lambda f: self._wanted(msg, f),
+                      msg.chunk)  # fmt: skip
         elif isinstance(msg, wire.ChunkFound):
             if msg.to != self.me:
                 if msg.hops > 0:
@@ -330,17 +348,34 @@ class BlobPort:
             if msg.missing or body is None:
                 self._fail(msg.chunk, "the broker that held it has it no more")
                 return
-            if hashlib.sha256(body).digest() != msg.chunk:
-                log.warning("media.bad_cloud_chunk", peer=peer[:16])
-                self._fail(msg.chunk, "a broker sent the wrong bytes")
-                return
-            data = body
-            self._run(lambda: self.store.store(msg.chunk, data), lambda f: None)
-            self.counters["media_cloud"] += len(body)
-            self._asked.pop(msg.chunk, None)
-            self._tries.pop(msg.chunk, None)
-            for serve, _ in self._waiting.pop(msg.chunk, []):
-                serve(body)
+            data, chunk = body, msg.chunk
+            if not self._run(lambda: self._keep(chunk, data),
+                             lambda f: self._found(peer, chunk, data, f), chunk):  # fmt: skip
+                self._found(peer, chunk, data, None)  # the media threads are full: check here
+
+    def _keep(self, chunk: bytes, data: Body) -> bool:
+        """On a media thread: are these the chunk's bytes? If so, keep them here."""
+        view = _view(data)
+        if hashlib.sha256(view).digest() != chunk:
+            return False
+        try:
+            self.store.store(chunk, view)
+        except MediaError as exc:  # not kept, but right: those waiting get them all the same
+            log.warning("media.not_kept", error=exc.message)
+        return True
+
+    def _found(self, peer: str, chunk: bytes, data: Body, f: Future[bool] | None) -> None:
+        """A chunk came from the cloud: to those who wait for it, if its bytes are right."""
+        good = hashlib.sha256(_view(data)).digest() == chunk if f is None else f.result()
+        if not good:
+            log.warning("media.bad_cloud_chunk", peer=peer[:16])
+            self._fail(chunk, "a broker sent the wrong bytes")
+            return
+        self.counters["media_cloud"] += len(data)
+        self._asked.pop(chunk, None)
+        self._tries.pop(chunk, None)
+        for serve, _ in self._waiting.pop(chunk, []):
+            serve(data)
 
     def _wanted(self, msg: wire.ChunkWant, f: Future[Any]) -> None:
         try:
@@ -352,7 +387,7 @@ class BlobPort:
             return
         found = wire.ChunkFound(chunk=msg.chunk, to=msg.origin)
 
-        def serve(d: bytes) -> None:
+        def serve(d: Body) -> None:
             self._toward(msg.origin, found, d)
 
         def fail(_why: str) -> None:
@@ -367,7 +402,7 @@ class BlobPort:
             msg.hops -= 1
             self._toward(msg.target, msg, None)
 
-    def _toward(self, broker: str, msg: object, body: bytes | None) -> None:
+    def _toward(self, broker: str, msg: object, body: Body | None) -> None:
         assert self.cloud is not None
         hop = self.cloud.next_hop(broker)
         if hop is None or not self.cloud.send(hop, msg, body):

@@ -13,6 +13,12 @@ names (a chunk fetched from the cloud for a receiver counts as used when it was 
 
 SQLite runs with synchronous=NORMAL (WAL): a crash loses at most the last rows, never the
 database, and a chunk whose row was lost is simply asked for again.
+
+Safe to call from several threads (the broker's media threads): the database and the caches
+are behind one lock, while the slow parts (hashing a chunk, writing or reading its file)
+run outside it. A chunk this store wrote or checked lately is served without hashing it
+again as long as its file is the one it wrote (same inode, size and mtime: a file changed
+since, by rot that a write shows or by hand, is hashed again); any other read is hashed.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +52,11 @@ CREATE TABLE IF NOT EXISTS refs (
     hash BLOB NOT NULL, sha BLOB NOT NULL, PRIMARY KEY (hash, sha)
 ) WITHOUT ROWID;
 """
+
+
+FRESH_S = 600.0  # a chunk checked this recently, its file unchanged, is not hashed again
+FRESH_MAX = 8192  # chunks remembered as checked (about 100 bytes each)
+_Stamp = tuple[int, int, int, float]  # (inode, size, mtime ns, when checked)
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,12 @@ class BlobStore:
         self._manifests: dict[bytes, wire.Manifest] = {}  # small cache: chunk lists by file
         self._lacking: dict[bytes, set[bytes]] = {}  # file → chunk hashes not yet here
         self._folders: set[str] = set()  # blobs/<xx> folders known to exist
+        self._fresh: OrderedDict[bytes, _Stamp] = OrderedDict()  # chunks checked lately
+        self._lock = threading.RLock()  # the database and the dicts above
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            self.db.close()
 
     def path_of(self, chunk: bytes) -> Path:
         h = chunk.hex()
@@ -102,7 +118,11 @@ class BlobStore:
                 f"{len(m.chunks)} chunks is over the {lim.max_chunks} limit", code="too-many-chunks"
             )
         check(m, max_size=lim.max_size)
-        db = self.db
+        with self._lock:
+            return self._record_offer(user, m, sha, now)
+
+    def _record_offer(self, user: str, m: wire.Manifest, sha: bytes, now: float) -> Offered:
+        lim, db = self.limits, self.db
         owned = db.execute("SELECT 1 FROM owners WHERE user=? AND sha=?", (user, sha)).fetchone()
         if owned is None and self.usage(user, now) + m.size > lim.quota_bytes:
             raise MediaError(
@@ -135,7 +155,8 @@ class BlobStore:
         return Offered(missing, new=row is None, lacking=frozenset(lacking))
 
     def missing(self, m: wire.Manifest) -> list[int]:
-        present = self._present(set(m.chunks))
+        with self._lock:
+            present = self._present(set(m.chunks))
         return [i for i, c in enumerate(m.chunks) if c not in present]
 
     def _present(self, hashes: set[bytes]) -> set[bytes]:
@@ -151,6 +172,15 @@ class BlobStore:
         m = self._manifests.get(sha)
         if m is not None:
             return m
+        with self._lock:
+            return self._load_manifest(sha)
+
+    def chunk_of(self, sha: bytes, index: int) -> bytes | None:
+        """Chunk `index` of an offered file, if its manifest is at hand (no disk read)."""
+        m = self._manifests.get(sha)
+        return m.chunks[index] if m is not None and 0 <= index < len(m.chunks) else None
+
+    def _load_manifest(self, sha: bytes) -> wire.Manifest | None:
         row = self.db.execute(
             "SELECT size, chunk_size, chunks FROM manifests WHERE sha=?", (sha,)
         ).fetchone()
@@ -177,19 +207,22 @@ class BlobStore:
         chunk = m.chunks[index]
         if hashlib.sha256(data).digest() != chunk:
             raise MediaError(f"chunk {index} does not match its hash", code="bad-chunk")
-        lacking = self._lacking.get(sha)
-        if lacking is None:
-            lacking = self._lacking[sha] = {m.chunks[i] for i in self.missing(m)}
-        if chunk in lacking:  # else: here already (a resend, or another file's chunk)
-            self._write(chunk, data, time.time())
+        with self._lock:
+            lacking = self._lacking.get(sha)
+            if lacking is None:
+                lacking = self._lacking[sha] = {m.chunks[i] for i in self.missing(m)}
+            needed = chunk in lacking  # else: here already (a resend, or another file's chunk)
+        if needed:
+            self._write(chunk, data, time.time())  # a resend at the same time writes it too
+        with self._lock:
             lacking.discard(chunk)
-        return not lacking
+            return not lacking
 
     def store(self, chunk: bytes, data: bytes | memoryview, now: float | None = None) -> None:
         """Keep a chunk whose hash the caller checked (an upload, or one from the cloud)."""
         now = time.time() if now is None else now
         if self.has(chunk):
-            self.db.execute("UPDATE chunks SET used=? WHERE hash=?", (now, chunk))
+            self.touch(chunk, now)
             return
         self._write(chunk, data, now)
 
@@ -199,13 +232,14 @@ class BlobStore:
         if folder.name not in self._folders:
             folder.mkdir(exist_ok=True)
             self._folders.add(folder.name)
-        tmp = folder / f".{path.name}.tmp"
+        tmp = folder / f".{path.name}.{threading.get_ident()}.tmp"  # one per writing thread
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
+                st = os.fstat(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -214,43 +248,82 @@ class BlobStore:
             raise MediaError(
                 f"the broker could not store it: {exc.strerror}", code="storage"
             ) from None
-        self.db.execute("INSERT OR REPLACE INTO chunks VALUES (?,?,?)", (chunk, len(data), now))
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO chunks VALUES (?,?,?)", (chunk, len(data), now))
+            self._checked(chunk, st)
 
     # -- downloads -----------------------------------------------------------------------------
 
     def has(self, chunk: bytes) -> bool:
-        return self.db.execute("SELECT 1 FROM chunks WHERE hash=?", (chunk,)).fetchone() is not None
+        with self._lock:
+            row = self.db.execute("SELECT 1 FROM chunks WHERE hash=?", (chunk,)).fetchone()
+        return row is not None
 
     def read(self, chunk: bytes) -> bytes | None:
-        """A chunk's bytes, checked again (a disk can rot); None when absent or rotten."""
+        """A chunk's bytes, checked again (a disk can rot) unless this store wrote or checked
+        that very file lately; None when absent or rotten."""
+        path = self.path_of(chunk)
         try:
-            data = self.path_of(chunk).read_bytes()
+            with path.open("rb", buffering=0) as fh:
+                st = os.fstat(fh.fileno())
+                data = fh.read()
         except OSError:
             return None
+        if self._is_fresh(chunk, st) and len(data) == st.st_size:
+            return data
         if hashlib.sha256(data).digest() != chunk:
-            self.db.execute("DELETE FROM chunks WHERE hash=?", (chunk,))
-            self.path_of(chunk).unlink(missing_ok=True)
+            with self._lock:
+                self.db.execute("DELETE FROM chunks WHERE hash=?", (chunk,))
+                self._fresh.pop(chunk, None)
+            path.unlink(missing_ok=True)
             return None
+        with self._lock:
+            self._checked(chunk, st)
         return data
+
+    def _checked(self, chunk: bytes, st: os.stat_result) -> None:
+        """Remember that this file of `chunk` hashed right just now (under the lock)."""
+        fresh = self._fresh
+        fresh[chunk] = (st.st_ino, st.st_size, st.st_mtime_ns, time.monotonic())
+        fresh.move_to_end(chunk)
+        while len(fresh) > FRESH_MAX:
+            fresh.popitem(last=False)
+
+    def _is_fresh(self, chunk: bytes, st: os.stat_result) -> bool:
+        stamp = self._fresh.get(chunk)
+        return (
+            stamp is not None
+            and stamp[:3] == (st.st_ino, st.st_size, st.st_mtime_ns)
+            and time.monotonic() - stamp[3] < FRESH_S
+        )
 
     def touch(self, chunk: bytes, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        self.db.execute("UPDATE chunks SET used=? WHERE hash=?", (now, chunk))
+        with self._lock:
+            self.db.execute("UPDATE chunks SET used=? WHERE hash=?", (now, chunk))
 
     # -- accounting ----------------------------------------------------------------------------
 
     def usage(self, user: str, now: float | None = None) -> int:
         now = time.time() if now is None else now
-        row = self.db.execute(
-            "SELECT coalesce(sum(size), 0) FROM owners WHERE user=? AND touched>=?",
-            (user, now - self.limits.retention_s),
-        ).fetchone()
+        with self._lock:
+            row = self.db.execute(
+                "SELECT coalesce(sum(size), 0) FROM owners WHERE user=? AND touched>=?",
+                (user, now - self.limits.retention_s),
+            ).fetchone()
         return int(row[0])
 
     def gc(self, now: float | None = None) -> tuple[int, int]:
         """Forget what retention let go; delete the chunks nothing names. (files, chunks)"""
         now = time.time() if now is None else now
         cutoff = now - self.limits.retention_s
+        with self._lock:  # the files too: a chunk written anew meanwhile is not lost
+            old, gone = self._forget(cutoff)
+            for h in gone:
+                self.path_of(h).unlink(missing_ok=True)
+        return len(old), len(gone)
+
+    def _forget(self, cutoff: float) -> tuple[list[bytes], list[bytes]]:
         db = self.db
         db.execute("BEGIN")
         try:
@@ -271,14 +344,18 @@ class BlobStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for h in gone:
-            self.path_of(h).unlink(missing_ok=True)
         for s in old:
             self._manifests.pop(s, None)
             self._lacking.pop(s, None)
-        return len(old), len(gone)
+        for h in gone:
+            self._fresh.pop(h, None)
+        return old, gone
 
     def counts(self) -> dict[str, int]:
+        with self._lock:
+            return self._counts()
+
+    def _counts(self) -> dict[str, int]:
         db = self.db
         return {
             "files": int(db.execute("SELECT count(*) FROM manifests").fetchone()[0]),

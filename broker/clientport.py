@@ -93,7 +93,8 @@ class Replies:
                 return SendResult.GONE
             raise
 
-    def deliver(self, route: bytes, env: bytes, body: bytes) -> SendResult:
+    def deliver(self, route: bytes, env: bytes, body: bytes | zmq.Frame) -> SendResult:
+        """One message and its body (a frame received goes on as it is, without a copy)."""
         try:
             send = self._send
             send(route, _MORE_NB)  # ROUTER_MANDATORY: only this frame can fail

@@ -414,10 +414,11 @@ class Cloud:
         self.topology.forget(broker)
         self._broker_gone(broker)
 
-    def on_peer_message(self, peer: Peer, msg: object, body: bytes | None) -> None:
+    def on_peer_message(self, peer: Peer, msg: object, body: bytes | zmq.Frame | None) -> None:
+        """`body` is bytes, or the frame a chunk came in (`ChunkFound`: it goes on uncopied)."""
         match msg:
             case wire.Forward():
-                if body is None:
+                if not isinstance(body, bytes):
                     log.warning("forward.no_body", peer=peer.id[:16])
                     return
                 self.host.cloud_forward_arrived(peer.id, msg, body)

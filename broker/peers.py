@@ -86,7 +86,7 @@ class PeerEvents(Protocol):
     def on_link_up(self, peer: Peer) -> None: ...
     def on_link_down(self, peer: Peer) -> None: ...
     def on_dial_failed(self, url: str, expect: str | None) -> None: ...
-    def on_peer_message(self, peer: Peer, msg: object, body: bytes | None) -> None: ...
+    def on_peer_message(self, peer: Peer, msg: object, body: bytes | zmq.Frame | None) -> None: ...
 
 
 @dataclass
@@ -322,7 +322,7 @@ class PeerLinks:
         self._reply(rid, hello)
         self._came_up(peer, msg, now)
 
-    def _decode(self, frames: list[zmq.Frame]) -> tuple[object | None, bytes | None]:
+    def _decode(self, frames: list[zmq.Frame]) -> tuple[object | None, bytes | zmq.Frame | None]:
         if not 1 <= len(frames) <= 2:
             log.warning("peer.bad_frame", frames=len(frames))
             return None, None
@@ -331,7 +331,11 @@ class PeerLinks:
         except WireError as exc:
             log.warning("peer.bad_frame", error=sanitise(exc.message))
             return None, None
-        return msg, frames[1].bytes if len(frames) == 2 else None
+        if len(frames) != 2:
+            return msg, None
+        if isinstance(msg, wire.ChunkFound):  # a chunk goes on as the frame it came in
+            return msg, frames[1]
+        return msg, frames[1].bytes
 
     def _came_up(self, peer: Peer, hello: wire.PeerHello, now: float) -> None:
         peer.address, peer.pub, peer.http = hello.address, hello.pub, hello.http
@@ -341,7 +345,9 @@ class PeerLinks:
             log.info("peer.up", peer=peer.id[:16], address=peer.address)
             self.events.on_link_up(peer)
 
-    def _on_message(self, peer: Peer, msg: object, body: bytes | None, now: float) -> None:
+    def _on_message(
+        self, peer: Peer, msg: object, body: bytes | zmq.Frame | None, now: float
+    ) -> None:
         if isinstance(msg, wire.Error):
             if msg.code == "not-admitted":  # it has forgotten us (it restarted, or dropped us)
                 self.drop(peer.id, reason="peer no longer knows us", say_bye=False, redial=True)
@@ -378,7 +384,7 @@ class PeerLinks:
     def up_peers(self) -> list[Peer]:
         return [p for p in self.peers.values() if p.up]
 
-    def send(self, peer_id: str, msg: object, body: bytes | None = None) -> bool:
+    def send(self, peer_id: str, msg: object, body: bytes | zmq.Frame | None = None) -> bool:
         """False when the frame could not be queued (peer gone or full): the caller retries."""
         peer = self.peers.get(peer_id)
         if peer is None or not peer.up:
@@ -431,7 +437,7 @@ class PeerLinks:
         due = [p.last_flush + COALESCE_S for i in self._queued if (p := self.peers.get(i))]
         return min(due) if due else None
 
-    def _transmit(self, peer: Peer, frames: list[bytes]) -> bool:
+    def _transmit(self, peer: Peer, frames: list[bytes | zmq.Frame]) -> bool:
         try:
             if peer.out is not None:
                 peer.out.send_multipart(frames, zmq.NOBLOCK)

@@ -29,8 +29,8 @@ class Replies:
         self.sent.append((route, msg, None))
         return True
 
-    def deliver(self, route: bytes, env: bytes, body: bytes) -> SendResult:
-        self.sent.append((route, wire.SERVER_DECODER.decode(env), body))
+    def deliver(self, route: bytes, env: bytes, body: bytes | zmq.Frame) -> SendResult:
+        self.sent.append((route, wire.SERVER_DECODER.decode(env), bytes(body)))
         return SendResult.OK
 
     def of(self, route: bytes) -> list[Any]:

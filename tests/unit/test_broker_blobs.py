@@ -113,3 +113,20 @@ def test_gc_deletes_what_retention_let_go_and_keeps_what_is_shared(tmp_path: Pat
     assert [p.name for p in chunk_files(tmp_path / "d")] == [new.chunks[0].hex()]
     assert store.usage(ALICE, now=1200.0) == 1000
     store.close()
+
+
+def test_a_chunk_changed_on_disk_since_it_was_written_is_hashed_again(tmp_path: Path) -> None:
+    """A chunk the store wrote is served without a second hash only while its file is the
+    one it wrote: one rotted or swapped since is caught, forgotten and asked for again."""
+    path, m = file_of(tmp_path, 2 * wire.CHUNK_SIZE)
+    store = BlobStore(tmp_path / "d")
+    upload(store, ALICE, path, m)
+    assert store.read(m.chunks[0]) == read_chunk(path, m, 0)
+    blob = store.path_of(m.chunks[1])
+    st = blob.stat()
+    blob.write_bytes(os.urandom(st.st_size))
+    os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # however coarse the clock
+    assert store.read(m.chunks[1]) is None
+    assert not store.has(m.chunks[1]) and not blob.exists()
+    assert store.offer(ALICE, wire.encode(m), m.sha256).missing == [1]
+    store.close()

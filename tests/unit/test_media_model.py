@@ -132,6 +132,29 @@ def test_assembly_refuses_a_swapped_chunk_and_resumes(tmp_path: Path) -> None:
     assert not list((home / ".partial").iterdir())
 
 
+def test_assembly_hashes_the_whole_file_as_chunks_come_in_any_order(tmp_path: Path) -> None:
+    data = os.urandom(3 * wire.CHUNK_SIZE + 5)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    m = scan(src)
+    asm = Assembly(tmp_path / "media", m)
+    for i in (2, 0, 3, 1):
+        asm.put(i, read_chunk(src, m, i))
+    assert asm.finish().read_bytes() == data
+    # every chunk matches its hash, but the signed whole-file hash is another file's (a
+    # sender's lie): nothing is kept under that name
+    lie = wire.Manifest(sha256=os.urandom(32), size=m.size, chunk_size=m.chunk_size,
+                        chunks=m.chunks)  # fmt: skip
+    home = tmp_path / "other"
+    asm = Assembly(home, lie)
+    for i in range(len(m.chunks)):
+        asm.put(i, read_chunk(src, m, i))
+    with pytest.raises(MediaError) as err:
+        asm.finish()
+    assert err.value.code == "bad-chunk"
+    assert not (home / lie.sha256.hex()).exists() and not list((home / ".partial").iterdir())
+
+
 def test_a_big_manifest_goes_to_fewer_recipients_per_send() -> None:
     """A 2 GiB file's manifest × 256 recipients would pass what a broker takes in one Send."""
     from tits.client.compose import FANOUT_BYTES, recipients_per_send
