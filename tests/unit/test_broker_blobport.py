@@ -30,7 +30,8 @@ class Replies:
         return True
 
     def deliver(self, route: bytes, env: bytes, body: bytes | zmq.Frame) -> SendResult:
-        self.sent.append((route, wire.SERVER_DECODER.decode(env), bytes(body)))
+        data = body.bytes if isinstance(body, zmq.Frame) else body
+        self.sent.append((route, wire.SERVER_DECODER.decode(env), data))
         return SendResult.OK
 
     def of(self, route: bytes) -> list[Any]:
@@ -106,7 +107,7 @@ class FakeCloud:
     def next_hop(self, broker: str) -> str | None:
         return broker if broker in self.reachable else None
 
-    def send(self, peer: str, msg: object, body: bytes | None = None) -> bool:
+    def send(self, peer: str, msg: object, body: bytes | zmq.Frame | None = None) -> bool:
         self.sent.append((peer, msg))
         return True
 
