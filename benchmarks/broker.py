@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -502,6 +503,8 @@ def main() -> None:
         print_fanout(run_fanout(args.members, rounds=args.rounds, window=args.window))
         return
 
+    # a benchmark stopped with SIGTERM (a timeout) still stops its broker and gpg-agents
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="tbench", dir="/tmp"))
     proc = None
     homes: list[Home] = []
