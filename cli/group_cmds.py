@@ -19,7 +19,7 @@ from rich.text import Text
 from tits.client.blocking import Messenger
 from tits.client.controls import unsend_window_seconds
 from tits.client.memberlog import GroupError, decode_entry, entry_hash
-from tits.client.model import SettingsChanged
+from tits.client.model import GroupChanged, SettingsChanged
 from tits.errors import ConfigError
 from tits.i18n import _, year
 from tits.log import configure
@@ -77,6 +77,16 @@ def create(
             )
 
 
+def _show(m: Messenger, ev: GroupChanged | SettingsChanged, who: str, as_json: bool) -> None:
+    """What a group command did: one JSON line, or the line `recv` would print for it."""
+    if as_json:
+        emit_json(ev.to_json(m.name_of(who)))
+        return
+    line = render_event(m, ev)
+    if line is not None:
+        console.print(line)
+
+
 def _change(
     ctx: typer.Context,
     group: str,
@@ -95,14 +105,8 @@ def _change(
         ev = m.group_change(
             gid, op, targets, share_history=share_history, timeout=timeout, name=name
         )
-        if ev is None:
-            return
-        if as_json:
-            emit_json(ev.to_json(m.name_of(ev.actor)))
-        else:
-            line = render_event(m, ev)
-            if line is not None:
-                console.print(line)
+        if ev is not None:
+            _show(m, ev, ev.actor, as_json)
 
 
 @group_app.command("invite")
@@ -207,12 +211,7 @@ def set_rules(
         gid = m.client.groups.find(group)
         m.set_unsend_window("#" + gid.hex(), seconds, timeout=timeout)
         ev = SettingsChanged(conv=gid, by=m.me, unsend_s=seconds, ts=int(time.time() * 1000))
-        if as_json:
-            emit_json(ev.to_json(m.name_of(m.me)))
-        else:
-            line = render_event(m, ev)
-            if line is not None:
-                console.print(line)
+        _show(m, ev, m.me, as_json)
 
 
 @group_app.command("list")
