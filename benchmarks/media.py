@@ -23,7 +23,7 @@
    group message (one Send for all members); then the same photo to a second group of the
    same people: no chunk bytes move at all (counted).
 `--rss`: peak RSS of this process (both clients) and of the broker, printed after 2.
-`--two-gib`: the largest file a broker takes by default (2 GiB, 2,048 chunks) through 1., 2.
+`--two-gib`: the largest file a broker takes by default (2 GiB, 512 chunks) through 1., 2.
 and 4. with `--rss`: bounded memory on sender, broker and receiver (a few minutes).
 """
 
@@ -43,6 +43,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tits import wire
 from tits.client.blocking import Message, Messenger
 from tits.home import Home
 from tits.media.manifest import scan
@@ -309,7 +310,7 @@ def main() -> None:
     try:
         src = root / "big.bin"
         make_file(src, size)
-        print(f"file: {size / MB:,.0f} MB; chunks of 1 MiB; {TARGETS}")
+        print(f"file: {size / MB:,.0f} MB; chunks of {wire.CHUNK_SIZE >> 20} MiB; {TARGETS}")
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"machine: {os.cpu_count()} cores, load {load} (1, 5, 15 min)")
         read, write = bench_disk(src)

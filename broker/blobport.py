@@ -6,7 +6,7 @@ with `ChunkData` (+ bytes). Every refusal is a `BlobError` with a `wire.MediaErr
 nothing a client sends stops the broker or leaves a half chunk on disk.
 
 The store's work (hashing, disk, SQLite) runs on MEDIA_THREADS media threads, never on the
-broker's loop, so a 1 MiB chunk costs the loop only its routing; the results come back
+broker's loop, so a 4 MiB chunk costs the loop only its routing; the results come back
 through the loop's wake pipe (`drain`). Each chunk's work goes to the thread its hash picks,
 so a chunk asked for while it is being stored is read after it is written there, as with
 one thread. At most MAX_JOBS wait for those threads: beyond, `busy`. A chunk's bytes stay in

@@ -99,7 +99,10 @@ class Replies:
             send = self._send
             send(route, _MORE_NB)  # ROUTER_MANDATORY: only this frame can fail
             send(env, _MORE)
-            send(body, 0)
+            # copy=True makes the backend copy whatever the size; with copy=False it still
+            # copies below the socket's copy_threshold (64 KiB). A 1 MiB chunk copied here
+            # was a third of the loop's time while it served a download.
+            send(body, 0, copy=False)
             return SendResult.OK
         except zmq.Again:
             return SendResult.FULL
@@ -283,6 +286,9 @@ class ClientPort:
             return
         if msg.purge is not None and msg.purge == msg.id:
             sessions.error(conn, "bad-request", "a message cannot take itself back", msg.id)
+            return
+        if len(frames[2]) > wire.MAX_BODY_FRAME:  # the socket's limit is a media chunk's
+            sessions.error(conn, "too-big", "the body is over the 1 MiB limit", msg.id)
             return
         body = frames[2].bytes
         if len(body) * len(msg.to) > MAX_FANOUT_BYTES:  # (before its id is taken)

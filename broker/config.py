@@ -38,7 +38,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass
 class Limits:
-    max_frame: int = wire.MAX_BODY + (64 << 10)
+    # the client port's ZMQ_MAXMSGSIZE: a media chunk is the biggest frame a client sends (a
+    # Send's body is held to wire.MAX_BODY_FRAME on its own)
+    max_frame: int = max(wire.MAX_BODY_FRAME, wire.CHUNK_SIZE + (64 << 10))
     max_frames: int = wire.MAX_FRAMES  # after the routing id: envelope and body
     rate: float = 20000.0
     burst: float = 40000.0
@@ -50,7 +52,10 @@ class Limits:
 
 # the smallest value each number may take (a negative limit, a zero window: refused)
 MINIMUM: dict[str, float] = {
-    "max_frame": 1024, "max_frames": 1, "rate": 1e-9, "burst": 1.0, "garbage": 0,
+    # a media chunk's frame must pass the client port (a config from before the chunks grew
+    # to 4 MiB says 1114112: refused at start and by --check, never a silent upload stall)
+    "max_frame": wire.CHUNK_SIZE + (64 << 10),
+    "max_frames": 1, "rate": 1e-9, "burst": 1.0, "garbage": 0,
     "logins_per_minute": 1, "login_queue": 1, "window": 1,
     "session_timeout": 1e-9, "retry_s": 1e-9, "keep_s": 0.0, "max_age_s": 1e-9, "dedup_s": 1e-9,
     "media_retention_s": 0.0, "media_quota_bytes": 0, "media_max_size": 0, "media_max_chunks": 1,
@@ -273,7 +278,8 @@ def _typed(cls: type, raw: dict[str, Any], where: _Where, section: str) -> dict[
             raise ConfigError(f"{loc}: {prefix}{key} must be {want}, not {value!r}")
         if key in MINIMUM and value < MINIMUM[key]:
             low = MINIMUM[key]
-            bound = f"at least {low:g}" if low >= 1 or low == 0 else "greater than 0"
+            shown = f"{low}" if isinstance(low, int) else f"{low:g}"
+            bound = f"at least {shown}" if low >= 1 or low == 0 else "greater than 0"
             raise ConfigError(f"{loc}: {prefix}{key} must be {bound}, not {value!r}")
         out[key] = value
     return out

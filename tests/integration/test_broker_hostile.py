@@ -18,6 +18,7 @@ from tests.broker_fixtures import (  # noqa: F401 - fixtures
     short_tmpdir,
 )
 from tits import wire
+from tits.broker.config import Limits
 from tits.client.blocking import Message, Messenger
 
 
@@ -90,10 +91,35 @@ def test_oversized_frame_drops_only_that_connection(broker: BrokerProc, people: 
     with RawClient(broker.url) as raw:
         raw.send_msg(wire.Hello())
         raw.expect(wire.Challenge)
-        raw.send(wire.encode(wire.Ping(t=0)), b"\0" * (wire.MAX_BODY + (128 << 10)))
+        raw.send(wire.encode(wire.Ping(t=0)), b"\0" * (Limits().max_frame + 1))
         # libzmq closes a connection whose frame is over ZMQ_MAXMSGSIZE: no answer comes
         assert raw.recv(0.5) is None
     still_serves(broker, people)
+
+
+def test_a_body_over_the_limit_is_refused_though_a_chunk_frame_is_bigger(
+    broker: BrokerProc, people: People
+) -> None:
+    """The socket lets a 4 MiB media chunk in; a message body is still held to 1 MiB, so no
+    mailbox stores more per message than before the chunks grew."""
+    assert Limits().max_frame > wire.MAX_BODY_FRAME + (1 << 20)
+    conn = connect(people.alice, broker.url)
+    try:
+        send = wire.Send(id=wire.new_msg_id(), sender=people.alice.fingerprint,
+                         to=[people.bob.fingerprint])  # fmt: skip
+        conn.sock.send_multipart([wire.encode(send), b"\0" * (wire.MAX_BODY_FRAME + 1)])
+        err = conn.recv(10)
+        assert isinstance(err, wire.Error) and err.code == "too-big" and err.ref == send.id
+    finally:
+        conn.close()
+    alice = Messenger(people.alice, broker=broker.url)
+    alice.send_text([people.bob.fingerprint], "after the big one")
+    alice.close()
+    with Messenger(people.bob, broker=broker.url) as bob:
+        got: list[Message] = []
+        bob.receive(got.append, timeout=30)
+        assert got and got[-1].text == "after the big one" and got[-1].verified
+        assert send.id not in {m.id for m in got}  # the big one was never stored
 
 
 @pytest.mark.parametrize("mechanism", ["null", "plain"])

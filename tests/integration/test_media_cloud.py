@@ -1,8 +1,8 @@
-"""A 20 MB file across a cloud of real brokers: Alice on one broker, Bob on the farthest (at
-least one relay between). Her broker is killed -9 mid-upload and comes back; a relay on the
-path is killed -9 mid-download; neither transfer starts over (bytes counted), the file
-arrives with its hash, and the chunks were stored only where they belong (the holder and
-Bob's broker), found along the cloud's routes."""
+"""A 48 MiB file (12 chunks) across a cloud of real brokers: Alice on one broker, Bob on the
+farthest (at least one relay between). Her broker is killed -9 mid-upload and comes back; a
+relay on the path is killed -9 mid-download; neither transfer starts over (bytes counted),
+the file arrives with its hash, and the chunks were stored only where they belong (the
+holder and Bob's broker), found along the cloud's routes."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.broker_fixtures import People, people_fixture, wait_for  # noqa: F401
+from tits import wire
 from tits.client.blocking import Message, Messenger
+from tits.client.transfer import GET_WINDOW, WINDOW
 from tits.localcloud import _status
 from tits.router import shortest_path
 
 from .test_cloud_brokers import Cloud, hops, publish
 
 pytestmark = pytest.mark.timeout(300)
-MB = 1 << 20
 
 
 def chunk_files(data: Path) -> int:
@@ -51,8 +52,11 @@ def _run(cloud: Cloud, people: People, tmp_path: Path) -> None:
     relay = route[1]
     index = {br["id"]: i for i, br in enumerate(cloud.local.brokers)}
     one, two = tmp_path / "movie.bin", tmp_path / "second.bin"
-    one.write_bytes(os.urandom(20 * MB))
-    two.write_bytes(os.urandom(20 * MB))
+    size, n = 12 * wire.CHUNK_SIZE, 12  # starting over at half would move 18 chunks or more
+    one.write_bytes(os.urandom(size))
+    two.write_bytes(os.urandom(size))
+    # what was in flight when a broker died (a download asks for more chunks at once)
+    up_slack, down_slack = ((w + 1) * wire.CHUNK_SIZE for w in (WINDOW, GET_WINDOW))
 
     alice = Messenger(people.alice, broker=cloud.by_id[a]["url"], keyserver=ks)
     bob = Messenger(people.bob, broker=cloud.by_id[b]["url"], keyserver=ks)
@@ -70,10 +74,10 @@ def _run(cloud: Cloud, people: People, tmp_path: Path) -> None:
 
         path = bob.fetch(msg, progress=download_progress, timeout=240)
         assert cut and hashlib.sha256(path.read_bytes()).digest() == m1.sha256
-        assert bob.client.transfers.got_bytes <= 20 * MB + 9 * MB
+        assert bob.client.transfers.got_bytes <= size + down_slack
         # kept at the holder and at Bob's broker; the relays only passed chunks on
-        assert chunk_files(cloud.root / f"broker{index[a]}") == 20
-        assert chunk_files(cloud.root / f"broker{index[b]}") == 20
+        assert chunk_files(cloud.root / f"broker{index[a]}") == n
+        assert chunk_files(cloud.root / f"broker{index[b]}") == n
         others = [x for x in cloud.by_id if x not in (a, b)]
         assert all(chunk_files(cloud.root / f"broker{index[x]}") == 0 for x in others)
 
@@ -92,7 +96,7 @@ def _run(cloud: Cloud, people: People, tmp_path: Path) -> None:
         alice.send_file(people.bob.fingerprint, two, manifest=m2, progress=upload_progress)
         sent = alice.client.transfers.sent_bytes - before
         assert killed and m2.holder == a
-        assert 20 * MB <= sent <= 20 * MB + 9 * MB, sent
+        assert size <= sent <= size + up_slack, sent
         msg2 = _media(bob, m2.sha256)
         path2 = bob.fetch(msg2, timeout=240)
         assert hashlib.sha256(path2.read_bytes()).digest() == m2.sha256

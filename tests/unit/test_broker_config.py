@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from zmq.utils import z85
 
+from tits import wire
 from tits.broker.config import BrokerConfig
 from tits.client import BrokerURL
 from tits.errors import ConfigError
@@ -38,6 +39,18 @@ def test_bad_configs_are_refused(tmp_path: Path, text: str) -> None:
     p.write_text(text)
     with pytest.raises(ConfigError):
         BrokerConfig.load(p)
+
+
+def test_a_frame_limit_below_a_media_chunk_is_refused(tmp_path: Path) -> None:
+    """A config written when chunks were 1 MiB would stall every upload (libzmq drops the
+    connection of a frame over ZMQ_MAXMSGSIZE): refused at load, with the number to use."""
+    p = tmp_path / "t.toml"
+    p.write_text(f'data = "{tmp_path / "d"}"\n[limits]\nmax_frame = 1114112\n')
+    with pytest.raises(ConfigError) as err:
+        BrokerConfig.load(p)
+    assert f"at least {wire.CHUNK_SIZE + (64 << 10)}" in str(err.value)
+    cfg = BrokerConfig.load(ROOT / "configs" / "titsd.toml")
+    assert cfg.limits.max_frame >= wire.CHUNK_SIZE + (64 << 10)
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
