@@ -287,10 +287,10 @@ class ClientPort:
         if msg.purge is not None and msg.purge == msg.id:
             sessions.error(conn, "bad-request", "a message cannot take itself back", msg.id)
             return
-        if len(frames[2]) > wire.MAX_BODY_FRAME:  # the socket's limit is a media chunk's
+        body = frames[2].bytes
+        if len(body) > wire.MAX_BODY_FRAME:  # the socket's limit is a media chunk's
             sessions.error(conn, "too-big", "the body is over the 1 MiB limit", msg.id)
             return
-        body = frames[2].bytes
         if len(body) * len(msg.to) > MAX_FANOUT_BYTES:  # (before its id is taken)
             sessions.error(conn, "too-big", "body × recipients is over the limit", msg.id)
             return
