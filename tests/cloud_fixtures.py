@@ -133,6 +133,10 @@ class MeshNode:
             if self._stop.is_set() and getattr(self, "_graceful", False):
                 self.cloud.close()
             else:
+                # a crashed broker's threads die with its process; here they would live on,
+                # and the verifier's gpg calls restarted this node's agent after the test
+                # killed it (one left behind each full run)
+                self.cloud.verifier.close()
                 self.cloud.peers.router.close(0)
                 self.cloud.gossip.pub.close(0)
                 for s in registered:
