@@ -48,9 +48,11 @@ log = structlog.get_logger("titsd")
 T = TypeVar("T")
 WANT_S = 10.0  # a chunk waited for (from the cloud, or an upload) this long: `not-found`
 MAX_WAITERS = 10_000  # chunk requests parked at once (beyond: `not-found`)
-MAX_JOBS = 64  # chunks waiting for the media threads (beyond: `busy`): 64 MiB at most
+# chunks waiting for the media threads (beyond: `busy`): 64 MiB at most, whatever the chunk
+# size (16 at 4 MiB: the bound in bytes stayed where it was when chunks were 1 MiB)
+MAX_JOBS = (64 << 20) // wire.CHUNK_SIZE
 MEDIA_THREADS = 2  # hashing and writing chunks: the disk's page cache takes a core's time
-MAX_ASKED = 128  # chunks asked of the cloud at once (beyond: `not-found`, ask again)
+MAX_ASKED = (128 << 20) // wire.CHUNK_SIZE  # chunks asked of the cloud at once: 128 MiB
 UPLOAD_S = 600.0  # an offered file's missing chunks count as on their way this long
 
 Body = bytes | zmq.Frame  # a chunk's bytes: as read from disk, or the frame they came in

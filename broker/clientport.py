@@ -289,7 +289,8 @@ class ClientPort:
             return
         body = frames[2].bytes
         if len(body) > wire.MAX_BODY_FRAME:  # the socket's limit is a media chunk's
-            sessions.error(conn, "too-big", "the body is over the 1 MiB limit", msg.id)
+            limit = f"the body is over the {wire.MAX_BODY >> 20} MiB limit"
+            sessions.error(conn, "too-big", limit, msg.id)
             return
         if len(body) * len(msg.to) > MAX_FANOUT_BYTES:  # (before its id is taken)
             sessions.error(conn, "too-big", "body × recipients is over the limit", msg.id)

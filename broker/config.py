@@ -40,7 +40,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 class Limits:
     # the client port's ZMQ_MAXMSGSIZE: a media chunk is the biggest frame a client sends (a
     # Send's body is held to wire.MAX_BODY_FRAME on its own)
-    max_frame: int = max(wire.MAX_BODY_FRAME, wire.CHUNK_SIZE + (64 << 10))
+    max_frame: int = wire.MAX_CHUNK_FRAME
     max_frames: int = wire.MAX_FRAMES  # after the routing id: envelope and body
     rate: float = 20000.0
     burst: float = 40000.0
@@ -54,7 +54,7 @@ class Limits:
 MINIMUM: dict[str, float] = {
     # a media chunk's frame must pass the client port (a config from before the chunks grew
     # to 4 MiB says 1114112: refused at start and by --check, never a silent upload stall)
-    "max_frame": wire.CHUNK_SIZE + (64 << 10),
+    "max_frame": wire.MAX_CHUNK_FRAME,
     "max_frames": 1, "rate": 1e-9, "burst": 1.0, "garbage": 0,
     "logins_per_minute": 1, "login_queue": 1, "window": 1,
     "session_timeout": 1e-9, "retry_s": 1e-9, "keep_s": 0.0, "max_age_s": 1e-9, "dedup_s": 1e-9,

@@ -48,9 +48,9 @@ def test_a_frame_limit_below_a_media_chunk_is_refused(tmp_path: Path) -> None:
     p.write_text(f'data = "{tmp_path / "d"}"\n[limits]\nmax_frame = 1114112\n')
     with pytest.raises(ConfigError) as err:
         BrokerConfig.load(p)
-    assert f"at least {wire.CHUNK_SIZE + (64 << 10)}" in str(err.value)
+    assert f"at least {wire.MAX_CHUNK_FRAME}" in str(err.value)
     cfg = BrokerConfig.load(ROOT / "configs" / "titsd.toml")
-    assert cfg.limits.max_frame >= wire.CHUNK_SIZE + (64 << 10)
+    assert cfg.limits.max_frame >= wire.MAX_CHUNK_FRAME
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
