@@ -15,8 +15,10 @@
    byte to his last checked one. Upload: her send alone; download: Bob fetching it again
    from the broker's disk. One real `titsd` (CURVE, fsync on for messages), both clients
    real: Alice in this process, Bob in one of his own (as on his own device).
-3. three hops: a cloud of six brokers, Alice and Bob on the two farthest; Bob's broker
-   fetches each chunk from Alice's along the cloud's route.
+3. three hops: Alice and Bob on two brokers `--hops` (3) apart (a cloud of 12 brokers,
+   grown until a pair is that far); Bob's broker fetches each chunk from Alice's over a
+   direct connection (broker/medialinks.py), or relay by relay with `--by-route`; the chunk
+   bytes the brokers between them passed on are counted.
 4. resume after half: the upload is broken off at half (the client closed), then a new
    client sends the same file: only the missing half goes (bytes counted).
 5. a photo to a group of `--members`: the time to upload it and have the broker store the
@@ -229,37 +231,58 @@ def bench_resume(root: Path, src: Path) -> dict[str, float]:
         kill_agents(a_home, b_home)
 
 
-def bench_cloud(root: Path, src: Path) -> dict[str, float]:
+def bench_cloud(root: Path, src: Path, hops: int, by_route: bool) -> dict[str, Any]:
+    """Alice and Bob on two brokers exactly `hops` apart: a cloud of 12 brokers, grown (up
+    to 24) until a pair is that far. `by_route`: every broker started with
+    `media_direct = false`, so chunks go relay by relay, as before direct links."""
     from tits.keyclient import KeyClient
     from tits.localcloud import LocalCloud, _status, graph_of, hop_counts, whole
 
+    old = os.environ.get("TITSD_MEDIA_DIRECT")
+    if by_route:
+        os.environ["TITSD_MEDIA_DIRECT"] = "false"  # the brokers read it at start
     cloud = LocalCloud(root / "cloud", 0)
     a_home, b_home = pair(root)
     try:
-        cloud.start(6)
-        ids = {br["id"] for br in cloud.brokers}
-        deadline = time.monotonic() + 90
-        while not whole([_status(br["http"]) for br in cloud.brokers], ids):
-            if time.monotonic() > deadline:
-                raise SystemExit("the cloud did not become whole")
-            time.sleep(0.2)
+        cloud.start(12)
+        while True:
+            ids = {br["id"] for br in cloud.brokers}
+            deadline = time.monotonic() + 120
+            while not whole([_status(br["http"]) for br in cloud.brokers], ids):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the cloud did not become whole")
+                time.sleep(0.2)
+            status = _status(cloud.brokers[0]["http"])
+            assert status is not None
+            dist = hop_counts(graph_of(status))
+            wide = max(d for row in dist.values() for d in row.values())
+            if wide >= hops or len(cloud.brokers) >= 24:
+                break
+            cloud.start_broker(len(cloud.brokers), cloud.secret())
+        far = min(hops, wide)
+        x, y = min((p, q) for p in dist for q in dist[p] if dist[p][q] == far)
         kc = KeyClient(cloud.keyserver)
         for h in (a_home, b_home):
             kc.publish_key(h.identity.export_public(h.fingerprint))
             _, cert, sig = h.certificate
             kc.publish_device(cert, sig, h.device.prove(cert))
-        status = _status(cloud.brokers[0]["http"])
-        assert status is not None
-        dist = hop_counts(graph_of(status))
-        x, y = max(((p, q) for p in dist for q in dist[p]), key=lambda pq: dist[pq[0]][pq[1]])
         by_id = {br["id"]: br for br in cloud.brokers}
         ks = cloud.keyserver
         with Messenger(a_home, broker=by_id[x]["url"], keyserver=ks) as a:
             out = transfer(a, b_home, by_id[y]["url"], src, ks)
-        return {"hops": dist[x][y], **out}
+        relayed = 0  # chunk bytes brokers between them passed on
+        for br in cloud.brokers:
+            st = _status(br["http"])
+            if st is not None and br["id"] not in (x, y):
+                relayed += int(st.get("counters", {}).get("media_relayed", 0))
+        return {"hops": far, "brokers": len(cloud.brokers), "relayed": relayed, **out}
     finally:
         cloud.stop()
         kill_agents(a_home, b_home)
+        if old is None:
+            os.environ.pop("TITSD_MEDIA_DIRECT", None)
+        else:
+            os.environ["TITSD_MEDIA_DIRECT"] = old
 
 
 def bench_group(root: Path, photo: Path, members: int) -> dict[str, float]:
@@ -298,6 +321,9 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=50)
     ap.add_argument("--no-cloud", action="store_true")
     ap.add_argument("--no-group", action="store_true")
+    ap.add_argument("--hops", type=int, default=3, help="Alice's and Bob's brokers this far")
+    ap.add_argument("--by-route", action="store_true",
+                    help="brokers with media_direct = false: chunks relay by relay")  # fmt: skip
     ap.add_argument("--rss", action="store_true", help="print peak RSS after the one-broker run")
     ap.add_argument("--two-gib", action="store_true",
                     help="a 2 GiB file, one broker and resume only, with --rss")  # fmt: skip
@@ -328,10 +354,13 @@ def main() -> None:
               f"{res['second']:.0%} of the file ({res['total']:.0%} in all) at "
               f"{res['mbps']:,.0f} MB/s")  # fmt: skip
         if not args.no_cloud:
-            c = bench_cloud(root / "cloud", src)
-            print(f"{c['hops']:.0f} hops apart (six brokers): upload {c['up']:,.0f} MB/s, "
-                  f"download {c['down']:,.0f} MB/s, end to end {c['e2e']:,.0f} MB/s "
-                  f"({c['e2e'] / one['e2e']:.0%} of one broker)")  # fmt: skip
+            c = bench_cloud(root / "cloud", src, args.hops, args.by_route)
+            how = "relay by relay" if args.by_route else "direct from the holder"
+            print(f"{c['hops']:.0f} hops apart ({c['brokers']} brokers; chunks {how}): upload "
+                  f"{c['up']:,.0f} MB/s, download {c['down']:,.0f} MB/s, end to end "
+                  f"{c['e2e']:,.0f} MB/s ({c['e2e'] / one['e2e']:.0%} of one broker); "
+                  f"chunk bytes the brokers between them passed on: "
+                  f"{c['relayed'] / MB:,.0f} MB")  # fmt: skip
         if not args.no_group:
             photo = root / "photo.bin"
             make_file(photo, args.photo_mb * MB)

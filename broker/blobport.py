@@ -17,16 +17,20 @@ A chunk asked for that is on its way (its file offered here, the upload under wa
 for it, so a receiver can fetch while the sender still sends. A chunk this broker lacks
 otherwise is asked of the broker the manifest names as its holder (or, when that cannot be
 reached or lacks it, of a broker where the presence gossip lists the file's sender — one
-at a time, each ask after a failed one going to the next): a `ChunkWant` goes hop by hop
-along the cloud's shortest path (the topology `Relay` uses; no broker off that path
-is asked), and any broker on the way that has the chunk answers with `ChunkFound` back
-along the path. The chunk is checked against its hash and kept here, so the next receiver
-at this broker is served from disk. A wait unanswered in WANT_S is answered `not-found`: the
-client asks again (the path may have been repaired meanwhile).
+at a time, each ask after a failed one going to the next). A holder that is not a
+neighbour is asked over a direct connection (broker/medialinks.py: one hop, where every
+relay would decrypt and encrypt the chunk again); where that cannot be had (refused,
+unanswered, `media_direct = false`), a `ChunkWant` goes hop by hop along the cloud's
+shortest path (the topology `Relay` uses; no broker off that path is asked), and any
+broker on the way that has the chunk answers with `ChunkFound` back along the path. Only
+chunks this broker asked for are taken. The chunk is checked against its hash and kept
+here, so the next receiver at this broker is served from disk. A wait unanswered in WANT_S
+is answered `not-found`: the client asks again (the path may have been repaired meanwhile).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections import deque
@@ -75,6 +79,8 @@ class CloudRoutes(Protocol):
     def next_hop(self, broker: str) -> str | None: ...
     def send(self, peer: str, msg: object, body: Body | None = None) -> bool: ...
     def where(self, fingerprint: str) -> list[str]: ...
+    def direct(self, broker: str, want: wire.ChunkWant) -> bool: ...
+    def reply_direct(self, rid: bytes, msg: object, body: Body | None) -> bool: ...
 
 
 class Routes:
@@ -94,6 +100,13 @@ class Routes:
         """The brokers the cloud's presence gossip lists this user at."""
         return sorted(self._cloud.where(fingerprint))
 
+    def direct(self, broker: str, want: wire.ChunkWant) -> bool:
+        links = self._cloud.media_links
+        return links is not None and bool(links.send(broker, want))
+
+    def reply_direct(self, rid: bytes, msg: object, body: Body | None) -> bool:
+        return bool(self._cloud.peers.send_media(rid, msg, body))
+
 
 class BlobPort:
     def __init__(
@@ -107,7 +120,7 @@ class BlobPort:
         self.store, self.me, self.replies = store, me, replies
         self.cloud: CloudRoutes | None = None
         self.counters = counters
-        for k in ("media_in", "media_out", "media_refused", "media_cloud"):
+        for k in ("media_in", "media_out", "media_refused", "media_cloud", "media_relayed"):
             counters.setdefault(k, 0)
         self._wake = wake
         self._pools = [
@@ -322,10 +335,24 @@ class BlobPort:
         assert self.cloud is not None
         hop = self.cloud.next_hop(holder)
         want = wire.ChunkWant(chunk=chunk, origin=self.me, target=holder)
-        if hop is None or not self.cloud.send(hop, want):
+        if hop is None:
+            return False
+        if not (hop != holder and self.cloud.direct(holder, want)) and not self.cloud.send(
+            hop, want
+        ):
             return False
         self._asked[chunk] = time.monotonic()
         return True
+
+    def direct_failed(self, holder: str, wants: list[wire.ChunkWant]) -> None:
+        """No direct link to `holder` after all: these go along the route."""
+        assert self.cloud is not None
+        hop = self.cloud.next_hop(holder)
+        for want in wants:
+            if want.chunk not in self._asked:
+                continue  # answered or given up meanwhile
+            if hop is None or not self.cloud.send(hop, want):
+                self._fail(want.chunk, "no route to the broker that holds it")
 
     def _fail(self, chunk: bytes, why: str) -> None:
         self._asked.pop(chunk, None)
@@ -345,8 +372,12 @@ class BlobPort:
             if msg.to != self.me:
                 if msg.hops > 0:
                     msg.hops -= 1
+                    if body is not None:
+                        self.counters["media_relayed"] += len(body)
                     self._toward(msg.to, msg, body)
                 return
+            if msg.chunk not in self._asked:
+                return  # not asked for (or answered already): a peer cannot fill our disk
             if msg.missing or body is None:
                 self._fail(msg.chunk, "the broker that held it has it no more")
                 return
@@ -379,22 +410,44 @@ class BlobPort:
         for serve, _ in self._waiting.pop(chunk, []):
             serve(data)
 
-    def _wanted(self, msg: wire.ChunkWant, f: Future[Any]) -> None:
+    def on_direct(self, broker: str, rid: bytes, msg: wire.ChunkWant) -> None:
+        """A broker asks us directly (broker/medialinks.py): the answer goes back the same
+        way, and is never passed on (we are the one it meant)."""
+        if self.cloud is None:
+            return
+        cloud = self.cloud
+        want = wire.ChunkWant(chunk=msg.chunk, origin=broker, target=self.me, hops=0)
+
+        def back(found: object, body: Body | None) -> None:
+            cloud.reply_direct(rid, found, body)
+
+        self._run(lambda: self.store.read(want.chunk), lambda f: self._wanted(want, f, back),
+                  want.chunk)  # fmt: skip
+
+    def _wanted(
+        self,
+        msg: wire.ChunkWant,
+        f: Future[Any],
+        back: Callable[[object, Body | None], None] | None = None,
+    ) -> None:
+        """Answer a `ChunkWant`: `back` (a direct asker), else toward its origin by route."""
         try:
             data = f.result()
         except MediaError:
             data = None
-        if data is not None:
-            self._toward(msg.origin, wire.ChunkFound(chunk=msg.chunk, to=msg.origin), data)
-            return
+        if back is None:
+            back = functools.partial(self._toward, msg.origin)
         found = wire.ChunkFound(chunk=msg.chunk, to=msg.origin)
+        if data is not None:
+            back(found, data)
+            return
 
         def serve(d: Body) -> None:
-            self._toward(msg.origin, found, d)
+            back(found, d)
 
         def fail(_why: str) -> None:
             found.missing = True
-            self._toward(msg.origin, found, None)
+            back(found, None)
 
         if msg.chunk in self._coming:  # uploaded here right now: it goes when it is in
             self._park(msg.chunk, serve, fail)

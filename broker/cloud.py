@@ -33,6 +33,7 @@ from .admission import Admission
 from .config import url_host
 from .directory import SHARDS, Directory, split
 from .gossip import Gossip
+from .medialinks import MediaLinks
 from .peers import Peer, PeerLinks, make_url, parse_url
 from .signer import BrokerSigner, BrokerVerifier, CertPending
 from .topology import Topology
@@ -121,6 +122,7 @@ class Cloud:
         seeds: list[str],
         name: str = "",
         public_host: str = "",  # the name peers dial [bind_host]
+        media_direct: bool = True,  # chunks from non-neighbours over a direct connection
     ) -> None:
         self.me, self.host, self.signer = me, host, signer
         self.media: Any = None  # the BlobPort: chunks asked and found along the routes
@@ -144,6 +146,11 @@ class Cloud:
         self.peer_url = make_url(f"tcp://{named}:{self.peers.port}", curve[0])
         self.pub_url = make_url(f"tcp://{named}:{self.gossip.port}", curve[0])
         self.verifier = verifier
+        self.media_links = (
+            MediaLinks(ctx, me, curve, admission, self._address_of, self._hello,
+                       self._media_found, self._media_failed)
+            if media_direct else None
+        )  # fmt: skip
         self._sockets_changed = True
         self._snapshot_sent: dict[str, float] = {}
         self._buckets: dict[str, int] = {}  # the RTT bucket we last advertised for each link
@@ -189,7 +196,8 @@ class Cloud:
     def sockets_changed(self) -> bool:
         """True when the poll set must be rebuilt (a socket opened, or closed: a closed socket
         left in a poller is polled as fd 0 and can spin the loop)."""
-        return self._sockets_changed or self.peers.changed
+        media = self.media_links is not None and self.media_links.changed
+        return self._sockets_changed or self.peers.changed or media
 
     @sockets_changed.setter
     def sockets_changed(self, value: bool) -> None:
@@ -197,27 +205,56 @@ class Cloud:
 
     def sockets(self) -> list[zmq.Socket]:
         self._sockets_changed = self.peers.changed = False
-        return [*self.peers.sockets(), *self.gossip.sockets()]
+        media: list[zmq.Socket] = []
+        if self.media_links is not None:
+            self.media_links.changed = False
+            media = self.media_links.sockets()
+        return [*self.peers.sockets(), *self.gossip.sockets(), *media]
 
     def _known_key(self, broker: str) -> str | None:
-        advert = self.topology.advert(broker)
-        if advert is None or not advert.address:
+        address = self._address_of(broker)
+        if address is None:
             return None
         try:
-            return parse_url(advert.address)[1].decode()
+            return parse_url(address)[1].decode()
         except TitsError:
             return None
+
+    def _address_of(self, broker: str) -> str | None:
+        """Its peer URL, as its signed advert names it."""
+        advert = self.topology.advert(broker)
+        return advert.address if advert is not None and advert.address else None
+
+    # -- direct media connections (broker/medialinks.py) -------------------------------------
+
+    def _media_found(
+        self, broker: str, msg: wire.ChunkFound, body: bytes | zmq.Frame | None
+    ) -> None:
+        if self.media is not None:
+            self.media.on_peer(broker, msg, body)
+
+    def _media_failed(self, broker: str, wants: list[wire.ChunkWant]) -> None:
+        if self.media is not None:
+            self.media.direct_failed(broker, wants)
+
+    def on_media_want(self, broker: str, rid: bytes, msg: wire.ChunkWant) -> None:
+        if self.media is not None:
+            self.media.on_direct(broker, rid, msg)
 
     def handle(self, sock: zmq.Socket, now: float) -> None:
         if sock.closed:  # closed by an earlier event of the same poll round
             return
         if sock is self.gossip.sub:
             self.gossip.handle(sock)
+        elif self.media_links is not None and self.media_links.owns(sock):
+            self.media_links.handle(sock, now)
         else:
             self.peers.handle(sock, now)
 
     def tick(self, now: float) -> None:
         self.peers.tick(now)
+        if self.media_links is not None:
+            self.media_links.tick(now)
         for item in self.verifier.ready():  # certificates the worker has checked meanwhile
             self._on_gossip(item)
         if self.verifier.dropped and now >= self._resnapshot_due:
@@ -296,6 +333,8 @@ class Cloud:
         advert = self._my_advert(alive=False)
         self.gossip.publish(self.signer.sign_advert(advert))
         self.topology.save()
+        if self.media_links is not None:
+            self.media_links.close()
         self.peers.close()
         self.gossip.pub.setsockopt(zmq.LINGER, 200)  # let the goodbye advert leave
         self.gossip.close()
@@ -542,6 +581,8 @@ class Cloud:
             self.peers.send(random.choice(ups).id, wire.SnapshotRequest())
 
     def _broker_gone(self, broker: str) -> None:
+        if self.media_links is not None:
+            self.media_links.forget(broker)
         changed = self.directory.drop_broker(broker)
         if changed:
             self.host.cloud_presence_changed(changed)

@@ -92,6 +92,9 @@ class BrokerConfig:
     media_max_size: int = 2 << 30  # bytes in one file
     media_max_chunks: int = wire.MAX_CHUNKS  # chunks in one file
     media_rate_bytes: float = 0.0  # chunk bytes a second per user, up and down; 0: no limit
+    # a chunk from a broker that is not a neighbour comes over a direct connection to it (one
+    # hop, not one per relay); false where brokers can reach only their neighbours
+    media_direct: bool = True
     source: Path | None = field(default=None, compare=False)  # the config file, if any
     warnings: list[str] = field(default_factory=list, compare=False)
 

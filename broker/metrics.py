@@ -12,7 +12,8 @@ Labels are closed sets: an error code of `wire.ERROR_CODES`, a login result, a l
 broker state. A fingerprint (a user's or a broker's) is never a label: ten thousand users
 would be ten thousand series, and a scrape would say who is online.
 
-Media: the broker stores no media yet, so `titsd_media_stored_bytes` is 0 until it does.
+Media: the chunks stored (`titsd_media_stored_bytes`, from blobs.db like the mailbox's rows)
+and the chunk bytes taken, served, fetched from the cloud and passed on for others.
 """
 
 from __future__ import annotations
@@ -80,20 +81,20 @@ class CommitTimer:
         return out
 
 
-class MailboxCounter:
-    """Rows waiting in the mailbox (delivered ones kept for new devices included), from a
-    read-only connection of its own (WAL: it never blocks the writer), at most every
+class TableCounter:
+    """Figures a query counts in a database (the mailbox's rows, the media store's bytes),
+    from a read-only connection of its own (WAL: it never blocks the writer), at most every
     MAILBOX_EVERY_S; the last answer in between."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, queries: tuple[str, ...]) -> None:
+        self.path, self.queries = path, queries
         self._db: sqlite3.Connection | None = None
         self._at = 0.0
-        self._value: tuple[float, float] = (0.0, 0.0)
+        self._value: tuple[float, ...] = (0.0,) * len(queries)
         self._lock = threading.Lock()
 
-    def rows(self) -> tuple[float, float]:
-        """(mail rows, stored bodies)."""
+    def rows(self) -> tuple[float, ...]:
+        """One figure a query."""
         with self._lock:
             now = time.monotonic()
             if now - self._at < MAILBOX_EVERY_S and self._at:
@@ -103,11 +104,10 @@ class MailboxCounter:
                 if self._db is None:
                     uri = f"file:{self.path}?mode=ro"
                     self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-                (rows,) = self._db.execute("SELECT count(*) FROM mail").fetchone()
-                (bodies,) = self._db.execute("SELECT count(*) FROM bodies").fetchone()
-                self._value = (float(rows), float(bodies))
+                db = self._db
+                self._value = tuple(float(db.execute(q).fetchone()[0]) for q in self.queries)
             except sqlite3.Error:
-                pass  # a schema being migrated, a locked file: the last answer stands
+                pass  # a schema being migrated, a locked file, none yet: the last answer stands
             return self._value
 
     def close(self) -> None:
@@ -128,8 +128,10 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 class BrokerCollector(Collector):
     """Every `titsd_*` family, built from what the broker holds at the moment of the scrape."""
 
-    def __init__(self, broker: Broker, commits: CommitTimer, mailbox: MailboxCounter) -> None:
-        self.broker, self.commits, self.mailbox = broker, commits, mailbox
+    def __init__(
+        self, broker: Broker, commits: CommitTimer, mailbox: TableCounter, media: TableCounter
+    ) -> None:
+        self.broker, self.commits, self.mailbox, self.media = broker, commits, mailbox, media
 
     def collect(self) -> Iterator[Metric]:
         b = self.broker
@@ -212,11 +214,19 @@ class BrokerCollector(Collector):
             rows,
         )
         yield _gauge("titsd_mailbox_bodies", "Message bodies stored (each once).", bodies)
+        (stored,) = self.media.rows()
         yield _gauge(
             "titsd_media_stored_bytes",
-            "Media chunks stored, in bytes (the broker has no media store yet: 0).",
-            0,
+            f"Media chunks stored here, in bytes (each once); counted every {MAILBOX_EVERY_S:g} s.",
+            stored,
         )
+        for key, name, doc in (
+            ("media_in", "received", "Chunk bytes clients uploaded here."),
+            ("media_out", "served", "Chunk bytes sent to clients."),
+            ("media_cloud", "fetched", "Chunk bytes fetched from other brokers for clients here."),
+            ("media_relayed", "relayed", "Chunk bytes passed on between two other brokers."),
+        ):
+            yield _counter(f"titsd_media_{name}_bytes", doc, counters.get(key, 0))
 
         # the store's group commits
         yield HistogramMetricFamily(
@@ -308,10 +318,14 @@ class Metrics:
     def __init__(self, broker: Broker) -> None:
         self.commits = CommitTimer(broker.writer.stats, broker.writer.notify)
         broker.writer.notify = self.commits
-        self.mailbox = MailboxCounter(broker.cfg.data / "mailbox.db")
+        data = broker.cfg.data
+        self.mailbox = TableCounter(
+            data / "mailbox.db", ("SELECT count(*) FROM mail", "SELECT count(*) FROM bodies")
+        )
+        self.media = TableCounter(data / "blobs.db", ("SELECT coalesce(sum(size), 0) FROM chunks",))
         self._last: tuple[float, bytes] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(BrokerCollector(broker, self.commits, self.mailbox))
+        self.registry.register(BrokerCollector(broker, self.commits, self.mailbox, self.media))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
@@ -325,3 +339,4 @@ class Metrics:
 
     def close(self) -> None:
         self.mailbox.close()
+        self.media.close()

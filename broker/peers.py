@@ -12,13 +12,17 @@ acknowledgements are `queue`d and go out as one `PeerBatch` per peer when the br
 calls `flush`. A link is *up* once
 both sides have shown a `PeerHello` whose proof matches the cloud secret and the CURVE key
 of that very connection; before that, nothing but a hello is read.
+
+A hello with `media` set asks for a direct media connection instead (broker/medialinks.py):
+admitted by the same proof, but never a link: no heartbeats, not in the topology, and only
+`ChunkWant` is read from it (answered by `send_media`).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -48,6 +52,7 @@ COALESCE_S = 0.001  # a busy link gets a batch a millisecond at most: each batch
 # a pass of its loop (a poll of every socket, a send), and tiny ones made that most of a
 # relay's time (31 % in poll alone); a link quiet for that long sends at once
 OUTBOX_BYTES = 32 << 20  # ... or this many bytes of them (acknowledgements always go)
+MAX_MEDIA_IN = 256  # direct media connections admitted at once (the oldest goes beyond)
 PEER_HWM = 2000  # frames queued in ZeroMQ per link (each a batch, typically a few kB). Not
 # much lower: heartbeats share the pipe, and at 128 a busy link lost them behind data, was
 # declared dead, and the cloud re-planned under load (3-hop throughput fell to 14 %)
@@ -78,6 +83,21 @@ def bind_endpoint(sock: zmq.Socket, endpoint: str) -> int:
     return int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
 
 
+def curve_dealer(
+    ctx: zmq.Context, server_key: bytes, curve: tuple[bytes, bytes], hwm: int
+) -> zmq.Socket:
+    """A DEALER to a peer port, its options set before it connects (libzmq ignores them
+    after)."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.curve_serverkey = server_key
+    sock.curve_publickey, sock.curve_secretkey = curve
+    return sock
+
+
 def make_url(endpoint: str, curve_public_z85: bytes) -> str:
     return f"{endpoint}#{z85.decode(curve_public_z85).hex()}"
 
@@ -87,6 +107,7 @@ class PeerEvents(Protocol):
     def on_link_down(self, peer: Peer) -> None: ...
     def on_dial_failed(self, url: str, expect: str | None) -> None: ...
     def on_peer_message(self, peer: Peer, msg: object, body: bytes | zmq.Frame | None) -> None: ...
+    def on_media_want(self, broker: str, rid: bytes, msg: wire.ChunkWant) -> None: ...
 
 
 @dataclass
@@ -195,6 +216,8 @@ class PeerLinks:
         self.peers: dict[str, Peer] = {}
         self.dials: dict[zmq.Socket, _Dial] = {}
         self._rid_owner: dict[bytes, str] = {}
+        # direct media connections: routing id → (broker, the CURVE key it came with)
+        self.media_in: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
         self._queued: set[str] = set()  # peers with a non-empty outbox
         self._last_tick: float | None = None
         self.lag_s = 0.0  # the longest stall of our own loop seen (status page, tests)
@@ -231,13 +254,7 @@ class PeerLinks:
         known = self._known_key(expect) if expect else None
         if expect and known is not None and known != server_key.decode():
             raise WireError(f"{url[:40]}… is not the CURVE key {expect[:16]} advertises")
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
-        sock.setsockopt(zmq.SNDHWM, PEER_HWM)
-        sock.setsockopt(zmq.RCVHWM, PEER_HWM)
-        sock.curve_serverkey = server_key
-        sock.curve_publickey, sock.curve_secretkey = self._curve
+        sock = curve_dealer(self.ctx, server_key, self._curve, PEER_HWM)
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -294,6 +311,11 @@ class PeerLinks:
         if msg is None:
             self._reply(rid, wire.Error(code="bad-frame", message="undecodable peer frame"))
             return
+        media = self.media_in.get(rid)
+        if media is not None:
+            if media[1] == user and isinstance(msg, wire.ChunkWant):
+                self.events.on_media_want(media[0], rid, msg)
+            return  # nothing else is read from a media connection
         owner = self._rid_owner.get(rid)
         if owner is not None and (peer := self.peers.get(owner)) and peer.in_key == user:
             if isinstance(msg, wire.PeerHello):
@@ -312,6 +334,9 @@ class PeerLinks:
             return
         if msg.broker == self.me:
             return
+        if msg.media:
+            self._admit_media(rid, msg.broker, user)
+            return
         peer = self.peers.setdefault(msg.broker, Peer(msg.broker))
         if peer.in_rid is not None and peer.in_rid != rid:
             self._rid_owner.pop(peer.in_rid, None)  # it reconnected (a restart)
@@ -321,6 +346,31 @@ class PeerLinks:
         hello.proof = self.admission.proof(self.me, self._curve[0].decode())
         self._reply(rid, hello)
         self._came_up(peer, msg, now)
+
+    def _admit_media(self, rid: bytes, broker: str, key: str) -> None:
+        self.media_in[rid] = (broker, key)
+        while len(self.media_in) > MAX_MEDIA_IN:
+            self.media_in.popitem(last=False)
+        hello = self._hello()
+        hello.media = True
+        hello.proof = self.admission.proof(self.me, self._curve[0].decode())
+        self._reply(rid, hello)
+        log.debug("peer.media_in", broker=broker[:16])
+
+    def send_media(self, rid: bytes, msg: object, body: bytes | zmq.Frame | None) -> bool:
+        """An answer on a direct media connection (the chunk's frame goes without a copy)."""
+        if rid not in self.media_in:
+            return False
+        frames: list[bytes | zmq.Frame] = [rid, wire.encode(msg)]
+        if body is not None:
+            frames.append(body)
+        try:
+            self.router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self.media_in.pop(rid, None)  # it closed the connection
+            return False
+        return True
 
     def _decode(self, frames: list[zmq.Frame]) -> tuple[object | None, bytes | zmq.Frame | None]:
         if not 1 <= len(frames) <= 2:

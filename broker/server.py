@@ -173,7 +173,7 @@ class Broker:
             BrokerVerifier(self.keys.identity), Admission(secret),
             (self.keys.curve_public, self.keys.curve_secret), self._server_socket, self.relay,
             url_host(cfg.bind), cfg.peer_port, cfg.pub_port, self.url, self.http_url, cfg.join,
-            cfg.name, public_host=cfg.public_host,
+            cfg.name, public_host=cfg.public_host, media_direct=cfg.media_direct,
         )  # fmt: skip
         self.relay.start(self.cloud)
         self.media.cloud = Routes(self.cloud)

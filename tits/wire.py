@@ -285,6 +285,7 @@ class PeerHello(_Msg, tag="peer-hello"):
     pub: Annotated[str, Meta(max_length=256)] = ""  # gossip PUB endpoint, same form
     http: Annotated[str, Meta(max_length=256)] = ""
     proof: Annotated[bytes, Meta(max_length=64)] = b""
+    media: bool = False  # a direct media connection, not a link (broker/medialinks.py)
 
 
 class Heartbeat(_Msg, tag="heartbeat"):

@@ -43,7 +43,9 @@ def one(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-def test_metrics_parse_and_move_with_traffic(broker: BrokerProc, people: People) -> None:
+def test_metrics_parse_and_move_with_traffic(
+    broker: BrokerProc, people: People, tmp_path: Path
+) -> None:
     text, before = scrape(broker)
     for name in (
         "titsd_messages_accepted_total", "titsd_messages_delivered_total",
@@ -99,6 +101,15 @@ def test_metrics_parse_and_move_with_traffic(broker: BrokerProc, people: People)
     wait_for(  # presence reaches the snapshot twice a second
         lambda: one(scrape(broker)[1], "titsd_users_online", where="here") == 2, 10, "users"
     )
+
+    # media: a file's chunks, stored once, counted in bytes (from blobs.db, every 10 s)
+    picture = tmp_path / "photo.bin"
+    picture.write_bytes(bytes(range(256)) * 4000)
+    with Messenger(people.alice, broker=broker.url) as sender:
+        sender.send_file(people.bob.fingerprint, picture)
+    size = picture.stat().st_size
+    wait_for(lambda: one(scrape(broker)[1], "titsd_media_stored_bytes") == size, 30, "stored")
+    assert one(scrape(broker)[1], "titsd_media_received_bytes_total") == size
 
     raw = RawClient(broker.url)
     try:

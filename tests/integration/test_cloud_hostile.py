@@ -3,6 +3,7 @@ broker's cloud half keeps working through it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -266,3 +267,73 @@ def test_topology_is_written_when_its_shape_changes_not_on_every_refresh(
     accept(topo, a.signer.sign_advert(a.advert(12, links)))
     topo.save()
     assert path.read_bytes() != first
+
+
+class MediaRecorder:
+    """Stands in for the broker's BlobPort: records direct asks, answers each as missing."""
+
+    def __init__(self, node: MeshNode) -> None:
+        self.node = node
+        self.wants: list[tuple[str, bytes]] = []
+
+    def on_direct(self, broker: str, rid: bytes, msg: wire.ChunkWant) -> None:
+        self.wants.append((broker, msg.chunk))
+        found = wire.ChunkFound(chunk=msg.chunk, to=broker, missing=True)
+        self.node.cloud.peers.send_media(rid, found, None)
+
+    def on_peer(self, peer: str, msg: object, body: object) -> None:
+        raise AssertionError(f"a media connection's {type(msg).__name__} reached the media")
+
+
+def test_a_direct_media_connection_asks_for_chunks_and_can_do_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """A media hello with the cloud's proof is admitted, but never as a link: it gets no
+    heartbeats, is in no topology, and a forward or a chunk pushed over it is dropped; only
+    its ChunkWants are read. Without the proof it is refused like a link."""
+    secret = os.urandom(32)
+    node = MeshNode(tmp_path / "n0", secret, [])
+    media = MediaRecorder(node)
+    node.cloud.media = media
+    try:
+        ctx, sock, public = raw_peer(node.peer_url)
+        insider = "E" * 40
+        proof = Admission(secret).proof(insider, public)
+        sock.send(wire.encode(wire.PeerHello(broker=insider, proof=proof, media=True)))
+        hello = wire.PEER_DECODER.decode(sock.recv())
+        assert isinstance(hello, wire.PeerHello) and hello.media and hello.broker == node.fp
+        fwd = wire.Forward(id=bytes(16), origin=insider, sender="A" * 40, to=["B" * 40],
+                           target=node.fp, deliver_to=["B" * 40], ts=0)  # fmt: skip
+        data = os.urandom(100)
+        pushed = wire.ChunkFound(chunk=hashlib.sha256(data).digest(), to=node.fp)
+        for frames in (
+            [wire.encode(wire.PeerBatch(fwds=[fwd], bodies=[b"x"]))],
+            [wire.encode(pushed), data],
+            [wire.encode(wire.PeerHello(broker=insider, proof=proof))],  # "now a link"
+        ):
+            sock.send_multipart(frames)
+        chunk = os.urandom(32)
+        sock.send(wire.encode(wire.ChunkWant(chunk=chunk, origin=insider, target=node.fp)))
+        answer = wire.PEER_DECODER.decode(sock.recv())  # the first frame after the hello
+        assert isinstance(answer, wire.ChunkFound) and answer.chunk == chunk and answer.missing
+        assert media.wants == [(insider, chunk)]
+        assert not node.host.arrived
+        assert insider not in {p.id for p in node.cloud.peers.up_peers()}
+        sock.close()
+
+        # without the secret: refused, and its asks are not read
+        ctx2, bad, bad_key = raw_peer(node.peer_url)
+        wrong = Admission(os.urandom(32)).proof(insider, bad_key)
+        bad.send(wire.encode(wire.PeerHello(broker=insider, proof=wrong, media=True)))
+        reply = wire.PEER_DECODER.decode(bad.recv())
+        assert isinstance(reply, wire.Error) and reply.code == "not-admitted"
+        bad.send(wire.encode(wire.ChunkWant(chunk=chunk, origin=insider, target=node.fp)))
+        reply = wire.PEER_DECODER.decode(bad.recv())
+        assert isinstance(reply, wire.Error) and reply.code == "not-admitted"
+        assert media.wants == [(insider, chunk)]
+        bad.close()
+        ctx2.term()
+        ctx.term()
+    finally:
+        node.stop()
+        kill_agent(node.data / "gnupg")

@@ -1,8 +1,11 @@
-"""A 48 MiB file (12 chunks) across a cloud of real brokers: Alice on one broker, Bob on the
-farthest (at least one relay between). Her broker is killed -9 mid-upload and comes back; a
-relay on the path is killed -9 mid-download; neither transfer starts over (bytes counted),
-the file arrives with its hash, and the chunks were stored only where they belong (the
-holder and Bob's broker), found along the cloud's routes."""
+"""Files across a cloud of real brokers: Alice on one broker, Bob on the farthest (at least
+one relay between).
+
+- Relay by relay (`media_direct = false`), a 48 MiB file (12 chunks): her broker is killed
+  -9 mid-upload and comes back; a relay on the path is killed -9 mid-download; neither
+  transfer starts over (bytes counted), the file arrives with its hash, and the chunks were
+  stored only where they belong (the holder and Bob's broker), found along the routes.
+- Direct (the default): the chunks come straight from the holder; no relay passes on any."""
 
 from __future__ import annotations
 
@@ -24,11 +27,26 @@ from .test_cloud_brokers import Cloud, hops, publish
 pytestmark = pytest.mark.timeout(300)
 
 
+def farthest(cloud: Cloud) -> tuple[dict[str, dict[str, int]], str, str]:
+    """The hop counts, and the two brokers farthest apart (a relay between them at least)."""
+    st = _status(cloud.live()[0]["http"])
+    assert st is not None
+    dist = hops(st)
+    a, b = max(((x, y) for x in dist for y in dist[x]), key=lambda p: dist[p[0]][p[1]])
+    assert dist[a][b] >= 2, "a relay between them"
+    return dist, a, b
+
+
 def chunk_files(data: Path) -> int:
     return sum(1 for p in (data / "blobs").rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def test_a_20mb_file_across_the_cloud_survives_two_kill9s(people: People, tmp_path: Path) -> None:
+def test_a_20mb_file_across_the_cloud_survives_two_kill9s(
+    people: People, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # relay by relay (`media_direct = false`, as where brokers reach only their neighbours):
+    # a relay on the path is what this test kills
+    monkeypatch.setenv("TITSD_MEDIA_DIRECT", "false")
     cloud = Cloud(6)
     try:
         _run(cloud, people, tmp_path)
@@ -36,14 +54,50 @@ def test_a_20mb_file_across_the_cloud_survives_two_kill9s(people: People, tmp_pa
         cloud.close()
 
 
+def test_a_file_from_brokers_away_comes_direct_and_no_relay_passes_a_chunk(
+    people: People, tmp_path: Path
+) -> None:
+    """By default a chunk from a holder that is not a neighbour comes over a direct
+    connection (broker/medialinks.py): the brokers between pass on no chunk bytes at all,
+    and only the holder and Bob's broker store it."""
+    cloud = Cloud(6)
+    try:
+        ks = cloud.local.keyserver
+        publish(people, ks)
+        _, a, b = farthest(cloud)
+        index = {br["id"]: i for i, br in enumerate(cloud.local.brokers)}
+        src = tmp_path / "album.bin"
+        n = 3
+        src.write_bytes(os.urandom(n * wire.CHUNK_SIZE - 1000))
+        with (
+            Messenger(people.alice, broker=cloud.by_id[a]["url"], keyserver=ks) as alice,
+            Messenger(people.bob, broker=cloud.by_id[b]["url"], keyserver=ks) as bob,
+        ):
+            m = alice.scan(src)
+            alice.send_file(people.bob.fingerprint, src, manifest=m)
+            path = bob.fetch(_media(bob, m.sha256), timeout=120)
+            assert hashlib.sha256(path.read_bytes()).digest() == m.sha256
+
+        def counters() -> dict[str, dict[str, int]]:
+            return {x: (_status(cloud.by_id[x]["http"]) or {})["counters"] for x in cloud.by_id}
+
+        size = src.stat().st_size  # fetched from the cloud (the pages refresh twice a second)...
+        wait_for(lambda: counters()[b]["media_cloud"] == size, 10, "Bob's broker's fetch counted")
+        assert all(c["media_relayed"] == 0 for c in counters().values())  # ...by no relay
+        assert chunk_files(cloud.root / f"broker{index[a]}") == n
+        assert chunk_files(cloud.root / f"broker{index[b]}") == n
+        others = [x for x in cloud.by_id if x not in (a, b)]
+        assert all(chunk_files(cloud.root / f"broker{index[x]}") == 0 for x in others)
+    finally:
+        cloud.close()
+
+
 def _run(cloud: Cloud, people: People, tmp_path: Path) -> None:
     ks = cloud.local.keyserver
     publish(people, ks)
+    dist, a, b = farthest(cloud)
     st = _status(cloud.live()[0]["http"])
     assert st is not None
-    dist = hops(st)
-    a, b = max(((x, y) for x in dist for y in dist[x]), key=lambda p: dist[p[0]][p[1]])
-    assert dist[a][b] >= 2, "a relay between them"
     graph: dict[str, dict[str, int]] = {x: {} for x in dist}
     for link in st["links"]:
         graph[link["a"]][link["b"]] = graph[link["b"]][link["a"]] = 1

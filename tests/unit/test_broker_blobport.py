@@ -114,6 +114,12 @@ class FakeCloud:
     def where(self, fingerprint: str) -> list[str]:
         return self.at if fingerprint == ALICE else []
 
+    def direct(self, broker: str, want: wire.ChunkWant) -> bool:
+        return False  # no direct links here: every ask goes by route
+
+    def reply_direct(self, rid: bytes, msg: object, body: bytes | zmq.Frame | None) -> bool:
+        return False
+
 
 def test_a_chunk_is_asked_of_the_holder_then_of_where_its_sender_is(tmp_path: Path) -> None:
     holder, now_at = "D" * 40, "E" * 40
@@ -138,4 +144,72 @@ def test_a_chunk_is_asked_of_the_holder_then_of_where_its_sender_is(tmp_path: Pa
     other = wire.ChunkGet(chunk=os.urandom(32), index=1, holder=holder, sender=ALICE)
     p.handle(b"bob", BOB, other, frames(other))
     assert cloud.sent[-1][0] == now_at
+    p.store.close()
+
+
+class FarCloud(FakeCloud):
+    """Every broker but `near` is reached through `near`; direct asks are recorded, and
+    succeed while `direct_ok`."""
+
+    def __init__(self, near: str, far: set[str]) -> None:
+        super().__init__({near, *far}, [])
+        self.near = near
+        self.direct_ok = True
+        self.asked_direct: list[tuple[str, wire.ChunkWant]] = []
+        self.answers: list[tuple[bytes, Any, Any]] = []
+
+    def next_hop(self, broker: str) -> str | None:
+        return None if broker not in self.reachable else self.near
+
+    def direct(self, broker: str, want: wire.ChunkWant) -> bool:
+        self.asked_direct.append((broker, want))
+        return self.direct_ok
+
+    def reply_direct(self, rid: bytes, msg: object, body: bytes | zmq.Frame | None) -> bool:
+        self.answers.append((rid, msg, body))
+        return True
+
+
+def test_a_far_holder_is_asked_directly_and_by_route_when_that_fails(tmp_path: Path) -> None:
+    near, holder = "D" * 40, "F" * 40
+    p, r = port(tmp_path)
+    cloud = FarCloud(near, {holder})
+    p.cloud = cloud
+    data = os.urandom(5000)
+    chunk = hashlib.sha256(data).digest()
+    get = wire.ChunkGet(chunk=chunk, index=0, holder=holder, sender=ALICE)
+    p.handle(b"bob", BOB, get, frames(get))
+    assert [b for b, _ in cloud.asked_direct] == [holder] and cloud.sent == []
+    # the direct link could not be had: the same want goes along the route, to the neighbour
+    p.direct_failed(holder, [w for _, w in cloud.asked_direct])
+    assert [(peer, m.target) for peer, m in cloud.sent] == [(near, holder)]
+    p.on_peer(near, wire.ChunkFound(chunk=chunk, to=p.me), data)
+    assert r.of(b"bob")[-1] == wire.ChunkData(chunk=chunk, index=0)
+    # a want answered meanwhile is not sent again
+    p.direct_failed(holder, [w for _, w in cloud.asked_direct])
+    assert len(cloud.sent) == 1
+    # a neighbour holder is asked on its link, never directly
+    cloud.near = holder
+    other = wire.ChunkGet(chunk=os.urandom(32), index=1, holder=holder, sender=ALICE)
+    p.handle(b"bob", BOB, other, frames(other))
+    assert len(cloud.asked_direct) == 1 and cloud.sent[-1][0] == holder
+    p.store.close()
+
+
+def test_a_direct_ask_is_answered_the_same_way_and_never_passed_on(tmp_path: Path) -> None:
+    p, _ = port(tmp_path)
+    cloud = FarCloud("D" * 40, {"F" * 40})
+    p.cloud = cloud
+    data = os.urandom(5000)
+    chunk = hashlib.sha256(data).digest()
+    p.store.store(chunk, data)
+    asker = "E" * 40
+    p.on_direct(asker, b"rid", wire.ChunkWant(chunk=chunk, origin=asker, target=p.me))
+    rid, found, body = cloud.answers[-1]
+    assert rid == b"rid" and found == wire.ChunkFound(chunk=chunk, to=asker) and body == data
+    # one it lacks: "missing", at once, and no broker is asked on its behalf
+    lack = os.urandom(32)
+    p.on_direct(asker, b"rid", wire.ChunkWant(chunk=lack, origin=asker, target="F" * 40))
+    assert cloud.answers[-1][1] == wire.ChunkFound(chunk=lack, to=asker, missing=True)
+    assert cloud.sent == [] and cloud.asked_direct == []
     p.store.close()
