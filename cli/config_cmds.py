@@ -47,6 +47,28 @@ def _url(text: str) -> str:
     return text
 
 
+def _period(text: str) -> int:
+    from tits.client.keyring import ROTATE_S_RANGE
+
+    raw = text.strip().lower()
+    size = {"m": 60, "h": 3600, "d": 86400}.get(raw[-1:], 0)
+    number = raw[:-1]
+    lo, hi = ROTATE_S_RANGE
+    if not size or not number.isdigit() or len(number) > 6 or not lo <= int(number) * size <= hi:
+        raise ValueError(_("a period such as 30m, 12h or 7d, from 10m to 30d"))
+    return int(number) * size
+
+
+def _count(text: str) -> int:
+    from tits.client.keyring import ROTATE_MESSAGES_RANGE
+
+    lo, hi = ROTATE_MESSAGES_RANGE
+    raw = text.strip()
+    if not raw.isdigit() or len(raw) > 6 or not lo <= int(raw) <= hi:
+        raise ValueError(_("a whole number from {lo} to {hi}").format(lo=lo, hi=hi))
+    return int(raw)
+
+
 # key → (parse, what it means: English, translated where it is shown)
 SETTINGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "receipts": (_bool, N_("send read receipts (when off, you see no one's either)")),
@@ -56,6 +78,11 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "roc_year": (_bool, N_("dates in ROC (Minguo) years")),
     "broker": (_broker, N_("the broker to use")),
     "keyserver": (_url, N_("the key server")),
+    "rotate_after": (_period, N_("secure chats: a new key after this long (default 1d)")),
+    "rotate_messages": (
+        _count,
+        N_("secure chats: a new key after sending this many (default 100)"),
+    ),
 }
 
 

@@ -94,10 +94,11 @@ def test_only_confirmed_people_may_be_invited(cloud1: ProcCloud, crowd: Crowd) -
 def test_an_expired_epoch_is_refused_and_the_key_rotates_by_time(
     cloud1: ProcCloud, crowd: Crowd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(keyring_mod, "ROTATE_S", 6.0)  # a secure key lives 6 s here
     monkeypatch.setattr(keyring_mod, "GRACE_S", 0.5)
     rs = join(cloud1, crowd, "alice", "bob")
     alice, bob = rs["alice"].m, rs["bob"]
+    # a secure key lives 6 s here (`tits config set rotate_after` takes 10 minutes at least)
+    alice.client.keyring.rotate_s = 6.0
     gid = secure_group(crowd, rs, ["bob"])
     fresh = alice.send_text([], "新鮮的", group=gid)
     bob.until(lambda r: _has(r, fresh), 60, "the fresh text")
@@ -143,12 +144,10 @@ def test_a_replaced_epoch_is_refused_after_the_grace(
     bob.until(lambda r: _has(r, now), 60, "the text under the new epoch")
 
 
-def test_the_key_rotates_after_rotate_messages(
-    cloud1: ProcCloud, crowd: Crowd, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(keyring_mod, "ROTATE_MESSAGES", 2)
+def test_the_key_rotates_after_rotate_messages(cloud1: ProcCloud, crowd: Crowd) -> None:
     rs = join(cloud1, crowd, "alice", "bob")
     alice, bob = rs["alice"].m, rs["bob"]
+    alice.client.keyring.rotate_messages = 2  # what `tits config set rotate_messages 2` sets
     gid = secure_group(crowd, rs, ["bob"])
     ids = [alice.send_text([], f"第 {i} 則", group=gid) for i in range(5)]
     bob.until(lambda r: all(_has(r, i) for i in ids), 60, "five texts")

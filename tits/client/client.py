@@ -44,7 +44,7 @@ from .controls import clean_announcement, reaction_payload, settings_payload
 from .devices import DeviceChecker, Sightings
 from .groups import Groups, require_key
 from .inbox import Batch, Inbox
-from .keyring import Keyring
+from .keyring import ROTATE_MESSAGES_RANGE, ROTATE_S_RANGE, Keyring
 from .model import (
     ANNOUNCE_MIME,
     LIFETIME_MAX_S,
@@ -87,6 +87,20 @@ MAX_LEARNT_BROKERS = 16
 _TRY_ANOTHER = frozenset({"timeout", "unreachable", "busy", "login-unavailable", "rate-limited"})
 
 
+def rotation(config: dict[str, Any]) -> dict[str, Any]:
+    """The user's secure-chat rotation settings (`tits config set rotate_after|rotate_messages`)
+    as Keyring arguments; a value out of range (a hand-edited file) is left out: the default."""
+    out: dict[str, Any] = {}
+    after, count = config.get("rotate_after"), config.get("rotate_messages")
+    lo, hi = ROTATE_S_RANGE
+    if isinstance(after, int) and not isinstance(after, bool) and lo <= after <= hi:
+        out["rotate_s"] = float(after)
+    lo, hi = ROTATE_MESSAGES_RANGE
+    if isinstance(count, int) and not isinstance(count, bool) and lo <= count <= hi:
+        out["rotate_messages"] = count
+    return out
+
+
 class Client:
     def __init__(
         self,
@@ -109,7 +123,7 @@ class Client:
         _, cert_bytes, cert_sig = home.certificate
         self.certificate = (cert_bytes, cert_sig)
         self.card = (cert_bytes, cert_sig, home.device.prove(cert_bytes))  # what key messages carry
-        self.keyring = Keyring(self.store, self.identity, self.me)
+        self.keyring = Keyring(self.store, self.identity, self.me, **rotation(home.config))
         self.devices = DeviceChecker(
             self.store, self.identity, self.me, self.certificate,
             revocations=home.path / "revoked-devices.json", recheck=bool(self.keyserver),

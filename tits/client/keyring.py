@@ -8,7 +8,12 @@ however many members; each opens it with plain `gpg --decrypt`).
 Secure chats rotate: a key is used for at most `ROTATE_MESSAGES` messages by one sender or
 `ROTATE_S` seconds, whichever comes first. Megolm defaults to a week or 100 messages; we keep
 100 messages but a day, because a rotation costs only one gpg process at the sender and one
-per member, and a day bounds what one leaked key exposes to one day of a group's talk. A text
+per member, and a day bounds what one leaked key exposes to one day of a group's talk.
+Each user may set their own (`tits config set rotate_after 12h`, `rotate_messages 50`,
+within ROTATE_S_RANGE and ROTATE_MESSAGES_RANGE): the period goes into the keys that user
+makes (every member holds a key to the expiry its maker wrote in it), the count bounds the
+texts that user sends under one key. A member who wants shorter keys gets them for what they
+make and send; no member can make anyone else's last longer. A text
 under an epoch that was superseded, or that expired, is accepted for `GRACE_S` after that (it
 may have been in flight, or waiting in the cloud) — measured by the broker's acceptance time,
 which a removed member cannot backdate — and refused after.
@@ -26,14 +31,25 @@ from .store import EpochRow, LocalStore
 
 ROTATE_MESSAGES = 100
 ROTATE_S = 24 * 3600.0
+ROTATE_S_RANGE = (600, 30 * 86400)  # what `rotate_after` may be: 10 minutes to 30 days
+ROTATE_MESSAGES_RANGE = (1, 10_000)
 GRACE_S = 120.0
 
 
 class Keyring:
-    def __init__(self, store: LocalStore, identity: Identity, me: str) -> None:
+    def __init__(
+        self,
+        store: LocalStore,
+        identity: Identity,
+        me: str,
+        *,
+        rotate_s: float = ROTATE_S,
+        rotate_messages: int = ROTATE_MESSAGES,
+    ) -> None:
         self.store = store
         self.identity = identity
         self.me = me
+        self.rotate_s, self.rotate_messages = rotate_s, rotate_messages
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -44,7 +60,7 @@ class Keyring:
             key = row.key
             if row.superseded is not None or sorted(key.members) != wanted:
                 continue
-            if key.secure and (key.expired(now) or row.sent >= ROTATE_MESSAGES):
+            if key.secure and (key.expired(now) or row.sent >= self.rotate_messages):
                 continue
             return key
         return None
@@ -57,7 +73,7 @@ class Keyring:
             conv,
             epoch=self._fresh_epoch(conv),
             secure=secure,
-            lifetime=ROTATE_S if secure else 0.0,
+            lifetime=self.rotate_s if secure else 0.0,
             members=sorted(set(members)),
             creator=self.me,
             basis=basis,
