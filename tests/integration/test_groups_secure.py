@@ -27,7 +27,9 @@ from tests.proc_cloud import ProcCloud
 from tits import wire
 from tits.client import keyring as keyring_mod
 from tits.client.blocking import Messenger
+from tits.device import DeviceKey
 from tits.errors import BrokerError, ConfigError, TitsError
+from tits.session import Envelope, seal
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -239,3 +241,26 @@ def test_an_empty_secure_group_and_a_plain_member_inviting_are_clear_errors(
     with pytest.raises(TitsError) as no:
         rs["bob"].m.group_change(gid, "invite", [crowd.fp("carol")])
     assert no.value.code == "not-allowed"
+
+
+def test_an_unverifiable_text_in_a_secure_chat_is_refused_with_the_reason(
+    cloud1: ProcCloud, crowd: Crowd
+) -> None:
+    """Sealed under the group's current key, from Alice's own connection, but signed by a
+    device key no certificate of hers names: a normal chat would show it unverified; a
+    secure one refuses it, and shows why."""
+    rs = join(cloud1, crowd, "alice", "bob")
+    alice, bob = rs["alice"].m, rs["bob"]
+    gid = secure_group(crowd, rs, ["bob"])
+    key = alice.client.keyring.for_sending(gid, sorted(_members(alice, gid)), time.time())
+    assert key is not None
+    to = [crowd.fp("bob")]
+    send = wire.Send(id=wire.new_msg_id(), sender=alice.me, to=to, group=gid)
+    env = Envelope(send.id, alice.me, to, gid)
+    forged = seal(key, DeviceKey.generate(), env, "沒有簽名的".encode(), serial=time.time_ns())
+    send_raw(alice, [(send, forged)])
+    good = alice.send_text([], "有簽名的", group=gid)
+    bob.until(lambda r: _has(r, good) and any(x.id == send.id for x in r.refused), 60, "both")
+    (why,) = [x.reason for x in bob.refused if x.id == send.id]
+    assert "unverifiable" in why
+    assert not _has(bob, send.id)

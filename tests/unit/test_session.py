@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -203,6 +204,37 @@ def test_wrapped_key_opens_with_stock_gpg(users) -> None:
     )  # signed by the inviter
     got = SessionKey.unwrap(b.identity, wrapped, inviter=a.fingerprint)
     assert (got.key, got.epoch, got.secure) == (key.key, 3, True)
+
+
+def test_a_groups_key_bundle_is_one_message_every_member_opens_with_stock_gpg(
+    users, tmp_path: Path
+) -> None:
+    """What groups send (Keyring.wrap): ONE OpenPGP message for all members (one gpg process
+    at the sender, however many), signed by the maker, which each opens with plain gpg."""
+    from tits.client.keyring import Keyring
+    from tits.client.store import LocalStore
+
+    a, b, m = users.alice, users.bob, users.mallory
+    store = LocalStore(tmp_path)
+    try:
+        payload = SessionKey.generate(b"g" * 16, epoch=7, secure=True).to_json()
+        wrapped = Keyring(store, a.identity, a.fingerprint).wrap(
+            payload, [b.fingerprint, m.fingerprint]
+        )
+    finally:
+        store.close()
+    packets = subprocess.run(
+        ["gpg", "--homedir", str(b.path / "gnupg"), "--batch", "--list-packets"],
+        input=wrapped, capture_output=True, check=False,
+    ).stdout.decode()  # fmt: skip
+    assert packets.count(":pubkey enc packet:") == 3  # Bob, Mallory and Alice's other devices
+    for who in (b, m):
+        out = subprocess.run(
+            ["gpg", "--homedir", str(who.path / "gnupg"), "--batch", "--status-fd", "2",
+             "--decrypt"], input=wrapped, capture_output=True, check=True,
+        )  # fmt: skip
+        assert out.stdout == payload
+        assert f"VALIDSIG {a.fingerprint}".encode() in out.stderr
 
 
 def test_unwrap_refuses_a_key_from_the_wrong_inviter(users) -> None:
