@@ -92,6 +92,30 @@ def cannot_open(sealed_raw: bytes, msg_id: bytes, sender: str, to: list[str], gi
                 body.epoch))  # fmt: skip
 
 
+def test_a_one_to_one_text_shows_on_the_senders_other_device_as_outgoing(
+    cloud4: ProcCloud, crowd: Crowd
+) -> None:
+    """Alice's phone (broker 0) writes to Bob (broker 1); her tablet (broker 2) shows her
+    text as outgoing and Bob's answer as incoming, in one conversation with Bob."""
+    rs = clients(crowd, cloud4, ["alice", "bob"])
+    tablet = crowd.second_device("alice")
+    rs["alice2"] = Received(Messenger(tablet, broker=cloud4.url(2),
+                                      keyserver=cloud4.local.keyserver))  # fmt: skip
+    crowd.clients.append(rs["alice2"].m)
+    mine = rs["alice"].m.send_text([crowd.fp("bob")], "午餐吃什麼？")
+    rs["bob"].until(lambda r: mine in {m.id for m in r.messages}, 120, "Alice's text")
+    reply = rs["bob"].m.send_text([crowd.fp("alice")], "牛肉麵")
+    rs["alice2"].until(lambda r: {m.id for m in r.messages} >= {mine, reply}, 120, "the tablet")
+    rs["alice2"].drain(1.0)
+    got = {m.id: m for m in rs["alice2"].messages}
+    assert (got[mine].text, got[mine].outgoing, got[mine].verified) == ("午餐吃什麼？", True, True)
+    assert (got[reply].text, got[reply].outgoing, got[reply].sender) == (
+        "牛肉麵", False, crowd.fp("bob"))  # fmt: skip
+    assert got[mine].conv == got[reply].conv and got[mine].group is None
+    assert Counter(m.id for m in rs["alice2"].messages)[mine] == 1
+    assert rs["alice2"].refused == []
+
+
 def test_ten_members_on_four_brokers_get_every_message_once(
     cloud4: ProcCloud, crowd: Crowd
 ) -> None:
