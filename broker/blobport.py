@@ -120,7 +120,14 @@ class BlobPort:
         self.store, self.me, self.replies = store, me, replies
         self.cloud: CloudRoutes | None = None
         self.counters = counters
-        for k in ("media_in", "media_out", "media_refused", "media_cloud", "media_relayed"):
+        for k in (
+            "media_in",
+            "media_out",
+            "media_refused",
+            "media_cloud",
+            "media_relayed",
+            "media_to_cloud",
+        ):
             counters.setdefault(k, 0)
         self._wake = wake
         self._pools = [
@@ -435,19 +442,20 @@ class BlobPort:
             data = f.result()
         except MediaError:
             data = None
-        if back is None:
-            back = functools.partial(self._toward, msg.origin)
+        answer = functools.partial(self._toward, msg.origin) if back is None else back
         found = wire.ChunkFound(chunk=msg.chunk, to=msg.origin)
-        if data is not None:
-            back(found, data)
-            return
 
         def serve(d: Body) -> None:
-            back(found, d)
+            self.counters["media_to_cloud"] += len(d)
+            answer(found, d)
+
+        if data is not None:
+            serve(data)
+            return
 
         def fail(_why: str) -> None:
             found.missing = True
-            back(found, None)
+            answer(found, None)
 
         if msg.chunk in self._coming:  # uploaded here right now: it goes when it is in
             self._park(msg.chunk, serve, fail)

@@ -225,6 +225,7 @@ class BrokerCollector(Collector):
             ("media_out", "served", "Chunk bytes sent to clients."),
             ("media_cloud", "fetched", "Chunk bytes fetched from other brokers for clients here."),
             ("media_relayed", "relayed", "Chunk bytes passed on between two other brokers."),
+            ("media_to_cloud", "to_cloud", "Chunk bytes this broker sent to brokers that asked."),
         ):
             yield _counter(f"titsd_media_{name}_bytes", doc, counters.get(key, 0))
 
