@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -63,6 +64,7 @@ HopRecipients = Annotated[list[HopFingerprint], Meta(max_length=MAX_RECIPIENTS)]
 BrokerUrl = Annotated[str, Meta(max_length=256)]
 MAX_WELCOME_BROKERS = 64
 _HEX_UPPER = frozenset("0123456789ABCDEF")
+_HEX_RUN = re.compile(r"[0-9A-F]*\Z")  # fingerprints of a known length, checked in one pass
 
 
 def is_fingerprint(text: str) -> bool:
@@ -147,16 +149,25 @@ class Login(_Msg, tag="login"):
 
 
 class Send(_Msg, tag="send"):
-    """A message from the logged-in user; the body frame follows."""
+    """A message from the logged-in user; the body frame follows.
+
+    `sender` and `to` are sized by the types and their digits checked once for all of them
+    in `__post_init__` (msgspec reports its ValueError as a ValidationError, like a pattern's):
+    a pattern per field runs `re.search` for each, 7 µs of a group send's decode at 10
+    recipients, on the broker's loop."""
 
     id: MsgId
-    sender: Fingerprint
-    to: Recipients
+    sender: HopFingerprint
+    to: HopRecipients
     group: GroupId | None = None
     ttl: Hops = DEFAULT_TTL
     # 收回: this message takes back the sender's message `purge` (its body, sealed, says so to
     # the clients); brokers drop that message's copies not yet delivered (see broker/purge.py)
     purge: MsgId | None = None
+
+    def __post_init__(self) -> None:
+        if _HEX_RUN.match(self.sender + "".join(self.to)) is None:
+            raise ValueError("a fingerprint is 40 hexadecimal digits in capitals")
 
 
 RECEIVED_MAX = 800  # ids in a `Received` or `Accepted`: they must fit in MAX_ENVELOPE (18 B each)

@@ -115,10 +115,10 @@ def test_the_longest_acknowledgements_the_types_allow_fit_their_envelope() -> No
 
 def test_a_trailing_newline_does_not_pass_for_a_fingerprint() -> None:
     """`$` matches before a final newline: "FP\\n" would be a second spelling of FP."""
-    with pytest.raises(WireError):
-        wire.CLIENT_DECODER.decode(wire.encode(wire.Send(id=MID, sender=FP_A + "\n", to=[FP_B])))
-    with pytest.raises(WireError):
-        wire.CLIENT_DECODER.decode(wire.encode(wire.Send(id=MID, sender=FP_A, to=[FP_B + "\n"])))
+    for sender, to in ((FP_A + "\n", [FP_B]), (FP_A, [FP_B + "\n"]), (FP_A[1:] + "\n", [FP_B])):
+        raw = msgspec.msgpack.encode({"k": "send", "id": MID, "sender": sender, "to": to})
+        with pytest.raises(WireError):
+            wire.CLIENT_DECODER.decode(raw)
 
 
 def test_header_payload_round_trip() -> None:
@@ -135,18 +135,35 @@ def test_channels_do_not_cross() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        wire.Send(id=MID, sender="a" * 40, to=[]),  # lower-case fingerprint
+        {"k": "send", "id": MID, "sender": "a" * 40, "to": []},  # lower-case fingerprint
+        {"k": "send", "id": MID, "sender": FP_A, "to": [FP_B, "G" * 40]},  # not hex
+        {"k": "send", "id": MID, "sender": FP_A, "to": [FP_B[:39] + "\n"]},
+        {"k": "send", "id": MID, "sender": FP_A + "0", "to": [FP_B]},  # one digit too many
         wire.Send(id=b"short", sender=FP_A, to=[FP_B]),
         wire.Send(id=MID, sender=FP_A, to=[FP_B] * (wire.MAX_RECIPIENTS + 1)),
         wire.Send(id=MID, sender=FP_A, to=[FP_B], ttl=65),
         wire.Challenge(nonce=b"short", broker=FP_A, expires=0, key=b""),
     ],
-    ids=["lowercase-fp", "short-id", "too-many-recipients", "ttl", "short-nonce"],
+    ids=[
+        "lowercase-fp",
+        "not-hex",
+        "newline",
+        "long-fp",
+        "short-id",
+        "too-many-recipients",
+        "ttl",
+        "short-nonce",
+    ],  # fmt: skip
 )
-def test_limits_in_the_types(bad: msgspec.Struct) -> None:
+def test_limits_in_the_types(bad: msgspec.Struct | dict) -> None:
     decoder = wire.SERVER_DECODER if isinstance(bad, wire.Challenge) else wire.CLIENT_DECODER
     with pytest.raises(WireError):
-        decoder.decode(wire.encode(bad))
+        decoder.decode(msgspec.msgpack.encode(bad))
+
+
+def test_a_send_with_a_bad_fingerprint_cannot_be_made_either() -> None:
+    with pytest.raises(ValueError, match="hexadecimal"):
+        wire.Send(id=MID, sender=FP_A, to=["b" * 40])
 
 
 def test_oversized_input_refused_before_parsing() -> None:
