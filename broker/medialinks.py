@@ -15,7 +15,8 @@ and only `ChunkWant` is read from it (broker/peers.py). `ChunkWant`s wait until 
 hello comes back; a dial unanswered in HELLO_TIMEOUT, or refused, hands them back
 (`on_failed`), and the broker asks along the route instead (a cloud whose brokers can reach
 only their neighbours still works, and `media_direct = false` says so up front). A link idle
-for IDLE_S closes.
+for IDLE_S closes, and so does one the holder answers with an error (it restarted and no
+longer knows the connection): the next ask dials again.
 """
 
 from __future__ import annotations
@@ -159,6 +160,12 @@ class MediaLinks:
             elif isinstance(msg, wire.ChunkFound):
                 link.used = now
                 self._on_found(link.broker, msg, frames[1] if len(frames) == 2 else None)
+            elif isinstance(msg, wire.Error):
+                # it no longer knows this connection (it restarted; ZeroMQ reconnected us
+                # underneath): what was asked on it times out, the next ask dials again
+                log.info("media.forgotten", broker=link.broker[:16], code=msg.code)
+                self._close(link)
+                return
 
     def _answered(self, link: _Link, msg: object, now: float) -> None:
         """The holder's first frame: its hello, from the broker we meant, with a valid proof

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +18,7 @@ from tests.cloud_fixtures import MeshNode, wait_for
 from tests.conftest import kill_agent
 from tits import wire
 from tits.broker.admission import Admission
+from tits.broker.medialinks import MediaLinks
 from tits.broker.peers import parse_url
 from tits.broker.signer import BrokerSigner, BrokerVerifier, CertPending
 from tits.broker.topology import Topology
@@ -335,5 +337,66 @@ def test_a_direct_media_connection_asks_for_chunks_and_can_do_nothing_else(
         ctx2.term()
         ctx.term()
     finally:
+        node.stop()
+        kill_agent(node.data / "gnupg")
+
+
+def _pump(links: MediaLinks, until: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Drive the dialing side as the broker's loop does, until `until()`."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "timed out"
+        poller = zmq.Poller()
+        for sock in links.sockets():
+            poller.register(sock, zmq.POLLIN)
+        for sock, _ in poller.poll(50):
+            links.handle(sock, time.monotonic())
+        links.tick(time.monotonic())
+
+
+def test_a_direct_media_link_is_redialed_after_the_holder_forgets_it_and_gives_up_on_silence(
+    tmp_path: Path,
+) -> None:
+    secret = os.urandom(32)
+    node = MeshNode(tmp_path / "n0", secret, [])
+    node.cloud.media = MediaRecorder(node)
+    ctx = zmq.Context()
+    me = "E" * 40
+    found: list[wire.ChunkFound] = []
+    failed: list[list[wire.ChunkWant]] = []
+    silent = f"tcp://127.0.0.1:9#{'11' * 32}"  # nobody answers there
+    links = MediaLinks(
+        ctx, me, zmq.curve_keypair(), Admission(secret),
+        lambda b: node.peer_url if b == node.fp else silent if b == "D" * 40 else None,
+        lambda: wire.PeerHello(broker=me), lambda b, m, body: found.append(m),
+        lambda b, wants: failed.append(wants),
+    )  # fmt: skip
+    try:
+
+        def want() -> wire.ChunkWant:
+            return wire.ChunkWant(chunk=os.urandom(32), origin=me, target=node.fp)
+
+        first = want()
+        assert links.send(node.fp, first)
+        _pump(links, lambda: bool(found))
+        assert found[-1].chunk == first.chunk and found[-1].missing
+        assert node.fp not in {p.id for p in node.cloud.peers.up_peers()}  # not a link
+        # the holder forgets the connection (as a restart does): the link closes...
+        node.call(node.cloud.peers.media_in.clear)
+        wait_for(lambda: not node.cloud.peers.media_in, 5, "the holder to forget")
+        assert links.send(node.fp, want())
+        _pump(links, lambda: node.fp not in links.links)
+        # ...and the next ask dials again and is answered
+        again = want()
+        assert links.send(node.fp, again)
+        _pump(links, lambda: found[-1].chunk == again.chunk)
+        # a holder that never answers: after the hello's timeout its asks go back (by route)
+        lost = wire.ChunkWant(chunk=os.urandom(32), origin=me, target="D" * 40)
+        assert links.send("D" * 40, lost)
+        _pump(links, lambda: bool(failed))
+        assert failed == [[lost]] and not links.send("D" * 40, lost)  # not dialed again soon
+    finally:
+        links.close()
+        ctx.term()
         node.stop()
         kill_agent(node.data / "gnupg")
