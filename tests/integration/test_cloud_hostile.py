@@ -196,6 +196,12 @@ def test_the_secret_does_not_let_a_peer_pose_as_another_broker(
     sock.send(wire.encode(wire.PeerHello(broker=nodes[1].fp, address="x", proof=proof)))
     reply = wire.PEER_DECODER.decode(sock.recv())
     assert isinstance(reply, wire.Error) and reply.code == "not-admitted"  # ...wrong key
+    # nor as a direct media connection in its name (chunks asked "by n1" would come to us)
+    media = wire.PeerHello(broker=nodes[1].fp, address="x", proof=proof, media=True)
+    sock.send(wire.encode(media))
+    reply = wire.PEER_DECODER.decode(sock.recv())
+    assert isinstance(reply, wire.Error) and reply.code == "not-admitted"
+    assert not nodes[0].cloud.peers.media_in
     # a new id with the secret is admitted: that is what the secret is for
     fresh = "F" * 40
     proof = Admission(secret).proof(fresh, public)
