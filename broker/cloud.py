@@ -27,8 +27,9 @@ import zmq
 
 from tits import wire
 from tits.errors import TitsError, WireError
-from tits.router import check_invariants, join_plan, repair_plan
+from tits.router import join_plan, repair_plan
 
+from . import cloudview
 from .admission import Admission
 from .config import url_host
 from .directory import SHARDS, Directory, split
@@ -342,80 +343,12 @@ class Cloud:
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        graph = self.topology.planning_graph()
-        brokers: list[dict[str, Any]] = []
-        for bid in self.topology.db:
-            adv = self.topology.advert(bid)
-            if adv is None:
-                continue
-            alive = bid == self.me or (adv.alive and bid in graph and bool(graph[bid]))
-            brokers.append(
-                {"id": bid, "name": adv.name, "url": adv.client, "http": adv.http, "alive": alive}
-            )
-        if self.me not in self.topology.db:
-            brokers.append(
-                {
-                    "id": self.me,
-                    "name": self.name,
-                    "url": self.client_url,
-                    "http": self.http_url,
-                    "alive": True,
-                }  # fmt: skip
-            )
-        links = []
-        for a, nbrs in graph.items():
-            for b, cost in nbrs.items():
-                if a < b:
-                    links.append(
-                        {"a": a, "b": b, "rtt_ms": self._rtt_ms(a, b), "cost_ms": cost / 1000}
-                    )
-        live = {b["id"] for b in brokers if b["alive"]}
-        users = [u for u in self.directory.users() if u["broker"] in live]
-        routes = {t: hop for t in live if t != self.me and (hop := self.topology.next_hop(t))}
-        return {"brokers": brokers, "links": links, "users": users, "routes": routes}
-
-    def _rtt_ms(self, a: str, b: str) -> float | None:
-        """The round-trip time both ends measured (the larger), as they last advertised it."""
-        rtts = []
-        for x, y in ((a, b), (b, a)):
-            advert = self.topology.advert(x)
-            for link in advert.links if advert is not None else []:
-                if link.peer == y and link.rtt_us:
-                    rtts.append(link.rtt_us)
-        return round(max(rtts) / 1000, 3) if rtts else None
+        mine = {"id": self.me, "name": self.name, "url": self.client_url, "http": self.http_url}
+        return cloudview.status(self.topology, self.directory, mine)
 
     def problems(self) -> list[str]:
-        """What is wrong with the cloud as this broker sees it, one line each; [] when whole.
-        The invariants are checked on the live graph, which a dead broker has left: so a
-        broker that went without a goodbye is a problem of its own (a 4-broker cloud that
-        lost one is a healthy-looking triangle), for as long as we know of it."""
-        graph = self.topology.planning_graph()
-        now = time.monotonic()
-        out: list[str] = []
-        named: set[str] = set()
-        for bid in sorted(self.topology.db):
-            adv = self.topology.advert(bid)
-            if bid == self.me or adv is None or graph.get(bid):
-                continue
-            label = f"{adv.name} ({bid[:16]})" if adv.name else bid[:16]
-            if adv.alive:
-                out.append(f"broker {label} is linked to no broker (down, or not yet joined)")
-            elif not self.topology.db.blob(bid):  # our tombstone; a goodbye keeps its advert
-                lost = self._redial.get(bid)
-                ago = f" {now - lost.since:.0f} s ago" if lost is not None else ""
-                out.append(f"broker {label} is down: lost{ago} without a goodbye")
-            else:
-                continue  # it left the cloud, saying so
-            named.add(bid)
-        for bid, lost in sorted(self._redial.items()):
-            if bid not in named and not graph.get(bid):  # forgotten by the topology by now
-                out.append(
-                    f"broker {bid[:16]} is down: lost {now - lost.since:.0f} s ago without "
-                    "a goodbye"
-                )
-        if len(graph) > 1 and not graph.get(self.me):
-            out.append("this broker has no link to the cloud")
-        return out + check_invariants(graph)
+        lost = {bid: r.since for bid, r in self._redial.items()}
+        return cloudview.problems(self.topology, self.me, lost, time.monotonic())
 
     # -- PeerEvents ----------------------------------------------------------------------------
 
