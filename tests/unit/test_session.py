@@ -251,3 +251,18 @@ def test_direct_conversation_id_is_symmetric() -> None:
     assert (
         direct_conversation_id(a, b) == direct_conversation_id(b, a) != direct_conversation_id(a, a)
     )
+
+
+def test_rotation_settings_out_of_range_are_the_defaults() -> None:
+    """A hand-edited config with a rotation the `tits config set` check would refuse gets the
+    default, not a key that lives a second or a year."""
+    from tits.client.keyring import rotation
+
+    assert rotation({"rotate_after": 3600, "rotate_messages": 20}) == {
+        "rotate_s": 3600.0, "rotate_messages": 20}  # fmt: skip
+    bad: list[dict[str, object]] = [
+        {"rotate_after": 1}, {"rotate_after": 10**9}, {"rotate_after": "1d"},
+        {"rotate_messages": 0}, {"rotate_messages": True}, {"rotate_messages": 2.5},
+    ]  # fmt: skip
+    for cfg in bad:
+        assert rotation(cfg) == {}, cfg

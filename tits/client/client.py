@@ -44,7 +44,7 @@ from .controls import clean_announcement, reaction_payload, settings_payload
 from .devices import DeviceChecker, Sightings
 from .groups import Groups, require_key
 from .inbox import Batch, Inbox
-from .keyring import ROTATE_MESSAGES_RANGE, ROTATE_S_RANGE, Keyring
+from .keyring import Keyring, rotation
 from .model import (
     ANNOUNCE_MIME,
     LIFETIME_MAX_S,
@@ -85,20 +85,6 @@ ANSWER_S = 4.0  # a broker silent this long is reported at once, and the next on
 MAX_LEARNT_BROKERS = 16
 # a login refused for the broker's own trouble, not ours: try the next broker, then again
 _TRY_ANOTHER = frozenset({"timeout", "unreachable", "busy", "login-unavailable", "rate-limited"})
-
-
-def rotation(config: dict[str, Any]) -> dict[str, Any]:
-    """The user's secure-chat rotation settings (`tits config set rotate_after|rotate_messages`)
-    as Keyring arguments; a value out of range (a hand-edited file) is left out: the default."""
-    out: dict[str, Any] = {}
-    after, count = config.get("rotate_after"), config.get("rotate_messages")
-    lo, hi = ROTATE_S_RANGE
-    if isinstance(after, int) and not isinstance(after, bool) and lo <= after <= hi:
-        out["rotate_s"] = float(after)
-    lo, hi = ROTATE_MESSAGES_RANGE
-    if isinstance(count, int) and not isinstance(count, bool) and lo <= count <= hi:
-        out["rotate_messages"] = count
-    return out
 
 
 class Client:

@@ -22,6 +22,7 @@ which a removed member cannot backdate — and refused after.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from tits.errors import VerificationError
 from tits.identity import Identity
@@ -34,6 +35,20 @@ ROTATE_S = 24 * 3600.0
 ROTATE_S_RANGE = (600, 30 * 86400)  # what `rotate_after` may be: 10 minutes to 30 days
 ROTATE_MESSAGES_RANGE = (1, 10_000)
 GRACE_S = 120.0
+
+
+def rotation(config: dict[str, Any]) -> dict[str, Any]:
+    """The user's secure-chat rotation settings (`tits config set rotate_after|rotate_messages`)
+    as Keyring arguments; a value out of range (a hand-edited file) is left out: the default."""
+    out: dict[str, Any] = {}
+    after, count = config.get("rotate_after"), config.get("rotate_messages")
+    lo, hi = ROTATE_S_RANGE
+    if isinstance(after, int) and not isinstance(after, bool) and lo <= after <= hi:
+        out["rotate_s"] = float(after)
+    lo, hi = ROTATE_MESSAGES_RANGE
+    if isinstance(count, int) and not isinstance(count, bool) and lo <= count <= hi:
+        out["rotate_messages"] = count
+    return out
 
 
 class Keyring:
