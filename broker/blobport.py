@@ -344,9 +344,8 @@ class BlobPort:
         want = wire.ChunkWant(chunk=chunk, origin=self.me, target=holder)
         if hop is None:
             return False
-        if not (hop != holder and self.cloud.direct(holder, want)) and not self.cloud.send(
-            hop, want
-        ):
+        direct = hop != holder and self.cloud.direct(holder, want)  # not a neighbour
+        if not direct and not self.cloud.send(hop, want):
             return False
         self._asked[chunk] = time.monotonic()
         return True

@@ -157,7 +157,8 @@ class MediaLinks:
             if not link.up:
                 self._answered(link, msg, now)
                 link = self._by_sock.get(sock)
-            elif isinstance(msg, wire.ChunkFound):
+            elif isinstance(msg, wire.ChunkFound) and msg.to == self.me:
+                # (one meant for another broker is dropped: a direct link is no relay)
                 link.used = now
                 self._on_found(link.broker, msg, frames[1] if len(frames) == 2 else None)
             elif isinstance(msg, wire.Error):

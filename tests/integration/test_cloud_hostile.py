@@ -283,10 +283,11 @@ class MediaRecorder:
     def __init__(self, node: MeshNode) -> None:
         self.node = node
         self.wants: list[tuple[str, bytes]] = []
+        self.reply_to = ""  # set: answers name this broker instead of the asker
 
     def on_direct(self, broker: str, rid: bytes, msg: wire.ChunkWant) -> None:
         self.wants.append((broker, msg.chunk))
-        found = wire.ChunkFound(chunk=msg.chunk, to=broker, missing=True)
+        found = wire.ChunkFound(chunk=msg.chunk, to=self.reply_to or broker, missing=True)
         self.node.cloud.peers.send_media(rid, found, None)
 
     def on_peer(self, peer: str, msg: object, body: object) -> None:
@@ -386,6 +387,18 @@ def test_a_direct_media_link_is_redialed_after_the_holder_forgets_it_and_gives_u
         assert links.send(node.fp, first)
         _pump(links, lambda: bool(found))
         assert found[-1].chunk == first.chunk and found[-1].missing
+        # an answer over the link meant for another broker is not taken (nor passed on): the
+        # next answer, which comes after it on the same connection, is
+        recorder = node.cloud.media
+        recorder.reply_to = "F" * 40
+        stray = want()
+        assert links.send(node.fp, stray)
+        wait_for(lambda: (me, stray.chunk) in recorder.wants, 5, "the holder to be asked")
+        recorder.reply_to = ""
+        after = want()
+        assert links.send(node.fp, after)
+        _pump(links, lambda: found[-1].chunk == after.chunk)
+        assert stray.chunk not in {f.chunk for f in found}
         assert node.fp not in {p.id for p in node.cloud.peers.up_peers()}  # not a link
         # the holder forgets the connection (as a restart does): the link closes...
         node.call(node.cloud.peers.media_in.clear)
