@@ -93,7 +93,8 @@ def test_users_stats_kick_and_drain(broker: BrokerProc, people: People) -> None:
         assert admin_json(broker, "stats")["draining"] is True
         assert admin_json(broker, "drain", "--off") == {"draining": False, "devices": 0}
         alice.login()
-        assert admin_json(broker, "stats")["users_here"] == 1
+        # presence is refreshed on the broker's tick, after the login's answer: wait for it
+        wait_for(lambda: admin_json(broker, "stats")["users_here"] == 1, 10, "Alice back here")
     finally:
         alice.close()
         bob.close()
